@@ -1,0 +1,1 @@
+"""booking-service: owns PostgreSQL (tenancy, keys, catalogue, bookings, outbox)."""

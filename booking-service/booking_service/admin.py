@@ -1,0 +1,246 @@
+"""`calendence-admin`: create hubs, businesses and keys; revoke keys; load demo data.
+
+Talks to PostgreSQL directly (DATABASE_URL) through the same domain code the service
+uses, and prints JSON. Keys are printed once: only their hash is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+from calendence import events, jsonfmt
+from calendence.migrations import migrate
+from calendence.schemas.catalogue import BusinessFields
+from calendence.settings import BookingServiceSettings
+from calendence.storage import open_pool
+
+from booking_service.catalogue import Catalogue
+from booking_service.catalogue_repository import CatalogueRepository
+from booking_service.tenancy import IssuedKey, KeyKind, Tenancy
+from booking_service.tenancy_repository import TenancyRepository
+
+_DEMO_NAMESPACE = UUID("9b4e0c1e-5a8c-4c55-9a1e-6f1d2c3b4a50")
+
+
+def _key_json(issued: IssuedKey) -> dict[str, Any]:
+    return {
+        "id": str(issued.key.id),
+        "kind": issued.key.kind,
+        "token": issued.secret,
+        "hub_id": str(issued.key.hub_id) if issued.key.hub_id else None,
+        "business_id": str(issued.key.business_id) if issued.key.business_id else None,
+    }
+
+
+@contextlib.asynccontextmanager
+async def _domain(settings: BookingServiceSettings) -> AsyncIterator[tuple[Tenancy, Catalogue]]:
+    await migrate(settings.database_url, "booking_service")
+    pool = await open_pool(settings.database_url, 1, 2)
+    nc = None
+    with contextlib.suppress(Exception):
+        nc = await asyncio.wait_for(events.connect(settings.nats_url, "calendence-admin"), 3)
+
+    async def announce(subject: str, payload: dict[str, str]) -> None:
+        # Without NATS the running services still catch up when their caches expire.
+        if nc is not None:
+            await nc.publish(subject, orjson.dumps(payload))
+
+    tenancy = Tenancy(
+        TenancyRepository(pool),
+        timedelta(seconds=settings.session_ttl_seconds),
+        lambda key_id: announce(events.KEY_REVOKED_SUBJECT, {"key_id": str(key_id)}),
+    )
+    catalogue = Catalogue(
+        CatalogueRepository(pool),
+        lambda business_id: announce(
+            events.CATALOGUE_CHANGED_SUBJECT, {"business_id": str(business_id)}
+        ),
+    )
+    try:
+        yield tenancy, catalogue
+    finally:
+        if nc is not None:
+            await nc.drain()
+        await pool.close()
+
+
+async def load_demo(tenancy: Tenancy, catalogue: Catalogue) -> dict[str, Any]:
+    """The demo hub, business and catalogue (created once), with fresh keys."""
+    hub_id = uuid.uuid5(_DEMO_NAMESPACE, "hub")
+    business_id = uuid.uuid5(_DEMO_NAMESPACE, "business")
+    if await tenancy.repository.get_business(business_id) is None:
+        await tenancy.repository.insert_hub(hub_id, "Demo Hub")
+        await tenancy.repository.insert_business(
+            business_id,
+            hub_id,
+            BusinessFields(
+                name="Calendence Demo Salon",
+                success_url="http://localhost/booking/success",
+                cancel_url="http://localhost/booking/cancelled",
+            ).model_dump(),
+        )
+        every_day = {
+            day: [{"opens": "08:00", "closes": "20:00"}]
+            for day in (
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "saturday",
+                "sunday",
+            )
+        }
+        location = await catalogue.create(
+            "locations",
+            business_id,
+            jsonfmt.dumps(
+                {
+                    "name": "Demo Salon, Main Street",
+                    "address": "1 Main Street, London",
+                    "timezone": "Europe/London",
+                    "opening_hours": every_day,
+                }
+            ),
+        )
+        haircut = await catalogue.create(
+            "services",
+            business_id,
+            jsonfmt.dumps(
+                {
+                    "name": "Haircut",
+                    "duration_minutes": 30,
+                    "price_amount": 3500,
+                    "currency": "GBP",
+                    "location_ids": [location["id"]],
+                }
+            ),
+        )
+        colour = await catalogue.create(
+            "services",
+            business_id,
+            jsonfmt.dumps(
+                {
+                    "name": "Colour treatment",
+                    "duration_minutes": 90,
+                    "price_amount": 12000,
+                    "currency": "GBP",
+                    "deposit_amount": 3000,
+                    "buffer_minutes": 15,
+                    "location_ids": [location["id"]],
+                }
+            ),
+        )
+        await catalogue.create(
+            "staff",
+            business_id,
+            jsonfmt.dumps(
+                {
+                    "name": "Alex Morgan",
+                    "email": "alex@example.com",
+                    "service_ids": [haircut["id"], colour["id"]],
+                    "location_ids": [location["id"]],
+                }
+            ),
+        )
+        await catalogue.create(
+            "staff",
+            business_id,
+            jsonfmt.dumps(
+                {
+                    "name": "Sam Patel",
+                    "email": "sam@example.com",
+                    "service_ids": [haircut["id"]],
+                    "location_ids": [location["id"]],
+                }
+            ),
+        )
+    snapshot = await catalogue.snapshot(business_id)
+    services = {s["name"]: str(s["id"]) for s in snapshot["services"]}
+    return {
+        "hub_id": str(hub_id),
+        "business_id": str(business_id),
+        "location_id": str(snapshot["locations"][0]["id"]),
+        "service_id": services["Haircut"],
+        "deposit_service_id": services["Colour treatment"],
+        "staff_ids": [str(s["id"]) for s in snapshot["staff"]],
+        "business_key": (
+            await tenancy.issue_key(
+                KeyKind.BUSINESS, hub_id=hub_id, business_id=business_id, name="demo"
+            )
+        ).secret,
+        "hub_key": (await tenancy.issue_key(KeyKind.HUB, hub_id=hub_id, name="demo")).secret,
+    }
+
+
+async def run(args: argparse.Namespace) -> Any:
+    async with _domain(BookingServiceSettings()) as (tenancy, catalogue):
+        if args.command == "create-hub":
+            hub = await tenancy.create_hub(args.name)
+            return {"id": str(hub["id"]), "name": hub["name"]}
+        if args.command == "create-business":
+            business = await tenancy.create_business(
+                UUID(args.hub_id) if args.hub_id else None, BusinessFields(name=args.name)
+            )
+            return {
+                "id": str(business["id"]),
+                "name": business["name"],
+                "hub_id": str(business["hub_id"]) if business["hub_id"] else None,
+            }
+        if args.command == "create-key":
+            if args.kind == "hub":
+                return _key_json(
+                    await tenancy.issue_key(KeyKind.HUB, hub_id=UUID(args.hub_id), name=args.name)
+                )
+            return _key_json(await tenancy.create_business_key(UUID(args.business_id), args.name))
+        if args.command == "revoke-key":
+            key = await tenancy.repository.get_key(UUID(args.key_id))
+            if key is None:
+                raise SystemExit(f"no key {args.key_id}")
+            await tenancy.revoke(key.id, business_id=key.business_id, hub_id=key.hub_id)
+            return {"id": args.key_id, "revoked": True}
+        if args.command == "demo":
+            return await load_demo(tenancy, catalogue)
+    raise AssertionError(args.command)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="calendence-admin", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    hub = commands.add_parser("create-hub", help="create a hub")
+    hub.add_argument("--name", required=True)
+    business = commands.add_parser("create-business", help="create a business")
+    business.add_argument("--name", required=True)
+    business.add_argument("--hub-id", help="the hub it belongs to, if any")
+    key = commands.add_parser("create-key", help="create a hub or business API key")
+    key.add_argument("--kind", choices=["hub", "business"], required=True)
+    key.add_argument("--hub-id")
+    key.add_argument("--business-id")
+    key.add_argument("--name")
+    revoke = commands.add_parser("revoke-key", help="revoke a key (takes effect at once)")
+    revoke.add_argument("--key-id", required=True)
+    commands.add_parser("demo", help="load the demo business and print fresh keys")
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.command == "create-key" and not (
+        args.hub_id if args.kind == "hub" else args.business_id
+    ):
+        parser().error("--kind hub needs --hub-id; --kind business needs --business-id")
+    result = asyncio.run(run(args))
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

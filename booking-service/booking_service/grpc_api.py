@@ -1,0 +1,185 @@
+"""gRPC servicers: translate protobuf messages to domain calls and back, nothing more."""
+
+from __future__ import annotations
+
+from calendence import jsonfmt
+from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
+from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
+from calendence.errors import InvalidInput
+from calendence.ids import optional_uuid, parse_uuid
+from calendence.rpc import ServicerContext
+from calendence.schemas.catalogue import BusinessFields
+from calendence.schemas.common import parse_json
+from calendence.timefmt import to_timestamp
+
+from booking_service.catalogue import Catalogue, decode_cursor, encode_cursor
+from booking_service.tenancy import IssuedKey, KeyKind, Tenancy
+
+_KIND_TO_PROTO = {
+    KeyKind.HUB: auth_pb2.KEY_KIND_HUB,
+    KeyKind.BUSINESS: auth_pb2.KEY_KIND_BUSINESS,
+    KeyKind.SESSION: auth_pb2.KEY_KIND_SESSION,
+}
+_RESOURCE_KINDS = {
+    catalogue_pb2.RESOURCE_KIND_LOCATION: "locations",
+    catalogue_pb2.RESOURCE_KIND_SERVICE: "services",
+    catalogue_pb2.RESOURCE_KIND_STAFF: "staff",
+    catalogue_pb2.RESOURCE_KIND_CUSTOM_FIELD: "custom_fields",
+}
+
+
+def issued_key_message(issued: IssuedKey) -> auth_pb2.IssuedKey:
+    message = auth_pb2.IssuedKey(
+        key_id=str(issued.key.id),
+        kind=_KIND_TO_PROTO[KeyKind(issued.key.kind)],
+        token=issued.secret,
+        business_id=str(issued.key.business_id or ""),
+        hub_id=str(issued.key.hub_id or ""),
+        created_at=to_timestamp(issued.key.created_at),
+    )
+    if issued.key.expires_at is not None:
+        message.expires_at.CopyFrom(to_timestamp(issued.key.expires_at))
+    return message
+
+
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self, tenancy: Tenancy) -> None:
+        self.tenancy = tenancy
+
+    async def Authenticate(
+        self, request: auth_pb2.AuthenticateRequest, context: ServicerContext
+    ) -> auth_pb2.Principal:
+        principal = await self.tenancy.authenticate(
+            request.token, optional_uuid(request.business_id, "business_id")
+        )
+        message = auth_pb2.Principal(
+            key_id=str(principal.key_id),
+            kind=_KIND_TO_PROTO[principal.kind],
+            hub_id=str(principal.hub_id or ""),
+            business_id=str(principal.business_id or ""),
+        )
+        if principal.expires_at is not None:
+            message.expires_at.CopyFrom(to_timestamp(principal.expires_at))
+        return message
+
+    async def CreateSession(
+        self, request: auth_pb2.CreateSessionRequest, context: ServicerContext
+    ) -> auth_pb2.IssuedKey:
+        issued = await self.tenancy.create_session(parse_uuid(request.business_id, "business_id"))
+        return issued_key_message(issued)
+
+    async def CreateBusinessKey(
+        self, request: auth_pb2.CreateBusinessKeyRequest, context: ServicerContext
+    ) -> auth_pb2.IssuedKey:
+        issued = await self.tenancy.create_business_key(
+            parse_uuid(request.business_id, "business_id"), request.name or None
+        )
+        return issued_key_message(issued)
+
+    async def RevokeKey(
+        self, request: auth_pb2.RevokeKeyRequest, context: ServicerContext
+    ) -> auth_pb2.RevokeKeyResponse:
+        await self.tenancy.revoke(
+            parse_uuid(request.key_id, "key_id"),
+            business_id=optional_uuid(request.business_id, "business_id"),
+            hub_id=optional_uuid(request.hub_id, "hub_id"),
+        )
+        return auth_pb2.RevokeKeyResponse()
+
+
+def _resource(document: object) -> catalogue_pb2.Resource:
+    return catalogue_pb2.Resource(json=jsonfmt.dumps(document))
+
+
+class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
+    def __init__(self, catalogue: Catalogue, tenancy: Tenancy) -> None:
+        self.catalogue = catalogue
+        self.tenancy = tenancy
+
+    async def CreateResource(
+        self, request: catalogue_pb2.CreateResourceRequest, context: ServicerContext
+    ) -> catalogue_pb2.Resource:
+        business_id = parse_uuid(request.business_id, "business_id")
+        document = await self.catalogue.create(_kind(request.kind), business_id, request.body_json)
+        return _resource(document)
+
+    async def GetResource(
+        self, request: catalogue_pb2.ResourceRef, context: ServicerContext
+    ) -> catalogue_pb2.Resource:
+        document = await self.catalogue.get(
+            _kind(request.kind),
+            parse_uuid(request.business_id, "business_id"),
+            parse_uuid(request.id, "id"),
+        )
+        return _resource(document)
+
+    async def ListResources(
+        self, request: catalogue_pb2.ListResourcesRequest, context: ServicerContext
+    ) -> catalogue_pb2.ResourcePage:
+        items, next_cursor = await self.catalogue.list_page(
+            _kind(request.kind),
+            parse_uuid(request.business_id, "business_id"),
+            request.cursor,
+            request.limit,
+        )
+        return catalogue_pb2.ResourcePage(
+            items_json=[jsonfmt.dumps(i) for i in items], next_cursor=next_cursor
+        )
+
+    async def UpdateResource(
+        self, request: catalogue_pb2.UpdateResourceRequest, context: ServicerContext
+    ) -> catalogue_pb2.Resource:
+        document = await self.catalogue.update(
+            _kind(request.kind),
+            parse_uuid(request.business_id, "business_id"),
+            parse_uuid(request.id, "id"),
+            request.patch_json,
+        )
+        return _resource(document)
+
+    async def DeleteResource(
+        self, request: catalogue_pb2.ResourceRef, context: ServicerContext
+    ) -> catalogue_pb2.DeleteResourceResponse:
+        await self.catalogue.delete(
+            _kind(request.kind),
+            parse_uuid(request.business_id, "business_id"),
+            parse_uuid(request.id, "id"),
+        )
+        return catalogue_pb2.DeleteResourceResponse()
+
+    async def GetBusinessCatalogue(
+        self, request: catalogue_pb2.GetBusinessCatalogueRequest, context: ServicerContext
+    ) -> catalogue_pb2.BusinessCatalogue:
+        snapshot = await self.catalogue.snapshot(parse_uuid(request.business_id, "business_id"))
+        return catalogue_pb2.BusinessCatalogue(json=jsonfmt.dumps(snapshot))
+
+    async def CreateBusiness(
+        self, request: catalogue_pb2.CreateBusinessRequest, context: ServicerContext
+    ) -> catalogue_pb2.Resource:
+        fields = parse_json(BusinessFields, request.body_json)
+        row = await self.tenancy.create_business(optional_uuid(request.hub_id, "hub_id"), fields)
+        return _resource(render_business(row))
+
+    async def ListBusinesses(
+        self, request: catalogue_pb2.ListBusinessesRequest, context: ServicerContext
+    ) -> catalogue_pb2.ResourcePage:
+        limit = max(1, min(request.limit or 20, 100))
+        rows = await self.tenancy.repository.list_businesses(
+            parse_uuid(request.hub_id, "hub_id"), decode_cursor(request.cursor), limit + 1
+        )
+        next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else ""
+        return catalogue_pb2.ResourcePage(
+            items_json=[jsonfmt.dumps(render_business(r)) for r in rows[:limit]],
+            next_cursor=next_cursor,
+        )
+
+
+def render_business(row: dict[str, object]) -> dict[str, object]:
+    return {"object": "business"} | {k: v for k, v in row.items() if k != "seq"}
+
+
+def _kind(kind: catalogue_pb2.ResourceKind.ValueType) -> str:
+    try:
+        return _RESOURCE_KINDS[kind]
+    except KeyError:
+        raise InvalidInput("unknown resource kind", fields={"kind": "unknown"}) from None

@@ -1,0 +1,107 @@
+"""Transactional outbox: events are written with the change, then relayed to JetStream.
+
+`record_event` runs inside the caller's transaction, so an event exists exactly when
+its change committed. `OutboxRelay` publishes unpublished rows in order with
+`Nats-Msg-Id` = event id (JetStream drops the duplicate if a crash made us publish
+twice) and marks them published. One replica relays at a time (advisory lock), which
+keeps events in commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+from calendence.events import event_subject
+from calendence.logs import log_fields
+from calendence.timefmt import to_iso, utcnow
+from nats.js import JetStreamContext
+
+log = logging.getLogger("booking_service.outbox")
+
+_RELAY_LOCK_ID = 0x6F7574626F78
+_WAKE_CHANNEL = "outbox"
+
+
+async def record_event(
+    connection: asyncpg.Connection, event_type: str, business_id: UUID, data: dict[str, Any]
+) -> UUID:
+    """Add an event to the outbox in the caller's transaction; returns its id."""
+    event_id = uuid.uuid4()
+    payload = {
+        "id": str(event_id),
+        "type": event_type,
+        "timestamp": to_iso(utcnow()),
+        "business_id": str(business_id),
+        "data": data,
+    }
+    await connection.execute(
+        "INSERT INTO outbox (id, type, business_id, payload) VALUES ($1, $2, $3, $4)",
+        event_id,
+        event_type,
+        business_id,
+        payload,
+    )
+    await connection.execute("SELECT pg_notify($1, '')", _WAKE_CHANNEL)
+    return event_id
+
+
+class OutboxRelay:
+    def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, poll_seconds: float) -> None:
+        self.pool = pool
+        self.js = js
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+
+    async def publish_pending(self, connection: asyncpg.Connection, batch: int = 200) -> int:
+        rows = await connection.fetch(
+            "SELECT id, type, payload FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            batch,
+        )
+        for row in rows:
+            await self.js.publish(
+                event_subject(row["type"]),
+                orjson.dumps(row["payload"]),
+                headers={"Nats-Msg-Id": str(row["id"])},
+            )
+            await connection.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = $1", row["id"]
+            )
+        return len(rows)
+
+    async def run(self) -> None:
+        """Relay forever; only the replica holding the advisory lock publishes."""
+        while True:
+            try:
+                async with self.pool.acquire() as connection:
+                    await self._relay_while_leader(connection)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("outbox relay failed, retrying", extra=log_fields(error=repr(error)))
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _relay_while_leader(self, connection: asyncpg.Connection) -> None:
+        if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK_ID):
+            return
+
+        def wake(*_: object) -> None:
+            self._wake.set()
+
+        await connection.add_listener(_WAKE_CHANNEL, wake)
+        try:
+            while True:
+                self._wake.clear()
+                if await self.publish_pending(connection) == 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                    except TimeoutError:
+                        pass
+        finally:
+            await connection.remove_listener(_WAKE_CHANNEL, wake)
+            await connection.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK_ID)

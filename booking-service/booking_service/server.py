@@ -1,0 +1,82 @@
+"""booking-service wiring: stores, domain objects, gRPC servicers, the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from uuid import UUID
+
+import orjson
+from calendence import events, rpc
+from calendence.auth.v1 import auth_pb2_grpc
+from calendence.catalogue.v1 import catalogue_pb2_grpc
+from calendence.migrations import migrate
+from calendence.settings import BookingServiceSettings
+from calendence.storage import open_pool
+
+from booking_service.catalogue import Catalogue
+from booking_service.catalogue_repository import CatalogueRepository
+from booking_service.grpc_api import AuthServicer, CatalogueServicer
+from booking_service.outbox import OutboxRelay
+from booking_service.tenancy import Tenancy
+from booking_service.tenancy_repository import TenancyRepository
+
+log = logging.getLogger("booking_service")
+
+
+async def serve(settings: BookingServiceSettings) -> None:
+    dsn = settings.database_url
+    await rpc.connect_with_retry("postgres", lambda: migrate(dsn, "booking_service"))
+    pool = await rpc.connect_with_retry(
+        "postgres", lambda: open_pool(dsn, settings.db_pool_min, settings.db_pool_max)
+    )
+    nc = await rpc.connect_with_retry(
+        "nats", lambda: events.connect(settings.nats_url, "booking-service")
+    )
+    js = nc.jetstream()
+    await rpc.connect_with_retry("nats", lambda: events.ensure_events_stream(js))
+
+    async def announce_revocation(key_id: UUID) -> None:
+        await nc.publish(events.KEY_REVOKED_SUBJECT, orjson.dumps({"key_id": str(key_id)}))
+
+    async def announce_catalogue_change(business_id: UUID) -> None:
+        await nc.publish(
+            events.CATALOGUE_CHANGED_SUBJECT, orjson.dumps({"business_id": str(business_id)})
+        )
+
+    tenancy = Tenancy(
+        TenancyRepository(pool),
+        timedelta(seconds=settings.session_ttl_seconds),
+        announce_revocation,
+    )
+    catalogue = Catalogue(CatalogueRepository(pool), announce_catalogue_change)
+
+    async def postgres_probe() -> None:
+        await pool.fetchval("SELECT 1")
+
+    async def nats_probe() -> None:
+        await nc.flush(timeout=1)
+
+    health = rpc.DependencyHealth({"postgres": postgres_probe, "nats": nats_probe})
+    server = rpc.build_server(
+        [
+            lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(tenancy), s),
+            lambda s: catalogue_pb2_grpc.add_CatalogueServiceServicer_to_server(
+                CatalogueServicer(catalogue, tenancy), s
+            ),
+        ],
+        health,
+        settings.booking_service_port,
+    )
+    relay = asyncio.create_task(OutboxRelay(pool, js, settings.outbox_poll_seconds).run())
+    try:
+        await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+        await nc.drain()
+        await pool.close()
+        log.info("stopped")

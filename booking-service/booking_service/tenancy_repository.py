@@ -1,0 +1,134 @@
+"""SQL for hubs, businesses and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    id: UUID
+    kind: str
+    hub_id: UUID | None
+    business_id: UUID | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+_KEY_COLUMNS = "id, kind, hub_id, business_id, created_at, expires_at, revoked_at, last_used_at"
+
+
+class TenancyRepository:
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self.db = db
+
+    async def insert_hub(self, hub_id: UUID, name: str) -> dict[str, Any]:
+        row = await self.db.fetchrow(
+            "INSERT INTO hubs (id, name) VALUES ($1, $2) RETURNING id, name, created_at",
+            hub_id,
+            name,
+        )
+        return dict(row)
+
+    async def insert_business(
+        self, business_id: UUID, hub_id: UUID | None, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        row = await self.db.fetchrow(
+            """
+            INSERT INTO businesses (id, hub_id, name, success_url, cancel_url)
+            VALUES ($1, $2, $3, $4, $5)
+            RETURNING id, hub_id, name, success_url, cancel_url, seq, created_at, updated_at
+            """,
+            business_id,
+            hub_id,
+            fields["name"],
+            fields.get("success_url"),
+            fields.get("cancel_url"),
+        )
+        return dict(row)
+
+    async def get_business(self, business_id: UUID) -> dict[str, Any] | None:
+        row = await self.db.fetchrow(
+            """
+            SELECT id, hub_id, name, success_url, cancel_url, seq, created_at, updated_at
+            FROM businesses WHERE id = $1
+            """,
+            business_id,
+        )
+        return dict(row) if row else None
+
+    async def list_businesses(
+        self, hub_id: UUID, after_seq: int, limit: int
+    ) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            """
+            SELECT id, hub_id, name, success_url, cancel_url, seq, created_at, updated_at
+            FROM businesses WHERE hub_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
+            """,
+            hub_id,
+            after_seq,
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def insert_key(
+        self,
+        *,
+        key_id: UUID,
+        kind: str,
+        key_hash: bytes,
+        display_prefix: str,
+        name: str | None,
+        hub_id: UUID | None,
+        business_id: UUID | None,
+        expires_at: datetime | None,
+    ) -> StoredKey:
+        row = await self.db.fetchrow(
+            f"""
+            INSERT INTO api_keys (id, kind, key_hash, display_prefix, name, hub_id, business_id,
+                                  expires_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            RETURNING {_KEY_COLUMNS}
+            """,
+            key_id,
+            kind,
+            key_hash,
+            display_prefix,
+            name,
+            hub_id,
+            business_id,
+            expires_at,
+        )
+        return StoredKey(**dict(row))
+
+    async def find_key(self, key_hash: bytes) -> StoredKey | None:
+        row = await self.db.fetchrow(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1", key_hash
+        )
+        return StoredKey(**dict(row)) if row else None
+
+    async def get_key(self, key_id: UUID) -> StoredKey | None:
+        row = await self.db.fetchrow(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
+        return StoredKey(**dict(row)) if row else None
+
+    async def touch_key(self, key_id: UUID) -> None:
+        # Only once a minute: a hot key must not turn every request into a write.
+        await self.db.execute(
+            """
+            UPDATE api_keys SET last_used_at = now()
+            WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+            """,
+            key_id,
+        )
+
+    async def revoke_key(self, key_id: UUID) -> None:
+        await self.db.execute(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1", key_id
+        )

@@ -1,0 +1,15 @@
+"""Typed keys for what the aiohttp application carries."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from calendence.settings import GatewaySettings
+from nats.aio.client import Client as NatsClient
+
+from gateway.auth import Authenticator
+from gateway.downstream import Downstream
+
+SETTINGS = web.AppKey("settings", GatewaySettings)
+DOWNSTREAM = web.AppKey("downstream", Downstream)
+NATS = web.AppKey("nats", NatsClient)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)

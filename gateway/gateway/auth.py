@@ -1,0 +1,132 @@
+"""Who is calling: bearer tokens resolved by booking-service, cached briefly here.
+
+A verified key is cached for `auth_cache_seconds` so a hot key costs no round trip.
+Revocations arrive on NATS and evict the key at once, on every gateway replica.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from uuid import UUID
+
+from aiohttp import web
+from calendence import rpc
+from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
+from calendence.errors import Forbidden, InvalidInput, Unauthenticated
+from calendence.timefmt import from_timestamp
+
+BUSINESS_HEADER = "Calendence-Business"
+_MAX_CACHE_ENTRIES = 100_000
+
+
+class KeyKind(StrEnum):
+    HUB = "hub"
+    BUSINESS = "business"
+    SESSION = "session"
+
+
+_KINDS = {
+    auth_pb2.KEY_KIND_HUB: KeyKind.HUB,
+    auth_pb2.KEY_KIND_BUSINESS: KeyKind.BUSINESS,
+    auth_pb2.KEY_KIND_SESSION: KeyKind.SESSION,
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    kind: KeyKind
+    hub_id: str
+    business_id: str
+    expires_at_unix: float | None
+
+
+class Authenticator:
+    def __init__(
+        self, stub: auth_pb2_grpc.AuthServiceStub, cache_seconds: float, rpc_timeout: float
+    ) -> None:
+        self.stub = stub
+        self.cache_seconds = cache_seconds
+        self.rpc_timeout = rpc_timeout
+        self._cache: dict[tuple[str, str], tuple[float, Principal]] = {}
+
+    async def authenticate(self, token: str, business_id: str) -> Principal:
+        cache_key = (token, business_id)
+        cached = self._cache.get(cache_key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            principal = cached[1]
+            if principal.expires_at_unix is None or principal.expires_at_unix > time.time():
+                return principal
+        if business_id:
+            try:
+                UUID(business_id)
+            except ValueError:
+                raise InvalidInput(
+                    f"the {BUSINESS_HEADER} header is not a business id",
+                    fields={BUSINESS_HEADER: "must be a UUID"},
+                ) from None
+        answer = await rpc.unary(
+            self.stub.Authenticate,
+            auth_pb2.AuthenticateRequest(token=token, business_id=business_id),
+            timeout=self.rpc_timeout,
+        )
+        principal = Principal(
+            key_id=answer.key_id,
+            kind=_KINDS[answer.kind],
+            hub_id=answer.hub_id,
+            business_id=answer.business_id,
+            expires_at_unix=(
+                from_timestamp(answer.expires_at).timestamp()
+                if answer.HasField("expires_at")
+                else None
+            ),
+        )
+        if len(self._cache) >= _MAX_CACHE_ENTRIES:
+            self._cache.clear()
+        self._cache[cache_key] = (now + self.cache_seconds, principal)
+        return principal
+
+    def revoke(self, key_id: str) -> None:
+        for cache_key in [k for k, (_, p) in self._cache.items() if p.key_id == key_id]:
+            self._cache.pop(cache_key, None)
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise Unauthenticated("send your API key as 'Authorization: Bearer <key>'")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <key>'")
+    return token.strip()
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal: Principal = request["principal"]
+    return principal
+
+
+def require_kind(request: web.Request, *allowed: KeyKind) -> Principal:
+    principal = principal_of(request)
+    if principal.kind not in allowed:
+        names = " or ".join(f"a {k.value} key" for k in allowed)
+        raise Forbidden(f"this needs {names}; a {principal.kind.value} token may not do it")
+    return principal
+
+
+def business_of(request: web.Request, *allowed: KeyKind) -> str:
+    """The business this request acts for, after checking the key kind may act at all."""
+    principal = require_kind(request, *allowed)
+    if not principal.business_id:
+        raise InvalidInput(
+            f"a hub key must name the business in the {BUSINESS_HEADER} header",
+            fields={BUSINESS_HEADER: "required with a hub key"},
+        )
+    return principal.business_id
+
+
+ALL_KINDS = (KeyKind.HUB, KeyKind.BUSINESS, KeyKind.SESSION)
+MANAGING_KINDS = (KeyKind.HUB, KeyKind.BUSINESS)

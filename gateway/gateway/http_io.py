@@ -1,0 +1,88 @@
+"""Reading requests and writing JSON answers the same way on every route."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+from calendence import rpc
+from calendence.errors import InvalidInput, NotFound
+from calendence.schemas.common import parse_json
+from pydantic import BaseModel
+
+from gateway.appkeys import SETTINGS
+
+Model = TypeVar("Model", bound=BaseModel)
+Reply = TypeVar("Reply")
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def read_body(request: web.Request) -> bytes:
+    body = await request.read()
+    if not body:
+        raise InvalidInput("the request needs a JSON body", fields={"body": "missing"})
+    return body
+
+
+async def read_model(request: web.Request, model: type[Model]) -> tuple[Model, bytes]:
+    """The validated body and its raw bytes (for passing on unchanged)."""
+    body = await read_body(request)
+    return parse_json(model, body), body
+
+
+async def read_optional_model(request: web.Request, model: type[Model]) -> Model:
+    """For bodies whose every field is optional: an empty body is the empty object."""
+    body = await request.read()
+    return parse_json(model, body if body.strip() else b"{}")
+
+
+def json_response(
+    document: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(document), status=status, content_type="application/json", headers=headers
+    )
+
+
+def raw_json_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def page_response(items: list[bytes], next_cursor: str) -> web.Response:
+    # Items are JSON documents already; splice them instead of decoding and re-encoding.
+    body = (
+        b'{"object":"list","data":['
+        + b",".join(items)
+        + b'],"has_more":'
+        + (b"true" if next_cursor else b"false")
+        + b',"next_cursor":'
+        + orjson.dumps(next_cursor or None)
+        + b"}"
+    )
+    return raw_json_response(body)
+
+
+def page_params(request: web.Request) -> tuple[str, int]:
+    limit_text = request.query.get("limit", "20")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        raise InvalidInput(
+            "bad page size", fields={"limit": "must be a whole number from 1 to 100"}
+        )
+    return request.query.get("cursor", ""), int(limit_text)
+
+
+def path_uuid(request: web.Request, name: str) -> str:
+    """An id from the path; a malformed one names nothing, so it is 404 like a missing one."""
+    value = request.match_info[name]
+    try:
+        UUID(value)
+    except ValueError:
+        raise NotFound(f"no such {name.removesuffix('_id')}") from None
+    return value
+
+
+async def call(request: web.Request, method: rpc.UnaryMethod[Any, Reply], message: Any) -> Reply:
+    """A downstream gRPC call with the gateway's deadline."""
+    return await rpc.unary(method, message, timeout=request.app[SETTINGS].rpc_timeout_seconds)

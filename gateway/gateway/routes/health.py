@@ -1,0 +1,52 @@
+"""Liveness, readiness with a per-dependency breakdown, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiohttp import web
+from calendence import rpc
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.appkeys import DOWNSTREAM, NATS
+from gateway.downstream import SERVICE_DEPENDENCIES
+from gateway.metrics import REGISTRY
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    downstream = request.app[DOWNSTREAM]
+    checks: dict[str, asyncio.Future[bool]] = {}
+    for service, stores in SERVICE_DEPENDENCIES.items():
+        channel = downstream.channels[service]
+        checks[service] = asyncio.ensure_future(rpc.check_health(channel))
+        for store in stores:
+            checks[f"{service}.{store}"] = asyncio.ensure_future(rpc.check_health(channel, store))
+    await asyncio.gather(*checks.values())
+    dependencies = {
+        name: ("ok" if check.result() else "unavailable") for name, check in checks.items()
+    }
+    dependencies["gateway.nats"] = "ok" if request.app[NATS].is_connected else "unavailable"
+    ready = all(state == "ok" for state in dependencies.values())
+    return web.Response(
+        status=200 if ready else 503,
+        body=orjson.dumps(
+            {"status": "ready" if ready else "not ready", "dependencies": dependencies}
+        ),
+        content_type="application/json",
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest(REGISTRY))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response

@@ -1,0 +1,69 @@
+"""gateway wiring: the aiohttp application, its downstream channels, revocations."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+from calendence import events, rpc
+from calendence.settings import GatewaySettings
+from nats.aio.msg import Msg
+
+from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, NATS, SETTINGS
+from gateway.auth import Authenticator
+from gateway.downstream import Downstream
+from gateway.http_io import MAX_BODY_BYTES
+from gateway.middleware import MIDDLEWARES
+from gateway.routes import catalogue, health, holds, tenancy
+
+log = logging.getLogger("gateway")
+
+
+def build_app(settings: GatewaySettings) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app.add_routes(health.routes)
+    app.add_routes(tenancy.routes)
+    app.add_routes(catalogue.routes)
+    app.add_routes(holds.routes)
+    app.cleanup_ctx.append(_downstream)
+    return app
+
+
+async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
+    settings = app[SETTINGS]
+    downstream = Downstream.connect(settings)
+    app[DOWNSTREAM] = downstream
+    authenticator = Authenticator(
+        downstream.auth, settings.auth_cache_seconds, settings.rpc_timeout_seconds
+    )
+    app[AUTHENTICATOR] = authenticator
+    nc = await rpc.connect_with_retry("nats", lambda: events.connect(settings.nats_url, "gateway"))
+    app[NATS] = nc
+
+    async def on_revoked(message: Msg) -> None:
+        authenticator.revoke(orjson.loads(message.data)["key_id"])
+
+    await nc.subscribe(events.KEY_REVOKED_SUBJECT, cb=on_revoked)
+    yield
+    await nc.drain()
+    await downstream.close()
+
+
+async def serve(settings: GatewaySettings) -> None:
+    runner = web.AppRunner(
+        build_app(settings), access_log=None, shutdown_timeout=settings.shutdown_grace_seconds
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port, backlog=1024)
+    await site.start()
+    log.info(
+        "serving",
+        extra={"fields": {"url": f"http://{settings.gateway_host}:{settings.gateway_port}"}},
+    )
+    await rpc.wait_for_shutdown_signal()
+    log.info("shutting down")
+    # Stops accepting, lets in-flight requests finish (up to the grace), closes channels.
+    await runner.cleanup()
+    log.info("stopped")

@@ -1,0 +1,1 @@
+"""hold-service: short-lived holds on slots, kept in Redis."""

@@ -1,0 +1,108 @@
+"""What hold-service knows of a business's catalogue: fetched once, dropped on change.
+
+booking-service announces every catalogue write on NATS; the cache drops that
+business's snapshot so the next hold fetches a fresh one. A TTL bounds staleness
+should an announcement be missed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from calendence.schemas.catalogue import WeeklyHours
+
+
+@dataclass(frozen=True)
+class Location:
+    id: UUID
+    timezone: str
+    hours: WeeklyHours
+
+
+@dataclass(frozen=True)
+class Service:
+    id: UUID
+    duration_minutes: int
+    buffer_minutes: int
+    active: bool
+    location_ids: frozenset[UUID]
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    id: UUID
+    service_ids: frozenset[UUID]
+    location_ids: frozenset[UUID]
+    hours: WeeklyHours | None
+
+
+@dataclass(frozen=True)
+class BusinessCatalogue:
+    locations: dict[UUID, Location]
+    services: dict[UUID, Service]
+    staff: dict[UUID, StaffMember]
+
+    @classmethod
+    def from_snapshot(cls, snapshot: dict[str, Any]) -> BusinessCatalogue:
+        return cls(
+            locations={
+                UUID(row["id"]): Location(
+                    UUID(row["id"]),
+                    row["timezone"],
+                    WeeklyHours.model_validate(row["opening_hours"]),
+                )
+                for row in snapshot["locations"]
+            },
+            services={
+                UUID(row["id"]): Service(
+                    UUID(row["id"]),
+                    row["duration_minutes"],
+                    row["buffer_minutes"],
+                    row["active"],
+                    frozenset(UUID(i) for i in row["location_ids"]),
+                )
+                for row in snapshot["services"]
+            },
+            staff={
+                UUID(row["id"]): StaffMember(
+                    UUID(row["id"]),
+                    frozenset(UUID(i) for i in row["service_ids"]),
+                    frozenset(UUID(i) for i in row["location_ids"]),
+                    WeeklyHours.model_validate(row["weekly_hours"])
+                    if row["weekly_hours"]
+                    else None,
+                )
+                for row in snapshot["staff"]
+            },
+        )
+
+
+Fetch = Callable[[UUID], Awaitable[dict[str, Any]]]
+
+
+class CatalogueCache:
+    def __init__(self, fetch: Fetch, ttl_seconds: float) -> None:
+        self._fetch = fetch
+        self._ttl = ttl_seconds
+        self._entries: dict[UUID, tuple[float, BusinessCatalogue]] = {}
+        # Bumped by invalidate(): a fetch that started before a change is not cached.
+        self._generation: dict[UUID, int] = {}
+
+    async def get(self, business_id: UUID) -> BusinessCatalogue:
+        entry = self._entries.get(business_id)
+        now = time.monotonic()
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        generation = self._generation.get(business_id, 0)
+        catalogue = BusinessCatalogue.from_snapshot(await self._fetch(business_id))
+        if self._generation.get(business_id, 0) == generation:
+            self._entries[business_id] = (now + self._ttl, catalogue)
+        return catalogue
+
+    def invalidate(self, business_id: UUID) -> None:
+        self._generation[business_id] = self._generation.get(business_id, 0) + 1
+        self._entries.pop(business_id, None)

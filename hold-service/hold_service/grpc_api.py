@@ -1,0 +1,129 @@
+"""gRPC servicer for holds: protobuf in, domain call, protobuf out."""
+
+from __future__ import annotations
+
+from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
+from calendence.ids import optional_uuid, parse_uuid
+from calendence.rpc import ServicerContext
+from calendence.timefmt import from_timestamp, to_timestamp
+
+from hold_service.holds import Hold, HoldBook
+
+
+def hold_message(hold: Hold) -> hold_pb2.Hold:
+    return hold_pb2.Hold(
+        hold_id=hold.hold_id,
+        business_id=hold.business_id,
+        holder_id=hold.holder_id,
+        service_id=hold.service_id,
+        location_id=hold.location_id,
+        staff_id=hold.staff_id,
+        resource_id=hold.resource_id,
+        starts_at=to_timestamp(hold.starts_at),
+        ends_at=to_timestamp(hold.ends_at),
+        expires_at=to_timestamp(hold.expires_at),
+        blocked_until=to_timestamp(hold.blocked_until),
+    )
+
+
+class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
+    def __init__(self, book: HoldBook) -> None:
+        self.book = book
+
+    async def PlaceHold(
+        self, request: hold_pb2.PlaceHoldRequest, context: ServicerContext
+    ) -> hold_pb2.Hold:
+        hold = await self.book.place_hold(
+            business_id=parse_uuid(request.business_id, "business_id"),
+            holder_id=request.holder_id,
+            service_id=parse_uuid(request.service_id, "service_id"),
+            location_id=parse_uuid(request.location_id, "location_id"),
+            staff_id=optional_uuid(request.staff_id, "staff_id"),
+            starts_at=from_timestamp(request.starts_at),
+        )
+        return hold_message(hold)
+
+    async def ReleaseHold(
+        self, request: hold_pb2.ReleaseHoldRequest, context: ServicerContext
+    ) -> hold_pb2.ReleaseHoldResponse:
+        await self.book.release_hold(
+            business_id=parse_uuid(request.business_id, "business_id"),
+            hold_id=request.hold_id,
+            holder_id=request.holder_id,
+        )
+        return hold_pb2.ReleaseHoldResponse()
+
+    async def ConsumeHold(
+        self, request: hold_pb2.ConsumeHoldRequest, context: ServicerContext
+    ) -> hold_pb2.Hold:
+        hold = await self.book.consume_hold(
+            business_id=parse_uuid(request.business_id, "business_id"),
+            hold_id=request.hold_id,
+            booking_id=request.booking_id,
+        )
+        return hold_message(hold)
+
+    async def RestoreHold(
+        self, request: hold_pb2.RestoreHoldRequest, context: ServicerContext
+    ) -> hold_pb2.Hold:
+        hold = await self.book.restore_hold(
+            business_id=parse_uuid(request.business_id, "business_id"),
+            hold_id=request.hold_id,
+            booking_id=request.booking_id,
+        )
+        return hold_message(hold)
+
+    async def ReserveInterval(
+        self, request: hold_pb2.ReserveIntervalRequest, context: ServicerContext
+    ) -> hold_pb2.ReserveIntervalResponse:
+        blocked_until = await self.book.move_interval(
+            business_id=parse_uuid(request.business_id, "business_id"),
+            booking_id=request.booking_id,
+            resource=request.resource_id,
+            service_id=parse_uuid(request.service_id, "service_id"),
+            location_id=parse_uuid(request.location_id, "location_id"),
+            staff_id=optional_uuid(request.staff_id, "staff_id"),
+            old=(
+                from_timestamp(request.previous_starts_at),
+                from_timestamp(request.previous_blocked_until),
+            ),
+            starts_at=from_timestamp(request.starts_at),
+            ends_at=from_timestamp(request.ends_at),
+        )
+        return hold_pb2.ReserveIntervalResponse(
+            resource_id=request.resource_id, blocked_until=to_timestamp(blocked_until)
+        )
+
+    async def FreeInterval(
+        self, request: hold_pb2.FreeIntervalRequest, context: ServicerContext
+    ) -> hold_pb2.FreeIntervalResponse:
+        await self.book.free_interval(
+            booking_id=request.booking_id,
+            resource=request.resource_id,
+            starts_at=from_timestamp(request.starts_at),
+            blocked_until=from_timestamp(request.blocked_until),
+        )
+        return hold_pb2.FreeIntervalResponse()
+
+    async def GetAvailability(
+        self, request: hold_pb2.AvailabilityRequest, context: ServicerContext
+    ) -> hold_pb2.AvailabilityResponse:
+        timezone, slots = await self.book.availability(
+            business_id=parse_uuid(request.business_id, "business_id"),
+            service_id=parse_uuid(request.service_id, "service_id"),
+            location_id=parse_uuid(request.location_id, "location_id"),
+            staff_id=optional_uuid(request.staff_id, "staff_id"),
+            start=from_timestamp(getattr(request, "from")),
+            end=from_timestamp(request.to),
+        )
+        return hold_pb2.AvailabilityResponse(
+            timezone=timezone,
+            slots=[
+                hold_pb2.AvailabilitySlot(
+                    starts_at=to_timestamp(s.starts_at),
+                    ends_at=to_timestamp(s.ends_at),
+                    staff_ids=[str(i) for i in s.staff_ids],
+                )
+                for s in slots
+            ],
+        )

@@ -1,0 +1,287 @@
+"""Holds in Redis: every multi-key change is one Lua script, so it is all-or-nothing.
+
+Key layout (all keys of one resource share the hash tag `{r:<resource>}`, so each
+script touches one Redis Cluster slot):
+
+- `cal:{r:RES}:g:N`      one per 5-minute granule the resource is claimed for; value
+                         `<owner>|<fingerprint>`; SET NX semantics with a TTL (PX) for a
+                         hold, or an absolute expiry (PXAT) at the end of a booking.
+- `cal:{r:RES}:h:HOLD`   the hold itself (hash: doc, value, holder, consumed_by).
+- `cal:{r:RES}:load:DAY` bookings per staff member and day, for fair assignment.
+- `cal:hold:HOLD`        where a hold lives: `business|resource|starts_ms|blocked_ms`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.asyncio import Redis
+
+_PLACE = """
+local fingerprint = ARGV[3]
+for i = 2, #KEYS do
+  local held = redis.call('GET', KEYS[i])
+  if held then
+    local sep = string.find(held, '|', 1, true)
+    if sep and string.sub(held, sep + 1) == fingerprint then
+      return {1, string.sub(held, 1, sep - 1)}
+    end
+    return {2, ''}
+  end
+end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('HSET', KEYS[1], 'doc', ARGV[4], 'value', ARGV[1], 'holder', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {0, ''}
+"""
+
+_CONSUME = """
+local doc = redis.call('HGET', KEYS[1], 'doc')
+if not doc then return {0, ''} end
+local consumed = redis.call('HGET', KEYS[1], 'consumed_by')
+if consumed then
+  if consumed == ARGV[1] then return {1, doc} end
+  return {0, ''}
+end
+local value = redis.call('HGET', KEYS[1], 'value')
+for i = 3, #KEYS do
+  if redis.call('GET', KEYS[i]) ~= value then return {0, ''} end
+end
+for i = 3, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[3], 'PXAT', ARGV[2])
+end
+redis.call('HSET', KEYS[1], 'consumed_by', ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], 172800000)
+return {1, doc}
+"""
+
+_RESTORE = """
+if redis.call('HGET', KEYS[1], 'consumed_by') ~= ARGV[1] then return 0 end
+local value = redis.call('HGET', KEYS[1], 'value')
+for i = 3, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[3] then
+    redis.call('SET', KEYS[i], value, 'PXAT', ARGV[2])
+  end
+end
+redis.call('HDEL', KEYS[1], 'consumed_by')
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('DECR', KEYS[2])
+return 1
+"""
+
+_RELEASE = """
+local value = redis.call('HGET', KEYS[1], 'value')
+if not value or redis.call('HEXISTS', KEYS[1], 'consumed_by') == 1 then return 0 end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return -1 end
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == value then redis.call('DEL', KEYS[i]) end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+_FREE = """
+local freed = 0
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    freed = 1
+  end
+end
+if freed == 1 and tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return freed
+"""
+
+# Moves a booking's claim to a new interval in one step: the new granules must be free
+# or already this booking's; the old ones not in the new interval are released.
+_MOVE = """
+local n_new = tonumber(ARGV[3])
+for i = 1, n_new do
+  local held = redis.call('GET', KEYS[i])
+  if held and held ~= ARGV[1] then return 0 end
+end
+for i = n_new + 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+for i = 1, n_new do
+  redis.call('SET', KEYS[i], ARGV[1], 'PXAT', ARGV[2])
+end
+return 1
+"""
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _tag(resource: str) -> str:
+    return "cal:{r:" + resource + "}"
+
+
+def granule_key(resource: str, granule: int) -> str:
+    return f"{_tag(resource)}:g:{granule}"
+
+
+def record_key(resource: str, hold_id: str) -> str:
+    return f"{_tag(resource)}:h:{hold_id}"
+
+
+def load_key(resource: str, day: str) -> str:
+    return f"{_tag(resource)}:load:{day}"
+
+
+def locator_key(hold_id: str) -> str:
+    return f"cal:hold:{hold_id}"
+
+
+def booking_value(booking_id: str) -> str:
+    """What a booked granule holds; the fingerprint part can never match a hold's."""
+    return f"b:{booking_id}|booking"
+
+
+@dataclass(frozen=True)
+class HoldLocator:
+    business_id: str
+    resource: str
+    starts_ms: int
+    blocked_ms: int
+
+
+class HoldStore:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._place = redis.register_script(_PLACE)
+        self._consume = redis.register_script(_CONSUME)
+        self._restore = redis.register_script(_RESTORE)
+        self._release = redis.register_script(_RELEASE)
+        self._free = redis.register_script(_FREE)
+        self._move = redis.register_script(_MOVE)
+
+    async def place(
+        self,
+        *,
+        hold_id: str,
+        resource: str,
+        granules: Sequence[int],
+        fingerprint: str,
+        holder_id: str,
+        ttl_ms: int,
+        doc: bytes,
+        locator: HoldLocator,
+    ) -> tuple[str, str]:
+        """('placed', hold_id), ('existing', earlier hold_id) or ('conflict', '')."""
+        keys = [record_key(resource, hold_id), *(granule_key(resource, g) for g in granules)]
+        value = f"{hold_id}|{fingerprint}"
+        # The locator lives in another slot, so it goes in the same round trip but
+        # outside the script; if the script refuses, it points at nothing and expires.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._place(
+                keys=keys, args=[value, ttl_ms, fingerprint, doc, holder_id], client=pipe
+            )
+            pipe.set(
+                locator_key(hold_id),
+                f"{locator.business_id}|{locator.resource}|{locator.starts_ms}|"
+                f"{locator.blocked_ms}",
+                px=ttl_ms,
+            )
+            (code, existing), _ = await pipe.execute()
+        outcome = {0: "placed", 1: "existing", 2: "conflict"}[int(code)]
+        return outcome, (existing.decode() if isinstance(existing, bytes) else hold_id)
+
+    async def record(self, resource: str, hold_id: str) -> bytes | None:
+        doc = await self.redis.hget(record_key(resource, hold_id), "doc")
+        return doc if isinstance(doc, bytes) else None
+
+    async def locate(self, hold_id: str) -> HoldLocator | None:
+        raw = await self.redis.get(locator_key(hold_id))
+        if raw is None:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        business_id, resource, starts_ms, blocked_ms = text.rsplit("|", 3)
+        return HoldLocator(business_id, resource, int(starts_ms), int(blocked_ms))
+
+    async def consume(
+        self, locator: HoldLocator, hold_id: str, granules: Sequence[int], booking_id: str, day: str
+    ) -> bytes | None:
+        keys = [
+            record_key(locator.resource, hold_id),
+            load_key(locator.resource, day),
+            *(granule_key(locator.resource, g) for g in granules),
+        ]
+        code, doc = await self._consume(
+            keys=keys, args=[booking_id, locator.blocked_ms, booking_value(booking_id)]
+        )
+        return doc if int(code) == 1 else None
+
+    async def restore(
+        self,
+        locator: HoldLocator,
+        hold_id: str,
+        granules: Sequence[int],
+        booking_id: str,
+        day: str,
+        expires_ms: int,
+    ) -> bool:
+        keys = [
+            record_key(locator.resource, hold_id),
+            load_key(locator.resource, day),
+            *(granule_key(locator.resource, g) for g in granules),
+        ]
+        restored = await self._restore(
+            keys=keys, args=[booking_id, expires_ms, booking_value(booking_id)]
+        )
+        return int(restored) == 1
+
+    async def release(
+        self, locator: HoldLocator, hold_id: str, granules: Sequence[int], holder_id: str
+    ) -> int:
+        """1 released, 0 gone or already used, -1 held by someone else."""
+        keys = [
+            record_key(locator.resource, hold_id),
+            *(granule_key(locator.resource, g) for g in granules),
+        ]
+        return int(await self._release(keys=keys, args=[holder_id]))
+
+    async def free_booking(
+        self, resource: str, granules: Sequence[int], booking_id: str, day: str
+    ) -> bool:
+        keys = [load_key(resource, day), *(granule_key(resource, g) for g in granules)]
+        return int(await self._free(keys=keys, args=[booking_value(booking_id)])) == 1
+
+    async def move_booking(
+        self,
+        resource: str,
+        new: Sequence[int],
+        old: Sequence[int],
+        booking_id: str,
+        blocked_ms: int,
+    ) -> bool:
+        stale = [g for g in old if g not in set(new)]
+        keys = [
+            *(granule_key(resource, g) for g in new),
+            *(granule_key(resource, g) for g in stale),
+        ]
+        moved = await self._move(keys=keys, args=[booking_value(booking_id), blocked_ms, len(new)])
+        return int(moved) == 1
+
+    async def loads(self, resources: Sequence[str], day: str) -> list[int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for resource in resources:
+                pipe.get(load_key(resource, day))
+            values = await pipe.execute()
+        return [int(v or 0) for v in values]
+
+    async def claimed(self, resource: str, granule_numbers: Sequence[int]) -> list[bool]:
+        """Which of the given granules of a resource are held or booked now."""
+        if not granule_numbers:
+            return []
+        values = await self.redis.mget([granule_key(resource, g) for g in granule_numbers])
+        return [v is not None for v in values]

@@ -1,0 +1,322 @@
+"""Placing, releasing and consuming holds: the rules, with Redis behind `HoldStore`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import orjson
+from calendence.errors import Forbidden, HoldConflict, InvalidInput, NotFound
+
+from hold_service.catalogue_cache import CatalogueCache
+from hold_service.hold_store import HoldLocator, HoldStore, ms
+from hold_service.slots import (
+    MAX_AVAILABILITY_DAYS,
+    blocked_end,
+    candidate_starts,
+    check_slot,
+    fits_hours,
+    granules,
+)
+
+
+@dataclass(frozen=True)
+class Hold:
+    hold_id: str
+    business_id: str
+    holder_id: str
+    service_id: str
+    location_id: str
+    staff_id: str
+    resource_id: str
+    starts_at: datetime
+    ends_at: datetime
+    expires_at: datetime
+    blocked_until: datetime
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Hold:
+        data = orjson.loads(raw)
+        for name in ("starts_at", "ends_at", "expires_at", "blocked_until"):
+            data[name] = datetime.fromisoformat(data[name])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class AvailableSlot:
+    starts_at: datetime
+    ends_at: datetime
+    staff_ids: list[UUID]
+
+
+def _local_day(moment: datetime) -> str:
+    # Load counters are per UTC day: fair enough for spreading work, and timezone-free.
+    return moment.astimezone(UTC).date().isoformat()
+
+
+class HoldBook:
+    def __init__(
+        self,
+        store: HoldStore,
+        catalogue: CatalogueCache,
+        ttl: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.catalogue = catalogue
+        self.ttl = ttl
+        self.clock = clock
+
+    async def place_hold(
+        self,
+        *,
+        business_id: UUID,
+        holder_id: str,
+        service_id: UUID,
+        location_id: UUID,
+        staff_id: UUID | None,
+        starts_at: datetime,
+    ) -> Hold:
+        now = self.clock()
+        plan = check_slot(
+            await self.catalogue.get(business_id),
+            service_id=service_id,
+            location_id=location_id,
+            staff_id=staff_id,
+            starts_at=starts_at,
+            now=now,
+        )
+        candidates = plan.candidates
+        if len(candidates) > 1:
+            # Least booked that day first, so work spreads across the team.
+            loads = await self.store.loads([r for r, _ in candidates], _local_day(starts_at))
+            candidates = [
+                c for _, c in sorted(zip(loads, candidates, strict=True), key=lambda pair: pair[0])
+            ]
+        needed = granules(plan.starts_at, plan.blocked_until)
+        for resource, staff in candidates:
+            hold = Hold(
+                hold_id=str(uuid.uuid4()),
+                business_id=str(business_id),
+                holder_id=holder_id,
+                service_id=str(service_id),
+                location_id=str(location_id),
+                staff_id=str(staff or ""),
+                resource_id=resource,
+                starts_at=plan.starts_at,
+                ends_at=plan.ends_at,
+                expires_at=now + self.ttl,
+                blocked_until=plan.blocked_until,
+            )
+            outcome, hold_id = await self.store.place(
+                hold_id=hold.hold_id,
+                resource=resource,
+                granules=needed,
+                # The same holder asking again for the same slot gets its hold back.
+                fingerprint=f"{holder_id}/{service_id}/{ms(plan.starts_at)}",
+                holder_id=holder_id,
+                ttl_ms=int(self.ttl.total_seconds() * 1000),
+                doc=hold.to_json(),
+                locator=HoldLocator(
+                    str(business_id), resource, ms(plan.starts_at), ms(plan.blocked_until)
+                ),
+            )
+            if outcome == "placed":
+                return hold
+            if outcome == "existing":
+                existing = await self.store.record(resource, hold_id)
+                if existing is not None:
+                    return Hold.from_json(existing)
+        raise HoldConflict("the slot is already held or booked")
+
+    async def _locate(self, business_id: UUID, hold_id: str) -> HoldLocator:
+        try:
+            UUID(hold_id)
+        except ValueError:
+            raise NotFound("no such hold") from None
+        locator = await self.store.locate(hold_id)
+        if locator is None or locator.business_id != str(business_id):
+            raise NotFound("the hold has expired or does not exist")
+        return locator
+
+    @staticmethod
+    def _granules(locator: HoldLocator) -> range:
+        return granules(
+            datetime.fromtimestamp(locator.starts_ms / 1000, UTC),
+            datetime.fromtimestamp(locator.blocked_ms / 1000, UTC),
+        )
+
+    async def release_hold(self, *, business_id: UUID, hold_id: str, holder_id: str) -> None:
+        """Free a hold early; `holder_id` empty means the business itself asks."""
+        locator = await self._locate(business_id, hold_id)
+        outcome = await self.store.release(locator, hold_id, self._granules(locator), holder_id)
+        if outcome == 0:
+            raise NotFound("the hold has expired, was used, or does not exist")
+        if outcome < 0:
+            raise Forbidden("only the session that placed the hold may release it")
+
+    async def consume_hold(self, *, business_id: UUID, hold_id: str, booking_id: str) -> Hold:
+        locator = await self._locate(business_id, hold_id)
+        day = _local_day(datetime.fromtimestamp(locator.starts_ms / 1000, UTC))
+        doc = await self.store.consume(locator, hold_id, self._granules(locator), booking_id, day)
+        if doc is None:
+            raise NotFound("the hold has expired, was used, or does not exist")
+        return Hold.from_json(doc)
+
+    async def restore_hold(self, *, business_id: UUID, hold_id: str, booking_id: str) -> Hold:
+        locator = await self._locate(business_id, hold_id)
+        record = await self.store.record(locator.resource, hold_id)
+        if record is None:
+            raise NotFound("the hold has expired")
+        hold = Hold.from_json(record)
+        day = _local_day(hold.starts_at)
+        if not await self.store.restore(
+            locator, hold_id, self._granules(locator), booking_id, day, ms(hold.expires_at)
+        ):
+            raise NotFound("the hold is not used by this booking")
+        return hold
+
+    async def free_interval(
+        self, *, booking_id: str, resource: str, starts_at: datetime, blocked_until: datetime
+    ) -> None:
+        await self.store.free_booking(
+            resource, granules(starts_at, blocked_until), booking_id, _local_day(starts_at)
+        )
+
+    async def move_interval(
+        self,
+        *,
+        business_id: UUID,
+        booking_id: str,
+        resource: str,
+        service_id: UUID,
+        location_id: UUID,
+        staff_id: UUID | None,
+        old: tuple[datetime, datetime],
+        starts_at: datetime,
+        ends_at: datetime,
+    ) -> datetime:
+        """Re-check a rescheduled booking against the catalogue and claim its new
+        interval; returns the new end of the blocked interval."""
+        if ends_at <= starts_at:
+            raise InvalidInput(
+                "the booking cannot be moved", fields={"ends_at": "must be after starts_at"}
+            )
+        plan = check_slot(
+            await self.catalogue.get(business_id),
+            service_id=service_id,
+            location_id=location_id,
+            staff_id=staff_id,
+            starts_at=starts_at,
+            now=self.clock(),
+        )
+        tz = ZoneInfo(plan.location.timezone)
+        if ends_at != plan.ends_at and not fits_hours(plan.location.hours, tz, starts_at, ends_at):
+            raise InvalidInput(
+                "the booking cannot be moved",
+                fields={"ends_at": "outside the location's opening hours"},
+            )
+        blocked_until = blocked_end(ends_at, plan.service.buffer_minutes)
+        moved = await self.store.move_booking(
+            resource,
+            granules(starts_at, blocked_until),
+            granules(*old),
+            booking_id,
+            ms(blocked_until),
+        )
+        if not moved:
+            raise HoldConflict("the new time is already held or booked")
+        return blocked_until
+
+    async def availability(
+        self,
+        *,
+        business_id: UUID,
+        service_id: UUID,
+        location_id: UUID,
+        staff_id: UUID | None,
+        start: datetime,
+        end: datetime,
+    ) -> tuple[str, list[AvailableSlot]]:
+        """Bookable starts in [start, end): those a hold would accept right now."""
+        if end <= start:
+            raise InvalidInput("bad range", fields={"to": "must be after from"})
+        if end - start > timedelta(days=MAX_AVAILABILITY_DAYS):
+            raise InvalidInput(
+                "bad range", fields={"to": f"at most {MAX_AVAILABILITY_DAYS} days after from"}
+            )
+        catalogue = await self.catalogue.get(business_id)
+        now = self.clock()
+        # Let check_slot report unknown ids and inactive services the way a hold would.
+        location = catalogue.locations.get(location_id)
+        service = catalogue.services.get(service_id)
+        if location is None or service is None or not service.active:
+            check_slot(
+                catalogue,
+                service_id=service_id,
+                location_id=location_id,
+                staff_id=staff_id,
+                starts_at=now + timedelta(days=1),
+                now=now,
+            )
+            raise AssertionError("check_slot accepts an unknown service or location")
+        tz = ZoneInfo(location.timezone)
+        starts = [
+            s
+            for s in candidate_starts(
+                location, service, start.astimezone(tz).date(), end.astimezone(tz).date()
+            )
+            if start <= s < end and s > now
+        ]
+        plans = []
+        for moment in starts:
+            try:
+                plans.append(
+                    check_slot(
+                        catalogue,
+                        service_id=service_id,
+                        location_id=location_id,
+                        staff_id=staff_id,
+                        starts_at=moment,
+                        now=now,
+                    )
+                )
+            except InvalidInput as error:
+                if not plans and set(error.fields) - {"starts_at"}:
+                    raise
+        by_resource: dict[str, list[int]] = {}
+        for plan in plans:
+            for resource, _ in plan.candidates:
+                by_resource.setdefault(resource, []).extend(
+                    granules(plan.starts_at, plan.blocked_until)
+                )
+        claimed: set[tuple[str, int]] = set()
+        for resource, numbers in by_resource.items():
+            unique = sorted(set(numbers))
+            for number, taken in zip(
+                unique, await self.store.claimed(resource, unique), strict=True
+            ):
+                if taken:
+                    claimed.add((resource, number))
+        slots = []
+        for plan in plans:
+            needed = granules(plan.starts_at, plan.blocked_until)
+            free_staff = [
+                staff
+                for resource, staff in plan.candidates
+                if not any((resource, g) in claimed for g in needed)
+            ]
+            if free_staff:
+                slots.append(
+                    AvailableSlot(
+                        plan.starts_at, plan.ends_at, [s for s in free_staff if s is not None]
+                    )
+                )
+        return location.timezone, slots

@@ -1,0 +1,70 @@
+"""hold-service wiring: Redis, the catalogue cache and its invalidation, the servicer."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+from calendence import events, rpc
+from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
+from calendence.hold.v1 import hold_pb2_grpc
+from calendence.settings import HoldServiceSettings
+from calendence.timefmt import utcnow
+from nats.aio.msg import Msg
+from redis.asyncio import Redis
+
+from hold_service.catalogue_cache import CatalogueCache
+from hold_service.grpc_api import HoldServicer
+from hold_service.hold_store import HoldStore
+from hold_service.holds import HoldBook
+
+log = logging.getLogger("hold_service")
+
+
+async def serve(settings: HoldServiceSettings) -> None:
+    redis = Redis.from_url(settings.redis_url, health_check_interval=30)
+    await rpc.connect_with_retry("redis", redis.ping)
+    nc = await rpc.connect_with_retry(
+        "nats", lambda: events.connect(settings.nats_url, "hold-service")
+    )
+    booking_channel = rpc.open_channel(settings.booking_service_addr)
+    catalogue_stub = catalogue_pb2_grpc.CatalogueServiceStub(booking_channel)
+
+    async def fetch_catalogue(business_id: UUID) -> dict[str, Any]:
+        answer = await rpc.unary(
+            catalogue_stub.GetBusinessCatalogue,
+            catalogue_pb2.GetBusinessCatalogueRequest(business_id=str(business_id)),
+        )
+        snapshot: dict[str, Any] = orjson.loads(answer.json)
+        return snapshot
+
+    cache = CatalogueCache(fetch_catalogue, settings.catalogue_cache_seconds)
+
+    async def on_catalogue_change(message: Msg) -> None:
+        cache.invalidate(UUID(orjson.loads(message.data)["business_id"]))
+
+    await nc.subscribe(events.CATALOGUE_CHANGED_SUBJECT, cb=on_catalogue_change)
+    book = HoldBook(HoldStore(redis), cache, timedelta(seconds=settings.hold_ttl_seconds), utcnow)
+
+    async def redis_probe() -> None:
+        await redis.ping()
+
+    async def nats_probe() -> None:
+        await nc.flush(timeout=1)
+
+    health = rpc.DependencyHealth({"redis": redis_probe, "nats": nats_probe})
+    server = rpc.build_server(
+        [lambda s: hold_pb2_grpc.add_HoldServiceServicer_to_server(HoldServicer(book), s)],
+        health,
+        settings.hold_service_port,
+    )
+    try:
+        await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
+    finally:
+        await nc.drain()
+        await booking_channel.close(None)
+        await redis.aclose()
+        log.info("stopped")

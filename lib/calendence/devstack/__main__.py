@@ -1,0 +1,82 @@
+"""`calendence-stack` (what `make run` runs): the whole platform on this machine.
+
+Starts PostgreSQL, Redis and NATS from pip-installed servers unless DATABASE_URL,
+REDIS_URL and NATS_URL point elsewhere; then the four services. Prints the gateway URL
+and demo keys, and writes them to <state>/stack.json. Ctrl-C stops everything it began.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from calendence.devstack.stack import LocalStack
+
+
+def _keys_still_work(gateway_url: str, demo: dict[str, Any]) -> bool:
+    request = urllib.request.Request(
+        f"{gateway_url}/api/v1/locations?limit=1",
+        headers={"Authorization": f"Bearer {demo.get('business_key', '')}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="calendence-stack", description=__doc__)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("CALENDENCE_STATE_DIR", ".calendence")),
+    )
+    args = parser.parse_args()
+    state_dir: Path = args.state_dir.resolve()
+    stack_file = state_dir / "stack.json"
+    previous = json.loads(stack_file.read_text()) if stack_file.exists() else {}
+
+    # The development setting that lets webhooks reach a receiver on localhost.
+    stack = LocalStack(state_dir, service_env={"WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"})
+
+    def request_stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        print(f"starting Calendence (state in {state_dir}) ...", flush=True)
+        stack.start()
+        demo = previous.get("demo") or {}
+        if not _keys_still_work(stack.gateway_url, demo):
+            demo = stack.admin("demo")
+        info = {
+            "gateway_url": stack.gateway_url,
+            "state_dir": str(state_dir),
+            "logs": str(state_dir / "logs"),
+            "stores": {name: store.url for name, store in stack.stores.items()},
+            "services": {name: process.pid for name, process in stack.services.items()},
+            "demo": demo,
+        }
+        stack_file.write_text(json.dumps(info, indent=2) + "\n")
+        print(json.dumps(info, indent=2))
+        print(f"\nCalendence is up at {stack.gateway_url}  (Ctrl-C stops it)", flush=True)
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping ...", file=sys.stderr, flush=True)
+        stack.stop()
+        print("stopped", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()

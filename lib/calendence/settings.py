@@ -1,0 +1,55 @@
+"""Settings read from environment variables, one class per service.
+
+Every variable, its default and its meaning is listed in README ("Configuration").
+"""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    log_level: str = "INFO"
+    # Seconds a service waits for in-flight calls after SIGTERM before it exits.
+    shutdown_grace_seconds: float = 10.0
+    nats_url: str = "nats://127.0.0.1:4222"
+
+
+class HoldServiceSettings(CommonSettings):
+    hold_service_port: int = 50051
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    booking_service_addr: str = "127.0.0.1:50052"
+    hold_ttl_seconds: int = 600
+    # Catalogue snapshots are dropped on catalogue events; this bounds staleness
+    # should an event be missed.
+    catalogue_cache_seconds: float = 60.0
+
+
+class BookingServiceSettings(CommonSettings):
+    booking_service_port: int = 50052
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/calendence"
+    hold_service_addr: str = "127.0.0.1:50051"
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+    session_ttl_seconds: int = 7200
+    outbox_poll_seconds: float = 0.5
+
+
+class NotifyServiceSettings(CommonSettings):
+    notify_service_port: int = 50053
+    # notify-service keeps its own database on the same or another server.
+    notify_database_url: str = "postgresql://postgres@127.0.0.1:5432/calendence_notify"
+
+
+class GatewaySettings(CommonSettings):
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    hold_service_addr: str = "127.0.0.1:50051"
+    booking_service_addr: str = "127.0.0.1:50052"
+    notify_service_addr: str = "127.0.0.1:50053"
+    # Seconds a verified key stays in the gateway's cache; revocations evict at once.
+    auth_cache_seconds: float = 30.0
+    # Deadline for every gRPC call the gateway makes.
+    rpc_timeout_seconds: float = 5.0

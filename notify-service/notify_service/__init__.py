@@ -1,0 +1,1 @@
+"""notify-service: consumes domain events from JetStream and delivers webhooks."""
