@@ -147,7 +147,7 @@ async def load_demo(tenancy: Tenancy, catalogue: Catalogue) -> dict[str, Any]:
                 {
                     "name": "Alex Morgan",
                     "email": "alex@example.com",
-                    "service_ids": [haircut["id"], colour["id"]],
+                    "service_ids": [haircut["id"]],
                     "location_ids": [location["id"]],
                 }
             ),
@@ -159,7 +159,7 @@ async def load_demo(tenancy: Tenancy, catalogue: Catalogue) -> dict[str, Any]:
                 {
                     "name": "Sam Patel",
                     "email": "sam@example.com",
-                    "service_ids": [haircut["id"]],
+                    "service_ids": [colour["id"]],
                     "location_ids": [location["id"]],
                 }
             ),

@@ -74,9 +74,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
 
     async def intercept_service(
         self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[Handler]
-        ],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler:
         method = handler_call_details.method
@@ -100,19 +98,23 @@ def _mapped(method: str, inner: Callable[..., Any]) -> Callable[..., Awaitable[A
         incoming = dict(context.invocation_metadata() or ())
         token = request_id_var.set(str(incoming.get(REQUEST_ID_METADATA_KEY) or new_request_id()))
         started = time.perf_counter()
+        outcome = "OK"
         try:
             return await inner(request, context)
         except DomainError as error:
+            outcome = error.status.name
             await context.abort(error.status, error.detail, trailing_metadata=error_metadata(error))
         except asyncio.CancelledError:
+            outcome = "CANCELLED"
             raise
         except Exception:
+            outcome = "INTERNAL"
             log.exception("unhandled error", extra=log_fields(method=method))
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         finally:
-            if log.isEnabledFor(logging.DEBUG):
+            if log.isEnabledFor(logging.INFO):
                 elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-                log.debug("rpc", extra=log_fields(method=method, ms=elapsed_ms))
+                log.info("rpc", extra=log_fields(method=method, status=outcome, ms=elapsed_ms))
             request_id_var.reset(token)
 
     return handle

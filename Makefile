@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint protos bench-holds bench-bookings clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+## Start PostgreSQL, Redis, NATS and the four services; Ctrl-C stops them all.
+run: install
+	$(BIN)/calendence-stack
+
+## Lint, type-check and run every test against real servers the session starts.
+test: install lint
+	@$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
+	exit $$status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+## Regenerate lib/calendence/*/v1 from protos/ (checked in; tests/test_protos.py guards it).
+protos: install
+	$(BIN)/python protos/generate.py
+
+bench-holds: install
+	$(BIN)/python bench/holds.py
+
+bench-bookings: install
+	$(BIN)/python bench/bookings.py
+
+clean:
+	rm -rf $(VENV) .calendence .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,46 @@
+"""The test session runs the real platform: PostgreSQL, Redis and NATS from pip
+packages on free ports, and the four services as processes, exactly as `make run` does."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from calendence.devstack.stack import LocalStack
+
+from tests.api import Api, Tenant, new_tenant
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    state_dir: Path = tmp_path_factory.mktemp("stack")
+    running = LocalStack(state_dir, persist=False, service_env={"AUTH_CACHE_SECONDS": "30"})
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+async def api(stack: LocalStack) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=600), timeout=aiohttp.ClientTimeout(total=30)
+    ) as session:
+        yield Api(session, stack.gateway_url)
+
+
+@pytest.fixture(scope="session")
+def hub(stack: LocalStack) -> dict[str, str]:
+    """A hub and its key, made with the admin CLI as an operator would."""
+    made = stack.admin("create-hub", "--name", "Test Hub")
+    key = stack.admin("create-key", "--kind", "hub", "--hub-id", made["id"])
+    return {"id": made["id"], "key": key["token"]}
+
+
+@pytest.fixture
+async def tenant(api: Api, hub: dict[str, str]) -> Tenant:
+    """A fresh business for each test, so tests never see each other's data."""
+    return await new_tenant(api, hub["key"])
