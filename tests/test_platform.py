@@ -34,6 +34,7 @@ async def test_readyz_lists_every_service_and_store_as_ok(api: Api) -> None:
             "notify-service.postgres",
             "notify-service.nats",
             "gateway.nats",
+            "gateway.redis",
         )
     }
 

@@ -11,14 +11,19 @@ from uuid import UUID
 import orjson
 from calendence import events, rpc
 from calendence.auth.v1 import auth_pb2_grpc
+from calendence.booking.v1 import booking_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2_grpc
 from calendence.migrations import migrate
 from calendence.settings import BookingServiceSettings
 from calendence.storage import open_pool
 
+from booking_service.booking_repository import BookingRepository
+from booking_service.bookings import BookingDesk
+from booking_service.bookings_grpc import BookingServicer
 from booking_service.catalogue import Catalogue
 from booking_service.catalogue_repository import CatalogueRepository
 from booking_service.grpc_api import AuthServicer, CatalogueServicer
+from booking_service.hold_client import HoldClient
 from booking_service.outbox import OutboxRelay
 from booking_service.tenancy import Tenancy
 from booking_service.tenancy_repository import TenancyRepository
@@ -52,6 +57,8 @@ async def serve(settings: BookingServiceSettings) -> None:
         announce_revocation,
     )
     catalogue = Catalogue(CatalogueRepository(pool), announce_catalogue_change)
+    hold_channel = rpc.open_channel(settings.hold_service_addr)
+    desk = BookingDesk(pool, BookingRepository(pool), HoldClient(hold_channel))
 
     async def postgres_probe() -> None:
         await pool.fetchval("SELECT 1")
@@ -66,17 +73,24 @@ async def serve(settings: BookingServiceSettings) -> None:
             lambda s: catalogue_pb2_grpc.add_CatalogueServiceServicer_to_server(
                 CatalogueServicer(catalogue, tenancy), s
             ),
+            lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(
+                BookingServicer(desk), s
+            ),
         ],
         health,
         settings.booking_service_port,
     )
-    relay = asyncio.create_task(OutboxRelay(pool, js, settings.outbox_poll_seconds).run())
+    relay = None
+    if settings.outbox_relay_enabled:
+        relay = asyncio.create_task(OutboxRelay(pool, js, settings.outbox_poll_seconds).run())
     try:
         await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
     finally:
-        relay.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay
+        if relay is not None:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+        await hold_channel.close(None)
         await nc.drain()
         await pool.close()
         log.info("stopped")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from calendence.settings import GatewaySettings
 from nats.aio.client import Client as NatsClient
+from redis.asyncio import Redis
 
 from gateway.auth import Authenticator
 from gateway.downstream import Downstream
@@ -12,4 +13,5 @@ from gateway.downstream import Downstream
 SETTINGS = web.AppKey("settings", GatewaySettings)
 DOWNSTREAM = web.AppKey("downstream", Downstream)
 NATS = web.AppKey("nats", NatsClient)
+REDIS = web.AppKey("redis", Redis)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)

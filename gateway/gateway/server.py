@@ -9,13 +9,15 @@ from aiohttp import web
 from calendence import events, rpc
 from calendence.settings import GatewaySettings
 from nats.aio.msg import Msg
+from redis.asyncio import Redis
 
-from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, NATS, SETTINGS
+from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, NATS, REDIS, SETTINGS
 from gateway.auth import Authenticator
 from gateway.downstream import Downstream
 from gateway.http_io import MAX_BODY_BYTES
+from gateway.idempotency import IDEMPOTENCY, IdempotencyStore
 from gateway.middleware import MIDDLEWARES
-from gateway.routes import catalogue, health, holds, tenancy
+from gateway.routes import bookings, catalogue, health, holds, tenancy
 
 log = logging.getLogger("gateway")
 
@@ -27,6 +29,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(tenancy.routes)
     app.add_routes(catalogue.routes)
     app.add_routes(holds.routes)
+    app.add_routes(bookings.routes)
     app.cleanup_ctx.append(_downstream)
     return app
 
@@ -41,6 +44,10 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     app[AUTHENTICATOR] = authenticator
     nc = await rpc.connect_with_retry("nats", lambda: events.connect(settings.nats_url, "gateway"))
     app[NATS] = nc
+    redis = Redis.from_url(settings.redis_url, health_check_interval=30)
+    await rpc.connect_with_retry("redis", redis.ping)
+    app[REDIS] = redis
+    app[IDEMPOTENCY] = IdempotencyStore(redis, settings.idempotency_ttl_seconds)
 
     async def on_revoked(message: Msg) -> None:
         authenticator.revoke(orjson.loads(message.data)["key_id"])
@@ -48,6 +55,7 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     await nc.subscribe(events.KEY_REVOKED_SUBJECT, cb=on_revoked)
     yield
     await nc.drain()
+    await redis.aclose()
     await downstream.close()
 
 

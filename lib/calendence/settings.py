@@ -35,6 +35,9 @@ class BookingServiceSettings(CommonSettings):
     db_pool_max: int = 10
     session_ttl_seconds: int = 7200
     outbox_poll_seconds: float = 0.5
+    # Off for a replica that must never publish (the relay also runs on one replica at a
+    # time by itself, through an advisory lock).
+    outbox_relay_enabled: bool = True
 
 
 class NotifyServiceSettings(CommonSettings):
@@ -53,3 +56,6 @@ class GatewaySettings(CommonSettings):
     auth_cache_seconds: float = 30.0
     # Deadline for every gRPC call the gateway makes.
     rpc_timeout_seconds: float = 5.0
+    # Idempotency-Key replays (and later rate limits) live here, shared by replicas.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    idempotency_ttl_seconds: int = 24 * 3600

@@ -9,7 +9,7 @@ from aiohttp import web
 from calendence import rpc
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.appkeys import DOWNSTREAM, NATS
+from gateway.appkeys import DOWNSTREAM, NATS, REDIS
 from gateway.downstream import SERVICE_DEPENDENCIES
 from gateway.metrics import REGISTRY
 
@@ -35,6 +35,11 @@ async def readyz(request: web.Request) -> web.Response:
         name: ("ok" if check.result() else "unavailable") for name, check in checks.items()
     }
     dependencies["gateway.nats"] = "ok" if request.app[NATS].is_connected else "unavailable"
+    try:
+        await asyncio.wait_for(request.app[REDIS].ping(), timeout=1)
+        dependencies["gateway.redis"] = "ok"
+    except Exception:  # any failure to answer a ping is "not ready"
+        dependencies["gateway.redis"] = "unavailable"
     ready = all(state == "ok" for state in dependencies.values())
     return web.Response(
         status=200 if ready else 503,

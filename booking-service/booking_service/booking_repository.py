@@ -1,0 +1,140 @@
+"""SQL for bookings. Writes take the caller's connection so they share its transaction
+with the outbox event (see outbox.record_event)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+# The booking with what the public document nests: service, location, staff.
+_SELECT = """
+SELECT b.*,
+       s.name AS service_name, s.duration_minutes, s.price_amount, s.currency,
+       s.deposit_amount, s.buffer_minutes,
+       l.name AS location_name, l.address AS location_address, l.timezone,
+       st.name AS staff_name, st.email AS staff_email
+FROM bookings b
+JOIN services s ON s.id = b.service_id
+JOIN locations l ON l.id = b.location_id
+LEFT JOIN staff st ON st.id = b.staff_id
+"""
+
+
+@dataclass(frozen=True)
+class NewBooking:
+    id: UUID
+    business_id: UUID
+    service_id: UUID
+    location_id: UUID
+    staff_id: UUID | None
+    resource_id: str
+    hold_id: UUID
+    status: str
+    starts_at: datetime
+    ends_at: datetime
+    blocked_until: datetime
+    client_first_name: str
+    client_last_name: str
+    client_email: str
+    client_phone: str | None
+    custom_field_values: list[dict[str, Any]]
+    notes: str | None
+
+
+class BookingRepository:
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self.db = db
+
+    async def insert(self, connection: asyncpg.Connection, booking: NewBooking) -> None:
+        await connection.execute(
+            """
+            INSERT INTO bookings (
+                id, business_id, service_id, location_id, staff_id, resource_id, hold_id,
+                status, starts_at, ends_at, blocked_until, client_first_name,
+                client_last_name, client_email, client_phone, custom_field_values, notes)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+            """,
+            booking.id,
+            booking.business_id,
+            booking.service_id,
+            booking.location_id,
+            booking.staff_id,
+            booking.resource_id,
+            booking.hold_id,
+            booking.status,
+            booking.starts_at,
+            booking.ends_at,
+            booking.blocked_until,
+            booking.client_first_name,
+            booking.client_last_name,
+            booking.client_email,
+            booking.client_phone,
+            booking.custom_field_values,
+            booking.notes,
+        )
+
+    async def get(
+        self, business_id: UUID, booking_id: UUID, connection: asyncpg.Connection | None = None
+    ) -> dict[str, Any] | None:
+        row = await (connection or self.db).fetchrow(
+            _SELECT + "WHERE b.id = $1 AND b.business_id = $2", booking_id, business_id
+        )
+        return dict(row) if row else None
+
+    async def lock(
+        self, connection: asyncpg.Connection, business_id: UUID, booking_id: UUID
+    ) -> dict[str, Any] | None:
+        """The booking row, locked until the caller's transaction ends."""
+        row = await connection.fetchrow(
+            "SELECT * FROM bookings WHERE id = $1 AND business_id = $2 FOR UPDATE",
+            booking_id,
+            business_id,
+        )
+        return dict(row) if row else None
+
+    async def update(
+        self, connection: asyncpg.Connection, booking_id: UUID, changes: dict[str, Any]
+    ) -> None:
+        # Column names come from the domain code, never from the request.
+        assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
+        await connection.execute(
+            f"UPDATE bookings SET {assignments}, updated_at = now() WHERE id = $1",
+            booking_id,
+            *changes.values(),
+        )
+
+    async def list_page(
+        self, business_id: UUID, filters: dict[str, Any], after_seq: int, limit: int
+    ) -> list[dict[str, Any]]:
+        conditions = ["b.business_id = $1", "b.seq > $2"]
+        params: list[Any] = [business_id, after_seq]
+        for column, operator, value in (
+            ("b.status", "=", filters.get("status")),
+            ("b.location_id", "=", filters.get("location_id")),
+            ("b.staff_id", "=", filters.get("staff_id")),
+            ("b.service_id", "=", filters.get("service_id")),
+            ("lower(b.client_email)", "=", (filters.get("client_email") or "").lower() or None),
+            ("b.starts_at", ">=", filters.get("from")),
+            ("b.starts_at", "<", filters.get("to")),
+        ):
+            if value is not None:
+                params.append(value)
+                conditions.append(f"{column} {operator} ${len(params)}")
+        params.append(limit)
+        rows = await self.db.fetch(
+            _SELECT + f"WHERE {' AND '.join(conditions)} ORDER BY b.seq LIMIT ${len(params)}",
+            *params,
+        )
+        return [dict(r) for r in rows]
+
+    async def custom_fields(self, business_id: UUID) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "SELECT key, label, type, required, options FROM custom_fields "
+            "WHERE business_id = $1 AND deleted_at IS NULL",
+            business_id,
+        )
+        return [dict(r) for r in rows]

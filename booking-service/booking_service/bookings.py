@@ -1,0 +1,352 @@
+"""Bookings: made from holds, moved, confirmed, completed and cancelled.
+
+Every change is written in one transaction with its domain event (transactional
+outbox), so a booking never changes without its event, nor the other way round.
+PostgreSQL's exclusion constraint is the last line against double booking, whatever
+happened to the holds in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from calendence.errors import Conflict, HoldConflict, InvalidInput, NotFound
+from calendence.logs import log_fields
+from calendence.schemas.bookings import (
+    LIVE_STATUSES,
+    BookingFilters,
+    BookingPatch,
+    BookingRequest,
+    BookingStatus,
+    CustomFieldValue,
+)
+from calendence.schemas.common import parse_json
+from calendence.timefmt import to_iso, utcnow
+
+from booking_service.booking_repository import BookingRepository, NewBooking
+from booking_service.catalogue import decode_cursor, encode_cursor
+from booking_service.hold_client import HoldClient
+from booking_service.outbox import record_event
+
+log = logging.getLogger("booking_service.bookings")
+
+# status -> the statuses it may move to (cancellation is allowed from every live one).
+TRANSITIONS: dict[BookingStatus, set[BookingStatus]] = {
+    BookingStatus.PENDING: {BookingStatus.CONFIRMED, BookingStatus.CANCELLED},
+    BookingStatus.CONFIRMED: {BookingStatus.IN_PROGRESS, BookingStatus.CANCELLED},
+    BookingStatus.IN_PROGRESS: {BookingStatus.COMPLETED, BookingStatus.CANCELLED},
+    BookingStatus.COMPLETED: set(),
+    BookingStatus.CANCELLED: set(),
+}
+_STATUS_EVENTS = {
+    BookingStatus.CONFIRMED: "booking.confirmed",
+    BookingStatus.IN_PROGRESS: "booking.updated",
+    BookingStatus.COMPLETED: "booking.completed",
+    BookingStatus.CANCELLED: "booking.cancelled",
+}
+MAX_PAGE = 100
+
+
+def render(row: dict[str, Any]) -> dict[str, Any]:
+    """The public booking document, for API answers and event payloads alike."""
+    staff = None
+    if row["staff_id"] is not None:
+        staff = {"id": str(row["staff_id"]), "name": row["staff_name"], "email": row["staff_email"]}
+    return {
+        "object": "booking",
+        "id": str(row["id"]),
+        "business_id": str(row["business_id"]),
+        "status": row["status"],
+        "starts_at": to_iso(row["starts_at"]),
+        "ends_at": to_iso(row["ends_at"]),
+        "service": {
+            "id": str(row["service_id"]),
+            "name": row["service_name"],
+            "duration_minutes": row["duration_minutes"],
+            "price_amount": row["price_amount"],
+            "currency": row["currency"].strip(),
+            "deposit_amount": row["deposit_amount"],
+        },
+        "location": {
+            "id": str(row["location_id"]),
+            "name": row["location_name"],
+            "address": row["location_address"],
+            "timezone": row["timezone"],
+        },
+        "staff": staff,
+        "client": {
+            "first_name": row["client_first_name"],
+            "last_name": row["client_last_name"],
+            "email": row["client_email"],
+            "phone": row["client_phone"],
+        },
+        "custom_field_values": row["custom_field_values"],
+        "notes": row["notes"],
+        "hold_id": str(row["hold_id"]) if row["hold_id"] else None,
+        "created_at": to_iso(row["created_at"]),
+        "updated_at": to_iso(row["updated_at"]),
+        "cancelled_at": to_iso(row["cancelled_at"]) if row["cancelled_at"] else None,
+    }
+
+
+def check_custom_fields(
+    definitions: list[dict[str, Any]], values: list[CustomFieldValue]
+) -> list[dict[str, Any]]:
+    """The answers, checked against the business's custom fields."""
+    by_key = {d["key"]: d for d in definitions}
+    errors: dict[str, str] = {}
+    given: dict[str, Any] = {}
+    for index, answer in enumerate(values):
+        field = f"custom_field_values.{index}"
+        definition = by_key.get(answer.key)
+        if definition is None:
+            errors[f"{field}.key"] = "no such custom field"
+        elif answer.key in given:
+            errors[f"{field}.key"] = "answered twice"
+        elif reason := _type_error(definition, answer.value):
+            errors[f"{field}.value"] = reason
+        given[answer.key] = answer.value
+    for definition in definitions:
+        if definition["required"] and definition["key"] not in given:
+            errors[f"custom_field_values.{definition['key']}"] = "required"
+    if errors:
+        raise InvalidInput("the custom field values are not valid", fields=errors)
+    return [{"key": key, "value": value} for key, value in given.items()]
+
+
+def _type_error(definition: dict[str, Any], value: object) -> str | None:
+    kind = definition["type"]
+    if kind == "boolean" and not isinstance(value, bool):
+        return "must be true or false"
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return "must be a number"
+    if kind == "text" and not isinstance(value, str):
+        return "must be text"
+    if kind == "select" and value not in definition["options"]:
+        return f"must be one of {', '.join(definition['options'])}"
+    return None
+
+
+class BookingDesk:
+    def __init__(
+        self, pool: asyncpg.Pool, repository: BookingRepository, holds: HoldClient
+    ) -> None:
+        self.pool = pool
+        self.repository = repository
+        self.holds = holds
+
+    async def create(self, business_id: UUID, body: bytes) -> dict[str, Any]:
+        request = parse_json(BookingRequest, body)
+        answers = check_custom_fields(
+            await self.repository.custom_fields(business_id), request.custom_field_values
+        )
+        booking_id = uuid.uuid4()
+        hold = await self.holds.consume(business_id, request.hold_id, booking_id)
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                deposit = await connection.fetchval(
+                    "SELECT deposit_amount FROM services WHERE id = $1", hold.service_id
+                )
+                await self.repository.insert(
+                    connection,
+                    NewBooking(
+                        id=booking_id,
+                        business_id=business_id,
+                        service_id=hold.service_id,
+                        location_id=hold.location_id,
+                        staff_id=hold.staff_id,
+                        resource_id=hold.resource_id,
+                        hold_id=hold.hold_id,
+                        # A deposit keeps the booking pending until it is paid.
+                        status=(
+                            BookingStatus.PENDING if deposit else BookingStatus.CONFIRMED
+                        ).value,
+                        starts_at=hold.starts_at,
+                        ends_at=hold.ends_at,
+                        blocked_until=hold.blocked_until,
+                        client_first_name=request.client.first_name,
+                        client_last_name=request.client.last_name,
+                        client_email=str(request.client.email),
+                        client_phone=request.client.phone,
+                        custom_field_values=answers,
+                        notes=request.notes,
+                    ),
+                )
+                document = render(await self._must_get(business_id, booking_id, connection))
+                await record_event(connection, "booking.created", business_id, document)
+        except asyncpg.ExclusionViolationError:
+            await self._give_back(business_id, hold.hold_id, booking_id)
+            raise HoldConflict("the slot was booked meanwhile") from None
+        except BaseException:
+            await self._give_back(business_id, hold.hold_id, booking_id)
+            raise
+        return document
+
+    async def _give_back(self, business_id: UUID, hold_id: UUID, booking_id: UUID) -> None:
+        """Undo a consumed hold when its booking could not be written."""
+        try:
+            await self.holds.restore(business_id, hold_id, booking_id)
+        except Exception as error:  # the hold expires on its own; nothing is lost
+            log.warning(
+                "could not restore hold", extra=log_fields(hold_id=str(hold_id), error=repr(error))
+            )
+
+    async def _must_get(
+        self, business_id: UUID, booking_id: UUID, connection: asyncpg.Connection | None = None
+    ) -> dict[str, Any]:
+        row = await self.repository.get(business_id, booking_id, connection)
+        if row is None:
+            raise NotFound("no such booking")
+        return row
+
+    async def get(self, business_id: UUID, booking_id: UUID) -> dict[str, Any]:
+        return render(await self._must_get(business_id, booking_id))
+
+    async def list_page(
+        self, business_id: UUID, filters_json: bytes, cursor: str, limit: int
+    ) -> tuple[list[dict[str, Any]], str]:
+        filters = parse_json(BookingFilters, filters_json or b"{}")
+        limit = max(1, min(limit or 20, MAX_PAGE))
+        rows = await self.repository.list_page(
+            business_id, filters.model_dump(by_alias=True), decode_cursor(cursor), limit + 1
+        )
+        next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else ""
+        return [render(r) for r in rows[:limit]], next_cursor
+
+    async def cancel(self, business_id: UUID, booking_id: UUID) -> dict[str, Any]:
+        """Cancel a live booking; cancelling a cancelled one changes nothing."""
+        return await self.update(
+            business_id, booking_id, BookingPatch(status=BookingStatus.CANCELLED)
+        )
+
+    async def update(
+        self, business_id: UUID, booking_id: UUID, patch: BookingPatch
+    ) -> dict[str, Any]:
+        moved: _Move | None = None
+        freed: tuple[str, datetime, datetime] | None = None
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                current = await self.repository.lock(connection, business_id, booking_id)
+                if current is None:
+                    raise NotFound("no such booking")
+                status = BookingStatus(current["status"])
+                changes: dict[str, Any] = {}
+                events: list[str] = []
+                if patch.status is not None and patch.status is not status:
+                    if patch.status not in TRANSITIONS[status]:
+                        raise Conflict(_refusal(status, patch.status))
+                    changes["status"] = patch.status.value
+                    events.append(_STATUS_EVENTS[patch.status])
+                    if patch.status is BookingStatus.CANCELLED:
+                        changes["cancelled_at"] = utcnow()
+                        freed = (
+                            current["resource_id"],
+                            current["starts_at"],
+                            current["blocked_until"],
+                        )
+                elif patch.status is BookingStatus.CANCELLED:
+                    # DELETE twice: the second changes nothing and answers the same.
+                    return render(await self._must_get(business_id, booking_id, connection))
+                if patch.starts_at is not None or patch.ends_at is not None:
+                    if status not in LIVE_STATUSES or "cancelled_at" in changes:
+                        raise Conflict(f"a {status.value} booking cannot be rescheduled")
+                    starts_at = patch.starts_at or current["starts_at"]
+                    ends_at = patch.ends_at or starts_at + (
+                        current["ends_at"] - current["starts_at"]
+                    )
+                    blocked_until = await self.holds.move(
+                        business_id=business_id,
+                        booking_id=booking_id,
+                        resource_id=current["resource_id"],
+                        service_id=current["service_id"],
+                        location_id=current["location_id"],
+                        staff_id=current["staff_id"],
+                        previous=(current["starts_at"], current["blocked_until"]),
+                        starts_at=starts_at,
+                        ends_at=ends_at,
+                    )
+                    moved = _Move(current, starts_at, ends_at, blocked_until)
+                    changes |= {
+                        "starts_at": starts_at,
+                        "ends_at": ends_at,
+                        "blocked_until": blocked_until,
+                    }
+                    events.append("booking.rescheduled")
+                if patch.notes is not None and patch.notes != current["notes"]:
+                    changes["notes"] = patch.notes
+                    events.append("booking.updated")
+                if changes:
+                    await self.repository.update(connection, booking_id, changes)
+                document = render(await self._must_get(business_id, booking_id, connection))
+                for event in dict.fromkeys(events):
+                    await record_event(connection, event, business_id, document)
+        except asyncpg.ExclusionViolationError:
+            await self._move_back(business_id, booking_id, moved)
+            raise HoldConflict("the new time clashes with another booking") from None
+        except BaseException:
+            await self._move_back(business_id, booking_id, moved)
+            raise
+        if freed is not None:
+            await self._free(booking_id, *freed)
+        return document
+
+    async def _free(
+        self, booking_id: UUID, resource_id: str, starts_at: datetime, blocked_until: datetime
+    ) -> None:
+        try:
+            await self.holds.free(booking_id, resource_id, starts_at, blocked_until)
+        except Exception as error:
+            # PostgreSQL already let the slot go; Redis keeps it only until blocked_until.
+            log.warning(
+                "could not free the slot in hold-service",
+                extra=log_fields(booking_id=str(booking_id), error=repr(error)),
+            )
+
+    async def _move_back(self, business_id: UUID, booking_id: UUID, moved: _Move | None) -> None:
+        """Put a booking's claim in Redis back where PostgreSQL still has it."""
+        if moved is None:
+            return
+        old = moved.before
+        try:
+            await self.holds.move(
+                business_id=business_id,
+                booking_id=booking_id,
+                resource_id=old["resource_id"],
+                service_id=old["service_id"],
+                location_id=old["location_id"],
+                staff_id=old["staff_id"],
+                previous=(moved.starts_at, moved.blocked_until),
+                starts_at=old["starts_at"],
+                ends_at=old["ends_at"],
+            )
+        except Exception as error:  # PostgreSQL still guards the slot; Redis lags only
+            log.warning(
+                "could not move the claim back",
+                extra=log_fields(booking_id=str(booking_id), error=repr(error)),
+            )
+
+
+@dataclass(frozen=True)
+class _Move:
+    """A reschedule claimed in Redis but not yet committed in PostgreSQL."""
+
+    before: dict[str, Any]
+    starts_at: datetime
+    ends_at: datetime
+    blocked_until: datetime
+
+
+def _refusal(current: BookingStatus, wanted: BookingStatus) -> str:
+    allowed = sorted(s.value for s in TRANSITIONS[current])
+    if not allowed:
+        return f"a {current.value} booking cannot change status"
+    return (
+        f"a {current.value} booking cannot become {wanted.value}; "
+        f"it can become {' or '.join(allowed)}"
+    )

@@ -1,0 +1,70 @@
+"""gRPC servicer for bookings: protobuf in, BookingDesk call, booking document out."""
+
+from __future__ import annotations
+
+from calendence import jsonfmt
+from calendence.booking.v1 import booking_pb2, booking_pb2_grpc
+from calendence.ids import parse_uuid
+from calendence.rpc import ServicerContext
+from calendence.schemas.bookings import BookingPatch
+from calendence.schemas.common import parse_json
+
+from booking_service.bookings import BookingDesk
+
+
+def _document(booking: dict[str, object]) -> booking_pb2.BookingDocument:
+    return booking_pb2.BookingDocument(json=jsonfmt.dumps(booking))
+
+
+class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
+    def __init__(self, desk: BookingDesk) -> None:
+        self.desk = desk
+
+    async def CreateBooking(
+        self, request: booking_pb2.CreateBookingRequest, context: ServicerContext
+    ) -> booking_pb2.BookingDocument:
+        booking = await self.desk.create(
+            parse_uuid(request.business_id, "business_id"), request.body_json
+        )
+        return _document(booking)
+
+    async def GetBooking(
+        self, request: booking_pb2.GetBookingRequest, context: ServicerContext
+    ) -> booking_pb2.BookingDocument:
+        booking = await self.desk.get(
+            parse_uuid(request.business_id, "business_id"),
+            parse_uuid(request.booking_id, "booking_id"),
+        )
+        return _document(booking)
+
+    async def UpdateBooking(
+        self, request: booking_pb2.UpdateBookingRequest, context: ServicerContext
+    ) -> booking_pb2.BookingDocument:
+        booking = await self.desk.update(
+            parse_uuid(request.business_id, "business_id"),
+            parse_uuid(request.booking_id, "booking_id"),
+            parse_json(BookingPatch, request.patch_json or b"{}"),
+        )
+        return _document(booking)
+
+    async def CancelBooking(
+        self, request: booking_pb2.CancelBookingRequest, context: ServicerContext
+    ) -> booking_pb2.BookingDocument:
+        booking = await self.desk.cancel(
+            parse_uuid(request.business_id, "business_id"),
+            parse_uuid(request.booking_id, "booking_id"),
+        )
+        return _document(booking)
+
+    async def ListBookings(
+        self, request: booking_pb2.ListBookingsRequest, context: ServicerContext
+    ) -> booking_pb2.BookingPage:
+        items, next_cursor = await self.desk.list_page(
+            parse_uuid(request.business_id, "business_id"),
+            request.filters_json,
+            request.cursor,
+            request.limit,
+        )
+        return booking_pb2.BookingPage(
+            items_json=[jsonfmt.dumps(i) for i in items], next_cursor=next_cursor
+        )

@@ -1,0 +1,99 @@
+"""hold-service as booking-service sees it: the gRPC calls behind a small interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import grpc
+from calendence import rpc
+from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
+from calendence.timefmt import from_timestamp, to_timestamp
+
+
+@dataclass(frozen=True)
+class ConsumedHold:
+    hold_id: UUID
+    service_id: UUID
+    location_id: UUID
+    staff_id: UUID | None
+    resource_id: str
+    starts_at: datetime
+    ends_at: datetime
+    blocked_until: datetime
+
+
+class HoldClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.stub = hold_pb2_grpc.HoldServiceStub(channel)
+
+    async def consume(self, business_id: UUID, hold_id: UUID, booking_id: UUID) -> ConsumedHold:
+        hold = await rpc.unary(
+            self.stub.ConsumeHold,
+            hold_pb2.ConsumeHoldRequest(
+                business_id=str(business_id), hold_id=str(hold_id), booking_id=str(booking_id)
+            ),
+        )
+        return ConsumedHold(
+            hold_id=UUID(hold.hold_id),
+            service_id=UUID(hold.service_id),
+            location_id=UUID(hold.location_id),
+            staff_id=UUID(hold.staff_id) if hold.staff_id else None,
+            resource_id=hold.resource_id,
+            starts_at=from_timestamp(hold.starts_at),
+            ends_at=from_timestamp(hold.ends_at),
+            blocked_until=from_timestamp(hold.blocked_until),
+        )
+
+    async def restore(self, business_id: UUID, hold_id: UUID, booking_id: UUID) -> None:
+        await rpc.unary(
+            self.stub.RestoreHold,
+            hold_pb2.RestoreHoldRequest(
+                business_id=str(business_id), hold_id=str(hold_id), booking_id=str(booking_id)
+            ),
+        )
+
+    async def free(
+        self, booking_id: UUID, resource_id: str, starts_at: datetime, blocked_until: datetime
+    ) -> None:
+        await rpc.unary(
+            self.stub.FreeInterval,
+            hold_pb2.FreeIntervalRequest(
+                booking_id=str(booking_id),
+                resource_id=resource_id,
+                starts_at=to_timestamp(starts_at),
+                blocked_until=to_timestamp(blocked_until),
+            ),
+        )
+
+    async def move(
+        self,
+        *,
+        business_id: UUID,
+        booking_id: UUID,
+        resource_id: str,
+        service_id: UUID,
+        location_id: UUID,
+        staff_id: UUID | None,
+        previous: tuple[datetime, datetime],
+        starts_at: datetime,
+        ends_at: datetime,
+    ) -> datetime:
+        """Claim the new interval and release the old one; returns the new blocked end."""
+        answer = await rpc.unary(
+            self.stub.ReserveInterval,
+            hold_pb2.ReserveIntervalRequest(
+                business_id=str(business_id),
+                booking_id=str(booking_id),
+                resource_id=resource_id,
+                service_id=str(service_id),
+                location_id=str(location_id),
+                staff_id=str(staff_id or ""),
+                starts_at=to_timestamp(starts_at),
+                ends_at=to_timestamp(ends_at),
+                previous_starts_at=to_timestamp(previous[0]),
+                previous_blocked_until=to_timestamp(previous[1]),
+            ),
+        )
+        return from_timestamp(answer.blocked_until)
