@@ -238,7 +238,10 @@ class BookingDesk:
                 status = BookingStatus(current["status"])
                 changes: dict[str, Any] = {}
                 events: list[str] = []
-                if patch.status is not None and patch.status is not status:
+                if patch.status is BookingStatus.CANCELLED is status:
+                    # DELETE twice: the second changes nothing and answers the same.
+                    return render(await self._must_get(business_id, booking_id, connection))
+                if patch.status is not None:
                     if patch.status not in TRANSITIONS[status]:
                         raise Conflict(_refusal(status, patch.status))
                     changes["status"] = patch.status.value
@@ -250,9 +253,6 @@ class BookingDesk:
                             current["starts_at"],
                             current["blocked_until"],
                         )
-                elif patch.status is BookingStatus.CANCELLED:
-                    # DELETE twice: the second changes nothing and answers the same.
-                    return render(await self._must_get(business_id, booking_id, connection))
                 if patch.starts_at is not None or patch.ends_at is not None:
                     if status not in LIVE_STATUSES or "cancelled_at" in changes:
                         raise Conflict(f"a {status.value} booking cannot be rescheduled")
@@ -343,6 +343,8 @@ class _Move:
 
 
 def _refusal(current: BookingStatus, wanted: BookingStatus) -> str:
+    if current is wanted:
+        return f"the booking is {current.value} already"
     allowed = sorted(s.value for s in TRANSITIONS[current])
     if not allowed:
         return f"a {current.value} booking cannot change status"

@@ -79,12 +79,12 @@ class LocalStack:
             nats = self.stores["nats"].url
         return {"database": database, "notify_database": notify, "redis": redis, "nats": nats}
 
-    def start_service(self, name: str) -> ManagedProcess:
+    def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
         process = ManagedProcess(
             name,
             [sys.executable, "-m", _MODULES[name]],
             self.state_dir / "logs" / f"{name}.log",
-            env=self.env,
+            env={**self.env, **(extra_env or {})},
         )
         self.services[name] = process
         port_var = "GATEWAY_PORT" if name == "gateway" else f"{_MODULES[name].upper()}_PORT"

@@ -1,0 +1,58 @@
+"""A salon ready to book, and the two calls of the Bookings page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tests.api import Answer, Tenant, created, iso
+
+JANE = {
+    "first_name": "Jane",
+    "last_name": "Doe",
+    "email": "jane@example.com",
+    "phone": "+15551234567",
+}
+
+
+@dataclass
+class Salon:
+    tenant: Tenant
+    location_id: str
+    service_id: str
+    deposit_service_id: str
+
+    async def hold(self, token: str, starts_at: datetime, service_id: str | None = None) -> Answer:
+        return await self.tenant.api.post(
+            "/api/v1/bookings/hold",
+            token,
+            {
+                "service_id": service_id or self.service_id,
+                "location_id": self.location_id,
+                "starts_at": iso(starts_at),
+            },
+        )
+
+    async def book(self, token: str, hold_id: str, **fields: Any) -> Answer:
+        return await self.tenant.api.post(
+            "/api/v1/bookings", token, {"hold_id": hold_id, "client": JANE, **fields}
+        )
+
+    async def booking(self, starts_at: datetime, service_id: str | None = None) -> dict[str, Any]:
+        """Hold and book in one go, as a widget would; returns the booking."""
+        token = await self.tenant.session_token()
+        hold = created(await self.hold(token, starts_at, service_id))
+        booking: dict[str, Any] = created(await self.book(token, hold["hold_id"]))
+        return booking
+
+
+async def open_salon(tenant: Tenant) -> Salon:
+    """One location open 09:00-17:00 London time, a 30-minute service without staff
+    (so the location+service is the booked resource) and one with a deposit."""
+    location = await tenant.location()
+    service = await tenant.service([location["id"]])
+    deposit = await tenant.service(
+        [location["id"]], price_amount=9000, deposit_amount=2000, duration_minutes=60
+    )
+    return Salon(tenant, location["id"], service["id"], deposit["id"])
