@@ -130,6 +130,10 @@ def granule_key(resource: str, granule: int) -> str:
     return f"{_tag(resource)}:g:{granule}"
 
 
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def record_key(resource: str, hold_id: str) -> str:
     return f"{_tag(resource)}:h:{hold_id}"
 
@@ -194,7 +198,7 @@ class HoldStore:
             )
             (code, existing), _ = await pipe.execute()
         outcome = {0: "placed", 1: "existing", 2: "conflict"}[int(code)]
-        return outcome, (existing.decode() if isinstance(existing, bytes) else hold_id)
+        return outcome, (_text(existing) or hold_id)
 
     async def record(self, resource: str, hold_id: str) -> bytes | None:
         doc = await self.redis.hget(record_key(resource, hold_id), "doc")
@@ -204,8 +208,7 @@ class HoldStore:
         raw = await self.redis.get(locator_key(hold_id))
         if raw is None:
             return None
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        business_id, resource, starts_ms, blocked_ms = text.rsplit("|", 3)
+        business_id, resource, starts_ms, blocked_ms = str(_text(raw)).rsplit("|", 3)
         return HoldLocator(business_id, resource, int(starts_ms), int(blocked_ms))
 
     async def consume(
@@ -272,12 +275,20 @@ class HoldStore:
         moved = await self._move(keys=keys, args=[booking_value(booking_id), blocked_ms, len(new)])
         return int(moved) == 1
 
-    async def loads(self, resources: Sequence[str], day: str) -> list[int]:
+    async def survey(
+        self, resources: Sequence[str], granule_numbers: Sequence[int], day: str
+    ) -> list[tuple[int, list[str | None]]]:
+        """For each resource in one round trip: its bookings that day, and what holds
+        each of the given granules now (None where free)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for resource in resources:
                 pipe.get(load_key(resource, day))
-            values = await pipe.execute()
-        return [int(v or 0) for v in values]
+                pipe.mget([granule_key(resource, g) for g in granule_numbers])
+            answers = await pipe.execute()
+        return [
+            (int(load or 0), [_text(v) for v in values])
+            for load, values in zip(answers[::2], answers[1::2], strict=True)
+        ]
 
     async def claimed(self, resource: str, granule_numbers: Sequence[int]) -> list[bool]:
         """Which of the given granules of a resource are held or booked now."""

@@ -21,6 +21,8 @@ from hold_service.slots import (
     check_slot,
     fits_hours,
     granules,
+    moment_errors,
+    resolve_offer,
 )
 
 
@@ -93,14 +95,12 @@ class HoldBook:
             starts_at=starts_at,
             now=now,
         )
+        needed = granules(plan.starts_at, plan.blocked_until)
+        # The same holder asking again for the same slot gets its hold back.
+        fingerprint = f"{holder_id}/{service_id}/{ms(plan.starts_at)}"
         candidates = plan.candidates
         if len(candidates) > 1:
-            # Least booked that day first, so work spreads across the team.
-            loads = await self.store.loads([r for r, _ in candidates], _local_day(starts_at))
-            candidates = [
-                c for _, c in sorted(zip(loads, candidates, strict=True), key=lambda pair: pair[0])
-            ]
-        needed = granules(plan.starts_at, plan.blocked_until)
+            candidates = await self._assignment_order(candidates, needed, fingerprint, starts_at)
         for resource, staff in candidates:
             hold = Hold(
                 hold_id=str(uuid.uuid4()),
@@ -119,8 +119,7 @@ class HoldBook:
                 hold_id=hold.hold_id,
                 resource=resource,
                 granules=needed,
-                # The same holder asking again for the same slot gets its hold back.
-                fingerprint=f"{holder_id}/{service_id}/{ms(plan.starts_at)}",
+                fingerprint=fingerprint,
                 holder_id=holder_id,
                 ttl_ms=int(self.ttl.total_seconds() * 1000),
                 doc=hold.to_json(),
@@ -135,6 +134,29 @@ class HoldBook:
                 if existing is not None:
                     return Hold.from_json(existing)
         raise HoldConflict("the slot is already held or booked")
+
+    async def _assignment_order(
+        self,
+        candidates: list[tuple[str, UUID | None]],
+        needed: range,
+        fingerprint: str,
+        starts_at: datetime,
+    ) -> list[tuple[str, UUID | None]]:
+        """Which staff to try, in order: one already holding this slot for this holder,
+        else the free ones, least booked that day first (holds alone do not count).
+
+        One Redis round trip; a member seen busy is not tried, one seen free may still
+        be taken meanwhile, and the atomic place then moves on to the next.
+        """
+        survey = await self.store.survey([r for r, _ in candidates], needed, _local_day(starts_at))
+        ranked: list[tuple[int, int, tuple[str, UUID | None]]] = []
+        for index, (candidate, (load, values)) in enumerate(zip(candidates, survey, strict=True)):
+            held = [v for v in values if v is not None]
+            if not held:
+                ranked.append((load, index, candidate))
+            elif held[0].partition("|")[2] == fingerprint:
+                return [candidate]
+        return [candidate for *_, candidate in sorted(ranked)]
 
     async def _locate(self, business_id: UUID, hold_id: str) -> HoldLocator:
         try:
@@ -252,54 +274,30 @@ class HoldBook:
             raise InvalidInput(
                 "bad range", fields={"to": f"at most {MAX_AVAILABILITY_DAYS} days after from"}
             )
-        catalogue = await self.catalogue.get(business_id)
+        offer = resolve_offer(
+            await self.catalogue.get(business_id),
+            service_id=service_id,
+            location_id=location_id,
+            staff_id=staff_id,
+        )
         now = self.clock()
-        # Let check_slot report unknown ids and inactive services the way a hold would.
-        location = catalogue.locations.get(location_id)
-        service = catalogue.services.get(service_id)
-        if location is None or service is None or not service.active:
-            check_slot(
-                catalogue,
-                service_id=service_id,
-                location_id=location_id,
-                staff_id=staff_id,
-                starts_at=now + timedelta(days=1),
-                now=now,
-            )
-            raise AssertionError("check_slot accepts an unknown service or location")
-        tz = ZoneInfo(location.timezone)
-        starts = [
-            s
-            for s in candidate_starts(
-                location, service, start.astimezone(tz).date(), end.astimezone(tz).date()
-            )
-            if start <= s < end and s > now
-        ]
         plans = []
-        for moment in starts:
+        for moment in candidate_starts(offer, max(start, now), end):
+            if moment_errors(moment, now):
+                continue
             try:
-                plans.append(
-                    check_slot(
-                        catalogue,
-                        service_id=service_id,
-                        location_id=location_id,
-                        staff_id=staff_id,
-                        starts_at=moment,
-                        now=now,
-                    )
-                )
-            except InvalidInput as error:
-                if not plans and set(error.fields) - {"starts_at"}:
-                    raise
-        by_resource: dict[str, list[int]] = {}
+                plans.append(offer.plan(moment, chosen=staff_id is not None))
+            except InvalidInput:
+                continue  # nobody works then
+        by_resource: dict[str, set[int]] = {}
         for plan in plans:
             for resource, _ in plan.candidates:
-                by_resource.setdefault(resource, []).extend(
+                by_resource.setdefault(resource, set()).update(
                     granules(plan.starts_at, plan.blocked_until)
                 )
         claimed: set[tuple[str, int]] = set()
         for resource, numbers in by_resource.items():
-            unique = sorted(set(numbers))
+            unique = sorted(numbers)
             for number, taken in zip(
                 unique, await self.store.claimed(resource, unique), strict=True
             ):
@@ -319,4 +317,4 @@ class HoldBook:
                         plan.starts_at, plan.ends_at, [s for s in free_staff if s is not None]
                     )
                 )
-        return location.timezone, slots
+        return offer.location.timezone, slots

@@ -63,19 +63,111 @@ def blocked_end(ends_at: datetime, buffer_minutes: int) -> datetime:
     return datetime.fromtimestamp(granules(ends_at, buffered).stop * GRANULE_MINUTES * 60, UTC)
 
 
+def opening_intervals(
+    hours: WeeklyHours, tz: ZoneInfo, first_day: date, last_day: date
+) -> list[tuple[datetime, datetime]]:
+    """The opening ranges of local days first_day..last_day as UTC instants, in order.
+
+    Local clock times become instants the way zoneinfo reads them (fold=0): a time
+    skipped by a spring-forward change counts with the offset before it, a time that
+    a fall-back change repeats means its first occurrence. A range closing at 24:00
+    and one opening at 00:00 the next day join, so overnight hours work.
+    """
+    merged: list[tuple[datetime, datetime]] = []
+    day = first_day
+    while day <= last_day:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+        for opens, closes in hours.ranges(day.weekday()):
+            # Aware arithmetic on one zone is wall-clock arithmetic: 24:00 is next midnight.
+            start = (midnight + timedelta(minutes=opens)).astimezone(UTC)
+            end = (midnight + timedelta(minutes=closes)).astimezone(UTC)
+            if merged and merged[-1][1] >= start:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        day += timedelta(days=1)
+    return merged
+
+
 def fits_hours(hours: WeeklyHours, tz: ZoneInfo, starts_at: datetime, ends_at: datetime) -> bool:
-    """Whether [starts_at, ends_at) lies inside one opening range of its local day."""
-    local_start = starts_at.astimezone(tz)
-    local_end = ends_at.astimezone(tz)
-    day = local_start.date()
-    start_minute = local_start.hour * 60 + local_start.minute
-    if local_end.date() == day:
-        end_minute = local_end.hour * 60 + local_end.minute
-    elif local_end.date() == day + timedelta(days=1) and local_end.time() == datetime.min.time():
-        end_minute = 24 * 60
-    else:
-        return False
-    return any(o <= start_minute and end_minute <= c for o, c in hours.ranges(day.weekday()))
+    """Whether [starts_at, ends_at) lies inside one opening interval."""
+    first_day = starts_at.astimezone(tz).date() - timedelta(days=1)
+    last_day = ends_at.astimezone(tz).date()
+    return any(
+        opens <= starts_at and ends_at <= closes
+        for opens, closes in opening_intervals(hours, tz, first_day, last_day)
+    )
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A service at a location (and maybe one chosen staff member): the ids, checked."""
+
+    service: Service
+    location: Location
+    # Who may do it: the chosen member, every qualified one, or nobody (no staff).
+    staff: list[StaffMember]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.location.timezone)
+
+    def plan(self, starts_at: datetime, *, chosen: bool) -> SlotPlan:
+        """What holding `starts_at` claims; InvalidInput on `starts_at` if it may not."""
+        ends_at = starts_at + timedelta(minutes=self.service.duration_minutes)
+        tz = self.tz
+        if not fits_hours(self.location.hours, tz, starts_at, ends_at):
+            raise InvalidInput(
+                "the slot cannot be held",
+                fields={"starts_at": "outside the location's opening hours"},
+            )
+        candidates: list[tuple[str, UUID | None]]
+        if self.staff:
+            candidates = [
+                (staff_resource(m.id), m.id)
+                for m in self.staff
+                if m.hours is None or fits_hours(m.hours, tz, starts_at, ends_at)
+            ]
+            if not candidates:
+                reason = (
+                    "outside the staff member's hours" if chosen else "no staff member works then"
+                )
+                raise InvalidInput("the slot cannot be held", fields={"starts_at": reason})
+        else:
+            candidates = [(service_resource(self.location.id, self.service.id), None)]
+        blocked_until = blocked_end(ends_at, self.service.buffer_minutes)
+        return SlotPlan(self.service, self.location, starts_at, ends_at, blocked_until, candidates)
+
+
+def resolve_offer(
+    catalogue: BusinessCatalogue, *, service_id: UUID, location_id: UUID, staff_id: UUID | None
+) -> Offer:
+    """Check the ids against the catalogue; InvalidInput names each one that does not fit.
+
+    Another business's ids are simply unknown here, so nothing about them leaks.
+    """
+    errors: dict[str, str] = {}
+    service = catalogue.services.get(service_id)
+    location = catalogue.locations.get(location_id)
+    member = catalogue.staff.get(staff_id) if staff_id is not None else None
+    if service is None:
+        errors["service_id"] = "no such service"
+    elif not service.active:
+        errors["service_id"] = "the service is not active"
+    if location is None:
+        errors["location_id"] = "no such location"
+    elif service is not None and location.id not in service.location_ids:
+        errors["location_id"] = "the service is not offered at this location"
+    if staff_id is not None and member is None:
+        errors["staff_id"] = "no such staff member"
+    elif member is not None and service is not None and location is not None:
+        if service.id not in member.service_ids or location.id not in member.location_ids:
+            errors["staff_id"] = "this staff member does not perform the service at this location"
+    if errors or service is None or location is None:
+        raise InvalidInput("the slot cannot be held", fields=errors)
+    if member is not None:
+        return Offer(service, location, [member])
+    return Offer(service, location, _qualified_staff(catalogue, service, location))
 
 
 def _qualified_staff(
@@ -88,12 +180,12 @@ def _qualified_staff(
     ]
 
 
-def _works_then(
-    member: StaffMember, location: Location, starts_at: datetime, ends_at: datetime
-) -> bool:
-    return member.hours is None or fits_hours(
-        member.hours, ZoneInfo(location.timezone), starts_at, ends_at
-    )
+def moment_errors(starts_at: datetime, now: datetime) -> dict[str, str]:
+    if starts_at <= now:
+        return {"starts_at": "must be in the future"}
+    if starts_at.timestamp() % (GRANULE_MINUTES * 60):
+        return {"starts_at": f"must fall on a {GRANULE_MINUTES}-minute boundary"}
+    return {}
 
 
 def check_slot(
@@ -106,88 +198,35 @@ def check_slot(
     now: datetime,
 ) -> SlotPlan:
     """Validate a requested slot; InvalidInput names each field that rules it out."""
-    errors: dict[str, str] = {}
-    service = catalogue.services.get(service_id)
-    location = catalogue.locations.get(location_id)
-    if service is None:
-        errors["service_id"] = "no such service"
-    elif not service.active:
-        errors["service_id"] = "the service is not active"
-    if location is None:
-        errors["location_id"] = "no such location"
-    if starts_at <= now:
-        errors["starts_at"] = "must be in the future"
-    elif starts_at.timestamp() % (GRANULE_MINUTES * 60):
-        errors["starts_at"] = f"must fall on a {GRANULE_MINUTES}-minute boundary"
-    if errors or service is None or location is None:
+    errors = moment_errors(starts_at, now)
+    try:
+        offer = resolve_offer(
+            catalogue, service_id=service_id, location_id=location_id, staff_id=staff_id
+        )
+    except InvalidInput as error:
+        raise InvalidInput(error.detail, fields={**error.fields, **errors}) from None
+    if errors:
         raise InvalidInput("the slot cannot be held", fields=errors)
-    if location.id not in service.location_ids:
-        raise InvalidInput(
-            "the slot cannot be held",
-            fields={"location_id": "the service is not offered at this location"},
-        )
-
-    ends_at = starts_at + timedelta(minutes=service.duration_minutes)
-    blocked_until = blocked_end(ends_at, service.buffer_minutes)
-    if not fits_hours(location.hours, ZoneInfo(location.timezone), starts_at, ends_at):
-        raise InvalidInput(
-            "the slot cannot be held", fields={"starts_at": "outside the location's opening hours"}
-        )
-
-    qualified = _qualified_staff(catalogue, service, location)
-    if staff_id is not None:
-        member = catalogue.staff.get(staff_id)
-        if member is None:
-            raise InvalidInput(
-                "the slot cannot be held", fields={"staff_id": "no such staff member"}
-            )
-        if member not in qualified:
-            raise InvalidInput(
-                "the slot cannot be held",
-                fields={
-                    "staff_id": "this staff member does not perform the service at this location"
-                },
-            )
-        if not _works_then(member, location, starts_at, ends_at):
-            raise InvalidInput(
-                "the slot cannot be held", fields={"starts_at": "outside the staff member's hours"}
-            )
-        candidates: list[tuple[str, UUID | None]] = [(staff_resource(member.id), member.id)]
-    elif qualified:
-        candidates = [
-            (staff_resource(m.id), m.id)
-            for m in qualified
-            if _works_then(m, location, starts_at, ends_at)
-        ]
-        if not candidates:
-            raise InvalidInput(
-                "the slot cannot be held",
-                fields={"starts_at": "no staff member works at this time"},
-            )
-    else:
-        candidates = [(service_resource(location.id, service.id), None)]
-    return SlotPlan(service, location, starts_at, ends_at, blocked_until, candidates)
+    return offer.plan(starts_at, chosen=staff_id is not None)
 
 
-def candidate_starts(
-    location: Location, service: Service, first_day: date, last_day: date
-) -> list[datetime]:
-    """Starts every AVAILABILITY_STEP_MINUTES from each opening time, local days inclusive."""
-    tz = ZoneInfo(location.timezone)
-    starts: list[datetime] = []
-    day = first_day
+def candidate_starts(offer: Offer, start: datetime, end: datetime) -> list[datetime]:
+    """Starts in [start, end) every AVAILABILITY_STEP_MINUTES from each opening time
+    (rounded up to a granule) whose service time fits before the closing time."""
+    tz = offer.tz
     step = timedelta(minutes=AVAILABILITY_STEP_MINUTES)
-    while day <= last_day:
-        for opens, closes in location.hours.ranges(day.weekday()):
-            midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-            moment = (midnight + timedelta(minutes=opens)).astimezone(UTC)
-            # Aligning to a granule keeps odd opening times (09:02) bookable.
-            granule = GRANULE_MINUTES * 60
-            moment = datetime.fromtimestamp(-(-int(moment.timestamp()) // granule) * granule, UTC)
-            close = (midnight + timedelta(minutes=closes)).astimezone(UTC)
-            duration = timedelta(minutes=service.duration_minutes)
-            while moment + duration <= close:
+    duration = timedelta(minutes=offer.service.duration_minutes)
+    granule = GRANULE_MINUTES * 60
+    starts: list[datetime] = []
+    for opens, closes in opening_intervals(
+        offer.location.hours,
+        tz,
+        start.astimezone(tz).date() - timedelta(days=1),
+        end.astimezone(tz).date(),
+    ):
+        moment = datetime.fromtimestamp(-(-int(opens.timestamp()) // granule) * granule, UTC)
+        while moment + duration <= closes and moment < end:
+            if moment >= start:
                 starts.append(moment)
-                moment += step
-        day += timedelta(days=1)
+            moment += step
     return starts
