@@ -16,7 +16,12 @@ from tests.api import Api, Tenant, new_tenant
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     state_dir: Path = tmp_path_factory.mktemp("stack")
-    running = LocalStack(state_dir, persist=False, service_env={"AUTH_CACHE_SECONDS": "30"})
+    running = LocalStack(
+        state_dir,
+        persist=False,
+        # The sweeper looks for expired checkouts every second instead of every 30.
+        service_env={"PAYMENT_SWEEP_SECONDS": "1"},
+    )
     try:
         running.start()
         yield running

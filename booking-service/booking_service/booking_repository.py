@@ -16,11 +16,15 @@ SELECT b.*,
        s.name AS service_name, s.duration_minutes, s.price_amount, s.currency,
        s.deposit_amount, s.buffer_minutes,
        l.name AS location_name, l.address AS location_address, l.timezone,
-       st.name AS staff_name, st.email AS staff_email
+       st.name AS staff_name, st.email AS staff_email,
+       p.status AS payment_status, p.amount AS payment_amount,
+       p.currency AS payment_currency, p.checkout_session_id, p.checkout_url,
+       p.expires_at AS payment_expires_at
 FROM bookings b
 JOIN services s ON s.id = b.service_id
 JOIN locations l ON l.id = b.location_id
 LEFT JOIN staff st ON st.id = b.staff_id
+LEFT JOIN payments p ON p.booking_id = b.id
 """
 
 
@@ -43,6 +47,15 @@ class NewBooking:
     client_phone: str | None
     custom_field_values: list[dict[str, Any]]
     notes: str | None
+
+
+@dataclass(frozen=True)
+class DepositTerms:
+    amount: int
+    currency: str
+    service_name: str
+    success_url: str | None
+    cancel_url: str | None
 
 
 class BookingRepository:
@@ -138,3 +151,89 @@ class BookingRepository:
             business_id,
         )
         return [dict(r) for r in rows]
+
+    async def deposit_terms(self, business_id: UUID, service_id: UUID) -> DepositTerms:
+        row = await self.db.fetchrow(
+            """
+            SELECT s.deposit_amount, s.currency, s.name, b.success_url, b.cancel_url
+            FROM services s JOIN businesses b ON b.id = s.business_id
+            WHERE s.id = $1 AND s.business_id = $2
+            """,
+            service_id,
+            business_id,
+        )
+        return DepositTerms(
+            row["deposit_amount"],
+            row["currency"].strip(),
+            row["name"],
+            row["success_url"],
+            row["cancel_url"],
+        )
+
+    async def insert_payment(
+        self,
+        connection: asyncpg.Connection,
+        booking_id: UUID,
+        session_id: str,
+        amount: int,
+        currency: str,
+        url: str,
+        expires_at: datetime,
+    ) -> None:
+        await connection.execute(
+            """
+            INSERT INTO payments (booking_id, checkout_session_id, status, amount, currency,
+                                  checkout_url, expires_at)
+            VALUES ($1, $2, 'requires_payment', $3, $4, $5, $6)
+            """,
+            booking_id,
+            session_id,
+            amount,
+            currency,
+            url,
+            expires_at,
+        )
+
+    async def remember_stripe_event(
+        self, connection: asyncpg.Connection, event_id: str, event_type: str
+    ) -> bool:
+        """True the first time an event id is seen."""
+        inserted = await connection.fetchval(
+            "INSERT INTO stripe_events (id, type) VALUES ($1, $2) "
+            "ON CONFLICT (id) DO NOTHING RETURNING true",
+            event_id,
+            event_type,
+        )
+        return bool(inserted)
+
+    async def lock_payment(
+        self, connection: asyncpg.Connection, session_id: str
+    ) -> dict[str, Any] | None:
+        row = await connection.fetchrow(
+            """
+            SELECT p.booking_id, p.status, b.business_id
+            FROM payments p JOIN bookings b ON b.id = p.booking_id
+            WHERE p.checkout_session_id = $1
+            FOR UPDATE OF p
+            """,
+            session_id,
+        )
+        return dict(row) if row else None
+
+    async def set_payment_status(
+        self, connection: asyncpg.Connection, booking_id: UUID, status: str
+    ) -> None:
+        await connection.execute(
+            "UPDATE payments SET status = $2, updated_at = now() WHERE booking_id = $1",
+            booking_id,
+            status,
+        )
+
+    async def expired_checkouts(self, now: datetime, limit: int = 100) -> list[str]:
+        rows = await self.db.fetch(
+            "SELECT checkout_session_id FROM payments "
+            "WHERE status = 'requires_payment' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+            now,
+            limit,
+        )
+        return [r["checkout_session_id"] for r in rows]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +31,7 @@ from calendence.timefmt import to_iso, utcnow
 
 from booking_service.booking_repository import BookingRepository, NewBooking
 from booking_service.catalogue import decode_cursor, encode_cursor
+from booking_service.checkout import Checkout, Deposit
 from booking_service.hold_client import HoldClient
 from booking_service.outbox import record_event
 
@@ -55,6 +56,18 @@ MAX_PAGE = 100
 
 def render(row: dict[str, Any]) -> dict[str, Any]:
     """The public booking document, for API answers and event payloads alike."""
+    payment = None
+    if row["payment_status"] is not None:
+        payment = {
+            "status": row["payment_status"],
+            "amount": row["payment_amount"],
+            "currency": row["payment_currency"].strip(),
+            "checkout_session_id": row["checkout_session_id"],
+            "expires_at": to_iso(row["payment_expires_at"]),
+        }
+    awaiting_payment = (
+        row["payment_status"] == "requires_payment" and row["status"] == BookingStatus.PENDING
+    )
     staff = None
     if row["staff_id"] is not None:
         staff = {"id": str(row["staff_id"]), "name": row["staff_name"], "email": row["staff_email"]}
@@ -88,6 +101,9 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         },
         "custom_field_values": row["custom_field_values"],
         "notes": row["notes"],
+        "payment": payment,
+        # Where to send the client to pay the deposit, while it is unpaid.
+        "redirect_url": row["checkout_url"] if awaiting_payment else None,
         "hold_id": str(row["hold_id"]) if row["hold_id"] else None,
         "created_at": to_iso(row["created_at"]),
         "updated_at": to_iso(row["updated_at"]),
@@ -135,11 +151,21 @@ def _type_error(definition: dict[str, Any], value: object) -> str | None:
 
 class BookingDesk:
     def __init__(
-        self, pool: asyncpg.Pool, repository: BookingRepository, holds: HoldClient
+        self,
+        pool: asyncpg.Pool,
+        repository: BookingRepository,
+        holds: HoldClient,
+        checkout: Checkout,
+        *,
+        checkout_expiry: timedelta,
+        fallback_url: str,
     ) -> None:
         self.pool = pool
         self.repository = repository
         self.holds = holds
+        self.checkout = checkout
+        self.checkout_expiry = checkout_expiry
+        self.fallback_url = fallback_url
 
     async def create(self, business_id: UUID, body: bytes) -> dict[str, Any]:
         request = parse_json(BookingRequest, body)
@@ -149,10 +175,24 @@ class BookingDesk:
         booking_id = uuid.uuid4()
         hold = await self.holds.consume(business_id, request.hold_id, booking_id)
         try:
-            async with self.pool.acquire() as connection, connection.transaction():
-                deposit = await connection.fetchval(
-                    "SELECT deposit_amount FROM services WHERE id = $1", hold.service_id
+            terms = await self.repository.deposit_terms(business_id, hold.service_id)
+            session = None
+            if terms.amount > 0:
+                # Before the transaction: if Stripe is down nothing is written and the
+                # client keeps the hold to try again.
+                session = await self.checkout.start(
+                    Deposit(
+                        booking_id=booking_id,
+                        amount=terms.amount,
+                        currency=terms.currency,
+                        description=f"Deposit: {terms.service_name}",
+                        client_email=str(request.client.email),
+                        success_url=terms.success_url or self.fallback_url,
+                        cancel_url=terms.cancel_url or self.fallback_url,
+                        expires_at=utcnow() + self.checkout_expiry,
+                    )
                 )
+            async with self.pool.acquire() as connection, connection.transaction():
                 await self.repository.insert(
                     connection,
                     NewBooking(
@@ -165,7 +205,7 @@ class BookingDesk:
                         hold_id=hold.hold_id,
                         # A deposit keeps the booking pending until it is paid.
                         status=(
-                            BookingStatus.PENDING if deposit else BookingStatus.CONFIRMED
+                            BookingStatus.PENDING if session else BookingStatus.CONFIRMED
                         ).value,
                         starts_at=hold.starts_at,
                         ends_at=hold.ends_at,
@@ -178,6 +218,16 @@ class BookingDesk:
                         notes=request.notes,
                     ),
                 )
+                if session is not None:
+                    await self.repository.insert_payment(
+                        connection,
+                        booking_id,
+                        session.id,
+                        terms.amount,
+                        terms.currency,
+                        session.url,
+                        session.expires_at,
+                    )
                 document = render(await self._must_get(business_id, booking_id, connection))
                 await record_event(connection, "booking.created", business_id, document)
         except asyncpg.ExclusionViolationError:
@@ -228,73 +278,121 @@ class BookingDesk:
     async def update(
         self, business_id: UUID, booking_id: UUID, patch: BookingPatch
     ) -> dict[str, Any]:
-        moved: _Move | None = None
-        freed: tuple[str, datetime, datetime] | None = None
+        change = _Change()
         try:
             async with self.pool.acquire() as connection, connection.transaction():
-                current = await self.repository.lock(connection, business_id, booking_id)
-                if current is None:
-                    raise NotFound("no such booking")
-                status = BookingStatus(current["status"])
-                changes: dict[str, Any] = {}
-                events: list[str] = []
-                if patch.status is BookingStatus.CANCELLED is status:
-                    # DELETE twice: the second changes nothing and answers the same.
-                    return render(await self._must_get(business_id, booking_id, connection))
-                if patch.status is not None:
-                    if patch.status not in TRANSITIONS[status]:
-                        raise Conflict(_refusal(status, patch.status))
-                    changes["status"] = patch.status.value
-                    events.append(_STATUS_EVENTS[patch.status])
-                    if patch.status is BookingStatus.CANCELLED:
-                        changes["cancelled_at"] = utcnow()
-                        freed = (
-                            current["resource_id"],
-                            current["starts_at"],
-                            current["blocked_until"],
-                        )
-                if patch.starts_at is not None or patch.ends_at is not None:
-                    if status not in LIVE_STATUSES or "cancelled_at" in changes:
-                        raise Conflict(f"a {status.value} booking cannot be rescheduled")
-                    starts_at = patch.starts_at or current["starts_at"]
-                    ends_at = patch.ends_at or starts_at + (
-                        current["ends_at"] - current["starts_at"]
-                    )
-                    blocked_until = await self.holds.move(
-                        business_id=business_id,
-                        booking_id=booking_id,
-                        resource_id=current["resource_id"],
-                        service_id=current["service_id"],
-                        location_id=current["location_id"],
-                        staff_id=current["staff_id"],
-                        previous=(current["starts_at"], current["blocked_until"]),
-                        starts_at=starts_at,
-                        ends_at=ends_at,
-                    )
-                    moved = _Move(current, starts_at, ends_at, blocked_until)
-                    changes |= {
-                        "starts_at": starts_at,
-                        "ends_at": ends_at,
-                        "blocked_until": blocked_until,
-                    }
-                    events.append("booking.rescheduled")
-                if patch.notes is not None and patch.notes != current["notes"]:
-                    changes["notes"] = patch.notes
-                    events.append("booking.updated")
-                if changes:
-                    await self.repository.update(connection, booking_id, changes)
-                document = render(await self._must_get(business_id, booking_id, connection))
-                for event in dict.fromkeys(events):
-                    await record_event(connection, event, business_id, document)
+                document = await self._apply(connection, business_id, booking_id, patch, change)
         except asyncpg.ExclusionViolationError:
-            await self._move_back(business_id, booking_id, moved)
+            await self._move_back(business_id, booking_id, change.moved)
             raise HoldConflict("the new time clashes with another booking") from None
         except BaseException:
-            await self._move_back(business_id, booking_id, moved)
+            await self._move_back(business_id, booking_id, change.moved)
             raise
-        if freed is not None:
-            await self._free(booking_id, *freed)
+        await self._after_commit(booking_id, change)
         return document
+
+    async def _apply(
+        self,
+        connection: asyncpg.Connection,
+        business_id: UUID,
+        booking_id: UUID,
+        patch: BookingPatch,
+        change: _Change,
+    ) -> dict[str, Any]:
+        """Apply a change inside the caller's transaction, with its events."""
+        current = await self.repository.lock(connection, business_id, booking_id)
+        if current is None:
+            raise NotFound("no such booking")
+        status = BookingStatus(current["status"])
+        if patch.status is BookingStatus.CANCELLED is status:
+            # DELETE twice: the second changes nothing and answers the same.
+            return render(await self._must_get(business_id, booking_id, connection))
+        changes: dict[str, Any] = {}
+        events: list[str] = []
+        if patch.status is not None:
+            if patch.status not in TRANSITIONS[status]:
+                raise Conflict(_refusal(status, patch.status))
+            changes["status"] = patch.status.value
+            events.append(_STATUS_EVENTS[patch.status])
+            if patch.status is BookingStatus.CANCELLED:
+                changes["cancelled_at"] = utcnow()
+                change.freed = (
+                    current["resource_id"],
+                    current["starts_at"],
+                    current["blocked_until"],
+                )
+        if patch.starts_at is not None or patch.ends_at is not None:
+            if status not in LIVE_STATUSES or "cancelled_at" in changes:
+                raise Conflict(f"a {status.value} booking cannot be rescheduled")
+            starts_at = patch.starts_at or current["starts_at"]
+            ends_at = patch.ends_at or starts_at + (current["ends_at"] - current["starts_at"])
+            blocked_until = await self.holds.move(
+                business_id=business_id,
+                booking_id=booking_id,
+                resource_id=current["resource_id"],
+                service_id=current["service_id"],
+                location_id=current["location_id"],
+                staff_id=current["staff_id"],
+                previous=(current["starts_at"], current["blocked_until"]),
+                starts_at=starts_at,
+                ends_at=ends_at,
+            )
+            change.moved = _Move(current, starts_at, ends_at, blocked_until)
+            changes |= {"starts_at": starts_at, "ends_at": ends_at, "blocked_until": blocked_until}
+            events.append("booking.rescheduled")
+        if patch.notes is not None and patch.notes != current["notes"]:
+            changes["notes"] = patch.notes
+            events.append("booking.updated")
+        if changes:
+            await self.repository.update(connection, booking_id, changes)
+        document = render(await self._must_get(business_id, booking_id, connection))
+        for event in dict.fromkeys(events):
+            await record_event(connection, event, business_id, document)
+        return document
+
+    async def _after_commit(self, booking_id: UUID, change: _Change) -> None:
+        if change.freed is not None:
+            await self._free(booking_id, *change.freed)
+
+    async def settle_checkout(
+        self, event_id: str, event_type: str, session_id: str, paid: bool
+    ) -> bool:
+        """Confirm a paid booking or cancel an unpaid one; each Stripe event acts once.
+
+        Out-of-order events are harmless: a payment moves only out of
+        `requires_payment`, and a booking only out of `pending`."""
+        change = _Change()
+        async with self.pool.acquire() as connection, connection.transaction():
+            if not await self.repository.remember_stripe_event(connection, event_id, event_type):
+                return False
+            payment = await self.repository.lock_payment(connection, session_id)
+            if payment is None or payment["status"] != "requires_payment":
+                return False
+            business_id, booking_id = payment["business_id"], payment["booking_id"]
+            await self.repository.set_payment_status(
+                connection, booking_id, "paid" if paid else "expired"
+            )
+            booking = await self.repository.lock(connection, business_id, booking_id)
+            if booking is None or booking["status"] != BookingStatus.PENDING:
+                return True
+            wanted = BookingStatus.CONFIRMED if paid else BookingStatus.CANCELLED
+            await self._apply(
+                connection, business_id, booking_id, BookingPatch(status=wanted), change
+            )
+        await self._after_commit(booking_id, change)
+        return True
+
+    async def sweep_expired_checkouts(self) -> int:
+        """Settle unpaid bookings whose checkout expired, had Stripe's webhook never come."""
+        settled = 0
+        for session_id in await self.repository.expired_checkouts(utcnow()):
+            status, payment_status = await self.checkout.outcome(session_id)
+            paid = payment_status == "paid"
+            if not paid and status == "open":
+                await self.checkout.expire(session_id)
+            if await self.settle_checkout(f"sweep:{session_id}", "sweep", session_id, paid):
+                settled += 1
+        return settled
 
     async def _free(
         self, booking_id: UUID, resource_id: str, starts_at: datetime, blocked_until: datetime
@@ -330,6 +428,14 @@ class BookingDesk:
                 "could not move the claim back",
                 extra=log_fields(booking_id=str(booking_id), error=repr(error)),
             )
+
+
+@dataclass
+class _Change:
+    """What a change did in Redis, to undo on failure or finish after commit."""
+
+    moved: _Move | None = None
+    freed: tuple[str, datetime, datetime] | None = None
 
 
 @dataclass(frozen=True)

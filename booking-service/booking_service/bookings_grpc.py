@@ -68,3 +68,14 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return booking_pb2.BookingPage(
             items_json=[jsonfmt.dumps(i) for i in items], next_cursor=next_cursor
         )
+
+    async def HandleCheckoutEvent(
+        self, request: booking_pb2.CheckoutEvent, context: ServicerContext
+    ) -> booking_pb2.CheckoutEventResult:
+        applied = await self.desk.settle_checkout(
+            request.event_id,
+            request.type,
+            request.session_id,
+            paid=request.payment_status == "paid",
+        )
+        return booking_pb2.CheckoutEventResult(applied=applied)

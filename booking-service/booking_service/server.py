@@ -22,6 +22,7 @@ from booking_service.bookings import BookingDesk
 from booking_service.bookings_grpc import BookingServicer
 from booking_service.catalogue import Catalogue
 from booking_service.catalogue_repository import CatalogueRepository
+from booking_service.checkout import Checkout
 from booking_service.grpc_api import AuthServicer, CatalogueServicer
 from booking_service.hold_client import HoldClient
 from booking_service.outbox import OutboxRelay
@@ -58,7 +59,17 @@ async def serve(settings: BookingServiceSettings) -> None:
     )
     catalogue = Catalogue(CatalogueRepository(pool), announce_catalogue_change)
     hold_channel = rpc.open_channel(settings.hold_service_addr)
-    desk = BookingDesk(pool, BookingRepository(pool), HoldClient(hold_channel))
+    checkout = Checkout(
+        settings.stripe_secret_key, settings.stripe_api_base, settings.stripe_timeout_seconds
+    )
+    desk = BookingDesk(
+        pool,
+        BookingRepository(pool),
+        HoldClient(hold_channel),
+        checkout,
+        checkout_expiry=timedelta(seconds=settings.checkout_expiry_seconds),
+        fallback_url=settings.checkout_fallback_url,
+    )
 
     async def postgres_probe() -> None:
         await pool.fetchval("SELECT 1")
@@ -80,12 +91,14 @@ async def serve(settings: BookingServiceSettings) -> None:
         health,
         settings.booking_service_port,
     )
+    sweeper = asyncio.create_task(_sweep_forever(desk, settings.payment_sweep_seconds))
     relay = None
     if settings.outbox_relay_enabled:
         relay = asyncio.create_task(OutboxRelay(pool, js, settings.outbox_poll_seconds).run())
     try:
         await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
     finally:
+        sweeper.cancel()
         if relay is not None:
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -94,3 +107,15 @@ async def serve(settings: BookingServiceSettings) -> None:
         await nc.drain()
         await pool.close()
         log.info("stopped")
+
+
+async def _sweep_forever(desk: BookingDesk, every_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            settled = await desk.sweep_expired_checkouts()
+        except Exception as error:  # Stripe or the database away: try next round
+            log.warning("payment sweep failed", extra={"fields": {"error": repr(error)}})
+            continue
+        if settled:
+            log.info("expired checkouts settled", extra={"fields": {"count": settled}})

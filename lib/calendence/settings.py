@@ -38,6 +38,20 @@ class BookingServiceSettings(CommonSettings):
     # Off for a replica that must never publish (the relay also runs on one replica at a
     # time by itself, through an advisory lock).
     outbox_relay_enabled: bool = True
+    # Stripe: with STRIPE_API_BASE empty the `stripe` library talks to Stripe itself;
+    # the local stack points it at its Stripe-compatible server instead.
+    stripe_secret_key: str = ""
+    stripe_api_base: str = ""
+    stripe_timeout_seconds: float = 3.0
+    # Stripe refuses Checkout Sessions that expire in under 30 minutes: the shortest
+    # allowed is the hold TTL (10 minutes) plus a 20-minute margin to pay.
+    checkout_expiry_seconds: int = 1800
+    # Where Stripe sends the client after paying or giving up, when the business has
+    # not set its own success_url / cancel_url.
+    checkout_fallback_url: str = "https://calendence.com/checkout/return"
+    # How often unpaid bookings whose checkout expired are looked for, in case
+    # Stripe's webhook never came.
+    payment_sweep_seconds: float = 30.0
 
 
 class NotifyServiceSettings(CommonSettings):
@@ -59,3 +73,5 @@ class GatewaySettings(CommonSettings):
     # Idempotency-Key replays (and later rate limits) live here, shared by replicas.
     redis_url: str = "redis://127.0.0.1:6379/0"
     idempotency_ttl_seconds: int = 24 * 3600
+    # Verifies the Stripe-Signature of webhooks at /webhooks/stripe.
+    stripe_webhook_secret: str = ""

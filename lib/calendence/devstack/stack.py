@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ class LocalStack:
         urls = self._store_urls()
         ports = {name: free_port() for name in SERVICES}
         self.gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+        stripe_env = self._stripe_env()
         self.env = {
             **os.environ,
             "DATABASE_URL": urls["database"],
@@ -55,6 +57,7 @@ class LocalStack:
             "BOOKING_SERVICE_ADDR": f"127.0.0.1:{ports['booking-service']}",
             "HOLD_SERVICE_ADDR": f"127.0.0.1:{ports['hold-service']}",
             "NOTIFY_SERVICE_ADDR": f"127.0.0.1:{ports['notify-service']}",
+            **stripe_env,
             **self.service_env,
         }
         for name in SERVICES:
@@ -78,6 +81,36 @@ class LocalStack:
             self.stores["nats"] = start_nats(self.state_dir)
             nats = self.stores["nats"].url
         return {"database": database, "notify_database": notify, "redis": redis, "nats": nats}
+
+    def _stripe_env(self) -> dict[str, str]:
+        """Stripe itself when its keys are set; otherwise the local Stripe-compatible server."""
+        if os.environ.get("STRIPE_SECRET_KEY"):
+            return {}
+        port = free_port()
+        secret = "whsec_local_" + secrets.token_hex(16)
+        process = ManagedProcess(
+            "stripe",
+            [
+                sys.executable,
+                "-m",
+                "calendence.devstack.stripe_local",
+                "--port",
+                str(port),
+                "--webhook-url",
+                f"{self.gateway_url}/webhooks/stripe",
+                "--webhook-secret",
+                secret,
+            ],
+            self.state_dir / "logs" / "stripe.log",
+        )
+        wait_for_port(port, 30, process)
+        url = f"http://127.0.0.1:{port}"
+        self.stores["stripe"] = RunningStore("stripe", url, process)
+        return {
+            "STRIPE_SECRET_KEY": "sk_test_local",
+            "STRIPE_API_BASE": url,
+            "STRIPE_WEBHOOK_SECRET": secret,
+        }
 
     def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
         process = ManagedProcess(

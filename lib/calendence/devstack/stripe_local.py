@@ -62,16 +62,18 @@ class LocalStripe:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._faults])
-        app.add_routes([
-            web.post("/v1/checkout/sessions", self.create_session),
-            web.get("/v1/checkout/sessions/{id}", self.get_session),
-            web.post("/v1/checkout/sessions/{id}/expire", self.expire_session),
-            web.get("/pay/{id}", self.payment_page),
-            web.post("/pay/{id}", self.pay),
-            web.post("/_control/mode/{mode}", self.set_mode),
-            web.get("/_control/calls", self.count_calls),
-            web.post("/_control/sessions/{id}/lapse", self.lapse),
-        ])
+        app.add_routes(
+            [
+                web.post("/v1/checkout/sessions", self.create_session),
+                web.get("/v1/checkout/sessions/{id}", self.get_session),
+                web.post("/v1/checkout/sessions/{id}/expire", self.expire_session),
+                web.get("/pay/{id}", self.payment_page),
+                web.post("/pay/{id}", self.pay),
+                web.post("/_control/mode/{mode}", self.set_mode),
+                web.get("/_control/calls", self.count_calls),
+                web.post("/_control/sessions/{id}/lapse", self.lapse),
+            ]
+        )
         return app
 
     @web.middleware
@@ -80,8 +82,8 @@ class LocalStripe:
             self.calls += 1
             if self.mode == "down":
                 return web.json_response(
-                    {"error": {"type": "api_error", "message": "local Stripe is down"}},
-                    status=500)
+                    {"error": {"type": "api_error", "message": "local Stripe is down"}}, status=500
+                )
             if self.mode == "slow":
                 await asyncio.sleep(60)
         response: web.StreamResponse = await handler(request)
@@ -94,8 +96,7 @@ class LocalStripe:
         params = expand_form(dict(await request.post()))  # type: ignore[arg-type]
         session_id = "cs_test_" + secrets.token_hex(12)
         items = params.get("line_items") or []
-        amount = sum(int(i["price_data"]["unit_amount"]) * int(i.get("quantity", 1))
-                     for i in items)
+        amount = sum(int(i["price_data"]["unit_amount"]) * int(i.get("quantity", 1)) for i in items)
         session = {
             "id": session_id,
             "object": "checkout.session",
@@ -122,9 +123,17 @@ class LocalStripe:
     def _session(self, request: web.Request) -> dict[str, Any]:
         session = self.sessions.get(request.match_info["id"])
         if session is None:
-            raise web.HTTPNotFound(text=orjson.dumps({"error": {
-                "type": "invalid_request_error", "message": "No such checkout.session"}}
-            ).decode(), content_type="application/json")
+            raise web.HTTPNotFound(
+                text=orjson.dumps(
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "message": "No such checkout.session",
+                        }
+                    }
+                ).decode(),
+                content_type="application/json",
+            )
         return session
 
     async def get_session(self, request: web.Request) -> web.Response:
@@ -133,10 +142,15 @@ class LocalStripe:
     async def expire_session(self, request: web.Request) -> web.Response:
         session = self._session(request)
         if session["status"] != "open":
-            return web.json_response({"error": {
-                "type": "invalid_request_error",
-                "message": f"Only open sessions can be expired (this one is {session['status']})",
-            }}, status=400)
+            return web.json_response(
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": f"Only open sessions can be expired, not {session['status']}",
+                    }
+                },
+                status=400,
+            )
         session["status"] = "expired"
         await self._send("checkout.session.expired", session)
         return web.json_response(session)
@@ -147,8 +161,11 @@ class LocalStripe:
         body = (
             "<!doctype html><title>Local Stripe Checkout</title>"
             f"<h1>Deposit: {amount}</h1><p>Session {session['id']} is {session['status']}.</p>"
-            + (f'<form method="post"><button type="submit">Pay</button></form>'
-               if session["status"] == "open" else "")
+            + (
+                '<form method="post"><button type="submit">Pay</button></form>'
+                if session["status"] == "open"
+                else ""
+            )
         )
         return web.Response(text=body, content_type="text/html")
 
@@ -187,12 +204,15 @@ class LocalStripe:
             "data": {"object": session},
         }
         payload = orjson.dumps(event).decode()
-        signature = stripe.WebhookSignature.generate_signature_header(payload,
-                                                                      self.webhook_secret)
-        async with aiohttp.ClientSession() as client, client.post(
-            self.webhook_url, data=payload,
-            headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
-        ) as answer:
+        signature = stripe.WebhookSignature.generate_signature_header(payload, self.webhook_secret)
+        async with (
+            aiohttp.ClientSession() as client,
+            client.post(
+                self.webhook_url,
+                data=payload,
+                headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+            ) as answer,
+        ):
             await answer.read()
 
 

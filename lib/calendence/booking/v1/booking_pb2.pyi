@@ -147,21 +147,15 @@ class BookingDocument(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JSON_FIELD_NUMBER: _builtins.int
-    REDIRECT_URL_FIELD_NUMBER: _builtins.int
     json: _builtins.bytes
-    redirect_url: _builtins.str
-    """Set when the booking created a response that differs from the document alone
-    (for example 201 with a Stripe redirect_url).
-    """
     def __init__(
         self,
         *,
         json: _builtins.bytes = ...,
-        redirect_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json", "redirect_url", b"redirect_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -189,3 +183,53 @@ class BookingPage(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BookingPage: _TypeAlias = BookingPage  # noqa: Y015
+
+@_typing.final
+class CheckoutEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_STATUS_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    type: _builtins.str
+    """checkout.session.completed or checkout.session.expired"""
+    session_id: _builtins.str
+    payment_status: _builtins.str
+    """Stripe's payment_status of the session: paid, unpaid, no_payment_required."""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        type: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        payment_status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "payment_status", b"payment_status", "session_id", b"session_id", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckoutEvent: _TypeAlias = CheckoutEvent  # noqa: Y015
+
+@_typing.final
+class CheckoutEventResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLIED_FIELD_NUMBER: _builtins.int
+    applied: _builtins.bool
+    """False when the event was seen before or names no booking of ours."""
+    def __init__(
+        self,
+        *,
+        applied: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckoutEventResult: _TypeAlias = CheckoutEventResult  # noqa: Y015

@@ -59,6 +59,11 @@ class BookingServiceStub:
                 request_serializer=calendence_dot_booking_dot_v1_dot_booking__pb2.ListBookingsRequest.SerializeToString,
                 response_deserializer=calendence_dot_booking_dot_v1_dot_booking__pb2.BookingPage.FromString,
                 _registered_method=True)
+        self.HandleCheckoutEvent = channel.unary_unary(
+                '/calendence.booking.v1.BookingService/HandleCheckoutEvent',
+                request_serializer=calendence_dot_booking_dot_v1_dot_booking__pb2.CheckoutEvent.SerializeToString,
+                response_deserializer=calendence_dot_booking_dot_v1_dot_booking__pb2.CheckoutEventResult.FromString,
+                _registered_method=True)
 
 
 class BookingServiceServicer:
@@ -94,6 +99,13 @@ class BookingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HandleCheckoutEvent(self, request, context):
+        """A verified Stripe Checkout event (the gateway checked its signature).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BookingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +133,11 @@ def add_BookingServiceServicer_to_server(servicer, server):
                     servicer.ListBookings,
                     request_deserializer=calendence_dot_booking_dot_v1_dot_booking__pb2.ListBookingsRequest.FromString,
                     response_serializer=calendence_dot_booking_dot_v1_dot_booking__pb2.BookingPage.SerializeToString,
+            ),
+            'HandleCheckoutEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleCheckoutEvent,
+                    request_deserializer=calendence_dot_booking_dot_v1_dot_booking__pb2.CheckoutEvent.FromString,
+                    response_serializer=calendence_dot_booking_dot_v1_dot_booking__pb2.CheckoutEventResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +275,33 @@ class BookingService:
             '/calendence.booking.v1.BookingService/ListBookings',
             calendence_dot_booking_dot_v1_dot_booking__pb2.ListBookingsRequest.SerializeToString,
             calendence_dot_booking_dot_v1_dot_booking__pb2.BookingPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleCheckoutEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.booking.v1.BookingService/HandleCheckoutEvent',
+            calendence_dot_booking_dot_v1_dot_booking__pb2.CheckoutEvent.SerializeToString,
+            calendence_dot_booking_dot_v1_dot_booking__pb2.CheckoutEventResult.FromString,
             options,
             channel_credentials,
             insecure,

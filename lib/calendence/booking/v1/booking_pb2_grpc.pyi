@@ -39,6 +39,8 @@ class BookingServiceStub:
     UpdateBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.UpdateBookingRequest, _booking_pb2.BookingDocument]
     CancelBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.CancelBookingRequest, _booking_pb2.BookingDocument]
     ListBookings: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ListBookingsRequest, _booking_pb2.BookingPage]
+    HandleCheckoutEvent: _grpc.UnaryUnaryMultiCallable[_booking_pb2.CheckoutEvent, _booking_pb2.CheckoutEventResult]
+    """A verified Stripe Checkout event (the gateway checked its signature)."""
 
 @_typing.type_check_only
 class BookingServiceAsyncStub(BookingServiceStub):
@@ -48,6 +50,8 @@ class BookingServiceAsyncStub(BookingServiceStub):
     UpdateBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.UpdateBookingRequest, _booking_pb2.BookingDocument]  # type: ignore[assignment]
     CancelBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.CancelBookingRequest, _booking_pb2.BookingDocument]  # type: ignore[assignment]
     ListBookings: _aio.UnaryUnaryMultiCallable[_booking_pb2.ListBookingsRequest, _booking_pb2.BookingPage]  # type: ignore[assignment]
+    HandleCheckoutEvent: _aio.UnaryUnaryMultiCallable[_booking_pb2.CheckoutEvent, _booking_pb2.CheckoutEventResult]  # type: ignore[assignment]
+    """A verified Stripe Checkout event (the gateway checked its signature)."""
 
 class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -84,5 +88,13 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _booking_pb2.ListBookingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_booking_pb2.BookingPage, _abc.Awaitable[_booking_pb2.BookingPage]]: ...
+
+    @_abc_1.abstractmethod
+    def HandleCheckoutEvent(
+        self,
+        request: _booking_pb2.CheckoutEvent,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.CheckoutEventResult, _abc.Awaitable[_booking_pb2.CheckoutEventResult]]:
+        """A verified Stripe Checkout event (the gateway checked its signature)."""
 
 def add_BookingServiceServicer_to_server(servicer: BookingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
