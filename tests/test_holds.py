@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -575,6 +576,33 @@ async def test_hold_of_a_service_just_made_inactive_is_422_at_once(tenant: Tenan
             break
         await asyncio.sleep(0.05)
     assert set(field_errors(answer)) == {"service_id"}
+
+
+async def test_a_burst_of_holds_on_a_cold_catalogue_fetches_it_once(
+    stack: LocalStack, tenant: Tenant
+) -> None:
+    shop = await open_shop(tenant)
+    tokens = await shop.sessions(50)
+    trace = f"burst-{uuid.uuid4().hex}"
+    answers = await asyncio.gather(
+        *(
+            tenant.api.post(
+                HOLD_PATH,
+                token,
+                shop.hold_body(tomorrow_at(10)),
+                headers={"X-Request-Id": f"{trace}-{index}"},
+            )
+            for index, token in enumerate(tokens)
+        )
+    )
+    assert sorted(a.status for a in answers) == [201] + [409] * 49
+    log = (stack.state_dir / "logs" / "booking-service.log").read_text().splitlines()
+    fetches = [
+        line
+        for line in map(json.loads, (text for text in log if trace in text))
+        if line.get("method", "").endswith("/GetBusinessCatalogue")
+    ]
+    assert len(fetches) == 1, fetches
 
 
 async def test_hold_of_a_service_deleted_meanwhile_is_422(tenant: Tenant) -> None:

@@ -7,6 +7,7 @@ should an announcement be missed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -91,18 +92,37 @@ class CatalogueCache:
         self._entries: dict[UUID, tuple[float, BusinessCatalogue]] = {}
         # Bumped by invalidate(): a fetch that started before a change is not cached.
         self._generation: dict[UUID, int] = {}
+        # One fetch per business at a time: a burst on a cold cache waits for it.
+        self._loading: dict[UUID, asyncio.Task[BusinessCatalogue]] = {}
 
     async def get(self, business_id: UUID) -> BusinessCatalogue:
         entry = self._entries.get(business_id)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
+        if entry is not None and entry[0] > time.monotonic():
             return entry[1]
+        loading = self._loading.get(business_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(business_id))
+            self._loading[business_id] = loading
+            loading.add_done_callback(lambda done: self._forget(business_id, done))
+        # A caller that gives up does not cancel the fetch the others wait for.
+        return await asyncio.shield(loading)
+
+    async def _load(self, business_id: UUID) -> BusinessCatalogue:
         generation = self._generation.get(business_id, 0)
+        started = time.monotonic()
         catalogue = BusinessCatalogue.from_snapshot(await self._fetch(business_id))
         if self._generation.get(business_id, 0) == generation:
-            self._entries[business_id] = (now + self._ttl, catalogue)
+            self._entries[business_id] = (started + self._ttl, catalogue)
         return catalogue
+
+    def _forget(self, business_id: UUID, done: asyncio.Task[BusinessCatalogue]) -> None:
+        if self._loading.get(business_id) is done:
+            del self._loading[business_id]
+        if not done.cancelled():
+            done.exception()  # retrieved by the waiters; never "never retrieved"
 
     def invalidate(self, business_id: UUID) -> None:
         self._generation[business_id] = self._generation.get(business_id, 0) + 1
         self._entries.pop(business_id, None)
+        # Callers from now on must not join a fetch that may predate the change.
+        self._loading.pop(business_id, None)
