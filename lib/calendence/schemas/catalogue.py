@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import zoneinfo
 from enum import StrEnum
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import pycountry
 from pydantic import AfterValidator, EmailStr, Field, model_validator
 
-from calendence.schemas.common import Schema
+from calendence.schemas.common import FieldError, Schema
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _CLOCK = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
+# Amounts travel as JSON numbers; above 2**53 - 1 a JavaScript client silently loses
+# precision (and PostgreSQL's bigint would overflow not much further up).
+MAX_AMOUNT = 2**53 - 1
+# Names in the zone database that are not places: the host's own setting and a placeholder.
+_NOT_IANA_ZONES = frozenset({"localtime", "Factory"})
 
 
 def minutes_of(clock: str) -> int:
@@ -28,11 +35,16 @@ def _clock(value: str) -> str:
     return value
 
 
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    # ZoneInfo() alone also opens files such as "posix/Europe/London" or "localtime"
+    # that happen to lie in the zone folders; only the database's own names are zones.
+    return frozenset(zoneinfo.available_timezones()) - _NOT_IANA_ZONES
+
+
 def _timezone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError("must be an IANA time zone such as Europe/London") from None
+    if value not in _iana_zones():
+        raise ValueError("must be an IANA time zone such as Europe/London")
     return value
 
 
@@ -42,10 +54,26 @@ def _currency(value: str) -> str:
     return value.upper()
 
 
+def _distinct(values: list[UUID]) -> list[UUID]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not name the same id twice")
+    return values
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http or https URL")
+    return value
+
+
 Clock = Annotated[str, AfterValidator(_clock)]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
 Currency = Annotated[str, AfterValidator(_currency)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT, description="In the currency's minor unit")]
+Ids = Annotated[list[UUID], AfterValidator(_distinct)]
+HttpUrl = Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]
 
 
 class TimeRange(Schema):
@@ -53,27 +81,31 @@ class TimeRange(Schema):
     closes: Clock
 
 
+def _ordered(ranges: list[TimeRange]) -> list[TimeRange]:
+    """A day's ranges each open before they close and never overlap."""
+    by_start = sorted(ranges, key=lambda r: minutes_of(r.opens))
+    for index, item in enumerate(by_start):
+        if minutes_of(item.opens) >= minutes_of(item.closes):
+            raise ValueError(f"{item.opens}-{item.closes} closes before it opens")
+        if index and minutes_of(item.opens) < minutes_of(by_start[index - 1].closes):
+            raise ValueError(f"ranges overlap at {item.opens}")
+    return ranges
+
+
+# Checked per day, so that every bad day is named (opening_hours.monday, ...).
+DayRanges = Annotated[list[TimeRange], AfterValidator(_ordered)]
+
+
 class WeeklyHours(Schema):
     """Opening ranges per weekday, in the location's local time."""
 
-    monday: list[TimeRange] = []
-    tuesday: list[TimeRange] = []
-    wednesday: list[TimeRange] = []
-    thursday: list[TimeRange] = []
-    friday: list[TimeRange] = []
-    saturday: list[TimeRange] = []
-    sunday: list[TimeRange] = []
-
-    @model_validator(mode="after")
-    def _ranges_are_ordered(self) -> WeeklyHours:
-        for day in WEEKDAYS:
-            ranges = sorted(getattr(self, day), key=lambda r: minutes_of(r.opens))
-            for index, item in enumerate(ranges):
-                if minutes_of(item.opens) >= minutes_of(item.closes):
-                    raise ValueError(f"{day}: {item.opens}-{item.closes} closes before it opens")
-                if index and minutes_of(item.opens) < minutes_of(ranges[index - 1].closes):
-                    raise ValueError(f"{day}: ranges overlap at {item.opens}")
-        return self
+    monday: DayRanges = []
+    tuesday: DayRanges = []
+    wednesday: DayRanges = []
+    thursday: DayRanges = []
+    friday: DayRanges = []
+    saturday: DayRanges = []
+    sunday: DayRanges = []
 
     def ranges(self, weekday: int) -> list[tuple[int, int]]:
         """(open, close) minutes after midnight for weekday 0 = Monday."""
@@ -92,25 +124,25 @@ class LocationFields(Schema):
 class ServiceFields(Schema):
     name: Name
     duration_minutes: Annotated[int, Field(gt=0, le=24 * 60)]
-    price_amount: Annotated[int, Field(ge=0, description="In the currency's minor unit")]
+    price_amount: Amount
     currency: Currency
-    deposit_amount: Annotated[int, Field(ge=0)] = 0
+    deposit_amount: Amount = 0
     buffer_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 0
     active: bool = True
-    location_ids: Annotated[list[UUID], Field(min_length=1)]
+    location_ids: Annotated[Ids, Field(min_length=1)]
 
     @model_validator(mode="after")
     def _deposit_within_price(self) -> ServiceFields:
         if self.deposit_amount > self.price_amount:
-            raise ValueError("deposit_amount cannot exceed price_amount")
+            raise FieldError("deposit_amount", "cannot exceed price_amount")
         return self
 
 
 class StaffFields(Schema):
     name: Name
     email: EmailStr | None = None
-    service_ids: list[UUID] = []
-    location_ids: Annotated[list[UUID], Field(min_length=1)]
+    service_ids: Ids = []
+    location_ids: Annotated[Ids, Field(min_length=1)]
     # None: works whenever the location is open.
     weekly_hours: WeeklyHours | None = None
 
@@ -132,18 +164,19 @@ class CustomFieldFields(Schema):
     @model_validator(mode="after")
     def _options_match_type(self) -> CustomFieldFields:
         if self.type is CustomFieldType.SELECT and not self.options:
-            raise ValueError("a select field needs at least one option")
+            raise FieldError("options", "a select field needs at least one option")
         if self.type is not CustomFieldType.SELECT and self.options:
-            raise ValueError("only select fields take options")
+            raise FieldError("options", "only select fields take options")
         if len(set(self.options)) != len(self.options):
-            raise ValueError("options must be distinct")
+            raise FieldError("options", "options must be distinct")
         return self
 
 
 class BusinessFields(Schema):
     name: Name
-    success_url: Annotated[str, Field(max_length=2000)] | None = None
-    cancel_url: Annotated[str, Field(max_length=2000)] | None = None
+    # Where Stripe Checkout sends the client back after paying a deposit, or not.
+    success_url: HttpUrl | None = None
+    cancel_url: HttpUrl | None = None
 
 
 CATALOGUE_FIELDS: dict[str, type[Schema]] = {
