@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -12,8 +13,8 @@ import asyncpg
 import orjson
 from calendence import jsonfmt
 from calendence.errors import Conflict, InvalidInput, NotFound
-from calendence.schemas.catalogue import CATALOGUE_FIELDS, merge_patch
-from calendence.schemas.common import Schema, parse_json, parse_obj
+from calendence.schemas.catalogue import CATALOGUE_FIELDS, WEEKDAYS, merge_patch
+from calendence.schemas.common import Schema, parse_json
 
 from booking_service.catalogue_repository import TABLES, CatalogueRepository
 
@@ -23,6 +24,9 @@ MAX_PAGE = 100
 _HIDDEN_COLUMNS = {"seq", "deleted_at", "business_id"}
 # Which id lists must name live rows of which table.
 _REFERENCES = {"location_ids": "locations", "service_ids": "services"}
+_WEEKLY_COLUMNS = ("opening_hours", "weekly_hours")
+# seq is a PostgreSQL bigint; a cursor beyond it names no position.
+_MAX_SEQ = 2**63 - 1
 
 
 def encode_cursor(seq: int) -> str:
@@ -34,11 +38,14 @@ def decode_cursor(cursor: str) -> int:
         return 0
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return int(base64.urlsafe_b64decode(padded.encode()).decode())
+        seq = int(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, UnicodeDecodeError):
+        seq = -1
+    if not 0 <= seq <= _MAX_SEQ:
         raise InvalidInput(
             "the cursor is not one this API gave out", fields={"cursor": "invalid cursor"}
-        ) from None
+        )
+    return seq
 
 
 OBJECT_NAMES = {
@@ -51,9 +58,43 @@ OBJECT_NAMES = {
 
 def render(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     """The public JSON shape of a catalogue row."""
-    return {"object": OBJECT_NAMES[kind]} | {
+    document = {"object": OBJECT_NAMES[kind]} | {
         k: v for k, v in row.items() if k not in _HIDDEN_COLUMNS
     }
+    for column in _WEEKLY_COLUMNS:
+        week = document.get(column)
+        if isinstance(week, dict):
+            # jsonb keeps keys sorted by length; people read a week Monday first.
+            document[column] = {day: week.get(day, []) for day in WEEKDAYS}
+    return document
+
+
+@contextlib.contextmanager
+def _custom_field_keys_unique() -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.UniqueViolationError:
+        raise InvalidInput(
+            "a custom field with this key exists",
+            fields={"key": "already used by another custom field"},
+        ) from None
+
+
+def _patch_document(patch: bytes, model: type[Schema]) -> dict[str, Any]:
+    """The fields a PATCH body names, after refusing anything but known fields."""
+    try:
+        changes = orjson.loads(patch)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("the body is not valid JSON", fields={"body": "invalid JSON"}) from None
+    if not isinstance(changes, dict):
+        raise InvalidInput("the body must be a JSON object", fields={"body": "not an object"})
+    unknown = set(changes) - set(model.model_fields)
+    if unknown:
+        raise InvalidInput(
+            "the request has invalid fields",
+            fields={name: "unknown field" for name in sorted(unknown)},
+        )
+    return changes
 
 
 class Catalogue:
@@ -64,13 +105,8 @@ class Catalogue:
     async def create(self, kind: str, business_id: UUID, body: bytes) -> dict[str, Any]:
         fields = parse_json(CATALOGUE_FIELDS[kind], body)
         values = await self._checked_values(business_id, fields)
-        try:
+        with _custom_field_keys_unique():
             row = await self.repository.insert(TABLES[kind], business_id, uuid.uuid4(), values)
-        except asyncpg.UniqueViolationError:
-            raise InvalidInput(
-                "a custom field with this key exists",
-                fields={"key": "already used by another custom field"},
-            ) from None
         await self.on_change(business_id)
         return render(kind, row)
 
@@ -93,34 +129,20 @@ class Catalogue:
     async def update(
         self, kind: str, business_id: UUID, row_id: UUID, patch: bytes
     ) -> dict[str, Any]:
-        current = await self.get(kind, business_id, row_id)
-        try:
-            changes = orjson.loads(patch)
-        except orjson.JSONDecodeError:
-            raise InvalidInput(
-                "the body is not valid JSON", fields={"body": "invalid JSON"}
-            ) from None
-        if not isinstance(changes, dict):
-            raise InvalidInput("the body must be a JSON object", fields={"body": "not an object"})
+        """Replace the fields `patch` names, then validate the whole merged document."""
         model = CATALOGUE_FIELDS[kind]
-        unknown = set(changes) - set(model.model_fields)
-        if unknown:
-            raise InvalidInput(
-                "the request has invalid fields",
-                fields={name: "unknown field" for name in sorted(unknown)},
-            )
-        editable = {k: current[k] for k in model.model_fields}
-        fields = parse_obj(model, orjson.loads(jsonfmt.dumps(merge_patch(editable, changes))))
-        values = await self._checked_values(business_id, fields)
-        try:
-            row = await self.repository.update(TABLES[kind], business_id, row_id, values)
-        except asyncpg.UniqueViolationError:
-            raise InvalidInput(
-                "a custom field with this key exists",
-                fields={"key": "already used by another custom field"},
-            ) from None
+        changes = _patch_document(patch, model)
+
+        async def merged(current: dict[str, Any]) -> dict[str, Any]:
+            editable = {k: current[k] for k in model.model_fields}
+            # Through JSON, as a create would be: strict mode takes ids only as JSON strings.
+            fields = parse_json(model, jsonfmt.dumps(merge_patch(editable, changes)))
+            return await self._checked_values(business_id, fields)
+
+        with _custom_field_keys_unique():
+            row = await self.repository.update(TABLES[kind], business_id, row_id, merged)
         if row is None:
-            raise NotFound("it was deleted meanwhile")
+            raise NotFound(f"no such {OBJECT_NAMES[kind]}")
         await self.on_change(business_id)
         return render(kind, row)
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+# Turns the current row into the values to write; may raise to write nothing.
+Change = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,29 @@ TABLES = {
 }
 
 
+async def take_turn(conn: asyncpg.Connection, table: str, owner: UUID) -> None:
+    """Serialise inserts into one owner's list until this transaction ends.
+
+    Lists page by `seq` (cursor = last seq seen). Two concurrent inserts could commit
+    out of seq order, and a reader between the two commits would page past the lower
+    seq and never see it. Taking `seq` and committing under one lock per owner keeps
+    commit order and seq order the same, so every row is listed exactly once.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"{table}:{owner}")
+
+
+async def _lock_live_row(
+    conn: asyncpg.Connection, table: CatalogueTable, business_id: UUID, row_id: UUID
+) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        f"SELECT * FROM {table.name} WHERE id = $1 AND business_id = $2 "
+        "AND deleted_at IS NULL FOR UPDATE",
+        row_id,
+        business_id,
+    )
+    return dict(row) if row else None
+
+
 class CatalogueRepository:
     def __init__(self, db: asyncpg.Pool) -> None:
         self.db = db
@@ -53,13 +80,15 @@ class CatalogueRepository:
     ) -> dict[str, Any]:
         columns = ", ".join(table.columns)
         params = ", ".join(f"${i}" for i in range(3, len(table.columns) + 3))
-        row = await self.db.fetchrow(
-            f"INSERT INTO {table.name} (id, business_id, {columns}) VALUES ($1, $2, {params}) "
-            "RETURNING *",
-            row_id,
-            business_id,
-            *(values[c] for c in table.columns),
-        )
+        async with self.db.acquire() as conn, conn.transaction():
+            await take_turn(conn, table.name, business_id)
+            row = await conn.fetchrow(
+                f"INSERT INTO {table.name} (id, business_id, {columns}) "
+                f"VALUES ($1, $2, {params}) RETURNING *",
+                row_id,
+                business_id,
+                *(values[c] for c in table.columns),
+            )
         return dict(row)
 
     async def get(
@@ -104,30 +133,34 @@ class CatalogueRepository:
         return {r["id"] for r in rows}
 
     async def update(
-        self, table: CatalogueTable, business_id: UUID, row_id: UUID, values: dict[str, Any]
+        self, table: CatalogueTable, business_id: UUID, row_id: UUID, change: Change
     ) -> dict[str, Any] | None:
+        """Apply `change` to the row under a lock; None if there is no such live row.
+
+        The lock makes concurrent PATCHes of different fields queue instead of each
+        writing back a stale copy of the fields the other one changed.
+        """
         assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(table.columns, start=3))
-        row = await self.db.fetchrow(
-            f"UPDATE {table.name} SET {assignments}, updated_at = now() "
-            "WHERE id = $1 AND business_id = $2 AND deleted_at IS NULL RETURNING *",
-            row_id,
-            business_id,
-            *(values[c] for c in table.columns),
-        )
-        return dict(row) if row else None
+        async with self.db.acquire() as conn, conn.transaction():
+            current = await _lock_live_row(conn, table, business_id, row_id)
+            if current is None:
+                return None
+            values = await change(current)
+            row = await conn.fetchrow(
+                f"UPDATE {table.name} SET {assignments}, updated_at = now() "
+                "WHERE id = $1 AND business_id = $2 RETURNING *",
+                row_id,
+                business_id,
+                *(values[c] for c in table.columns),
+            )
+        return dict(row)
 
     async def soft_delete_unless_booked(
         self, table: CatalogueTable, business_id: UUID, row_id: UUID
     ) -> str:
         """'deleted', 'missing' or 'booked' (live bookings still use the row)."""
         async with self.db.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT id FROM {table.name} WHERE id = $1 AND business_id = $2 "
-                "AND deleted_at IS NULL FOR UPDATE",
-                row_id,
-                business_id,
-            )
-            if row is None:
+            if await _lock_live_row(conn, table, business_id, row_id) is None:
                 return "missing"
             if table.booking_column:
                 # FOR UPDATE above serialises with bookings that lock the same row
