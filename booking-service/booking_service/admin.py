@@ -18,6 +18,7 @@ from uuid import UUID
 
 import orjson
 from calendence import events, jsonfmt
+from calendence.errors import DomainError, NotFound
 from calendence.migrations import migrate
 from calendence.schemas.catalogue import BusinessFields
 from calendence.settings import BookingServiceSettings
@@ -77,8 +78,9 @@ async def load_demo(tenancy: Tenancy, catalogue: Catalogue) -> dict[str, Any]:
     """The demo hub, business and catalogue (created once), with fresh keys."""
     hub_id = uuid.uuid5(_DEMO_NAMESPACE, "hub")
     business_id = uuid.uuid5(_DEMO_NAMESPACE, "business")
-    if await tenancy.repository.get_business(business_id) is None:
+    if await tenancy.repository.get_hub(hub_id) is None:
         await tenancy.repository.insert_hub(hub_id, "Demo Hub")
+    if await tenancy.repository.get_business(business_id) is None:
         await tenancy.repository.insert_business(
             business_id,
             hub_id,
@@ -188,9 +190,7 @@ async def run(args: argparse.Namespace) -> Any:
             hub = await tenancy.create_hub(args.name)
             return {"id": str(hub["id"]), "name": hub["name"]}
         if args.command == "create-business":
-            business = await tenancy.create_business(
-                UUID(args.hub_id) if args.hub_id else None, BusinessFields(name=args.name)
-            )
+            business = await tenancy.create_business(args.hub_id, BusinessFields(name=args.name))
             return {
                 "id": str(business["id"]),
                 "name": business["name"],
@@ -198,16 +198,14 @@ async def run(args: argparse.Namespace) -> Any:
             }
         if args.command == "create-key":
             if args.kind == "hub":
-                return _key_json(
-                    await tenancy.issue_key(KeyKind.HUB, hub_id=UUID(args.hub_id), name=args.name)
-                )
-            return _key_json(await tenancy.create_business_key(UUID(args.business_id), args.name))
+                return _key_json(await tenancy.create_hub_key(args.hub_id, args.name))
+            return _key_json(await tenancy.create_business_key(args.business_id, args.name))
         if args.command == "revoke-key":
-            key = await tenancy.repository.get_key(UUID(args.key_id))
+            key = await tenancy.repository.get_key(args.key_id)
             if key is None:
-                raise SystemExit(f"no key {args.key_id}")
+                raise NotFound("no such key")
             await tenancy.revoke(key.id, business_id=key.business_id, hub_id=key.hub_id)
-            return {"id": args.key_id, "revoked": True}
+            return {"id": str(args.key_id), "revoked": True}
         if args.command == "demo":
             return await load_demo(tenancy, catalogue)
     raise AssertionError(args.command)
@@ -220,14 +218,14 @@ def parser() -> argparse.ArgumentParser:
     hub.add_argument("--name", required=True)
     business = commands.add_parser("create-business", help="create a business")
     business.add_argument("--name", required=True)
-    business.add_argument("--hub-id", help="the hub it belongs to, if any")
+    business.add_argument("--hub-id", type=UUID, help="the hub it belongs to, if any")
     key = commands.add_parser("create-key", help="create a hub or business API key")
     key.add_argument("--kind", choices=["hub", "business"], required=True)
-    key.add_argument("--hub-id")
-    key.add_argument("--business-id")
+    key.add_argument("--hub-id", type=UUID)
+    key.add_argument("--business-id", type=UUID)
     key.add_argument("--name")
     revoke = commands.add_parser("revoke-key", help="revoke a key (takes effect at once)")
-    revoke.add_argument("--key-id", required=True)
+    revoke.add_argument("--key-id", type=UUID, required=True)
     commands.add_parser("demo", help="load the demo business and print fresh keys")
     return root
 
@@ -238,7 +236,12 @@ def main(argv: list[str] | None = None) -> None:
         args.hub_id if args.kind == "hub" else args.business_id
     ):
         parser().error("--kind hub needs --hub-id; --kind business needs --business-id")
-    result = asyncio.run(run(args))
+    try:
+        result = asyncio.run(run(args))
+    except DomainError as error:
+        # An operator's mistake (an unknown hub, say) is one line, not a traceback.
+        sys.stderr.write(f"calendence-admin: {error.detail}\n")
+        raise SystemExit(1) from None
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
 
 

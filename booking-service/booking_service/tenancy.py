@@ -129,6 +129,11 @@ class Tenancy:
             expires_at=utcnow() + self.session_ttl,
         )
 
+    async def create_hub_key(self, hub_id: UUID, name: str | None) -> IssuedKey:
+        if await self.repository.get_hub(hub_id) is None:
+            raise NotFound("no such hub")
+        return await self.issue_key(KeyKind.HUB, hub_id=hub_id, name=name)
+
     async def create_business_key(self, business_id: UUID, name: str | None) -> IssuedKey:
         business = await self.repository.get_business(business_id)
         if business is None:
@@ -149,6 +154,8 @@ class Tenancy:
         return await self.repository.insert_hub(uuid.uuid4(), name)
 
     async def create_business(self, hub_id: UUID | None, fields: BusinessFields) -> dict[str, Any]:
+        if hub_id is not None and await self.repository.get_hub(hub_id) is None:
+            raise NotFound("no such hub")
         return await self.repository.insert_business(uuid.uuid4(), hub_id, fields.model_dump())
 
 

@@ -9,6 +9,8 @@ from uuid import UUID
 
 import asyncpg
 
+from booking_service.catalogue_repository import take_turn
+
 
 @dataclass(frozen=True)
 class StoredKey:
@@ -37,21 +39,28 @@ class TenancyRepository:
         )
         return dict(row)
 
+    async def get_hub(self, hub_id: UUID) -> dict[str, Any] | None:
+        row = await self.db.fetchrow("SELECT id, name, created_at FROM hubs WHERE id = $1", hub_id)
+        return dict(row) if row else None
+
     async def insert_business(
         self, business_id: UUID, hub_id: UUID | None, fields: dict[str, Any]
     ) -> dict[str, Any]:
-        row = await self.db.fetchrow(
-            """
-            INSERT INTO businesses (id, hub_id, name, success_url, cancel_url)
-            VALUES ($1, $2, $3, $4, $5)
-            RETURNING id, hub_id, name, success_url, cancel_url, seq, created_at, updated_at
-            """,
-            business_id,
-            hub_id,
-            fields["name"],
-            fields.get("success_url"),
-            fields.get("cancel_url"),
-        )
+        async with self.db.acquire() as conn, conn.transaction():
+            # A hub's businesses page by seq like the catalogue does.
+            await take_turn(conn, "businesses", hub_id or business_id)
+            row = await conn.fetchrow(
+                """
+                INSERT INTO businesses (id, hub_id, name, success_url, cancel_url)
+                VALUES ($1, $2, $3, $4, $5)
+                RETURNING id, hub_id, name, success_url, cancel_url, seq, created_at, updated_at
+                """,
+                business_id,
+                hub_id,
+                fields["name"],
+                fields.get("success_url"),
+                fields.get("cancel_url"),
+            )
         return dict(row)
 
     async def get_business(self, business_id: UUID) -> dict[str, Any] | None:
