@@ -27,7 +27,7 @@ class KeyKind(StrEnum):
     SESSION = "session"
 
 
-_KINDS = {
+KINDS_BY_PROTO = {
     auth_pb2.KEY_KIND_HUB: KeyKind.HUB,
     auth_pb2.KEY_KIND_BUSINESS: KeyKind.BUSINESS,
     auth_pb2.KEY_KIND_SESSION: KeyKind.SESSION,
@@ -51,6 +51,8 @@ class Authenticator:
         self.cache_seconds = cache_seconds
         self.rpc_timeout = rpc_timeout
         self._cache: dict[tuple[str, str], tuple[float, Principal]] = {}
+        # Counts revocations heard; see `authenticate`.
+        self._revocations = 0
 
     async def authenticate(self, token: str, business_id: str) -> Principal:
         cache_key = (token, business_id)
@@ -68,6 +70,7 @@ class Authenticator:
                     f"the {BUSINESS_HEADER} header is not a business id",
                     fields={BUSINESS_HEADER: "must be a UUID"},
                 ) from None
+        revocations_before = self._revocations
         answer = await rpc.unary(
             self.stub.Authenticate,
             auth_pb2.AuthenticateRequest(token=token, business_id=business_id),
@@ -75,7 +78,7 @@ class Authenticator:
         )
         principal = Principal(
             key_id=answer.key_id,
-            kind=_KINDS[answer.kind],
+            kind=KINDS_BY_PROTO[answer.kind],
             hub_id=answer.hub_id,
             business_id=answer.business_id,
             expires_at_unix=(
@@ -84,12 +87,17 @@ class Authenticator:
                 else None
             ),
         )
+        if self._revocations != revocations_before:
+            # A revocation arrived while this answer was on its way: it may be for this
+            # very key, answered valid just before. Caching it would outlive the eviction.
+            return principal
         if len(self._cache) >= _MAX_CACHE_ENTRIES:
             self._cache.clear()
         self._cache[cache_key] = (now + self.cache_seconds, principal)
         return principal
 
     def revoke(self, key_id: str) -> None:
+        self._revocations += 1
         for cache_key in [k for k, (_, p) in self._cache.items() if p.key_id == key_id]:
             self._cache.pop(cache_key, None)
 

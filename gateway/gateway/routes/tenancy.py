@@ -15,12 +15,20 @@ from calendence.timefmt import from_timestamp, to_iso
 from pydantic import Field
 
 from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM
-from gateway.auth import MANAGING_KINDS, KeyKind, bearer_token, business_of, require_kind
+from gateway.auth import (
+    KINDS_BY_PROTO,
+    MANAGING_KINDS,
+    KeyKind,
+    bearer_token,
+    business_of,
+    require_kind,
+)
 from gateway.http_io import (
     call,
     json_response,
     page_params,
     page_response,
+    path_uuid,
     raw_json_response,
     read_model,
     read_optional_model,
@@ -42,6 +50,8 @@ def issued_key_document(issued: auth_pb2.IssuedKey, object_name: str) -> dict[st
     document: dict[str, object] = {
         "object": object_name,
         "id": issued.key_id,
+        "kind": KINDS_BY_PROTO[issued.kind].value,
+        # Shown this once: only its hash is kept.
         "token": issued.token,
         "business_id": issued.business_id or None,
         "created_at": to_iso(from_timestamp(issued.created_at)),
@@ -117,7 +127,7 @@ async def revoke_key(request: web.Request) -> web.Response:
         request,
         request.app[DOWNSTREAM].auth.RevokeKey,
         auth_pb2.RevokeKeyRequest(
-            key_id=request.match_info["key_id"],
+            key_id=path_uuid(request, "key_id"),
             business_id=principal.business_id if principal.kind is KeyKind.BUSINESS else "",
             hub_id=principal.hub_id if principal.kind is KeyKind.HUB else "",
         ),
