@@ -237,6 +237,20 @@ async def test_availability_with_times_without_offset_is_422(tenant: Tenant) -> 
     assert set(field_errors(answer)) == {"from", "to"}
 
 
+async def test_availability_reads_an_unencoded_plus_in_the_offset(tenant: Tenant) -> None:
+    shop = await new_york_shop(tenant)
+    start, end = local_day(NEW_YORK, tomorrow_in(NEW_YORK))
+    expected = await listed_starts(shop, tenant.business_key, start, end)
+    typed = (
+        f"{PATH}?service_id={shop.service_id}&location_id={shop.location_id}"
+        f"&from={start.astimezone(UTC).isoformat()}&to={end.astimezone(UTC).isoformat()}"
+    )
+    assert "+00:00" in typed
+    answer = await tenant.api.get(typed, tenant.business_key)
+    assert answer.status == 200, answer.body
+    assert [slot["starts_at"] for slot in answer.body["slots"]] == expected
+
+
 async def test_availability_with_a_malformed_id_is_422(tenant: Tenant) -> None:
     shop = await new_york_shop(tenant)
     answer = await availability(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -68,10 +69,23 @@ async def release_hold(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# An offset typed into a URL unencoded (`from=2027-03-28T00:00:00+00:00`) arrives with
+# its `+` decoded as a space; a time never has a space there, so it is read back as `+`.
+_SPACED_OFFSET = re.compile(r"^(\S+T[\d:.]+) (\d\d(?::?\d\d)?)$")
+
+
+def _query_with_offsets(request: web.Request) -> dict[str, str]:
+    query = dict(request.query)
+    for name in ("from", "to"):
+        if name in query:
+            query[name] = _SPACED_OFFSET.sub(r"\1+\2", query[name])
+    return query
+
+
 @routes.get("/api/v1/availability", allow_head=False)
 async def availability(request: web.Request) -> web.Response:
     business_id = business_of(request, *ALL_KINDS)
-    query = parse_json(AvailabilityQuery, orjson.dumps(dict(request.query)))
+    query = parse_json(AvailabilityQuery, orjson.dumps(_query_with_offsets(request)))
     answer = await call(
         request,
         request.app[DOWNSTREAM].holds.GetAvailability,
