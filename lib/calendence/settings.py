@@ -58,6 +58,18 @@ class NotifyServiceSettings(CommonSettings):
     notify_service_port: int = 50053
     # notify-service keeps its own database on the same or another server.
     notify_database_url: str = "postgresql://postgres@127.0.0.1:5432/calendence_notify"
+    notify_db_pool_max: int = 10
+    # Development only: let webhooks reach http:// URLs and private, loopback and
+    # link-local addresses (a receiver on localhost). Never in production.
+    webhooks_allow_private_targets: bool = False
+    # One delivery attempt may take this long before it counts as failed.
+    webhooks_attempt_timeout_seconds: float = 10.0
+    # Attempts one replica runs at once, and attempts one endpoint gets at once across
+    # every replica (a slow endpoint never takes the others' turn).
+    webhooks_max_in_flight: int = 100
+    webhooks_max_in_flight_per_endpoint: int = 4
+    # How often due retries are looked for (new events wake the sender at once).
+    webhooks_poll_seconds: float = 1.0
 
 
 class GatewaySettings(CommonSettings):

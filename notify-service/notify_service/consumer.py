@@ -1,6 +1,8 @@
 """The durable JetStream consumer: take each event, record it, then ack.
 
-Acking only after the work is stored means a crash redelivers instead of losing.
+Acking only after the work is stored means a crash redelivers instead of losing. The
+ack waits for JetStream's answer, so once `on_acked` runs the consumer's ack floor
+(every event up to it stored) already counts this event.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 import orjson
 from calendence.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
@@ -20,7 +23,38 @@ from nats.js.errors import FetchTimeoutError
 log = logging.getLogger("notify_service.consumer")
 
 DURABLE_NAME = "notify-service"
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
+# Called with the event and its position in the stream (the order events happened in).
+Handler = Callable[[dict[str, Any], int], Awaitable[None]]
+_REQUIRED = {"id": str, "type": str, "timestamp": str, "business_id": str, "data": dict}
+
+
+class MalformedEvent(ValueError):
+    pass
+
+
+def parse_event(raw: bytes) -> dict[str, Any]:
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise MalformedEvent(f"not JSON: {error}") from None
+    if not isinstance(event, dict):
+        raise MalformedEvent("not a JSON object")
+    for name, kind in _REQUIRED.items():
+        if not isinstance(event.get(name), kind):
+            raise MalformedEvent(f"{name} is missing or not a {kind.__name__}")
+    try:
+        UUID(event["id"])
+        UUID(event["business_id"])
+    except ValueError:
+        raise MalformedEvent("id and business_id must be UUIDs") from None
+    return event
+
+
+async def stream_watermark(js: JetStreamContext) -> int:
+    """The highest stream position every earlier event of which is stored: one past
+    the durable consumer's ack floor."""
+    info = await js.consumer_info(EVENTS_STREAM, DURABLE_NAME, timeout=2)
+    return (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
 
 
 async def ensure_consumer(js: JetStreamContext) -> None:
@@ -38,7 +72,12 @@ async def ensure_consumer(js: JetStreamContext) -> None:
     )
 
 
-async def consume_events(js: JetStreamContext, handle: Handler, batch: int = 50) -> None:
+async def consume_events(
+    js: JetStreamContext,
+    handle: Handler,
+    on_acked: Callable[[], None] = lambda: None,
+    batch: int = 50,
+) -> None:
     subscription = await js.pull_subscribe_bind(DURABLE_NAME, stream=EVENTS_STREAM)
     while True:
         try:
@@ -53,9 +92,20 @@ async def consume_events(js: JetStreamContext, handle: Handler, batch: int = 50)
             continue
         for message in messages:
             try:
-                await handle(orjson.loads(message.data))
+                event = parse_event(message.data)
+            except MalformedEvent as error:
+                # Redelivering it would never help; it would only hold the ack floor back.
+                log.error("malformed event dropped", extra=log_fields(error=str(error)))
+                await message.term()
+                continue
+            try:
+                await handle(event, message.metadata.sequence.stream)
             except Exception:
                 log.exception("event handling failed; JetStream will redeliver")
                 await message.nak(delay=1)
                 continue
-            await message.ack()
+            try:
+                await message.ack_sync(timeout=2)
+            except Exception as error:  # stored already: a redelivery is recognised
+                log.warning("ack failed", extra=log_fields(error=repr(error)))
+            on_acked()

@@ -1,10 +1,10 @@
-"""Storage of received events: one row per event id, counting redeliveries."""
+"""Reading received events: one row per event id, counting redeliveries (stored by
+`DeliveryStore.record_event`, with the deliveries they make)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -22,22 +22,6 @@ class EventReceipt:
 class ReceiptRepository:
     def __init__(self, db: asyncpg.Pool) -> None:
         self.db = db
-
-    async def record(self, event: dict[str, Any]) -> bool:
-        """Store an event; False when it was already stored (a JetStream redelivery)."""
-        inserted = await self.db.fetchval(
-            """
-            INSERT INTO event_receipts (event_id, type, business_id, payload)
-            VALUES ($1, $2, $3, $4)
-            ON CONFLICT (event_id) DO UPDATE SET deliveries = event_receipts.deliveries + 1
-            RETURNING deliveries = 1
-            """,
-            UUID(event["id"]),
-            event["type"],
-            UUID(event["business_id"]),
-            event,
-        )
-        return bool(inserted)
 
     async def get(self, event_id: UUID) -> EventReceipt | None:
         row = await self.db.fetchrow(

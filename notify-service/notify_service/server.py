@@ -1,10 +1,12 @@
-"""notify-service wiring: its database, the JetStream consumer, the servicer."""
+"""notify-service wiring: its database, the JetStream consumer, the webhook dispatcher,
+the servicer."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -15,30 +17,63 @@ from calendence.notify.v1 import notify_pb2_grpc
 from calendence.settings import NotifyServiceSettings
 from calendence.storage import open_pool
 
-from notify_service.consumer import consume_events, ensure_consumer
+from notify_service.consumer import consume_events, ensure_consumer, stream_watermark
+from notify_service.deliveries import Deliveries
+from notify_service.delivery_store import DeliveryStore
+from notify_service.dispatcher import Dispatcher, Limits
+from notify_service.endpoint_store import EndpointStore
+from notify_service.endpoints import Endpoints
 from notify_service.grpc_api import NotifyServicer
 from notify_service.receipts import ReceiptRepository
+from notify_service.sender import Sender
 
 log = logging.getLogger("notify_service")
+
+# An attempt's lease: its timeout plus room for recording the result.
+_LEASE_MARGIN_SECONDS = 20.0
 
 
 async def serve(settings: NotifyServiceSettings) -> None:
     dsn = settings.notify_database_url
     await rpc.connect_with_retry("postgres", lambda: migrate(dsn, "notify_service"))
-    pool: asyncpg.Pool = await rpc.connect_with_retry("postgres", lambda: open_pool(dsn, 1, 5))
+    pool: asyncpg.Pool = await rpc.connect_with_retry(
+        "postgres", lambda: open_pool(dsn, 1, settings.notify_db_pool_max)
+    )
     nc = await rpc.connect_with_retry(
         "nats", lambda: events.connect(settings.nats_url, "notify-service")
     )
     js = nc.jetstream()
     await rpc.connect_with_retry("nats", lambda: events.ensure_events_stream(js))
     await rpc.connect_with_retry("nats", lambda: ensure_consumer(js))
-    receipts = ReceiptRepository(pool)
+    if settings.webhooks_allow_private_targets:
+        log.warning("webhooks may reach private addresses and http URLs (development only)")
+    store = DeliveryStore(pool)
+    sender = Sender(
+        settings.webhooks_allow_private_targets,
+        settings.webhooks_attempt_timeout_seconds,
+        settings.webhooks_max_in_flight,
+    )
+    dispatcher = Dispatcher(
+        store,
+        sender.send,
+        lambda: stream_watermark(js),
+        Limits(
+            max_in_flight=settings.webhooks_max_in_flight,
+            per_endpoint=settings.webhooks_max_in_flight_per_endpoint,
+            poll_seconds=settings.webhooks_poll_seconds,
+            lease=timedelta(
+                seconds=settings.webhooks_attempt_timeout_seconds + _LEASE_MARGIN_SECONDS
+            ),
+        ),
+    )
 
-    async def handle(event: dict[str, Any]) -> None:
-        if await receipts.record(event):
-            log.info("event received", extra=log_fields(event_id=event["id"], type=event["type"]))
-
-    consumer = asyncio.create_task(consume_events(js, handle))
+    async def handle(event: dict[str, Any], stream_seq: int) -> None:
+        made = await store.record_event(event, stream_seq)
+        if made is not None:
+            log.info(
+                "event received",
+                extra=log_fields(event_id=event["id"], type=event["type"], deliveries=made),
+            )
 
     async def postgres_probe() -> None:
         await pool.fetchval("SELECT 1")
@@ -47,21 +82,29 @@ async def serve(settings: NotifyServiceSettings) -> None:
         await nc.flush(timeout=1)
 
     health = rpc.DependencyHealth({"postgres": postgres_probe, "nats": nats_probe})
+    servicer = NotifyServicer(
+        ReceiptRepository(pool),
+        Endpoints(EndpointStore(pool), settings.webhooks_allow_private_targets),
+        Deliveries(store, dispatcher.wake),
+    )
     server = rpc.build_server(
-        [
-            lambda s: notify_pb2_grpc.add_NotifyServiceServicer_to_server(
-                NotifyServicer(receipts), s
-            )
-        ],
+        [lambda s: notify_pb2_grpc.add_NotifyServiceServicer_to_server(servicer, s)],
         health,
         settings.notify_service_port,
     )
-    try:
-        await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
-    finally:
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
-        await nc.drain()
-        await pool.close()
-        log.info("stopped")
+    async with sender:
+        consumer = asyncio.create_task(consume_events(js, handle, dispatcher.wake))
+        delivering = asyncio.create_task(dispatcher.run())
+        try:
+            await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+            await dispatcher.stop(settings.shutdown_grace_seconds)
+            delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await delivering
+            await nc.drain()
+            await pool.close()
+            log.info("stopped")

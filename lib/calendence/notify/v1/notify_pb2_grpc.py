@@ -39,6 +39,46 @@ class NotifyServiceStub:
                 request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.GetEventReceiptRequest.SerializeToString,
                 response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.EventReceipt.FromString,
                 _registered_method=True)
+        self.CreateEndpoint = channel.unary_unary(
+                '/calendence.notify.v1.NotifyService/CreateEndpoint',
+                request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.CreateEndpointRequest.SerializeToString,
+                response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
+                _registered_method=True)
+        self.ListEndpoints = channel.unary_unary(
+                '/calendence.notify.v1.NotifyService/ListEndpoints',
+                request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.ListEndpointsRequest.SerializeToString,
+                response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookPage.FromString,
+                _registered_method=True)
+        self.GetEndpoint = channel.unary_unary(
+                '/calendence.notify.v1.NotifyService/GetEndpoint',
+                request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.EndpointRef.SerializeToString,
+                response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
+                _registered_method=True)
+        self.UpdateEndpoint = channel.unary_unary(
+                '/calendence.notify.v1.NotifyService/UpdateEndpoint',
+                request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.UpdateEndpointRequest.SerializeToString,
+                response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
+                _registered_method=True)
+        self.DeleteEndpoint = channel.unary_unary(
+                '/calendence.notify.v1.NotifyService/DeleteEndpoint',
+                request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.EndpointRef.SerializeToString,
+                response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.DeleteEndpointResponse.FromString,
+                _registered_method=True)
+        self.RotateEndpointSecret = channel.unary_unary(
+                '/calendence.notify.v1.NotifyService/RotateEndpointSecret',
+                request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.EndpointRef.SerializeToString,
+                response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
+                _registered_method=True)
+        self.ListDeliveries = channel.unary_unary(
+                '/calendence.notify.v1.NotifyService/ListDeliveries',
+                request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.ListDeliveriesRequest.SerializeToString,
+                response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookPage.FromString,
+                _registered_method=True)
+        self.Redeliver = channel.unary_unary(
+                '/calendence.notify.v1.NotifyService/Redeliver',
+                request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.RedeliverRequest.SerializeToString,
+                response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
+                _registered_method=True)
 
 
 class NotifyServiceServicer:
@@ -51,6 +91,58 @@ class NotifyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateEndpoint(self, request, context):
+        """Webhook endpoints of one business. Create and RotateEndpointSecret answer with the
+        signing secret, the only times it is shown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEndpoints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEndpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEndpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEndpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateEndpointSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveries(self, request, context):
+        """An endpoint's deliveries, newest first, each with its attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Redeliver(self, request, context):
+        """Deliver one stored event of the business to the endpoint again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotifyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +150,46 @@ def add_NotifyServiceServicer_to_server(servicer, server):
                     servicer.GetEventReceipt,
                     request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.GetEventReceiptRequest.FromString,
                     response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.EventReceipt.SerializeToString,
+            ),
+            'CreateEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEndpoint,
+                    request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.CreateEndpointRequest.FromString,
+                    response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.SerializeToString,
+            ),
+            'ListEndpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEndpoints,
+                    request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.ListEndpointsRequest.FromString,
+                    response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookPage.SerializeToString,
+            ),
+            'GetEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEndpoint,
+                    request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.EndpointRef.FromString,
+                    response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.SerializeToString,
+            ),
+            'UpdateEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEndpoint,
+                    request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.UpdateEndpointRequest.FromString,
+                    response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.SerializeToString,
+            ),
+            'DeleteEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEndpoint,
+                    request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.EndpointRef.FromString,
+                    response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.DeleteEndpointResponse.SerializeToString,
+            ),
+            'RotateEndpointSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateEndpointSecret,
+                    request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.EndpointRef.FromString,
+                    response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.SerializeToString,
+            ),
+            'ListDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveries,
+                    request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.ListDeliveriesRequest.FromString,
+                    response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookPage.SerializeToString,
+            ),
+            'Redeliver': grpc.unary_unary_rpc_method_handler(
+                    servicer.Redeliver,
+                    request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.RedeliverRequest.FromString,
+                    response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +219,222 @@ class NotifyService:
             '/calendence.notify.v1.NotifyService/GetEventReceipt',
             calendence_dot_notify_dot_v1_dot_notify__pb2.GetEventReceiptRequest.SerializeToString,
             calendence_dot_notify_dot_v1_dot_notify__pb2.EventReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.notify.v1.NotifyService/CreateEndpoint',
+            calendence_dot_notify_dot_v1_dot_notify__pb2.CreateEndpointRequest.SerializeToString,
+            calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEndpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.notify.v1.NotifyService/ListEndpoints',
+            calendence_dot_notify_dot_v1_dot_notify__pb2.ListEndpointsRequest.SerializeToString,
+            calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.notify.v1.NotifyService/GetEndpoint',
+            calendence_dot_notify_dot_v1_dot_notify__pb2.EndpointRef.SerializeToString,
+            calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.notify.v1.NotifyService/UpdateEndpoint',
+            calendence_dot_notify_dot_v1_dot_notify__pb2.UpdateEndpointRequest.SerializeToString,
+            calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.notify.v1.NotifyService/DeleteEndpoint',
+            calendence_dot_notify_dot_v1_dot_notify__pb2.EndpointRef.SerializeToString,
+            calendence_dot_notify_dot_v1_dot_notify__pb2.DeleteEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateEndpointSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.notify.v1.NotifyService/RotateEndpointSecret',
+            calendence_dot_notify_dot_v1_dot_notify__pb2.EndpointRef.SerializeToString,
+            calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.notify.v1.NotifyService/ListDeliveries',
+            calendence_dot_notify_dot_v1_dot_notify__pb2.ListDeliveriesRequest.SerializeToString,
+            calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Redeliver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.notify.v1.NotifyService/Redeliver',
+            calendence_dot_notify_dot_v1_dot_notify__pb2.RedeliverRequest.SerializeToString,
+            calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
             options,
             channel_credentials,
             insecure,

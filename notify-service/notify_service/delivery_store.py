@@ -1,0 +1,388 @@
+"""SQL for deliveries: fan an event out to its endpoints, claim due work, record attempts.
+
+Every replica claims from the same tables. A claim leases the delivery (its
+`next_attempt_at` moves one lease ahead), so a replica that dies mid-attempt only
+delays it until the lease runs out; a result comes back with the lease's token, and one
+whose lease was taken over meanwhile is recorded but no longer steers the delivery.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+
+from notify_service.schedule import DISABLE_AFTER
+
+# Serialises claims, so "at most N in flight per endpoint" holds across replicas.
+_CLAIM_LOCK_ID = 0x6E6F74696679
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: UUID
+    endpoint_id: UUID
+    event_id: UUID
+    attempt: int
+    lease_token: UUID
+    url: str
+    signing_secrets: tuple[str, ...]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    attempted_at: datetime
+    latency_ms: float
+    status_code: int | None
+    error: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def webhook_body(event: dict[str, Any]) -> bytes:
+    """The Standard Webhooks body: the event's type, timestamp and data."""
+    return orjson.dumps(
+        {"type": event["type"], "timestamp": event["timestamp"], "data": event["data"]}
+    )
+
+
+def order_key(event: dict[str, Any]) -> str:
+    """Events with one key are delivered in order: the booking's id."""
+    data = event.get("data")
+    subject = data.get("id") if isinstance(data, dict) else None
+    return str(subject or event["id"])
+
+
+class DeliveryStore:
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self.db = db
+
+    async def record_event(self, event: dict[str, Any], stream_seq: int) -> int | None:
+        """Store an event and one delivery per subscribed, enabled endpoint, together.
+
+        Returns how many deliveries were made, or None when the event was stored
+        before (a JetStream redelivery), which changes nothing but the receipt count.
+        """
+        async with self.db.acquire() as connection, connection.transaction():
+            first = await connection.fetchval(
+                """
+                INSERT INTO event_receipts
+                    (event_id, type, business_id, payload, stream_seq, webhook_body)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT (event_id) DO UPDATE
+                    SET deliveries = event_receipts.deliveries + 1
+                RETURNING deliveries = 1
+                """,
+                UUID(event["id"]),
+                event["type"],
+                UUID(event["business_id"]),
+                event,
+                stream_seq,
+                webhook_body(event),
+            )
+            if not first:
+                return None
+            made = await connection.fetch(
+                """
+                INSERT INTO webhook_deliveries
+                    (id, endpoint_id, event_id, order_key, order_seq)
+                SELECT gen_random_uuid(), e.id, $1, $4, $5
+                FROM webhook_endpoints e
+                WHERE e.business_id = $2 AND e.enabled
+                  AND ('*' = ANY (e.events) OR $3 = ANY (e.events))
+                RETURNING id
+                """,
+                UUID(event["id"]),
+                UUID(event["business_id"]),
+                event["type"],
+                order_key(event),
+                stream_seq,
+            )
+            return len(made)
+
+    async def claim(
+        self, want: int, per_endpoint: int, watermark: int, lease: timedelta
+    ) -> list[Claim]:
+        """Lease up to `want` due deliveries, never more than `per_endpoint` in flight
+        for one endpoint, and never one whose booking has an earlier delivery pending
+        to the same endpoint or that came after `watermark` (an event not every
+        earlier one of which is stored yet)."""
+        token = uuid.uuid4()
+        async with self.db.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _CLAIM_LOCK_ID)
+            rows = await connection.fetch(
+                """
+                WITH busy AS (
+                    SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
+                    WHERE status = 'pending' AND leased_until > now()
+                    GROUP BY endpoint_id
+                ), open_endpoints AS (
+                    SELECT e.id, $2 - coalesce(b.n, 0) AS room
+                    FROM webhook_endpoints e LEFT JOIN busy b ON b.endpoint_id = e.id
+                    WHERE e.enabled AND coalesce(b.n, 0) < $2
+                ), picked AS (
+                    SELECT d.id FROM open_endpoints o CROSS JOIN LATERAL (
+                        SELECT d.id, d.seq, d.next_attempt_at FROM webhook_deliveries d
+                        WHERE d.endpoint_id = o.id AND d.status = 'pending'
+                          AND d.next_attempt_at <= now()
+                          AND (d.order_seq IS NULL OR (d.order_seq <= $3 AND NOT EXISTS (
+                              SELECT 1 FROM webhook_deliveries p
+                              WHERE p.endpoint_id = d.endpoint_id
+                                AND p.order_key = d.order_key
+                                AND p.status = 'pending' AND p.order_seq < d.order_seq)))
+                        ORDER BY d.next_attempt_at, d.seq
+                        LIMIT o.room
+                        FOR UPDATE SKIP LOCKED
+                    ) d
+                    ORDER BY d.next_attempt_at, d.seq
+                    LIMIT $1
+                )
+                UPDATE webhook_deliveries d SET
+                    attempt_count = d.attempt_count + 1,
+                    next_attempt_at = now() + $4::interval,
+                    leased_until = now() + $4::interval,
+                    lease_token = $5
+                FROM picked, webhook_endpoints e, event_receipts r
+                WHERE d.id = picked.id AND e.id = d.endpoint_id AND r.event_id = d.event_id
+                RETURNING d.id, d.endpoint_id, d.event_id, d.attempt_count, e.url, e.secret,
+                    CASE WHEN e.previous_secret_expires_at > now()
+                         THEN e.previous_secret END AS previous_secret,
+                    r.webhook_body, r.payload
+                """,
+                want,
+                per_endpoint,
+                watermark,
+                lease,
+                token,
+            )
+        return [
+            Claim(
+                delivery_id=row["id"],
+                endpoint_id=row["endpoint_id"],
+                event_id=row["event_id"],
+                attempt=row["attempt_count"],
+                lease_token=token,
+                url=row["url"],
+                signing_secrets=tuple(
+                    s for s in (row["secret"], row["previous_secret"]) if s is not None
+                ),
+                body=row["webhook_body"] or webhook_body(row["payload"]),
+            )
+            for row in rows
+        ]
+
+    async def finish(
+        self, claim: Claim, result: AttemptResult, retry_in: timedelta | None
+    ) -> str | None:
+        """Record an attempt and what follows from it. Returns the reason when this
+        failure disabled the endpoint."""
+        async with self.db.acquire() as connection, connection.transaction():
+            try:
+                await connection.execute(
+                    """
+                    INSERT INTO webhook_attempts
+                        (delivery_id, attempt, attempted_at, status_code, latency_ms, error)
+                    VALUES ($1, $2, $3, $4, $5, $6)
+                    ON CONFLICT DO NOTHING
+                    """,
+                    claim.delivery_id,
+                    claim.attempt,
+                    result.attempted_at,
+                    result.status_code,
+                    result.latency_ms,
+                    result.error,
+                )
+            except asyncpg.ForeignKeyViolationError:
+                return None  # the endpoint was deleted meanwhile, and its deliveries
+            if result.succeeded:
+                await connection.execute(
+                    """
+                    UPDATE webhook_deliveries SET status = 'succeeded', completed_at = now(),
+                        leased_until = NULL, lease_token = NULL
+                    WHERE id = $1 AND lease_token = $2
+                    """,
+                    claim.delivery_id,
+                    claim.lease_token,
+                )
+                await connection.execute(
+                    "UPDATE webhook_endpoints SET failing_since = NULL "
+                    "WHERE id = $1 AND failing_since IS NOT NULL",
+                    claim.endpoint_id,
+                )
+                return None
+            await connection.execute(
+                """
+                UPDATE webhook_deliveries SET
+                    status = CASE WHEN $3::interval IS NULL THEN 'failed' ELSE 'pending' END,
+                    completed_at = CASE WHEN $3::interval IS NULL THEN now() END,
+                    next_attempt_at = coalesce(now() + $3::interval, next_attempt_at),
+                    leased_until = NULL, lease_token = NULL
+                WHERE id = $1 AND lease_token = $2
+                """,
+                claim.delivery_id,
+                claim.lease_token,
+                retry_in,
+            )
+            reason = f"every delivery attempt failed for {DISABLE_AFTER.days} days; last: " + (
+                result.error or f"HTTP {result.status_code}"
+            )
+            disabled: str | None = await connection.fetchval(
+                """
+                UPDATE webhook_endpoints e SET
+                    failing_since = coalesce(e.failing_since, $2),
+                    enabled = e.enabled AND NOT x.give_up,
+                    disabled_at = CASE WHEN x.give_up THEN now() ELSE e.disabled_at END,
+                    disabled_reason = CASE WHEN x.give_up THEN $4 ELSE e.disabled_reason END
+                FROM (
+                    SELECT id, enabled AND coalesce(failing_since <= now() - $3::interval, false)
+                        AS give_up
+                    FROM webhook_endpoints WHERE id = $1
+                ) x
+                WHERE e.id = x.id
+                RETURNING CASE WHEN x.give_up THEN e.disabled_reason END
+                """,
+                claim.endpoint_id,
+                result.attempted_at,
+                DISABLE_AFTER,
+                reason,
+            )
+            return disabled
+
+    async def release(self, lease_token: UUID, delivery_id: UUID) -> None:
+        """Give back a lease whose attempt was interrupted (a shutdown): due at once."""
+        await self.db.execute(
+            """
+            UPDATE webhook_deliveries SET next_attempt_at = now(), leased_until = NULL,
+                lease_token = NULL, attempt_count = attempt_count - 1
+            WHERE id = $1 AND lease_token = $2
+            """,
+            delivery_id,
+            lease_token,
+        )
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending delivery falls due (a hint for sleeping)."""
+        moment: datetime | None = await self.db.fetchval(
+            "SELECT min(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'"
+        )
+        return moment
+
+    async def purge_completed(self, older_than: timedelta) -> int:
+        deleted = await self.db.fetchval(
+            """
+            WITH gone AS (
+                DELETE FROM webhook_deliveries WHERE completed_at < now() - $1::interval
+                RETURNING 1
+            ) SELECT count(*) FROM gone
+            """,
+            older_than,
+        )
+        return int(deleted)
+
+    async def list_page(
+        self, business_id: UUID, endpoint_id: UUID, before_seq: int | None, limit: int
+    ) -> list[dict[str, Any]] | None:
+        """The endpoint's deliveries, newest first, each with its attempts; None when
+        the endpoint is not this business's."""
+        async with self.db.acquire() as connection:
+            owned = await connection.fetchval(
+                "SELECT true FROM webhook_endpoints WHERE id = $1 AND business_id = $2",
+                endpoint_id,
+                business_id,
+            )
+            if not owned:
+                return None
+            rows = await connection.fetch(
+                f"""
+                SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries d
+                JOIN event_receipts r ON r.event_id = d.event_id
+                WHERE d.endpoint_id = $1 AND ($2::bigint IS NULL OR d.seq < $2)
+                ORDER BY d.seq DESC LIMIT $3
+                """,
+                endpoint_id,
+                before_seq,
+                limit,
+            )
+            return await _with_attempts(connection, rows)
+
+    async def redeliver(
+        self, business_id: UUID, endpoint_id: UUID, event_id: UUID
+    ) -> tuple[str, dict[str, Any] | None]:
+        """A new delivery of a stored event of this business, outside the per-booking
+        order. Returns what is missing ('endpoint', 'event', 'enabled') or the delivery;
+        a redelivery still pending is returned instead of making another."""
+        async with self.db.acquire() as connection, connection.transaction():
+            enabled = await connection.fetchval(
+                "SELECT enabled FROM webhook_endpoints WHERE id = $1 AND business_id = $2 "
+                "FOR SHARE",
+                endpoint_id,
+                business_id,
+            )
+            if enabled is None:
+                return "endpoint", None
+            if not enabled:
+                return "enabled", None
+            event = await connection.fetchrow(
+                "SELECT event_id, payload FROM event_receipts "
+                "WHERE event_id = $1 AND business_id = $2",
+                event_id,
+                business_id,
+            )
+            if event is None:
+                return "event", None
+            delivery_id = await connection.fetchval(
+                """
+                SELECT id FROM webhook_deliveries
+                WHERE endpoint_id = $1 AND event_id = $2 AND order_seq IS NULL
+                  AND status = 'pending'
+                """,
+                endpoint_id,
+                event_id,
+            )
+            if delivery_id is None:
+                delivery_id = await connection.fetchval(
+                    """
+                    INSERT INTO webhook_deliveries (id, endpoint_id, event_id, order_key)
+                    VALUES (gen_random_uuid(), $1, $2, $3) RETURNING id
+                    """,
+                    endpoint_id,
+                    event_id,
+                    order_key(event["payload"]),
+                )
+            rows = await connection.fetch(
+                f"""
+                SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries d
+                JOIN event_receipts r ON r.event_id = d.event_id WHERE d.id = $1
+                """,
+                delivery_id,
+            )
+            return "", (await _with_attempts(connection, rows))[0]
+
+
+_DELIVERY_COLUMNS = """d.id, d.seq, d.endpoint_id, d.event_id, r.type AS event_type, d.status,
+    d.attempt_count, d.next_attempt_at, d.created_at, d.completed_at,
+    d.order_seq IS NULL AS redelivery"""
+
+
+async def _with_attempts(
+    connection: asyncpg.Connection, rows: list[asyncpg.Record]
+) -> list[dict[str, Any]]:
+    deliveries = [dict(r) | {"attempts": []} for r in rows]
+    by_id = {d["id"]: d for d in deliveries}
+    for attempt in await connection.fetch(
+        """
+        SELECT delivery_id, attempt, attempted_at, status_code, latency_ms, error
+        FROM webhook_attempts WHERE delivery_id = ANY ($1::uuid[]) ORDER BY attempt
+        """,
+        list(by_id),
+    ):
+        by_id[attempt["delivery_id"]]["attempts"].append(dict(attempt))
+    return deliveries

@@ -1,0 +1,138 @@
+"""The delivery loop every replica runs: claim due deliveries, attempt them, record.
+
+It claims only what it has room for (`max_in_flight` per replica; the store keeps each
+endpoint to `per_endpoint` across replicas), so a slow or dead endpoint ties up at most
+its own share and never the others' turn. New events wake it at once; retries that
+fall due are found by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from calendence.logs import log_fields
+
+from notify_service.delivery_store import AttemptResult, Claim, DeliveryStore
+from notify_service.schedule import retry_in
+
+log = logging.getLogger("notify_service.dispatcher")
+
+Attempt = Callable[[Claim], Awaitable[AttemptResult]]
+Watermark = Callable[[], Awaitable[int]]
+
+# Completed deliveries are kept this long for the deliveries list.
+KEEP_COMPLETED = timedelta(days=30)
+_PURGE_EVERY_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_in_flight: int
+    per_endpoint: int
+    poll_seconds: float
+    # An attempt not reported within this is taken over by another claim.
+    lease: timedelta
+
+
+class Dispatcher:
+    def __init__(
+        self, store: DeliveryStore, attempt: Attempt, watermark: Watermark, limits: Limits
+    ) -> None:
+        self.store = store
+        self.attempt = attempt
+        self.watermark = watermark
+        self.limits = limits
+        self._wake = asyncio.Event()
+        self._running: dict[asyncio.Task[None], Claim] = {}
+        self._stopping = False
+        self._last_watermark = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        since_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            self._wake.clear()
+            started = loop.time()
+            try:
+                await self._claim_and_start()
+                if started - since_purge > _PURGE_EVERY_SECONDS:
+                    since_purge = started
+                    await self.store.purge_completed(KEEP_COMPLETED)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("claiming deliveries failed", extra=log_fields(error=repr(error)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.limits.poll_seconds)
+
+    async def _claim_and_start(self) -> None:
+        while True:
+            room = self.limits.max_in_flight - len(self._running)
+            if room <= 0 or self._stopping:
+                return
+            claims = await self.store.claim(
+                room, self.limits.per_endpoint, await self._watermark(), self.limits.lease
+            )
+            for claim in claims:
+                task = asyncio.create_task(self._deliver(claim))
+                self._running[task] = claim
+                task.add_done_callback(self._done)
+            if len(claims) < room:
+                return
+
+    async def _watermark(self) -> int:
+        """The highest stream position below which every event is stored; the last
+        known one while JetStream cannot say (it only grows)."""
+        try:
+            self._last_watermark = max(self._last_watermark, await self.watermark())
+        except Exception as error:
+            log.warning("stream position unknown", extra=log_fields(error=repr(error)))
+        return self._last_watermark
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed", exc_info=task.exception())
+        self.wake()
+
+    async def _deliver(self, claim: Claim) -> None:
+        result = await self.attempt(claim)
+        wait = None if result.succeeded else retry_in(claim.attempt)
+        fields: dict[str, object] = dict(
+            delivery_id=str(claim.delivery_id),
+            event_id=str(claim.event_id),
+            endpoint_id=str(claim.endpoint_id),
+            attempt=claim.attempt,
+            status=result.status_code,
+            ms=result.latency_ms,
+            error=result.error,
+        )
+        log.info("webhook attempt", extra=log_fields(**fields))
+        disabled = await self.store.finish(claim, result, wait)
+        if disabled:
+            log.warning("endpoint disabled", extra=log_fields(**fields, reason=disabled))
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop claiming; let running attempts finish within the grace, then give the
+        others' leases back so that any replica (or this one, restarted) retries them
+        at once."""
+        self._stopping = True
+        self.wake()
+        running = dict(self._running)
+        if running:
+            await asyncio.wait(running, timeout=grace_seconds)
+        for task, claim in running.items():
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                with contextlib.suppress(Exception):
+                    await self.store.release(claim.lease_token, claim.delivery_id)

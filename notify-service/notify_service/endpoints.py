@@ -1,0 +1,163 @@
+"""Webhook endpoints of a business: create, show, list, update, delete, rotate the secret.
+
+Documents travel as JSON over gRPC (as catalogue resources do); the signing secret is
+in the answer only when it is made (create, rotate-secret).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from calendence import jsonfmt
+from calendence.errors import InvalidInput, NotFound
+from calendence.schemas.common import Schema, parse_json
+from calendence.timefmt import to_iso
+from pydantic import AfterValidator, Field
+
+from notify_service import pages, targets
+from notify_service.endpoint_store import EndpointStore
+from notify_service.signing import new_secret
+
+ALL_EVENTS: Literal["*"] = "*"
+# How long a rotated-out secret keeps signing beside the new one.
+PREVIOUS_SECRET_LIFETIME = timedelta(hours=24)
+
+# What an endpoint may subscribe to; "*" is every event, present and future.
+EventType = Literal[
+    "*",
+    "booking.created",
+    "booking.confirmed",
+    "booking.rescheduled",
+    "booking.updated",
+    "booking.cancelled",
+    "booking.completed",
+]
+
+
+def _event_list(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not name the same event twice")
+    if ALL_EVENTS in values and len(values) > 1:
+        raise ValueError('"*" (every event) cannot be combined with other events')
+    return values
+
+
+class EndpointFields(Schema):
+    url: Annotated[str, Field(min_length=1, max_length=2000)]
+    events: Annotated[list[EventType], Field(min_length=1), AfterValidator(_event_list)] = [
+        ALL_EVENTS
+    ]
+    description: Annotated[str, Field(max_length=500)] = ""
+    enabled: bool = True
+
+
+class RedeliverRequest(Schema):
+    event_id: UUID
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return to_iso(moment) if moment is not None else None
+
+
+def render(row: dict[str, Any]) -> dict[str, Any]:
+    """The public JSON shape of an endpoint (never its secrets)."""
+    return {
+        "object": "webhook_endpoint",
+        "id": str(row["id"]),
+        "url": row["url"],
+        "description": row["description"],
+        "events": list(row["events"]),
+        "enabled": row["enabled"],
+        "status": "enabled" if row["enabled"] else "disabled",
+        "disabled_reason": row["disabled_reason"],
+        "disabled_at": _iso(row["disabled_at"]),
+        "failing_since": _iso(row["failing_since"]),
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+class Endpoints:
+    def __init__(self, store: EndpointStore, allow_private_targets: bool) -> None:
+        self.store = store
+        self.allow_private_targets = allow_private_targets
+
+    async def _check_url(self, url: str) -> None:
+        try:
+            await targets.check_on_save(url, self.allow_private_targets)
+        except targets.RefusedTarget as refused:
+            raise InvalidInput(
+                "this URL cannot receive webhooks", fields={"url": str(refused)}
+            ) from None
+
+    async def create(self, business_id: UUID, body: bytes) -> dict[str, Any]:
+        fields = parse_json(EndpointFields, body)
+        await self._check_url(fields.url)
+        secret = new_secret()
+        row = await self.store.insert(business_id, uuid.uuid4(), fields.model_dump(), secret)
+        return render(row) | {"secret": secret}
+
+    async def get(self, business_id: UUID, endpoint_id: UUID) -> dict[str, Any]:
+        return render(await self._row(business_id, endpoint_id))
+
+    async def _row(self, business_id: UUID, endpoint_id: UUID) -> dict[str, Any]:
+        row = await self.store.get(business_id, endpoint_id)
+        if row is None:
+            raise NotFound("no such webhook endpoint")
+        return row
+
+    async def list_page(
+        self, business_id: UUID, cursor: str, limit: int
+    ) -> tuple[list[dict[str, Any]], str]:
+        limit = pages.page_size(limit)
+        rows = await self.store.list_page(business_id, pages.decode_cursor(cursor), limit + 1)
+        return [render(r) for r in rows[:limit]], pages.next_cursor(rows, limit)
+
+    async def update(self, business_id: UUID, endpoint_id: UUID, patch: bytes) -> dict[str, Any]:
+        """Replace the fields `patch` names, then validate the whole merged document."""
+        changes = _patch_fields(patch)
+        current = await self._row(business_id, endpoint_id)
+        editable = {name: current[name] for name in EndpointFields.model_fields}
+        merged = parse_json(EndpointFields, jsonfmt.dumps(editable | changes))
+        if merged.url != current["url"]:
+            await self._check_url(merged.url)
+        row = await self.store.update(business_id, endpoint_id, merged.model_dump())
+        if row is None:
+            raise NotFound("no such webhook endpoint")
+        return render(row)
+
+    async def delete(self, business_id: UUID, endpoint_id: UUID) -> None:
+        if not await self.store.delete(business_id, endpoint_id):
+            raise NotFound("no such webhook endpoint")
+
+    async def rotate_secret(self, business_id: UUID, endpoint_id: UUID) -> dict[str, Any]:
+        secret = new_secret()
+        row = await self.store.rotate_secret(
+            business_id, endpoint_id, secret, PREVIOUS_SECRET_LIFETIME
+        )
+        if row is None:
+            raise NotFound("no such webhook endpoint")
+        return render(row) | {
+            "secret": secret,
+            "previous_secret_expires_at": _iso(row["previous_secret_expires_at"]),
+        }
+
+
+def _patch_fields(patch: bytes) -> dict[str, Any]:
+    try:
+        changes = orjson.loads(patch or b"{}")
+    except orjson.JSONDecodeError:
+        raise InvalidInput("the body is not valid JSON", fields={"body": "invalid JSON"}) from None
+    if not isinstance(changes, dict):
+        raise InvalidInput("the body must be a JSON object", fields={"body": "not an object"})
+    unknown = set(changes) - set(EndpointFields.model_fields)
+    if unknown:
+        raise InvalidInput(
+            "the request has invalid fields",
+            fields={name: "unknown field" for name in sorted(unknown)},
+        )
+    return changes
