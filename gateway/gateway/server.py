@@ -17,7 +17,7 @@ from gateway.downstream import Downstream
 from gateway.http_io import MAX_BODY_BYTES
 from gateway.idempotency import IDEMPOTENCY, IdempotencyStore
 from gateway.middleware import MIDDLEWARES
-from gateway.routes import bookings, catalogue, health, holds, stripe_webhooks, tenancy
+from gateway.routes import bookings, catalogue, health, holds, stripe_webhooks, tenancy, webhooks
 
 log = logging.getLogger("gateway")
 
@@ -31,6 +31,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(holds.routes)
     app.add_routes(bookings.routes)
     app.add_routes(stripe_webhooks.routes)
+    app.add_routes(webhooks.routes)
     app.cleanup_ctx.append(_downstream)
     return app
 
