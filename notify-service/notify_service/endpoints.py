@@ -119,8 +119,8 @@ class Endpoints:
 
     async def update(self, business_id: UUID, endpoint_id: UUID, patch: bytes) -> dict[str, Any]:
         """Replace the fields `patch` names, then validate the whole merged document."""
-        changes = _patch_fields(patch)
         current = await self._row(business_id, endpoint_id)
+        changes = _patch_fields(patch)
         editable = {name: current[name] for name in EndpointFields.model_fields}
         merged = parse_json(EndpointFields, jsonfmt.dumps(editable | changes))
         if merged.url != current["url"]:

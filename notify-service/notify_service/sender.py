@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from notify_service import targets
 from notify_service.delivery_store import AttemptResult, Claim
@@ -19,15 +20,22 @@ _MAX_ERROR_CHARS = 500
 
 
 class Sender:
-    def __init__(self, allow_private: bool, timeout_seconds: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        allow_private: bool,
+        timeout_seconds: float,
+        max_connections: int,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         self.allow_private = allow_private
+        self.resolver = resolver or targets.PublicOnlyResolver(allow_private)
         self.timeout_seconds = timeout_seconds
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Sender:
         connector = aiohttp.TCPConnector(
-            resolver=targets.PublicOnlyResolver(self.allow_private),
+            resolver=self.resolver,
             limit=self.max_connections,
             ttl_dns_cache=10,
         )

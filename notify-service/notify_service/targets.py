@@ -97,9 +97,9 @@ class PublicOnlyResolver(AbstractResolver):
     DNS rebinding: the address checked is the address connected to.
     """
 
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, allow_private: bool, inner: AbstractResolver | None = None) -> None:
         self.allow_private = allow_private
-        self._inner = ThreadedResolver()
+        self._inner = inner or ThreadedResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET

@@ -1,0 +1,287 @@
+"""Signed webhooks from booking events: delivered, retried, ordered, never lost.
+
+Each test runs a real HTTP receiver in this process; events travel from the gateway
+through booking-service's outbox and JetStream to notify-service, which POSTs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from calendence.devstack.stack import LocalStack
+
+from tests.api import Tenant, tomorrow_at
+from tests.booking_helpers import Salon, open_salon
+from tests.webhook_receiver import (
+    ENDPOINTS,
+    WebhookReceiver,
+    allow_private_targets,
+    create_endpoint,
+    deliveries,
+    notify_db,
+    of_booking,
+    restart_notify_service,
+    retry_now,
+    wait_for_attempts,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _receivers_on_localhost(stack: LocalStack) -> None:
+    allow_private_targets(stack)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    async with WebhookReceiver() as running:
+        yield running
+
+
+@pytest.fixture
+async def salon(tenant: Tenant) -> Salon:
+    return await open_salon(tenant)
+
+
+async def cancel(salon: Salon, booking_id: str) -> None:
+    answer = await salon.tenant.api.delete(
+        f"/api/v1/bookings/{booking_id}", salon.tenant.business_key
+    )
+    assert answer.status == 200, answer.body
+
+
+async def test_a_webhook_verifies_with_the_secret_returned_at_creation(
+    salon: Salon, receiver: WebhookReceiver
+) -> None:
+    endpoint = await create_endpoint(salon.tenant, receiver.url())
+    assert endpoint["secret"].startswith("whsec_")
+    booking = await salon.booking(tomorrow_at(10))
+    (webhook,) = await receiver.wait_for(of_booking(booking["id"], "booking.created"))
+    document = webhook.verify(endpoint["secret"])
+    assert document.keys() == {"type", "timestamp", "data"}
+    assert document["data"]["id"] == booking["id"]
+    assert webhook.headers["webhook-signature"].startswith("v1,")
+    assert abs(int(webhook.headers["webhook-timestamp"]) - datetime.now(UTC).timestamp()) < 60
+    assert webhook.headers["Content-Type"] == "application/json"
+
+
+async def test_cancelling_delivers_booking_cancelled_with_the_cancelled_booking(
+    salon: Salon, receiver: WebhookReceiver
+) -> None:
+    endpoint = await create_endpoint(salon.tenant, receiver.url())
+    booking = await salon.booking(tomorrow_at(11))
+    await cancel(salon, booking["id"])
+    (webhook,) = await receiver.wait_for(of_booking(booking["id"], "booking.cancelled"))
+    document = webhook.verify(endpoint["secret"])
+    assert document["data"]["status"] == "cancelled"
+    assert document["data"]["cancelled_at"]
+
+
+async def test_an_endpoint_gets_only_the_events_it_subscribed_to(
+    salon: Salon, receiver: WebhookReceiver
+) -> None:
+    endpoint = await create_endpoint(salon.tenant, receiver.url(), events=["booking.cancelled"])
+    booking = await salon.booking(tomorrow_at(12))
+    await cancel(salon, booking["id"])
+    await receiver.wait_for(of_booking(booking["id"], "booking.cancelled"))
+    assert [r.json["type"] for r in receiver.received] == ["booking.cancelled"]
+    assert [d["event_type"] for d in await deliveries(salon.tenant, endpoint["id"])] == [
+        "booking.cancelled"
+    ]
+
+
+async def test_a_failing_endpoint_is_retried_with_the_same_webhook_id_and_attempts_listed(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    receiver.answer("/hook", status=500)
+    endpoint = await create_endpoint(salon.tenant, receiver.url("/hook"))
+    booking = await salon.booking(tomorrow_at(13))
+    await receiver.wait_for(of_booking(booking["id"]))
+    await wait_for_attempts(salon.tenant, endpoint["id"], 1)
+    receiver.answer("/hook", status=204)
+    await retry_now(stack, endpoint["id"])
+    first, second = await receiver.wait_for(of_booking(booking["id"]), count=2)
+    assert first.webhook_id == second.webhook_id
+    second.verify(endpoint["secret"])
+    (delivery,) = await wait_for_attempts(salon.tenant, endpoint["id"], 2)
+    assert delivery["status"] == "succeeded"
+    assert delivery["event_id"] == first.webhook_id
+    attempts = delivery["attempts"]
+    assert [a["status_code"] for a in attempts] == [500, 204]
+    assert attempts[0]["error"] == "HTTP 500"
+    assert attempts[1]["error"] is None
+    assert all(a["latency_ms"] >= 0 for a in attempts)
+
+
+async def test_a_timed_out_attempt_is_retried_and_then_succeeds(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    receiver.answer("/slow", delay=12)
+    endpoint = await create_endpoint(salon.tenant, receiver.url("/slow"))
+    booking = await salon.booking(tomorrow_at(14))
+    (delivery,) = await wait_for_attempts(salon.tenant, endpoint["id"], 1, timeout=20)
+    attempt = delivery["attempts"][0]
+    assert attempt["status_code"] is None
+    assert attempt["error"] == "timed out after 10 s"
+    assert attempt["latency_ms"] >= 9_900
+    receiver.answer("/slow")
+    await retry_now(stack, endpoint["id"])
+    first, second = await receiver.wait_for(of_booking(booking["id"]), count=2)
+    assert first.webhook_id == second.webhook_id
+    (delivery,) = await wait_for_attempts(salon.tenant, endpoint["id"], 2)
+    assert delivery["status"] == "succeeded"
+
+
+async def test_pending_retries_and_new_events_survive_killing_notify_service(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    receiver.answer("/hook", status=503)
+    endpoint = await create_endpoint(salon.tenant, receiver.url("/hook"))
+    first = await salon.booking(tomorrow_at(10))
+    await wait_for_attempts(salon.tenant, endpoint["id"], 1)
+    stack.services["notify-service"].kill()
+    # Events made while notify-service is down wait in JetStream.
+    await cancel(salon, first["id"])
+    second = await salon.booking(tomorrow_at(11))
+    receiver.answer("/hook", status=200)
+    restart_notify_service(stack)
+    await retry_now(stack, endpoint["id"])
+    await receiver.wait_for(of_booking(second["id"], "booking.created"))
+    await receiver.wait_for(of_booking(first["id"], "booking.cancelled"))
+    created = await receiver.wait_for(of_booking(first["id"], "booking.created"), count=2)
+    assert created[0].webhook_id == created[1].webhook_id
+    found = await deliveries(salon.tenant, endpoint["id"])
+    assert sorted(d["event_type"] for d in found) == [
+        "booking.cancelled",
+        "booking.created",
+        "booking.created",
+    ]
+    assert {d["status"] for d in found} == {"succeeded"}
+
+
+async def test_a_slow_endpoint_does_not_delay_another(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    receiver.answer("/slow", delay=30)
+    slow = await create_endpoint(salon.tenant, receiver.url("/slow"))
+    await create_endpoint(salon.tenant, receiver.url("/fast"))
+    bookings = [await salon.booking(tomorrow_at(10 + i // 2, 30 * (i % 2))) for i in range(8)]
+    fast = await receiver.wait_for(lambda r: r.path == "/fast", count=8, timeout=5)
+    assert {r.json["data"]["id"] for r in fast} == {b["id"] for b in bookings}
+    # The slow one holds at most its own share of attempts, and none has come back yet.
+    assert receiver.most_in_flight["/slow"] == 4
+    assert len(receiver.at("/slow")) == 4
+    await salon.tenant.api.delete(f"{ENDPOINTS}/{slow['id']}", salon.tenant.business_key)
+
+
+async def test_events_of_one_booking_arrive_in_the_order_they_happened(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    receiver.answer("/hook", status=500)
+    endpoint = await create_endpoint(salon.tenant, receiver.url("/hook"))
+    booking = await salon.booking(tomorrow_at(12))
+    await receiver.wait_for(of_booking(booking["id"], "booking.created"))
+    path = f"/api/v1/bookings/{booking['id']}"
+    edit = await salon.tenant.api.patch(path, salon.tenant.business_key, {"notes": "Upstairs"})
+    assert edit.status == 200, edit.body
+    await cancel(salon, booking["id"])
+    # The later events are stored, but wait behind the failing first one.
+    async with notify_db(stack) as db:
+        for _ in range(100):
+            stored = await db.fetchval(
+                "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", endpoint["id"]
+            )
+            if stored == 3:
+                break
+            await asyncio.sleep(0.05)
+    assert stored == 3
+    await asyncio.sleep(0.5)
+    assert [r.json["type"] for r in receiver.received] == ["booking.created"]
+    receiver.answer("/hook", status=200)
+    await retry_now(stack, endpoint["id"])
+    await receiver.wait_for(of_booking(booking["id"], "booking.cancelled"))
+    assert [r.json["type"] for r in receiver.received] == [
+        "booking.created",
+        "booking.created",
+        "booking.updated",
+        "booking.cancelled",
+    ]
+
+
+async def test_after_a_rotation_both_secrets_verify_for_24_hours(
+    salon: Salon, receiver: WebhookReceiver
+) -> None:
+    endpoint = await create_endpoint(salon.tenant, receiver.url())
+    rotated = await salon.tenant.api.post(
+        f"{ENDPOINTS}/{endpoint['id']}/rotate-secret", salon.tenant.business_key
+    )
+    assert rotated.status == 200, rotated.body
+    new_secret = rotated.body["secret"]
+    assert new_secret.startswith("whsec_") and new_secret != endpoint["secret"]
+    expires = datetime.fromisoformat(rotated.body["previous_secret_expires_at"])
+    assert timedelta(hours=23, minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=24)
+    booking = await salon.booking(tomorrow_at(15))
+    (webhook,) = await receiver.wait_for(of_booking(booking["id"]))
+    assert len(webhook.headers["webhook-signature"].split(" ")) == 2
+    webhook.verify(new_secret)
+    webhook.verify(endpoint["secret"])
+
+
+async def test_an_endpoint_failing_for_5_days_is_disabled_with_the_reason(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    receiver.answer("/hook", status=500)
+    endpoint = await create_endpoint(salon.tenant, receiver.url("/hook"))
+    await salon.booking(tomorrow_at(10))
+    await wait_for_attempts(salon.tenant, endpoint["id"], 1)
+    async with notify_db(stack) as db:
+        await db.execute(
+            "UPDATE webhook_endpoints SET failing_since = now() - interval '5 days 1 minute' "
+            "WHERE id = $1",
+            endpoint["id"],
+        )
+    await retry_now(stack, endpoint["id"])
+    await wait_for_attempts(salon.tenant, endpoint["id"], 2)
+    shown = await salon.tenant.api.get(f"{ENDPOINTS}/{endpoint['id']}", salon.tenant.business_key)
+    assert shown.body["enabled"] is False
+    assert shown.body["status"] == "disabled"
+    assert "5 days" in shown.body["disabled_reason"]
+    assert "HTTP 500" in shown.body["disabled_reason"]
+    # Nothing more goes to it while it is disabled.
+    await retry_now(stack, endpoint["id"])
+    await asyncio.sleep(1.5)
+    assert len(receiver.received) == 2
+
+
+async def test_redelivering_an_event_sends_it_again_with_the_same_webhook_id(
+    salon: Salon, receiver: WebhookReceiver
+) -> None:
+    endpoint = await create_endpoint(salon.tenant, receiver.url())
+    booking = await salon.booking(tomorrow_at(11))
+    (original,) = await receiver.wait_for(of_booking(booking["id"]))
+    answer = await salon.tenant.api.post(
+        f"{ENDPOINTS}/{endpoint['id']}/redeliver",
+        salon.tenant.business_key,
+        {"event_id": original.webhook_id},
+    )
+    assert answer.status == 202, answer.body
+    assert answer.body["redelivery"] is True
+    assert answer.body["event_id"] == original.webhook_id
+    _, again = await receiver.wait_for(of_booking(booking["id"]), count=2)
+    assert again.webhook_id == original.webhook_id
+    assert again.body == original.body
+    again.verify(endpoint["secret"])
+
+
+async def test_redelivering_an_unknown_event_is_404(
+    salon: Salon, receiver: WebhookReceiver
+) -> None:
+    endpoint = await create_endpoint(salon.tenant, receiver.url())
+    answer = await salon.tenant.api.post(
+        f"{ENDPOINTS}/{endpoint['id']}/redeliver",
+        salon.tenant.business_key,
+        {"event_id": "00000000-0000-4000-8000-000000000000"},
+    )
+    assert answer.status == 404, answer.body
