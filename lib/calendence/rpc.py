@@ -35,6 +35,15 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
+# Clients spread calls over every address the name resolves to (each pod of a
+# headless Kubernetes Service), not just the first.
+CLIENT_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
+# Servers close connections after a while so clients re-resolve and find new replicas.
+SERVER_OPTIONS = [
+    *CHANNEL_OPTIONS,
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 30_000),
+]
 
 
 # The generated stubs type methods as grpc.UnaryUnaryMultiCallable; on an aio channel
@@ -63,7 +72,7 @@ async def unary(method: UnaryMethod[Req, Resp], request: Req, *, timeout: float 
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS)
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -181,7 +190,7 @@ async def check_health(channel: grpc.aio.Channel, service: str = "", timeout: fl
 def build_server(
     register: Iterable[Callable[[grpc.aio.Server], None]], health: DependencyHealth, port: int
 ) -> grpc.aio.Server:
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=CHANNEL_OPTIONS)
+    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=SERVER_OPTIONS)
     for add in register:
         add(server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
