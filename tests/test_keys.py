@@ -7,7 +7,7 @@ import hashlib
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,11 +29,8 @@ KEYS = "/api/v1/api-keys"
 # What a revocation must beat: the gateway caches a key this long (tests set 30 s).
 REVOCATION_SECONDS = 1.0
 
-
-@pytest.fixture
-async def db(stack: LocalStack) -> AsyncIterator[asyncpg.Connection]:
-    async with database(stack) as connection:
-        yield connection
+# The `db` fixture.
+pytest_plugins = ("tests.catalogue_fixtures",)
 
 
 @dataclass
