@@ -58,10 +58,14 @@ class Authenticator:
         cache_key = (token, business_id)
         cached = self._cache.get(cache_key)
         now = time.monotonic()
-        if cached is not None and cached[0] > now:
+        if cached is not None:
             principal = cached[1]
-            if principal.expires_at_unix is None or principal.expires_at_unix > time.time():
+            if cached[0] > now and (
+                principal.expires_at_unix is None or principal.expires_at_unix > time.time()
+            ):
                 return principal
+            # Stale or expired: ask again (an expired key gets its 401 from booking-service).
+            self._cache.pop(cache_key, None)
         if business_id:
             try:
                 UUID(business_id)
