@@ -15,6 +15,7 @@ from calendence.devstack.processes import ManagedProcess, free_port, wait_for_po
 from calendence.devstack.stack import LocalStack
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.timefmt import to_timestamp
+from redis.asyncio import Redis
 
 from tests.api import Api, Tenant, iso, new_tenant, tomorrow_at
 from tests.hold_helpers import HOLD_PATH, assert_problem, field_errors, open_shop
@@ -201,6 +202,21 @@ async def test_same_session_asking_for_an_overlapping_slot_gets_409(tenant: Tena
     token = await tenant.session_token()
     assert (await shop.hold(token, tomorrow_at(10))).status == 201
     assert_problem(await shop.hold(token, tomorrow_at(10, 30)), 409)
+
+
+async def test_holds_still_work_after_redis_forgets_its_scripts(
+    stack: LocalStack, tenant: Tenant
+) -> None:
+    shop = await open_shop(tenant)
+    first, second = await shop.sessions(2)
+    assert (await shop.hold(first, tomorrow_at(10))).status == 201
+    redis = Redis.from_url(stack.env["REDIS_URL"])
+    try:
+        await redis.script_flush()
+    finally:
+        await redis.aclose()
+    assert (await shop.hold(first, tomorrow_at(12))).status == 201
+    assert_problem(await shop.hold(second, tomorrow_at(10)), 409)
 
 
 # --- expiry and release -----------------------------------------------------------

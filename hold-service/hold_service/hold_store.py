@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 _PLACE = """
 local fingerprint = ARGV[3]
@@ -183,22 +184,39 @@ class HoldStore:
     ) -> tuple[str, str]:
         """('placed', hold_id), ('existing', earlier hold_id) or ('conflict', '')."""
         keys = [record_key(resource, hold_id), *(granule_key(resource, g) for g in granules)]
-        value = f"{hold_id}|{fingerprint}"
+        args = (f"{hold_id}|{fingerprint}", ttl_ms, fingerprint, doc, holder_id)
+        locator_value = (
+            f"{locator.business_id}|{locator.resource}|{locator.starts_ms}|{locator.blocked_ms}"
+        )
         # The locator lives in another slot, so it goes in the same round trip but
         # outside the script; if the script refuses, it points at nothing and expires.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self._place(
-                keys=keys, args=[value, ttl_ms, fingerprint, doc, holder_id], client=pipe
+        try:
+            code, existing = await self._place_and_locate(
+                keys, args, hold_id, locator_value, ttl_ms
             )
-            pipe.set(
-                locator_key(hold_id),
-                f"{locator.business_id}|{locator.resource}|{locator.starts_ms}|"
-                f"{locator.blocked_ms}",
-                px=ttl_ms,
+        except NoScriptError:  # Redis restarted or flushed its scripts
+            await self.redis.script_load(_PLACE)
+            code, existing = await self._place_and_locate(
+                keys, args, hold_id, locator_value, ttl_ms
             )
-            (code, existing), _ = await pipe.execute()
         outcome = {0: "placed", 1: "existing", 2: "conflict"}[int(code)]
         return outcome, (_text(existing) or hold_id)
+
+    async def _place_and_locate(
+        self,
+        keys: list[str],
+        args: tuple[str | int | bytes, ...],
+        hold_id: str,
+        locator: str,
+        ttl_ms: int,
+    ) -> tuple[int, bytes]:
+        # EVALSHA by hand: redis-py's pipeline would first ask SCRIPT EXISTS for a
+        # registered script, a second round trip on every hold.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._place.sha, len(keys), *keys, *args)
+            pipe.set(locator_key(hold_id), locator, px=ttl_ms)
+            (code, existing), _ = await pipe.execute()
+        return int(code), existing
 
     async def record(self, resource: str, hold_id: str) -> bytes | None:
         doc = await self.redis.hget(record_key(resource, hold_id), "doc")
