@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import sys
@@ -19,6 +20,7 @@ import pytest
 from calendence import events
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
 from calendence.devstack.stack import LocalStack
+from calendence.devstack.stores import RunningStore, start_nats
 
 from tests.api import Api, Tenant, created, new_tenant
 from tests.catalogue_helpers import BUSINESS_HEADER, database, problem, status_within
@@ -536,15 +538,15 @@ async def test_key_revoked_with_the_admin_cli_stops_working_within_a_second(
     await refused_within_a_second(api, made["token"])
 
 
-@pytest.fixture
-def second_gateway(stack: LocalStack, tmp_path: Path) -> Iterator[str]:
-    """Another gateway replica on the same services, as a deployment would scale it."""
+@contextlib.contextmanager
+def gateway_replica(stack: LocalStack, log_dir: Path, **env: str) -> Iterator[str]:
+    """Another gateway on the same services, as a deployment would scale it: its URL."""
     port = free_port()
     process = ManagedProcess(
         "gateway-2",
         [sys.executable, "-m", "gateway"],
-        tmp_path / "gateway-2.log",
-        env={**stack.env, "GATEWAY_PORT": str(port)},
+        log_dir / "gateway-2.log",
+        env={**stack.env, "GATEWAY_PORT": str(port), **env},
     )
     try:
         wait_for_port(port, 60, process)
@@ -554,15 +556,75 @@ def second_gateway(stack: LocalStack, tmp_path: Path) -> Iterator[str]:
 
 
 async def test_revocation_reaches_every_gateway_replica(
-    api: Api, tenant: Tenant, second_gateway: str
+    api: Api, stack: LocalStack, tenant: Tenant, tmp_path: Path
 ) -> None:
-    other = Api(api.session, second_gateway)
     made = await business_key(api, tenant)
-    for gateway in (api, other):
-        assert (await gateway.get(LOCATIONS, made["token"])).status == 200
-    # Revoked through the first replica; the second learns it over NATS.
+    with gateway_replica(stack, tmp_path) as url:
+        other = Api(api.session, url)
+        for gateway in (api, other):
+            assert (await gateway.get(LOCATIONS, made["token"])).status == 200
+        # Revoked through the first replica; the second learns it over NATS.
+        assert (await api.delete(f"{KEYS}/{made['id']}", tenant.hub_key)).status == 204
+        await refused_within_a_second(other, made["token"])
+
+
+async def nats_link_is(gateway: Api, state: str) -> None:
+    for _ in range(100):
+        if (await gateway.get("/readyz")).body["dependencies"]["gateway.nats"] == state:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the gateway's NATS link never became {state}")
+
+
+@dataclass
+class LoneReplica:
+    """A gateway replica on a NATS server of its own, which a test can stop and restart."""
+
+    api: Api
+    nats: RunningStore
+    state_dir: Path
+
+    def stop_nats(self) -> None:
+        self.nats.process.stop()
+
+    def restart_nats(self) -> None:
+        self.nats = start_nats(self.state_dir, int(self.nats.url.rsplit(":", 1)[1]))
+
+
+@pytest.fixture
+def lone_replica(api: Api, stack: LocalStack, tmp_path: Path) -> Iterator[LoneReplica]:
+    replica = LoneReplica(api, start_nats(tmp_path), tmp_path)
+    try:
+        with gateway_replica(stack, tmp_path, NATS_URL=replica.nats.url) as url:
+            replica.api = Api(api.session, url)
+            yield replica
+    finally:
+        replica.stop_nats()
+
+
+async def test_a_gateway_cut_off_from_nats_does_not_trust_its_cache(
+    api: Api, tenant: Tenant, lone_replica: LoneReplica
+) -> None:
+    made = await business_key(api, tenant)
+    assert (await lone_replica.api.get(LOCATIONS, made["token"])).status == 200
+    # Its NATS fails: the replica cannot hear revocations any more.
+    lone_replica.stop_nats()
+    await nats_link_is(lone_replica.api, "unavailable")
     assert (await api.delete(f"{KEYS}/{made['id']}", tenant.hub_key)).status == 204
-    await refused_within_a_second(other, made["token"])
+    await refused_within_a_second(lone_replica.api, made["token"])
+
+
+async def test_a_gateway_drops_its_cache_when_nats_comes_back(
+    api: Api, tenant: Tenant, lone_replica: LoneReplica
+) -> None:
+    made = await business_key(api, tenant)
+    assert (await lone_replica.api.get(LOCATIONS, made["token"])).status == 200
+    lone_replica.stop_nats()
+    # Revoked during the outage, with no request to the replica meanwhile.
+    assert (await api.delete(f"{KEYS}/{made['id']}", tenant.hub_key)).status == 204
+    lone_replica.restart_nats()
+    await nats_link_is(lone_replica.api, "ok")
+    problem(await lone_replica.api.get(LOCATIONS, made["token"]), 401)
 
 
 async def test_an_answer_overtaken_by_its_revocation_is_not_cached(

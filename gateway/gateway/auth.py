@@ -53,6 +53,21 @@ class Authenticator:
         self._cache: dict[tuple[str, str], tuple[float, Principal]] = {}
         # Counts revocations heard; see `authenticate`.
         self._revocations = 0
+        # The state of the NATS link revocations arrive on; see `follow_revocation_link`.
+        self._link_up = True
+        self._reconnects = 0
+
+    def follow_revocation_link(self, connected: bool, reconnects: int) -> None:
+        """Trust the cache only while the link that carries revocations is up.
+
+        While NATS is unreachable a revocation would go unheard, so nothing is served
+        from the cache or added to it; after a reconnection whatever was cached before
+        the gap may have been revoked during it, so it is dropped.
+        """
+        if not connected or reconnects != self._reconnects:
+            self._cache.clear()
+            self._reconnects = reconnects
+        self._link_up = connected
 
     async def authenticate(self, token: str, business_id: str) -> Principal:
         cache_key = (token, business_id)
@@ -91,9 +106,10 @@ class Authenticator:
                 else None
             ),
         )
-        if self._revocations != revocations_before:
-            # A revocation arrived while this answer was on its way: it may be for this
-            # very key, answered valid just before. Caching it would outlive the eviction.
+        if self._revocations != revocations_before or not self._link_up:
+            # A revocation arrived while this answer was on its way (it may be for this
+            # very key, answered valid just before), or one could not arrive at all:
+            # caching it would outlive the eviction.
             return principal
         if len(self._cache) >= _MAX_CACHE_ENTRIES:
             self._cache.clear()

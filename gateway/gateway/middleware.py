@@ -11,7 +11,7 @@ from aiohttp import web
 from calendence.errors import DomainError
 from calendence.logs import log_fields, new_request_id, request_id_var
 
-from gateway.appkeys import AUTHENTICATOR
+from gateway.appkeys import AUTHENTICATOR, NATS
 from gateway.auth import BUSINESS_HEADER, bearer_token
 from gateway.metrics import LATENCY, REQUESTS
 from gateway.problems import problem_from_error, problem_from_http, problem_response
@@ -84,7 +84,12 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     token = bearer_token(request)
     business = request.headers.get(BUSINESS_HEADER, "").strip()
-    request["principal"] = await request.app[AUTHENTICATOR].authenticate(token, business)
+    authenticator = request.app[AUTHENTICATOR]
+    events_link = request.app[NATS]
+    authenticator.follow_revocation_link(
+        events_link.is_connected, int(events_link.stats["reconnects"])
+    )
+    request["principal"] = await authenticator.authenticate(token, business)
     return await handler(request)
 
 
