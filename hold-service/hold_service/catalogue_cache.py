@@ -16,12 +16,20 @@ from uuid import UUID
 
 from calendence.schemas.catalogue import WeeklyHours
 
+# Opening ranges per weekday (0 = Monday) as (open, close) minutes after local
+# midnight: plain tuples, so computations on them can be cached by value.
+Week = tuple[tuple[tuple[int, int], ...], ...]
+
+
+def week_of(hours: WeeklyHours) -> Week:
+    return tuple(tuple(hours.ranges(weekday)) for weekday in range(7))
+
 
 @dataclass(frozen=True)
 class Location:
     id: UUID
     timezone: str
-    hours: WeeklyHours
+    hours: Week
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class StaffMember:
     id: UUID
     service_ids: frozenset[UUID]
     location_ids: frozenset[UUID]
-    hours: WeeklyHours | None
+    hours: Week | None
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ class BusinessCatalogue:
                 UUID(row["id"]): Location(
                     UUID(row["id"]),
                     row["timezone"],
-                    WeeklyHours.model_validate(row["opening_hours"]),
+                    week_of(WeeklyHours.model_validate(row["opening_hours"])),
                 )
                 for row in snapshot["locations"]
             },
@@ -73,7 +81,7 @@ class BusinessCatalogue:
                     UUID(row["id"]),
                     frozenset(UUID(i) for i in row["service_ids"]),
                     frozenset(UUID(i) for i in row["location_ids"]),
-                    WeeklyHours.model_validate(row["weekly_hours"])
+                    week_of(WeeklyHours.model_validate(row["weekly_hours"]))
                     if row["weekly_hours"]
                     else None,
                 )

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from calendence.errors import InvalidInput
-from calendence.schemas.catalogue import WeeklyHours
 
-from hold_service.catalogue_cache import BusinessCatalogue, Location, Service, StaffMember
+from hold_service.catalogue_cache import BusinessCatalogue, Location, Service, StaffMember, Week
 
 # Holds claim time in granules of this many minutes; starts must fall on one.
 GRANULE_MINUTES = 5
@@ -63,9 +63,10 @@ def blocked_end(ends_at: datetime, buffer_minutes: int) -> datetime:
     return datetime.fromtimestamp(granules(ends_at, buffered).stop * GRANULE_MINUTES * 60, UTC)
 
 
+@lru_cache(maxsize=4096)
 def opening_intervals(
-    hours: WeeklyHours, tz: ZoneInfo, first_day: date, last_day: date
-) -> list[tuple[datetime, datetime]]:
+    hours: Week, tz: ZoneInfo, first_day: date, last_day: date
+) -> tuple[tuple[datetime, datetime], ...]:
     """The opening ranges of local days first_day..last_day as UTC instants, in order.
 
     Local clock times become instants the way zoneinfo reads them (fold=0): a time
@@ -77,7 +78,7 @@ def opening_intervals(
     day = first_day
     while day <= last_day:
         midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-        for opens, closes in hours.ranges(day.weekday()):
+        for opens, closes in hours[day.weekday()]:
             # Aware arithmetic on one zone is wall-clock arithmetic: 24:00 is next midnight.
             start = (midnight + timedelta(minutes=opens)).astimezone(UTC)
             end = (midnight + timedelta(minutes=closes)).astimezone(UTC)
@@ -86,10 +87,10 @@ def opening_intervals(
             else:
                 merged.append((start, end))
         day += timedelta(days=1)
-    return merged
+    return tuple(merged)
 
 
-def fits_hours(hours: WeeklyHours, tz: ZoneInfo, starts_at: datetime, ends_at: datetime) -> bool:
+def fits_hours(hours: Week, tz: ZoneInfo, starts_at: datetime, ends_at: datetime) -> bool:
     """Whether [starts_at, ends_at) lies inside one opening interval."""
     first_day = starts_at.astimezone(tz).date() - timedelta(days=1)
     last_day = ends_at.astimezone(tz).date()
