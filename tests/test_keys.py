@@ -417,6 +417,23 @@ async def test_hub_lists_only_its_own_businesses(
     assert tenant.business_id not in {item["id"] for item in listed.body["data"]}
 
 
+async def test_a_hub_pages_through_its_businesses_each_once(api: Api, stack: LocalStack) -> None:
+    other = await new_hub(stack)
+    made = [
+        created(await api.post("/api/v1/businesses", other["key"], {"name": f"Shop {i}"}))["id"]
+        for i in range(5)
+    ]
+    seen: list[str] = []
+    params = {"limit": "2"}
+    while True:
+        listed = (await api.get("/api/v1/businesses", other["key"], params=params)).body
+        seen += [item["id"] for item in listed["data"]]
+        if not listed["has_more"]:
+            break
+        params["cursor"] = listed["next_cursor"]
+    assert seen == made
+
+
 @pytest.mark.parametrize("route", ["list-locations", "create-session"])
 async def test_business_key_naming_another_business_answers_404(
     api: Api, hub: dict[str, str], kit: Kit, route: str
@@ -649,3 +666,21 @@ async def test_an_answer_overtaken_by_its_revocation_is_not_cached(
         await nc.close()
     assert (await in_flight).status == 200
     problem(await api.get(LOCATIONS, made["token"]), 401)
+
+
+async def test_session_lifetime_is_configurable(
+    api: Api, stack: LocalStack, tenant: Tenant
+) -> None:
+    stack.services["booking-service"].stop()
+    try:
+        stack.start_service("booking-service", {"SESSION_TTL_SECONDS": "90"})
+        stack.wait_until_ready()
+        made = created(await api.post(SESSIONS, tenant.business_key))
+    finally:
+        stack.services["booking-service"].stop()
+        stack.start_service("booking-service")
+        stack.wait_until_ready()
+    lifetime = datetime.fromisoformat(made["expires_at"]) - datetime.fromisoformat(
+        made["created_at"]
+    )
+    assert lifetime == timedelta(seconds=90)
