@@ -206,6 +206,32 @@ async def test_staff_cannot_name_a_deleted_location(shop: Shop) -> None:
     await assert_rejected(shop, "staff", body, {"location_ids.0"})
 
 
+async def test_a_deleted_location_leaves_the_services_and_staff_that_listed_it(
+    shop: Shop,
+) -> None:
+    gone = await shop.create("locations")
+    both = [shop.location_id, gone["id"]]
+    service = await shop.create("services", location_ids=both)
+    staff = await shop.create("staff", service_ids=[service["id"]], location_ids=both)
+    key = shop.tenant.business_key
+    assert (await shop.tenant.api.delete(f"/api/v1/locations/{gone['id']}", key)).status == 204
+    for collection, made in (("services", service), ("staff", staff)):
+        path = f"/api/v1/{collection}/{made['id']}"
+        assert (await shop.tenant.api.get(path, key)).body["location_ids"] == [shop.location_id]
+        # So a PATCH of something else is not refused for an id nobody can fix.
+        assert (await shop.tenant.api.patch(path, key, {"name": "Renamed"})).status == 200
+
+
+async def test_a_deleted_service_leaves_the_staff_who_performed_it(shop: Shop) -> None:
+    gone = await shop.create("services")
+    staff = await shop.create("staff", service_ids=[gone["id"], shop.service_id])
+    key = shop.tenant.business_key
+    assert (await shop.tenant.api.delete(f"/api/v1/services/{gone['id']}", key)).status == 204
+    shown = await shop.tenant.api.get(f"/api/v1/staff/{staff['id']}", key)
+    assert shown.body["service_ids"] == [shop.service_id]
+    assert shown.body["updated_at"] > staff["updated_at"]
+
+
 # --- validation: 422 naming each offending field, nothing written ------------------------
 
 

@@ -19,11 +19,18 @@ class CatalogueTable:
     columns: tuple[str, ...]
     # Which live bookings stop this row from being deleted.
     booking_column: str
+    # (table, id-list column) that name this row: a delete takes the row out of them,
+    # so a service never keeps offering a deleted location (and a PATCH of its name
+    # is never refused over an id the caller can no longer see).
+    listed_in: tuple[tuple[str, str], ...] = ()
 
 
 TABLES = {
     "locations": CatalogueTable(
-        "locations", ("name", "address", "timezone", "opening_hours"), "location_id"
+        "locations",
+        ("name", "address", "timezone", "opening_hours"),
+        "location_id",
+        (("services", "location_ids"), ("staff", "location_ids")),
     ),
     "services": CatalogueTable(
         "services",
@@ -38,6 +45,7 @@ TABLES = {
             "location_ids",
         ),
         "service_id",
+        (("staff", "service_ids"),),
     ),
     "staff": CatalogueTable(
         "staff", ("name", "email", "service_ids", "location_ids", "weekly_hours"), "staff_id"
@@ -163,8 +171,10 @@ class CatalogueRepository:
             if await _lock_live_row(conn, table, business_id, row_id) is None:
                 return "missing"
             if table.booking_column:
-                # FOR UPDATE above serialises with bookings that lock the same row
-                # (FOR KEY SHARE through their foreign keys), so none can slip in.
+                # The row lock waits for a booking being inserted against this row (its
+                # foreign key holds FOR KEY SHARE until it commits), so that booking is
+                # seen here. A booking inserted after this commits must itself check
+                # deleted_at: the foreign key alone still accepts a soft-deleted row.
                 booked = await conn.fetchval(
                     f"SELECT EXISTS (SELECT 1 FROM bookings WHERE {table.booking_column} = $1 "
                     "AND status IN ('pending', 'confirmed', 'in_progress') AND ends_at > now())",
@@ -173,4 +183,11 @@ class CatalogueRepository:
                 if booked:
                     return "booked"
             await conn.execute(f"UPDATE {table.name} SET deleted_at = now() WHERE id = $1", row_id)
+            for other, column in table.listed_in:
+                await conn.execute(
+                    f"UPDATE {other} SET {column} = array_remove({column}, $1), "
+                    f"updated_at = now() WHERE business_id = $2 AND $1 = ANY({column})",
+                    row_id,
+                    business_id,
+                )
             return "deleted"
