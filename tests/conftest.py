@@ -11,6 +11,8 @@ import pytest
 from calendence.devstack.stack import LocalStack
 
 from tests.api import Api, Tenant, new_tenant
+from tests.booking_helpers import Salon, open_salon
+from tests.events import EventTap
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +51,16 @@ def hub(stack: LocalStack) -> dict[str, str]:
 async def tenant(api: Api, hub: dict[str, str]) -> Tenant:
     """A fresh business for each test, so tests never see each other's data."""
     return await new_tenant(api, hub["key"])
+
+
+@pytest.fixture
+async def salon(tenant: Tenant) -> Salon:
+    """A business ready to book: see tests/booking_helpers.py."""
+    return await open_salon(tenant)
+
+
+@pytest.fixture
+async def tap(stack: LocalStack) -> AsyncIterator[EventTap]:
+    """Every domain event published from now on, read as a durable consumer would."""
+    async with EventTap(stack.env["NATS_URL"]) as running:
+        yield running

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 from uuid import UUID
 
 import asyncpg
@@ -15,20 +14,9 @@ from calendence.devstack.stack import LocalStack
 from calendence.events import event_subject
 from calendence.notify.v1 import notify_pb2, notify_pb2_grpc
 
-from tests.api import Tenant, created, new_tenant, tomorrow_at
+from tests.api import created, new_tenant, tomorrow_at
 from tests.booking_helpers import Salon, open_salon
 from tests.events import EventTap
-
-
-@pytest.fixture
-async def salon(tenant: Tenant) -> Salon:
-    return await open_salon(tenant)
-
-
-@pytest.fixture
-async def tap(stack: LocalStack) -> AsyncIterator[EventTap]:
-    async with EventTap(stack.env["NATS_URL"]) as running:
-        yield running
 
 
 async def test_each_change_publishes_its_event_with_the_full_booking(
@@ -109,6 +97,7 @@ async def test_outbox_survives_a_crash_between_commit_and_publish(
     # A booking-service that commits bookings but never relays, killed like a crash.
     stack.services["booking-service"].stop()
     stack.start_service("booking-service", {"OUTBOX_RELAY_ENABLED": "false"})
+    stack.wait_until_ready()
     try:
         stranded = await salon.booking(tomorrow_at(10))
         half_published = await salon.booking(tomorrow_at(11))

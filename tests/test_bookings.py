@@ -7,13 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.api import Api, Tenant, created, new_tenant, tomorrow_at
-from tests.booking_helpers import JANE, Salon, open_salon
-
-
-@pytest.fixture
-async def salon(tenant: Tenant) -> Salon:
-    return await open_salon(tenant)
+from tests.api import Api, created, new_tenant, tomorrow_at
+from tests.booking_helpers import JANE, Salon
 
 
 async def test_page_examples_in_order_give_a_confirmed_booking(salon: Salon) -> None:

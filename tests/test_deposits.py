@@ -14,20 +14,9 @@ import pytest
 import stripe
 from calendence.devstack.stack import LocalStack
 
-from tests.api import Api, Tenant, created, tomorrow_at
-from tests.booking_helpers import Salon, open_salon
+from tests.api import Api, created, tomorrow_at
+from tests.booking_helpers import Salon
 from tests.events import EventTap
-
-
-@pytest.fixture
-async def salon(tenant: Tenant) -> Salon:
-    return await open_salon(tenant)
-
-
-@pytest.fixture
-async def tap(stack: LocalStack) -> AsyncIterator[EventTap]:
-    async with EventTap(stack.env["NATS_URL"]) as running:
-        yield running
 
 
 @pytest.fixture

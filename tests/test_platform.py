@@ -109,6 +109,7 @@ async def test_gateway_answers_503_problem_when_a_service_is_down(
     assert hold.status == 503
     assert hold.content_type == "application/problem+json"
     assert "Traceback" not in json.dumps(hold.body)
+    assert "127.0.0.1" not in json.dumps(hold.body)
     assert ready.status == 503
     assert ready.body["dependencies"]["hold-service"] == "unavailable"
     assert ready.body["dependencies"]["booking-service"] == "ok"

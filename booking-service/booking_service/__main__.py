@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-
-import uvloop
-from calendence.logs import configure_logging
-from calendence.migrations import migrate
+from calendence.entrypoint import run_service
 from calendence.settings import BookingServiceSettings
+
+from booking_service.server import serve
 
 
 def main() -> None:
     settings = BookingServiceSettings()
-    configure_logging("booking-service", settings.log_level)
-    command = sys.argv[1] if len(sys.argv) > 1 else "serve"
-    if command == "migrate":
-        uvloop.run(migrate(settings.database_url, "booking_service"))
-    elif command == "serve":
-        from booking_service.server import serve
-
-        uvloop.run(serve(settings))
-    else:
-        sys.exit(f"unknown command {command!r}; use serve or migrate")
+    run_service(
+        "booking-service", settings, serve, migrations=(settings.database_url, "booking_service")
+    )
 
 
 if __name__ == "__main__":

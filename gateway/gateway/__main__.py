@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import uvloop
-from calendence.logs import configure_logging
+from calendence.entrypoint import run_service
 from calendence.settings import GatewaySettings
+
+from gateway.server import serve
 
 
 def main() -> None:
-    settings = GatewaySettings()
-    configure_logging("gateway", settings.log_level)
-    from gateway.server import serve
-
-    uvloop.run(serve(settings))
+    run_service("gateway", GatewaySettings(), serve)
 
 
 if __name__ == "__main__":

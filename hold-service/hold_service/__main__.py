@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import uvloop
-from calendence.logs import configure_logging
+from calendence.entrypoint import run_service
 from calendence.settings import HoldServiceSettings
+
+from hold_service.server import serve
 
 
 def main() -> None:
-    settings = HoldServiceSettings()
-    configure_logging("hold-service", settings.log_level)
-    from hold_service.server import serve
-
-    uvloop.run(serve(settings))
+    run_service("hold-service", HoldServiceSettings(), serve)
 
 
 if __name__ == "__main__":

@@ -94,16 +94,17 @@ def error_metadata(error: DomainError) -> tuple[tuple[str, bytes]]:
 def error_from_status(
     code: grpc.StatusCode, details: str | None, trailing: Mapping[str, str | bytes]
 ) -> DomainError:
-    """Rebuild the domain error a peer raised; unknown failures become Unavailable."""
+    """Rebuild the domain error a peer raised; other failures become Unavailable.
+
+    Only a peer's own domain errors keep their details: what the gRPC runtime says
+    (addresses, connection states) must never reach an API answer.
+    """
     raw = trailing.get(ERROR_METADATA_KEY)
     if isinstance(raw, bytes):
         payload = orjson.loads(raw)
         for cls in ERROR_TYPES:
             if cls.__name__ == payload.get("kind"):
                 return cls(details or cls.title, fields=payload.get("fields") or {})
-    for cls in ERROR_TYPES:
-        if cls.status == code:
-            return cls(details or cls.title)
     if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
         return InternalError("something went wrong on our side; it has been logged")
     # UNAVAILABLE, DEADLINE_EXCEEDED...: the caller can only retry later.
