@@ -16,6 +16,7 @@ from uuid import UUID
 import orjson
 from calendence.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from calendence.logs import log_fields
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import FetchTimeoutError
@@ -23,8 +24,9 @@ from nats.js.errors import FetchTimeoutError
 log = logging.getLogger("notify_service.consumer")
 
 DURABLE_NAME = "notify-service"
-# Called with the event and its position in the stream (the order events happened in).
-Handler = Callable[[dict[str, Any], int], Awaitable[None]]
+# Stores a batch of events, each with its position in the stream (the order events
+# happened in), all or nothing.
+Handler = Callable[[list[tuple[dict[str, Any], int]]], Awaitable[None]]
 _REQUIRED = {"id": str, "type": str, "timestamp": str, "business_id": str, "data": dict}
 
 
@@ -90,22 +92,42 @@ async def consume_events(
             log.warning("fetch failed, retrying", extra=log_fields(error=repr(error)))
             await asyncio.sleep(0.5)
             continue
-        for message in messages:
+        await _store_and_ack(messages, handle)
+        on_acked()
+
+
+async def _store_and_ack(messages: list[Msg], handle: Handler) -> None:
+    """Store a fetched batch in one go, then ack it. Should the batch fail, each event
+    is tried alone, so one bad event holds back only itself."""
+    parsed: list[tuple[Msg, dict[str, Any]]] = []
+    for message in messages:
+        try:
+            parsed.append((message, parse_event(message.data)))
+        except MalformedEvent as error:
+            # Redelivering it would never help; it would only hold the ack floor back.
+            log.error("malformed event dropped", extra=log_fields(error=str(error)))
+            await message.term()
+    if not parsed:
+        return
+    stored = [message for message, _ in parsed]
+    try:
+        await handle([(event, message.metadata.sequence.stream) for message, event in parsed])
+    except Exception:
+        log.exception("storing a batch of events failed; trying them one by one")
+        stored = []
+        for message, event in parsed:
             try:
-                event = parse_event(message.data)
-            except MalformedEvent as error:
-                # Redelivering it would never help; it would only hold the ack floor back.
-                log.error("malformed event dropped", extra=log_fields(error=str(error)))
-                await message.term()
-                continue
-            try:
-                await handle(event, message.metadata.sequence.stream)
+                await handle([(event, message.metadata.sequence.stream)])
+                stored.append(message)
             except Exception:
                 log.exception("event handling failed; JetStream will redeliver")
                 await message.nak(delay=1)
-                continue
-            try:
-                await message.ack_sync(timeout=2)
-            except Exception as error:  # stored already: a redelivery is recognised
-                log.warning("ack failed", extra=log_fields(error=repr(error)))
-            on_acked()
+    if not stored:
+        return
+    for message in stored[:-1]:
+        await message.ack()
+    try:
+        # Acks are handled in order: once this one is answered, all of them count.
+        await stored[-1].ack_sync(timeout=2)
+    except Exception as error:  # stored already: a redelivery is recognised
+        log.warning("ack failed", extra=log_fields(error=repr(error)))

@@ -65,48 +65,53 @@ class DeliveryStore:
     def __init__(self, db: asyncpg.Pool) -> None:
         self.db = db
 
-    async def record_event(self, event: dict[str, Any], stream_seq: int) -> int | None:
-        """Store an event and one delivery per subscribed, enabled endpoint, together.
+    async def record_events(self, events: list[tuple[dict[str, Any], int]]) -> dict[str, int]:
+        """Store events (with their stream positions) and one delivery per subscribed,
+        enabled endpoint, all in one transaction.
 
-        Returns how many deliveries were made, or None when the event was stored
-        before (a JetStream redelivery), which changes nothing but the receipt count.
+        Returns how many deliveries each newly stored event made; an event stored
+        before (a JetStream redelivery) only counts one more receipt and is left out.
         """
+        unique = list({event["id"]: (event, seq) for event, seq in events}.values())
         async with self.db.acquire() as connection, connection.transaction():
-            first = await connection.fetchval(
+            rows = await connection.fetch(
                 """
-                INSERT INTO event_receipts
-                    (event_id, type, business_id, payload, stream_seq, webhook_body)
-                VALUES ($1, $2, $3, $4, $5, $6)
-                ON CONFLICT (event_id) DO UPDATE
-                    SET deliveries = event_receipts.deliveries + 1
-                RETURNING deliveries = 1
+                WITH incoming AS (
+                    SELECT * FROM unnest(
+                        $1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::bigint[],
+                        $6::bytea[], $7::text[]
+                    ) AS t(event_id, type, business_id, payload, stream_seq, body, order_key)
+                ), stored AS (
+                    INSERT INTO event_receipts
+                        (event_id, type, business_id, payload, stream_seq, webhook_body)
+                    SELECT event_id, type, business_id, payload, stream_seq, body FROM incoming
+                    ON CONFLICT (event_id) DO UPDATE
+                        SET deliveries = event_receipts.deliveries + 1
+                    RETURNING event_id, deliveries = 1 AS first
+                ), made AS (
+                    INSERT INTO webhook_deliveries (id, endpoint_id, event_id, order_key, order_seq)
+                    SELECT gen_random_uuid(), e.id, i.event_id, i.order_key, i.stream_seq
+                    FROM stored s
+                    JOIN incoming i ON i.event_id = s.event_id
+                    JOIN webhook_endpoints e ON e.business_id = i.business_id AND e.enabled
+                        AND ('*' = ANY (e.events) OR i.type = ANY (e.events))
+                    WHERE s.first
+                    RETURNING event_id
+                )
+                SELECT s.event_id, count(m.event_id) AS deliveries
+                FROM stored s LEFT JOIN made m ON m.event_id = s.event_id
+                WHERE s.first
+                GROUP BY s.event_id
                 """,
-                UUID(event["id"]),
-                event["type"],
-                UUID(event["business_id"]),
-                event,
-                stream_seq,
-                webhook_body(event),
+                [UUID(e["id"]) for e, _ in unique],
+                [e["type"] for e, _ in unique],
+                [UUID(e["business_id"]) for e, _ in unique],
+                [e for e, _ in unique],
+                [seq for _, seq in unique],
+                [webhook_body(e) for e, _ in unique],
+                [order_key(e) for e, _ in unique],
             )
-            if not first:
-                return None
-            made = await connection.fetch(
-                """
-                INSERT INTO webhook_deliveries
-                    (id, endpoint_id, event_id, order_key, order_seq)
-                SELECT gen_random_uuid(), e.id, $1, $4, $5
-                FROM webhook_endpoints e
-                WHERE e.business_id = $2 AND e.enabled
-                  AND ('*' = ANY (e.events) OR $3 = ANY (e.events))
-                RETURNING id
-                """,
-                UUID(event["id"]),
-                UUID(event["business_id"]),
-                event["type"],
-                order_key(event),
-                stream_seq,
-            )
-            return len(made)
+        return {str(row["event_id"]): row["deliveries"] for row in rows}
 
     async def claim(
         self, want: int, per_endpoint: int, watermark: int, lease: timedelta
@@ -117,6 +122,9 @@ class DeliveryStore:
         earlier one of which is stored yet)."""
         token = uuid.uuid4()
         async with self.db.acquire() as connection, connection.transaction():
+            # A claim lost in a database crash is only claimed again: no need to wait
+            # for the disk.
+            await connection.execute("SET LOCAL synchronous_commit = off")
             await connection.execute("SELECT pg_advisory_xact_lock($1)", _CLAIM_LOCK_ID)
             rows = await connection.fetch(
                 """
@@ -182,79 +190,63 @@ class DeliveryStore:
     async def finish(
         self, claim: Claim, result: AttemptResult, retry_in: timedelta | None
     ) -> str | None:
-        """Record an attempt and what follows from it. Returns the reason when this
+        """Record an attempt and what follows from it, in one statement: the delivery
+        succeeded, waits for its next attempt or has failed for good; the endpoint's
+        failure run starts, ends, or (5 days in) disables it. A result whose lease was
+        taken over meanwhile is recorded but steers nothing. Returns the reason when this
         failure disabled the endpoint."""
-        async with self.db.acquire() as connection, connection.transaction():
-            try:
-                await connection.execute(
-                    """
-                    INSERT INTO webhook_attempts
-                        (delivery_id, attempt, attempted_at, status_code, latency_ms, error)
-                    VALUES ($1, $2, $3, $4, $5, $6)
-                    ON CONFLICT DO NOTHING
-                    """,
-                    claim.delivery_id,
-                    claim.attempt,
-                    result.attempted_at,
-                    result.status_code,
-                    result.latency_ms,
-                    result.error,
-                )
-            except asyncpg.ForeignKeyViolationError:
-                return None  # the endpoint was deleted meanwhile, and its deliveries
-            if result.succeeded:
-                await connection.execute(
-                    """
-                    UPDATE webhook_deliveries SET status = 'succeeded', completed_at = now(),
-                        leased_until = NULL, lease_token = NULL
-                    WHERE id = $1 AND lease_token = $2
-                    """,
-                    claim.delivery_id,
-                    claim.lease_token,
-                )
-                await connection.execute(
-                    "UPDATE webhook_endpoints SET failing_since = NULL "
-                    "WHERE id = $1 AND failing_since IS NOT NULL",
-                    claim.endpoint_id,
-                )
-                return None
-            await connection.execute(
-                """
-                UPDATE webhook_deliveries SET
-                    status = CASE WHEN $3::interval IS NULL THEN 'failed' ELSE 'pending' END,
-                    completed_at = CASE WHEN $3::interval IS NULL THEN now() END,
-                    next_attempt_at = coalesce(now() + $3::interval, next_attempt_at),
+        reason = f"every delivery attempt failed for {DISABLE_AFTER.days} days; last: " + (
+            result.error or f"HTTP {result.status_code}"
+        )
+        disabled = await self.db.fetchval(
+            """
+            WITH target AS (
+                SELECT id, endpoint_id, lease_token = $2 AS current
+                FROM webhook_deliveries WHERE id = $1 FOR UPDATE
+            ), attempt AS (
+                INSERT INTO webhook_attempts
+                    (delivery_id, attempt, attempted_at, status_code, latency_ms, error)
+                SELECT id, $3, $4, $5, $6, $7 FROM target
+                ON CONFLICT DO NOTHING
+            ), delivery AS (
+                UPDATE webhook_deliveries d SET
+                    status = CASE WHEN $8 THEN 'succeeded'
+                                  WHEN $9::interval IS NULL THEN 'failed'
+                                  ELSE 'pending' END,
+                    completed_at = CASE WHEN $8 OR $9::interval IS NULL THEN now() END,
+                    next_attempt_at = coalesce(now() + $9::interval, d.next_attempt_at),
                     leased_until = NULL, lease_token = NULL
-                WHERE id = $1 AND lease_token = $2
-                """,
-                claim.delivery_id,
-                claim.lease_token,
-                retry_in,
-            )
-            reason = f"every delivery attempt failed for {DISABLE_AFTER.days} days; last: " + (
-                result.error or f"HTTP {result.status_code}"
-            )
-            disabled: str | None = await connection.fetchval(
-                """
+                FROM target WHERE d.id = target.id AND target.current
+            ), endpoint AS (
+                SELECT e.id, e.failing_since,
+                    e.enabled AND NOT $8 AND coalesce(e.failing_since <= now() - $10::interval,
+                                                      false) AS give_up
+                FROM webhook_endpoints e JOIN target ON e.id = target.endpoint_id
+            ), changed AS (
                 UPDATE webhook_endpoints e SET
-                    failing_since = coalesce(e.failing_since, $2),
+                    failing_since = CASE WHEN $8 THEN NULL ELSE coalesce(e.failing_since, $4) END,
                     enabled = e.enabled AND NOT x.give_up,
                     disabled_at = CASE WHEN x.give_up THEN now() ELSE e.disabled_at END,
-                    disabled_reason = CASE WHEN x.give_up THEN $4 ELSE e.disabled_reason END
-                FROM (
-                    SELECT id, enabled AND coalesce(failing_since <= now() - $3::interval, false)
-                        AS give_up
-                    FROM webhook_endpoints WHERE id = $1
-                ) x
-                WHERE e.id = x.id
-                RETURNING CASE WHEN x.give_up THEN e.disabled_reason END
-                """,
-                claim.endpoint_id,
-                result.attempted_at,
-                DISABLE_AFTER,
-                reason,
+                    disabled_reason = CASE WHEN x.give_up THEN $11 ELSE e.disabled_reason END
+                FROM endpoint x
+                WHERE e.id = x.id AND NOT ($8 AND x.failing_since IS NULL)
+                RETURNING x.give_up
             )
-            return disabled
+            SELECT coalesce((SELECT give_up FROM changed), false)
+            """,
+            claim.delivery_id,
+            claim.lease_token,
+            claim.attempt,
+            result.attempted_at,
+            result.status_code,
+            result.latency_ms,
+            result.error,
+            result.succeeded,
+            retry_in,
+            DISABLE_AFTER,
+            reason,
+        )
+        return reason if disabled else None
 
     async def release(self, lease_token: UUID, delivery_id: UUID) -> None:
         """Give back a lease whose attempt was interrupted (a shutdown): due at once."""

@@ -51,8 +51,15 @@ class Dispatcher:
         self._running: dict[asyncio.Task[None], Claim] = {}
         self._stopping = False
         self._last_watermark = 0
+        self._watermark_stale = True
+        self._watermark_at = 0.0
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def events_stored(self) -> None:
+        """New events (and their deliveries) are stored: the stream position moved."""
+        self._watermark_stale = True
         self._wake.set()
 
     async def run(self) -> None:
@@ -89,12 +96,21 @@ class Dispatcher:
                 return
 
     async def _watermark(self) -> int:
-        """The highest stream position below which every event is stored; the last
-        known one while JetStream cannot say (it only grows)."""
-        try:
-            self._last_watermark = max(self._last_watermark, await self.watermark())
-        except Exception as error:
-            log.warning("stream position unknown", extra=log_fields(error=repr(error)))
+        """The highest stream position below which every event is stored. Asked of
+        JetStream after this replica stored events, or a poll interval after the last
+        asking (other replicas store events too); the last known one while JetStream
+        cannot say (it only grows)."""
+        now = asyncio.get_running_loop().time()
+        if self._watermark_stale or now - self._watermark_at > self.limits.poll_seconds:
+            # Cleared before asking: events stored while the answer is on its way
+            # make it stale again.
+            self._watermark_stale = False
+            try:
+                self._last_watermark = max(self._last_watermark, await self.watermark())
+                self._watermark_at = now
+            except Exception as error:
+                self._watermark_stale = True
+                log.warning("stream position unknown", extra=log_fields(error=repr(error)))
         return self._last_watermark
 
     def _done(self, task: asyncio.Task[None]) -> None:

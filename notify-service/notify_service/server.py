@@ -67,13 +67,15 @@ async def serve(settings: NotifyServiceSettings) -> None:
         ),
     )
 
-    async def handle(event: dict[str, Any], stream_seq: int) -> None:
-        made = await store.record_event(event, stream_seq)
-        if made is not None:
-            log.info(
-                "event received",
-                extra=log_fields(event_id=event["id"], type=event["type"], deliveries=made),
-            )
+    async def handle(batch: list[tuple[dict[str, Any], int]]) -> None:
+        made = await store.record_events(batch)
+        if log.isEnabledFor(logging.INFO):
+            for event, _ in batch:
+                if event["id"] in made:
+                    fields = log_fields(
+                        event_id=event["id"], type=event["type"], deliveries=made[event["id"]]
+                    )
+                    log.info("event received", extra=fields)
 
     async def postgres_probe() -> None:
         await pool.fetchval("SELECT 1")
@@ -93,7 +95,7 @@ async def serve(settings: NotifyServiceSettings) -> None:
         settings.notify_service_port,
     )
     async with sender:
-        consumer = asyncio.create_task(consume_events(js, handle, dispatcher.wake))
+        consumer = asyncio.create_task(consume_events(js, handle, dispatcher.events_stored))
         delivering = asyncio.create_task(dispatcher.run())
         try:
             await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
