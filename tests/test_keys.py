@@ -556,18 +556,25 @@ async def test_key_revoked_with_the_admin_cli_stops_working_within_a_second(
 
 
 @contextlib.contextmanager
-def gateway_replica(stack: LocalStack, log_dir: Path, **env: str) -> Iterator[str]:
-    """Another gateway on the same services, as a deployment would scale it: its URL."""
+def replica(
+    stack: LocalStack, log_dir: Path, service: str = "gateway", **env: str
+) -> Iterator[str]:
+    """Another replica of `service` beside the stack's, as a deployment would scale it.
+
+    Yields its address (the URL of a gateway). Started and stopped here, so a test never
+    restarts the processes every other test shares.
+    """
     port = free_port()
+    module = service.replace("-", "_")
     process = ManagedProcess(
-        "gateway-2",
-        [sys.executable, "-m", "gateway"],
-        log_dir / "gateway-2.log",
-        env={**stack.env, "GATEWAY_PORT": str(port), **env},
+        f"{service}-2",
+        [sys.executable, "-m", module],
+        log_dir / f"{service}-2.log",
+        env={**stack.env, f"{module.upper()}_PORT": str(port), **env},
     )
     try:
         wait_for_port(port, 60, process)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}" if service == "gateway" else f"127.0.0.1:{port}"
     finally:
         process.stop()
 
@@ -576,7 +583,7 @@ async def test_revocation_reaches_every_gateway_replica(
     api: Api, stack: LocalStack, tenant: Tenant, tmp_path: Path
 ) -> None:
     made = await business_key(api, tenant)
-    with gateway_replica(stack, tmp_path) as url:
+    with replica(stack, tmp_path) as url:
         other = Api(api.session, url)
         for gateway in (api, other):
             assert (await gateway.get(LOCATIONS, made["token"])).status == 200
@@ -610,13 +617,13 @@ class LoneReplica:
 
 @pytest.fixture
 def lone_replica(api: Api, stack: LocalStack, tmp_path: Path) -> Iterator[LoneReplica]:
-    replica = LoneReplica(api, start_nats(tmp_path), tmp_path)
+    lone = LoneReplica(api, start_nats(tmp_path), tmp_path)
     try:
-        with gateway_replica(stack, tmp_path, NATS_URL=replica.nats.url) as url:
-            replica.api = Api(api.session, url)
-            yield replica
+        with replica(stack, tmp_path, NATS_URL=lone.nats.url) as url:
+            lone.api = Api(api.session, url)
+            yield lone
     finally:
-        replica.stop_nats()
+        lone.stop_nats()
 
 
 async def test_a_gateway_cut_off_from_nats_does_not_trust_its_cache(
@@ -669,17 +676,13 @@ async def test_an_answer_overtaken_by_its_revocation_is_not_cached(
 
 
 async def test_session_lifetime_is_configurable(
-    api: Api, stack: LocalStack, tenant: Tenant
+    api: Api, stack: LocalStack, tenant: Tenant, tmp_path: Path
 ) -> None:
-    stack.services["booking-service"].stop()
-    try:
-        stack.start_service("booking-service", {"SESSION_TTL_SECONDS": "90"})
-        stack.wait_until_ready()
-        made = created(await api.post(SESSIONS, tenant.business_key))
-    finally:
-        stack.services["booking-service"].stop()
-        stack.start_service("booking-service")
-        stack.wait_until_ready()
+    with (
+        replica(stack, tmp_path, "booking-service", SESSION_TTL_SECONDS="90") as booking,
+        replica(stack, tmp_path, BOOKING_SERVICE_ADDR=booking) as url,
+    ):
+        made = created(await Api(api.session, url).post(SESSIONS, tenant.business_key))
     lifetime = datetime.fromisoformat(made["expires_at"]) - datetime.fromisoformat(
         made["created_at"]
     )
