@@ -14,7 +14,7 @@ from calendence.hold.v1 import hold_pb2_grpc
 from calendence.settings import HoldServiceSettings
 from calendence.timefmt import utcnow
 from nats.aio.msg import Msg
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from hold_service.catalogue_cache import CatalogueCache
 from hold_service.grpc_api import HoldServicer
@@ -23,9 +23,22 @@ from hold_service.holds import HoldBook
 
 log = logging.getLogger("hold_service")
 
+# Connections to Redis per process: enough to keep it busy, few enough for many replicas.
+REDIS_CONNECTIONS = 64
+REDIS_POOL_WAIT_SECONDS = 5.0
+
 
 async def serve(settings: HoldServiceSettings) -> None:
-    redis = Redis.from_url(settings.redis_url, health_check_interval=30)
+    # A blocking pool: a burst of holds beyond the pool waits its turn for a
+    # connection instead of failing with "Too many connections".
+    redis = Redis(
+        connection_pool=BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_POOL_WAIT_SECONDS,
+            health_check_interval=30,
+        )
+    )
     await rpc.connect_with_retry("redis", redis.ping)
     nc = await rpc.connect_with_retry(
         "nats", lambda: events.connect(settings.nats_url, "hold-service")
