@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from uuid import UUID
 
 import asyncpg
@@ -120,9 +119,10 @@ async def test_outbox_survives_a_crash_between_commit_and_publish(
             headers={"Nats-Msg-Id": str(event_id)},
         )
         await nc.close()
-        stack.services["booking-service"].popen.send_signal(signal.SIGKILL)
-        stack.services["booking-service"].stop()
+        stack.services["booking-service"].kill()
     finally:
+        # Whatever happened above, exactly one booking-service, with its relay, runs after.
+        stack.services["booking-service"].stop()
         stack.start_service("booking-service")
         stack.wait_until_ready()
     await tap.wait_for(stranded["id"], "booking.created")

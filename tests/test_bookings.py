@@ -397,3 +397,16 @@ async def test_list_pages_return_every_booking_once(salon: Salon) -> None:
             break
         cursor = page.body["next_cursor"]
     assert sorted(seen) == sorted(made)
+
+
+async def test_a_hold_on_a_service_deleted_since_cannot_be_booked(salon: Salon) -> None:
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(16)))
+    deleted = await salon.tenant.api.delete(
+        f"/api/v1/services/{salon.service_id}", salon.tenant.business_key
+    )
+    assert deleted.status == 204
+    answer = await salon.book(token, hold["hold_id"])
+    assert answer.status == 409
+    listed = await salon.tenant.api.get("/api/v1/bookings", salon.tenant.business_key)
+    assert listed.body["data"] == []

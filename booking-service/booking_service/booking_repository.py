@@ -90,6 +90,30 @@ class BookingRepository:
             booking.notes,
         )
 
+    async def catalogue_still_live(
+        self,
+        connection: asyncpg.Connection,
+        business_id: UUID,
+        service_id: UUID,
+        location_id: UUID,
+        staff_id: UUID | None,
+    ) -> bool:
+        """Whether what a hold named still exists. FOR KEY SHARE makes a concurrent
+        delete (FOR UPDATE on the same row) wait for this booking, or this for it."""
+        for table, row_id in (
+            ("services", service_id),
+            ("locations", location_id),
+            ("staff", staff_id),
+        ):
+            if row_id is not None and not await connection.fetchval(
+                f"SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1 AND business_id = $2 "
+                "AND deleted_at IS NULL FOR KEY SHARE)",
+                row_id,
+                business_id,
+            ):
+                return False
+        return True
+
     async def get(
         self, business_id: UUID, booking_id: UUID, connection: asyncpg.Connection | None = None
     ) -> dict[str, Any] | None:

@@ -193,6 +193,13 @@ class BookingDesk:
                     )
                 )
             async with self.pool.acquire() as connection, connection.transaction():
+                if not await self.repository.catalogue_still_live(
+                    connection, business_id, hold.service_id, hold.location_id, hold.staff_id
+                ):
+                    raise Conflict(
+                        "the service, location or staff member of this hold "
+                        "was removed after it was placed"
+                    )
                 await self.repository.insert(
                     connection,
                     NewBooking(
