@@ -1,0 +1,73 @@
+"""The floor the hold benchmark compares against: one aiohttp process, SET NX on Redis.
+
+It answers POST /api/v1/bookings/hold like the real endpoint does on its happy and
+its conflict path, minus everything that makes it correct: no key check, no schema,
+no catalogue, no intervals (one key per start time), no gRPC hop.
+
+    REDIS_URL=redis://127.0.0.1:6379/0 NAIVE_PORT=8099 python bench/naive_hold_app.py
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import uvloop
+from aiohttp import web
+from redis.asyncio import Redis
+
+TTL = timedelta(minutes=10)
+REDIS = web.AppKey("redis", Redis)
+
+
+async def hold(request: web.Request) -> web.Response:
+    wanted = orjson.loads(await request.read())
+    hold_id = str(uuid.uuid4())
+    key = f"naive:{wanted['service_id']}:{wanted['starts_at']}"
+    if not await request.app[REDIS].set(key, hold_id, nx=True, px=int(TTL.total_seconds() * 1000)):
+        return web.Response(
+            status=409,
+            body=orjson.dumps({"status": 409, "title": "Slot unavailable"}),
+            content_type="application/problem+json",
+        )
+    now = datetime.now(UTC)
+    return web.Response(
+        status=201,
+        body=orjson.dumps(
+            {
+                "hold_id": hold_id,
+                "service_id": wanted["service_id"],
+                "location_id": wanted["location_id"],
+                "starts_at": wanted["starts_at"],
+                "expires_at": (now + TTL).isoformat(timespec="seconds"),
+            }
+        ),
+        content_type="application/json",
+    )
+
+
+async def redis_client(app: web.Application):  # type: ignore[no-untyped-def]
+    app[REDIS] = Redis.from_url(os.environ["REDIS_URL"])
+    yield
+    await app[REDIS].aclose()
+
+
+def main() -> None:
+    app = web.Application()
+    app.router.add_post("/api/v1/bookings/hold", hold)
+    app.cleanup_ctx.append(redis_client)
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=int(os.environ["NAIVE_PORT"]),
+        access_log=None,
+        print=None,
+        backlog=1024,
+        loop=uvloop.new_event_loop(),
+    )
+
+
+if __name__ == "__main__":
+    main()
