@@ -8,18 +8,19 @@ ack waits for JetStream's answer, so once `on_acked` runs the consumer's ack flo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
+import nats.errors
 import orjson
 from calendence.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from calendence.logs import log_fields
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import FetchTimeoutError
 
 log = logging.getLogger("notify_service.consumer")
 
@@ -81,19 +82,25 @@ async def consume_events(
     batch: int = 50,
 ) -> None:
     subscription = await js.pull_subscribe_bind(DURABLE_NAME, stream=EVENTS_STREAM)
-    while True:
-        try:
-            messages = await subscription.fetch(batch, timeout=1)
-        except FetchTimeoutError:
-            continue
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.warning("fetch failed, retrying", extra=log_fields(error=repr(error)))
-            await asyncio.sleep(0.5)
-            continue
-        await _store_and_ack(messages, handle)
-        on_acked()
+    try:
+        while True:
+            try:
+                messages = await subscription.fetch(batch, timeout=1)
+            except nats.errors.TimeoutError:  # nothing to fetch (FetchTimeoutError included)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("fetch failed, retrying", extra=log_fields(error=repr(error)))
+                await asyncio.sleep(0.5)
+                continue
+            await _store_and_ack(messages, handle)
+            on_acked()
+    finally:
+        # Whatever it still holds is not ours any more (JetStream redelivers what was
+        # not acked); left subscribed, it would keep the connection's drain waiting.
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
 
 
 async def _store_and_ack(messages: list[Msg], handle: Handler) -> None:

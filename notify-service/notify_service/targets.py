@@ -54,7 +54,7 @@ def check_static(url: str, allow_private: bool) -> str:
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RefusedTarget("must be an absolute https URL")
+        raise RefusedTarget(f"must be an absolute {'http or ' if allow_private else ''}https URL")
     host = parts.hostname
     if allow_private:
         return host
