@@ -6,6 +6,8 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from calendence.devstack.stack import LocalStack
+from redis.asyncio import Redis
 
 from tests.api import Api, created, new_tenant, tomorrow_at
 from tests.booking_helpers import JANE, Salon
@@ -410,3 +412,27 @@ async def test_a_hold_on_a_service_deleted_since_cannot_be_booked(salon: Salon) 
     assert answer.status == 409
     listed = await salon.tenant.api.get("/api/v1/bookings", salon.tenant.business_key)
     assert listed.body["data"] == []
+
+
+async def test_postgres_refuses_a_double_booking_when_redis_lost_the_hold(
+    salon: Salon, stack: LocalStack
+) -> None:
+    first_token = await salon.tenant.session_token()
+    first = created(await salon.hold(first_token, tomorrow_at(15)))
+    # Redis loses the claim (a failover, an eviction): nothing there stops a second hold.
+    redis = Redis.from_url(stack.env["REDIS_URL"])
+    try:
+        resource = f"svc:{salon.location_id}:{salon.service_id}"
+        lost = [key async for key in redis.scan_iter(match=f"cal:{{r:{resource}}}:g:*")]
+        assert lost
+        await redis.delete(*lost)
+    finally:
+        await redis.aclose()
+    second_token = await salon.tenant.session_token()
+    second = created(await salon.hold(second_token, tomorrow_at(15)))
+    answers = await asyncio.gather(
+        salon.book(first_token, first["hold_id"]), salon.book(second_token, second["hold_id"])
+    )
+    assert sorted(a.status for a in answers) == [201, 409]
+    listed = await salon.tenant.api.get("/api/v1/bookings", salon.tenant.business_key)
+    assert len(listed.body["data"]) == 1

@@ -48,10 +48,9 @@ if consumed then
   if consumed == ARGV[1] then return {1, doc} end
   return {0, ''}
 end
-local value = redis.call('HGET', KEYS[1], 'value')
-for i = 3, #KEYS do
-  if redis.call('GET', KEYS[i]) ~= value then return {0, ''} end
-end
+-- The live hold record is the proof: its granules share its TTL, so they can only be
+-- missing or someone else's if Redis lost keys, and then PostgreSQL's exclusion
+-- constraint decides (it is the last line against double booking).
 for i = 3, #KEYS do
   redis.call('SET', KEYS[i], ARGV[3], 'PXAT', ARGV[2])
 end
