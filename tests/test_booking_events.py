@@ -204,3 +204,27 @@ async def test_idempotency_keys_are_scoped_per_business(salon: Salon, hub: dict[
     )
     assert mine.status == theirs.status == 201
     assert mine.body["hold_id"] != theirs.body["hold_id"]
+
+
+async def test_a_hold_retried_with_its_idempotency_key_replays_the_same_hold(
+    salon: Salon,
+) -> None:
+    token = await salon.tenant.session_token()
+    body = {
+        "service_id": salon.service_id,
+        "location_id": salon.location_id,
+        "starts_at": tomorrow_at(11).isoformat(),
+    }
+    headers = {"Idempotency-Key": "hold-attempt-1"}
+    first = await salon.tenant.api.post("/api/v1/bookings/hold", token, body, headers=headers)
+    second = await salon.tenant.api.post("/api/v1/bookings/hold", token, body, headers=headers)
+    assert first.status == second.status == 201
+    assert second.body == first.body
+    assert second.headers["Idempotent-Replayed"] == "true"
+    other = await salon.tenant.api.post(
+        "/api/v1/bookings/hold",
+        token,
+        {**body, "starts_at": tomorrow_at(12).isoformat()},
+        headers=headers,
+    )
+    assert other.status == 422

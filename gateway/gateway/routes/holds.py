@@ -15,6 +15,7 @@ from calendence.timefmt import from_timestamp, to_iso, to_timestamp
 from gateway.appkeys import DOWNSTREAM
 from gateway.auth import ALL_KINDS, KeyKind, business_of, principal_of
 from gateway.http_io import call, json_response, path_uuid, read_model
+from gateway.idempotency import idempotent
 
 routes = web.RouteTableDef()
 
@@ -34,6 +35,7 @@ def hold_document(hold: hold_pb2.Hold) -> dict[str, str]:
 
 
 @routes.post("/api/v1/bookings/hold")
+@idempotent
 async def place_hold(request: web.Request) -> web.Response:
     business_id = business_of(request, *ALL_KINDS)
     wanted, _ = await read_model(request, HoldRequest)
