@@ -7,15 +7,18 @@ through booking-service's outbox and JetStream to notify-service, which POSTs th
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
 from calendence.devstack.stack import LocalStack
 
 from tests.api import Tenant, tomorrow_at
 from tests.booking_helpers import Salon, open_salon
 from tests.webhook_receiver import (
+    ALLOW_PRIVATE,
     ENDPOINTS,
     WebhookReceiver,
     allow_private_targets,
@@ -285,3 +288,59 @@ async def test_redelivering_an_unknown_event_is_404(
         {"event_id": "00000000-0000-4000-8000-000000000000"},
     )
     assert answer.status == 404, answer.body
+
+
+async def test_a_graceful_stop_hands_running_attempts_back_at_once(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    restart_notify_service(stack, env={"SHUTDOWN_GRACE_SECONDS": "1"})
+    receiver.answer("/hook", delay=30)
+    await create_endpoint(salon.tenant, receiver.url("/hook"))
+    booking = await salon.booking(tomorrow_at(13))
+    await receiver.wait_for(of_booking(booking["id"]))
+    receiver.answer("/hook")
+    # SIGTERM while the attempt hangs: after the grace it is cancelled and its lease
+    # given back, so the restarted service sends it again without waiting out a lease.
+    restart_notify_service(stack)
+    _, again = await receiver.wait_for(of_booking(booking["id"]), count=2, timeout=5)
+    assert again.json["type"] == "booking.created"
+
+
+async def test_two_replicas_deliver_every_event_once_and_in_order(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    port = free_port()
+    replica = ManagedProcess(
+        "notify-service-2",
+        [sys.executable, "-m", "notify_service"],
+        stack.state_dir / "logs" / "notify-service-2.log",
+        env={**stack.env, ALLOW_PRIVATE: "true", "NOTIFY_SERVICE_PORT": str(port)},
+    )
+    try:
+        wait_for_port(port, 30, replica)
+        await create_endpoint(salon.tenant, receiver.url("/hook"))
+        bookings = [await salon.booking(tomorrow_at(10 + i // 2, 30 * (i % 2))) for i in range(6)]
+
+        async def change(booking_id: str) -> None:
+            path = f"/api/v1/bookings/{booking_id}"
+            key = salon.tenant.business_key
+            assert (await salon.tenant.api.patch(path, key, {"notes": "a"})).status == 200
+            assert (await salon.tenant.api.patch(path, key, {"notes": "b"})).status == 200
+            await cancel(salon, booking_id)
+
+        await asyncio.gather(*(change(b["id"]) for b in bookings))
+        await receiver.wait_for(lambda r: r.json["type"] == "booking.cancelled", count=6)
+        await asyncio.sleep(0.5)
+    finally:
+        replica.stop()
+    ids = [r.webhook_id for r in receiver.received]
+    assert len(ids) == len(set(ids)) == 6 * 4
+    for booking in bookings:
+        assert [
+            r.json["type"] for r in receiver.received if r.json["data"]["id"] == booking["id"]
+        ] == [
+            "booking.created",
+            "booking.updated",
+            "booking.updated",
+            "booking.cancelled",
+        ]
