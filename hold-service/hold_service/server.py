@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from datetime import timedelta
 from typing import Any
@@ -74,6 +75,12 @@ async def serve(settings: HoldServiceSettings) -> None:
         health,
         settings.hold_service_port,
     )
+    # Every hold allocates a few hundred short-lived objects and almost no cycles:
+    # collecting the youngest generation every 700 allocations costs more than it
+    # frees. Start-up objects are moved out of the collector's sight altogether.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1_000)
     try:
         await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
     finally:
