@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint protos bench-holds bench-bookings clean
+.PHONY: install run test lint protos bench-holds bench-bookings bench-webhooks clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,9 @@ bench-holds: install
 
 bench-bookings: install
 	$(BIN)/python bench/bookings.py
+
+bench-webhooks: install
+	$(BIN)/python bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) .calendence .pytest_cache .mypy_cache .ruff_cache

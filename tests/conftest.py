@@ -21,8 +21,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     running = LocalStack(
         state_dir,
         persist=False,
-        # The sweeper looks for expired checkouts every second instead of every 30.
-        service_env={"PAYMENT_SWEEP_SECONDS": "1"},
+        service_env={
+            # The sweeper looks for expired checkouts every second instead of every 30.
+            "PAYMENT_SWEEP_SECONDS": "1",
+            # Test receivers listen on 127.0.0.1, as they may in development only.
+            "WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+        },
     )
     try:
         running.start()
