@@ -100,19 +100,23 @@ class BookingRepository:
     ) -> bool:
         """Whether what a hold named still exists. FOR KEY SHARE makes a concurrent
         delete (FOR UPDATE on the same row) wait for this booking, or this for it."""
-        for table, row_id in (
-            ("services", service_id),
-            ("locations", location_id),
-            ("staff", staff_id),
-        ):
-            if row_id is not None and not await connection.fetchval(
-                f"SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1 AND business_id = $2 "
-                "AND deleted_at IS NULL FOR KEY SHARE)",
-                row_id,
-                business_id,
-            ):
-                return False
-        return True
+        found = await connection.fetchval(
+            """
+            WITH service AS (SELECT 1 FROM services WHERE id = $1 AND business_id = $4
+                             AND deleted_at IS NULL FOR KEY SHARE),
+                 location AS (SELECT 1 FROM locations WHERE id = $2 AND business_id = $4
+                              AND deleted_at IS NULL FOR KEY SHARE),
+                 member AS (SELECT 1 FROM staff WHERE id = $3 AND business_id = $4
+                            AND deleted_at IS NULL FOR KEY SHARE)
+            SELECT (SELECT count(*) FROM service) + (SELECT count(*) FROM location)
+                   + (SELECT count(*) FROM member)
+            """,
+            service_id,
+            location_id,
+            staff_id,
+            business_id,
+        )
+        return bool(found == (3 if staff_id is not None else 2))
 
     async def get(
         self, business_id: UUID, booking_id: UUID, connection: asyncpg.Connection | None = None
