@@ -246,6 +246,30 @@ async def test_holds_still_work_after_redis_forgets_its_scripts(
     assert_problem(await shop.hold(second, tomorrow_at(10)), 409)
 
 
+async def test_a_hold_during_a_booking_service_restart_waits_for_it(
+    api: Api, hub: dict[str, str], stack: LocalStack, tenant: Tenant
+) -> None:
+    # hold-service has talked to booking-service before: its channel is connected.
+    other = await open_shop(await new_tenant(api, hub["key"]))
+    assert (await other.hold(await other.tenant.session_token(), tomorrow_at(10))).status == 201
+    shop = await open_shop(tenant)
+    token = await tenant.session_token()
+    # The gateway knows the token now; releasing nothing fetches no catalogue.
+    assert_problem(await shop.release(token, str(uuid.uuid4())), 404)
+    stack.services["booking-service"].stop()
+    try:
+        await asyncio.sleep(1.0)  # hold-service's connection is backing off by now
+        hold = asyncio.create_task(shop.hold(token, tomorrow_at(10)))
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(stack.start_service, "booking-service")
+        answer = await hold
+    finally:
+        if not stack.services["booking-service"].running():
+            stack.start_service("booking-service")
+        stack.wait_until_ready()
+    assert answer.status == 201, answer.body
+
+
 # --- expiry and release -----------------------------------------------------------
 
 

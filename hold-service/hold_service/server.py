@@ -27,6 +27,7 @@ log = logging.getLogger("hold_service")
 # Connections to Redis per process: enough to keep it busy, few enough for many replicas.
 REDIS_CONNECTIONS = 64
 REDIS_POOL_WAIT_SECONDS = 5.0
+CATALOGUE_FETCH_SECONDS = 3.0
 
 
 async def serve(settings: HoldServiceSettings) -> None:
@@ -48,9 +49,13 @@ async def serve(settings: HoldServiceSettings) -> None:
     catalogue_stub = catalogue_pb2_grpc.CatalogueServiceStub(booking_channel)
 
     async def fetch_catalogue(business_id: UUID) -> dict[str, Any]:
+        # Waits out a booking-service restart (the channel reconnecting) rather than
+        # failing the hold, and still answers before the gateway's own deadline.
         answer = await rpc.unary(
             catalogue_stub.GetBusinessCatalogue,
             catalogue_pb2.GetBusinessCatalogueRequest(business_id=str(business_id)),
+            timeout=CATALOGUE_FETCH_SECONDS,
+            wait_for_ready=True,
         )
         snapshot: dict[str, Any] = orjson.loads(answer.json)
         return snapshot

@@ -60,11 +60,24 @@ else:  # the grpc classes are not subscriptable at run time
     Handler = grpc.RpcMethodHandler
 
 
-async def unary(method: UnaryMethod[Req, Resp], request: Req, *, timeout: float = 5.0) -> Resp:
-    """Call a unary gRPC method, passing the request id and mapping failures."""
+async def unary(
+    method: UnaryMethod[Req, Resp],
+    request: Req,
+    *,
+    timeout: float = 5.0,
+    wait_for_ready: bool | None = None,
+) -> Resp:
+    """Call a unary gRPC method, passing the request id and mapping failures.
+
+    `wait_for_ready=True` makes a call on a channel that is reconnecting (its peer
+    just restarted) wait for it, up to `timeout`, instead of failing at once.
+    """
     metadata = ((REQUEST_ID_METADATA_KEY, request_id_var.get() or new_request_id()),)
     try:
-        call = cast(Awaitable[Resp], method(request, timeout=timeout, metadata=metadata))
+        call = cast(
+            Awaitable[Resp],
+            method(request, timeout=timeout, metadata=metadata, wait_for_ready=wait_for_ready),
+        )
         return await call
     except grpc.aio.AioRpcError as error:
         trailing: dict[str, str | bytes] = dict(error.trailing_metadata() or ())  # type: ignore[arg-type]
