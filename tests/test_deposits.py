@@ -277,3 +277,17 @@ async def test_the_sweeper_cancels_an_unpaid_booking_whose_checkout_expired(
     assert cancelled["payment"]["status"] == "expired"
     token = await salon.tenant.session_token()
     assert (await salon.hold(token, tomorrow_at(10), salon.deposit_service_id)).status == 201
+
+
+async def test_cancelling_a_pending_booking_closes_its_checkout(
+    salon: Salon, local_stripe: LocalStripeControl
+) -> None:
+    booking = await deposit_booking(salon)
+    answer = await salon.tenant.api.delete(
+        f"/api/v1/bookings/{booking['id']}", salon.tenant.business_key
+    )
+    assert answer.status == 200
+    assert answer.body["payment"]["status"] == "expired"
+    assert answer.body["redirect_url"] is None
+    session = await local_stripe.checkout_session(booking["payment"]["checkout_session_id"])
+    assert session["status"] == "expired"

@@ -265,3 +265,15 @@ class BookingRepository:
             limit,
         )
         return [r["checkout_session_id"] for r in rows]
+
+    async def close_unpaid_checkout(
+        self, connection: asyncpg.Connection, booking_id: UUID
+    ) -> str | None:
+        """Mark a booking's unpaid deposit expired; its checkout session id, if there was one."""
+        session_id: str | None = await connection.fetchval(
+            "UPDATE payments SET status = 'expired', updated_at = now() "
+            "WHERE booking_id = $1 AND status = 'requires_payment' "
+            "RETURNING checkout_session_id",
+            booking_id,
+        )
+        return session_id

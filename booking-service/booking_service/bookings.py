@@ -323,6 +323,10 @@ class BookingDesk:
             events.append(_STATUS_EVENTS[patch.status])
             if patch.status is BookingStatus.CANCELLED:
                 changes["cancelled_at"] = utcnow()
+                # An unpaid deposit must not be payable for a cancelled booking.
+                change.unpaid_checkout = await self.repository.close_unpaid_checkout(
+                    connection, booking_id
+                )
                 change.freed = (
                     current["resource_id"],
                     current["starts_at"],
@@ -360,6 +364,14 @@ class BookingDesk:
     async def _after_commit(self, booking_id: UUID, change: _Change) -> None:
         if change.freed is not None:
             await self._free(booking_id, *change.freed)
+        if change.unpaid_checkout is not None:
+            try:
+                await self.checkout.expire(change.unpaid_checkout)
+            except Exception as error:  # the sweeper-free path: Stripe expires it anyway
+                log.warning(
+                    "could not expire the checkout of a cancelled booking",
+                    extra=log_fields(booking_id=str(booking_id), error=repr(error)),
+                )
 
     async def settle_checkout(
         self, event_id: str, event_type: str, session_id: str, paid: bool
@@ -443,6 +455,7 @@ class _Change:
 
     moved: _Move | None = None
     freed: tuple[str, datetime, datetime] | None = None
+    unpaid_checkout: str | None = None
 
 
 @dataclass(frozen=True)
