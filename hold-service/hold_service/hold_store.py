@@ -13,7 +13,7 @@ script touches one Redis Cluster slot):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -307,9 +307,18 @@ class HoldStore:
             for load, values in zip(answers[::2], answers[1::2], strict=True)
         ]
 
-    async def claimed(self, resource: str, granule_numbers: Sequence[int]) -> list[bool]:
-        """Which of the given granules of a resource are held or booked now."""
-        if not granule_numbers:
-            return []
-        values = await self.redis.mget([granule_key(resource, g) for g in granule_numbers])
-        return [v is not None for v in values]
+    async def claimed(self, wanted: Mapping[str, Iterable[int]]) -> set[tuple[str, int]]:
+        """Which of the given granules of each resource are held or booked now, in one
+        round trip (an MGET per resource, each within its own hash slot)."""
+        asked = [(resource, sorted(numbers)) for resource, numbers in wanted.items()]
+        asked = [(resource, numbers) for resource, numbers in asked if numbers]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for resource, numbers in asked:
+                pipe.mget([granule_key(resource, g) for g in numbers])
+            answers = await pipe.execute() if asked else []
+        return {
+            (resource, number)
+            for (resource, numbers), values in zip(asked, answers, strict=True)
+            for number, value in zip(numbers, values, strict=True)
+            if value is not None
+        }

@@ -295,14 +295,7 @@ class HoldBook:
                 by_resource.setdefault(resource, set()).update(
                     granules(plan.starts_at, plan.blocked_until)
                 )
-        claimed: set[tuple[str, int]] = set()
-        for resource, numbers in by_resource.items():
-            unique = sorted(numbers)
-            for number, taken in zip(
-                unique, await self.store.claimed(resource, unique), strict=True
-            ):
-                if taken:
-                    claimed.add((resource, number))
+        claimed = await self.store.claimed(by_resource)
         slots = []
         for plan in plans:
             needed = granules(plan.starts_at, plan.blocked_until)
