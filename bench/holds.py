@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -39,7 +37,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-import uvloop
+from calendence.devstack.bench import run_on_fresh_stack
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
 from calendence.devstack.stack import LocalStack
 
@@ -298,19 +296,19 @@ async def release_nothing(http: aiohttp.ClientSession, url: str, token: str) -> 
             raise RuntimeError(f"warming a token: {answer.status} {await answer.text()}")
 
 
-def start_naive(stack: LocalStack, state_dir: Path) -> tuple[ManagedProcess, str]:
+def start_naive(stack: LocalStack) -> tuple[ManagedProcess, str]:
     port = free_port()
     process = ManagedProcess(
         "naive-hold-app",
         [sys.executable, str(HERE / "naive_hold_app.py")],
-        state_dir / "logs" / "naive-hold-app.log",
+        stack.state_dir / "logs" / "naive-hold-app.log",
         env={**stack.env, "NAIVE_PORT": str(port)},
     )
     wait_for_port(port, 30, process)
     return process, f"http://127.0.0.1:{port}"
 
 
-async def benchmark(args: argparse.Namespace, stack: LocalStack, state_dir: Path) -> dict[str, Any]:
+async def benchmark(args: argparse.Namespace, stack: LocalStack) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -321,12 +319,11 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, state_dir: Path
             days=1
         )
         full_slots = Slots(tomorrow)
-        naive_process, naive_url = start_naive(stack, state_dir)
+        naive_process, naive_url = start_naive(stack)
         naive = Target("naive floor", naive_url, made["service_id"], made["location_id"])
         naive_slots = Slots(tomorrow)
         results: dict[str, Any] = {
             "cpus": os.cpu_count(),
-            "load_average_at_start": os.getloadavg()[0],
             "clients": args.clients,
             "seconds_per_phase": args.seconds,
             "service_minutes": SERVICE_MINUTES,
@@ -405,21 +402,7 @@ def main() -> None:
     parser.add_argument("--racers", type=int, default=500, help="clients racing for one slot")
     parser.add_argument("--rounds", type=int, default=5, help="contention rounds")
     args = parser.parse_args()
-    state_dir = Path(tempfile.mkdtemp(prefix="calendence-bench-"))
-    stack = LocalStack(state_dir, persist=False, service_env=SERVICE_ENV)
-    print(f"starting the stack in {state_dir} ...", flush=True)
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        print(f"note: load average {load:.2f} before starting; other work skews the figures")
-    try:
-        stack.start()
-        results = uvloop.run(benchmark(args, stack, state_dir))
-    finally:
-        stack.stop()
-    out = HERE / "results" / f"holds-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {out.relative_to(HERE.parent)}")
+    run_on_fresh_stack("holds", SERVICE_ENV, lambda stack: benchmark(args, stack), HERE / "results")
 
 
 if __name__ == "__main__":
