@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import phonenumbers
-from pydantic import AfterValidator, AwareDatetime, EmailStr, Field
+from pydantic import AfterValidator, EmailStr, Field
 
-from calendence.schemas.common import Schema
+from calendence.schemas.common import ANSWER_CONFIG, Answer, Moment, Schema, page_of
+from calendence.schemas.holds import (
+    EXAMPLE_HOLD_ID,
+    EXAMPLE_LOCATION_ID,
+    EXAMPLE_SERVICE_ID,
+    EXAMPLE_STAFF_ID,
+)
 
 MAX_NOTES = 1000
 
@@ -43,10 +50,12 @@ LIVE_STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.I
 
 
 class Client(Schema):
-    first_name: PersonName
-    last_name: PersonName
-    email: EmailStr
-    phone: Phone | None = None
+    first_name: PersonName = Field(description="Client's first name")
+    last_name: PersonName = Field(description="Client's last name")
+    email: EmailStr = Field(description="Client's email")
+    phone: Phone | None = Field(
+        default=None, description="Client's phone number, E.164 (+15551234567)"
+    )
 
 
 class CustomFieldValue(Schema):
@@ -55,17 +64,27 @@ class CustomFieldValue(Schema):
 
 
 class BookingRequest(Schema):
-    hold_id: UUID
+    """A booking made from a live hold; the hold is consumed."""
+
+    hold_id: UUID = Field(description="The active hold to convert")
     client: Client
-    custom_field_values: list[CustomFieldValue] = []
-    notes: Notes | None = None
+    custom_field_values: list[CustomFieldValue] = Field(
+        default=[], description="Custom field responses, one per field key"
+    )
+    notes: Notes | None = Field(default=None, description="Client notes (max 1000 chars)")
 
 
 class BookingPatch(Schema):
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
-    status: BookingStatus | None = None
-    notes: Notes | None = None
+    """Reschedule, move the status along, or edit the notes (business and hub keys)."""
+
+    starts_at: Moment | None = Field(default=None, description="Reschedule start time")
+    ends_at: Moment | None = Field(default=None, description="Reschedule end time")
+    status: BookingStatus | None = Field(
+        default=None,
+        description="pending -> confirmed -> in_progress -> completed; any live status -> "
+        "cancelled. Anything else is 409.",
+    )
+    notes: Notes | None = Field(default=None, description="Updated notes")
 
 
 class BookingFilters(Schema):
@@ -75,5 +94,144 @@ class BookingFilters(Schema):
     service_id: UUID | None = None
     client_email: Annotated[str, Field(max_length=320)] | None = None
     # Bookings starting in [from, to).
-    from_: AwareDatetime | None = Field(default=None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Moment | None = Field(default=None, alias="from")
+    to: Moment | None = None
+
+
+# --- answers ---------------------------------------------------------------------------
+
+
+class BookedService(Answer):
+    id: UUID
+    name: str
+    duration_minutes: int
+    price_amount: int = Field(description="In the currency's minor unit")
+    currency: str
+    deposit_amount: int
+
+
+class BookedLocation(Answer):
+    id: UUID
+    name: str
+    address: str | None
+    timezone: str
+
+
+class BookedStaff(Answer):
+    id: UUID
+    name: str
+    email: str | None
+
+
+class BookedClient(Client):
+    model_config = ANSWER_CONFIG
+
+
+class CustomFieldAnswer(Answer):
+    key: str
+    value: bool | int | float | str
+
+
+class PaymentStatus(StrEnum):
+    REQUIRES_PAYMENT = "requires_payment"
+    PAID = "paid"
+    EXPIRED = "expired"
+
+
+class Payment(Answer):
+    """The deposit, paid through Stripe Checkout."""
+
+    status: PaymentStatus
+    amount: int = Field(description="In the currency's minor unit")
+    currency: str
+    checkout_session_id: str
+    expires_at: datetime = Field(description="When the Checkout Session stops taking payment")
+
+
+class Booking(Answer):
+    """A booking with its service, location, staff member and client."""
+
+    object: Literal["booking"]
+    id: UUID
+    business_id: UUID
+    status: BookingStatus
+    starts_at: datetime
+    ends_at: datetime
+    service: BookedService
+    location: BookedLocation
+    staff: BookedStaff | None = Field(description="null for services performed without staff")
+    client: BookedClient
+    custom_field_values: list[CustomFieldAnswer]
+    notes: str | None
+    payment: Payment | None = Field(description="The deposit; null when none is due")
+    redirect_url: str | None = Field(
+        description="Stripe Checkout, where the client pays the deposit; set while it is unpaid"
+    )
+    hold_id: UUID | None = Field(description="The hold the booking was made from")
+    created_at: datetime
+    updated_at: datetime
+    cancelled_at: datetime | None
+
+
+BookingList = page_of(Booking, "BookingList")
+
+EXAMPLE_BOOKING_ID = "9b2f6c1e-0d4a-4c7e-8f3b-2a5d6e7f8a9b"
+EXAMPLE_BUSINESS_ID = "5f0c2a7e-3b1d-4e8f-9a6c-7d2e1f0b3c4a"
+
+# The Bookings page's "Create a Booking" example request.
+BOOKING_REQUEST_EXAMPLE: dict[str, Any] = {
+    "hold_id": EXAMPLE_HOLD_ID,
+    "client": {
+        "first_name": "Jane",
+        "last_name": "Doe",
+        "email": "jane@example.com",
+        "phone": "+15551234567",
+    },
+    "notes": "Please use the side entrance",
+}
+# Its answer (201): "the full booking resource with service, location, client, and staff".
+BOOKING_EXAMPLE: dict[str, Any] = {
+    "object": "booking",
+    "id": EXAMPLE_BOOKING_ID,
+    "business_id": EXAMPLE_BUSINESS_ID,
+    "status": "confirmed",
+    "starts_at": "2026-03-25T14:00:00+00:00",
+    "ends_at": "2026-03-25T14:30:00+00:00",
+    "service": {
+        "id": EXAMPLE_SERVICE_ID,
+        "name": "Haircut",
+        "duration_minutes": 30,
+        "price_amount": 3500,
+        "currency": "GBP",
+        "deposit_amount": 0,
+    },
+    "location": {
+        "id": EXAMPLE_LOCATION_ID,
+        "name": "Main Street",
+        "address": "1 Main Street, London",
+        "timezone": "Europe/London",
+    },
+    "staff": {"id": EXAMPLE_STAFF_ID, "name": "Alex Morgan", "email": "alex@example.com"},
+    "client": BOOKING_REQUEST_EXAMPLE["client"],
+    "custom_field_values": [],
+    "notes": "Please use the side entrance",
+    "payment": None,
+    "redirect_url": None,
+    "hold_id": EXAMPLE_HOLD_ID,
+    "created_at": "2026-03-25T13:02:11+00:00",
+    "updated_at": "2026-03-25T13:02:11+00:00",
+    "cancelled_at": None,
+}
+# The same booking for a service with a deposit: pending until paid at `redirect_url`.
+DEPOSIT_BOOKING_EXAMPLE: dict[str, Any] = BOOKING_EXAMPLE | {
+    "status": "pending",
+    "service": BOOKING_EXAMPLE["service"] | {"price_amount": 12000, "deposit_amount": 3000},
+    "payment": {
+        "status": "requires_payment",
+        "amount": 3000,
+        "currency": "GBP",
+        "checkout_session_id": "cs_test_a1b2c3d4e5f6",
+        "expires_at": "2026-03-25T13:32:11+00:00",
+    },
+    "redirect_url": "https://checkout.stripe.com/c/pay/cs_test_a1b2c3d4e5f6",
+}

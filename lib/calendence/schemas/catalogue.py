@@ -5,15 +5,16 @@ from __future__ import annotations
 import functools
 import re
 import zoneinfo
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import pycountry
-from pydantic import AfterValidator, EmailStr, Field, model_validator
+from pydantic import AfterValidator, BaseModel, EmailStr, Field, model_validator
 
-from calendence.schemas.common import FieldError, Schema
+from calendence.schemas.common import ANSWER_CONFIG, FieldError, Schema, page_of
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _CLOCK = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
@@ -67,6 +68,42 @@ def _http_url(value: str) -> str:
     return value
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_ALLOWED_ORIGINS = 50
+
+
+def _origin(value: str) -> str:
+    """A browser origin, written as browsers send it in the Origin header."""
+    problem = "must be an origin: http(s)://host[:port], with no path, such as https://shop.example"
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(problem) from None
+    if (
+        not value.isascii()
+        or parts.scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.username is not None
+        or parts.password is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or value.endswith(("?", "#"))
+    ):
+        raise ValueError(problem)
+    # Browsers send the scheme and host in lower case and leave out a default port.
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    shown_port = "" if port is None or port == _DEFAULT_PORTS[parts.scheme] else f":{port}"
+    return f"{parts.scheme}://{host}{shown_port}"
+
+
+def _distinct_origins(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not name the same origin twice")
+    return values
+
+
 Clock = Annotated[str, AfterValidator(_clock)]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
 Currency = Annotated[str, AfterValidator(_currency)]
@@ -74,6 +111,11 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT, description="In the currency's minor unit")]
 Ids = Annotated[list[UUID], AfterValidator(_distinct)]
 HttpUrl = Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]
+Origin = Annotated[
+    str,
+    Field(max_length=300, pattern=r"^https?://[^/?#@]+$", examples=["https://shop.example"]),
+    AfterValidator(_origin),
+]
 
 
 class TimeRange(Schema):
@@ -175,9 +217,85 @@ class CustomFieldFields(Schema):
 class BusinessFields(Schema):
     name: Name
     # Where Stripe Checkout sends the client back after paying a deposit, or not.
-    success_url: HttpUrl | None = None
-    cancel_url: HttpUrl | None = None
+    success_url: HttpUrl | None = Field(
+        default=None, description="Where Stripe Checkout sends the client after paying"
+    )
+    cancel_url: HttpUrl | None = Field(
+        default=None, description="Where Stripe Checkout sends a client who gives up"
+    )
+    allowed_origins: Annotated[
+        list[Origin], Field(max_length=MAX_ALLOWED_ORIGINS), AfterValidator(_distinct_origins)
+    ] = Field(
+        default=[],
+        description="Web origins whose pages may call the API with this business's session "
+        "tokens (CORS), e.g. the site that embeds the booking widget",
+    )
 
+
+# --- answers ---------------------------------------------------------------------------
+
+
+class Location(LocationFields):
+    model_config = ANSWER_CONFIG
+
+    object: Literal["location"]
+    id: UUID
+    created_at: datetime
+    updated_at: datetime
+
+
+# A deleted location or service leaves the id lists that named it, so a stored list
+# may be empty where a request's may not.
+StoredIds = Annotated[
+    list[UUID], Field(description="Empty once every location (or service) it named is deleted")
+]
+
+
+class Service(ServiceFields):
+    model_config = ANSWER_CONFIG
+
+    object: Literal["service"]
+    id: UUID
+    location_ids: StoredIds
+    created_at: datetime
+    updated_at: datetime
+
+
+class StaffMember(StaffFields):
+    model_config = ANSWER_CONFIG
+
+    object: Literal["staff_member"]
+    id: UUID
+    location_ids: StoredIds
+    service_ids: StoredIds
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomField(CustomFieldFields):
+    model_config = ANSWER_CONFIG
+
+    object: Literal["custom_field"]
+    id: UUID
+    created_at: datetime
+    updated_at: datetime
+
+
+class Business(BusinessFields):
+    model_config = ANSWER_CONFIG
+
+    object: Literal["business"]
+    id: UUID
+    hub_id: UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+LocationList = page_of(Location, "LocationList")
+ServiceList = page_of(Service, "ServiceList")
+StaffList = page_of(StaffMember, "StaffList")
+CustomFieldList = page_of(CustomField, "CustomFieldList")
+BusinessList = page_of(Business, "BusinessList")
 
 CATALOGUE_FIELDS: dict[str, type[Schema]] = {
     "locations": LocationFields,
@@ -190,3 +308,12 @@ CATALOGUE_FIELDS: dict[str, type[Schema]] = {
 def merge_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """Top-level merge: a PATCH replaces the fields it names and keeps the rest."""
     return {**current, **patch}
+
+
+# What a catalogue collection answers with, by schema name (as CATALOGUE_FIELDS).
+CATALOGUE_ANSWERS: dict[str, tuple[type[Schema], type[BaseModel]]] = {
+    "locations": (Location, LocationList),
+    "services": (Service, ServiceList),
+    "staff": (StaffMember, StaffList),
+    "custom_fields": (CustomField, CustomFieldList),
+}

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import re
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
 
 from calendence.errors import InvalidInput
+from calendence.timefmt import to_iso
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -79,3 +93,75 @@ def parse_obj(model: type[Model], data: Any) -> Model:
         return model.model_validate(data)
     except ValidationError as error:
         raise InvalidInput("the request has invalid fields", fields=field_errors(error)) from None
+
+
+def _drop_omittable(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    omittable: frozenset[str] = getattr(model, "__omittable__", frozenset())
+    if omittable and "required" in schema:
+        schema["required"] = [name for name in schema["required"] if name not in omittable]
+
+
+class Answer(BaseModel):
+    """Base for response documents: what the API sends, field for field.
+
+    These models document answers (the OpenAPI document is built from them) and shape
+    the few the gateway builds itself. Every field is always sent, null when empty,
+    unless a class names it in `__omittable__`; no undocumented field is ever sent, so
+    the document says `additionalProperties: false` and the schemathesis run holds
+    every real answer to that.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=_drop_omittable,
+    )
+    __omittable__: ClassVar[frozenset[str]] = frozenset()
+
+
+ANSWER_CONFIG = Answer.model_config
+
+_ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _iso_text(value: Any) -> Any:
+    """Read an ISO 8601 time here: pydantic would also take a number, or a string of
+    digits, as a Unix timestamp, and the API promises ISO 8601."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE_TIME.match(value):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(
+        "must be an ISO 8601 date and time with an offset, such as 2026-03-25T14:00:00+00:00"
+    )
+
+
+# A moment in a request: ISO 8601 with an offset (naive times are refused too).
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+
+# A moment in an answer, written as the Bookings page writes it: UTC, "+00:00".
+Instant = Annotated[
+    datetime,
+    PlainSerializer(to_iso, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+def page_of(item: type[BaseModel], name: str) -> type[Answer]:
+    """The list document every collection answers with, for `item`s."""
+    fields: dict[str, Any] = {
+        "object": (Literal["list"], ...),
+        "data": (list[item], ...),  # type: ignore[valid-type]
+        "has_more": (bool, ...),
+        "next_cursor": (str | None, Field(description="null on the last page")),
+    }
+    return create_model(
+        name,
+        __base__=Answer,
+        __doc__=f"One page of {item.__name__} documents; pass `next_cursor` as `?cursor=`.",
+        **fields,
+    )

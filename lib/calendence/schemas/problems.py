@@ -1,0 +1,29 @@
+"""RFC 9457 problem details: the one shape of every error answer."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from calendence.schemas.common import Answer
+
+
+class Problem(Answer):
+    """An error (`application/problem+json`). `type` names the kind of problem; for 422,
+    `errors` maps each offending field (dotted path, e.g. `client.email`) to the reason."""
+
+    __omittable__: ClassVar[frozenset[str]] = frozenset({"errors"})
+
+    type: str = Field(
+        description="A URI naming the kind of problem",
+        examples=["https://calendence.com/problems/slot-unavailable"],
+    )
+    title: str = Field(examples=["Slot unavailable"])
+    status: int = Field(ge=400, le=599, examples=[409])
+    detail: str = Field(examples=["the slot is already held or booked"])
+    errors: dict[str, str] | None = Field(
+        default=None,
+        description="For 422: each offending field and why",
+        examples=[{"starts_at": "must be in the future"}],
+    )
