@@ -57,6 +57,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             kind=_KIND_TO_PROTO[principal.kind],
             hub_id=str(principal.hub_id or ""),
             business_id=str(principal.business_id or ""),
+            allowed_origins=principal.allowed_origins,
         )
         if principal.expires_at is not None:
             message.expires_at.CopyFrom(to_timestamp(principal.expires_at))
@@ -172,6 +173,20 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
             items_json=[jsonfmt.dumps(render_business(r)) for r in rows[:limit]],
             next_cursor=next_cursor,
         )
+
+    async def GetBusiness(
+        self, request: catalogue_pb2.GetBusinessRequest, context: ServicerContext
+    ) -> catalogue_pb2.Resource:
+        row = await self.tenancy.get_business(parse_uuid(request.business_id, "business_id"))
+        return _resource(render_business(row))
+
+    async def UpdateBusiness(
+        self, request: catalogue_pb2.UpdateBusinessRequest, context: ServicerContext
+    ) -> catalogue_pb2.Resource:
+        row = await self.tenancy.update_business(
+            parse_uuid(request.business_id, "business_id"), request.patch_json
+        )
+        return _resource(render_business(row))
 
 
 def render_business(row: dict[str, object]) -> dict[str, object]:

@@ -12,10 +12,13 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from calendence import jsonfmt
 from calendence.errors import NotFound, Unauthenticated
-from calendence.schemas.catalogue import BusinessFields
+from calendence.schemas.catalogue import BusinessFields, merge_patch
+from calendence.schemas.common import parse_json
 from calendence.timefmt import utcnow
 
+from booking_service.catalogue import _patch_document
 from booking_service.tenancy_repository import StoredKey, TenancyRepository
 
 
@@ -57,6 +60,8 @@ class Principal:
     hub_id: UUID | None
     business_id: UUID | None
     expires_at: datetime | None
+    # The business's allowed origins (CORS), for the gateway to cache with the key.
+    allowed_origins: tuple[str, ...] = ()
 
 
 class Tenancy:
@@ -106,17 +111,19 @@ class Tenancy:
             raise Unauthenticated("the API key has expired")
         await self.repository.touch_key(key.id)
         kind = KeyKind(key.kind)
-        resolved = key.business_id
+        resolved, origins = key.business_id, key.allowed_origins
         if business_id is not None and business_id != key.business_id:
-            if kind is not KeyKind.HUB or not await self._in_hub(business_id, key.hub_id):
+            business = await self.repository.get_business(business_id)
+            if (
+                kind is not KeyKind.HUB
+                or business is None
+                or key.hub_id is None
+                or business["hub_id"] != key.hub_id
+            ):
                 # Another tenant's business looks exactly like a missing one.
                 raise NotFound("no such business")
-            resolved = business_id
-        return Principal(key.id, kind, key.hub_id, resolved, key.expires_at)
-
-    async def _in_hub(self, business_id: UUID, hub_id: UUID | None) -> bool:
-        business = await self.repository.get_business(business_id)
-        return business is not None and hub_id is not None and business["hub_id"] == hub_id
+            resolved, origins = business_id, tuple(business["allowed_origins"])
+        return Principal(key.id, kind, key.hub_id, resolved, key.expires_at, origins)
 
     async def create_session(self, business_id: UUID) -> IssuedKey:
         business = await self.repository.get_business(business_id)
@@ -157,6 +164,27 @@ class Tenancy:
         if hub_id is not None and await self.repository.get_hub(hub_id) is None:
             raise NotFound("no such hub")
         return await self.repository.insert_business(uuid.uuid4(), hub_id, fields.model_dump())
+
+    async def update_business(self, business_id: UUID, patch: bytes) -> dict[str, Any]:
+        """Replace the fields `patch` names, then validate the whole merged business."""
+        changes = _patch_document(patch or b"{}", BusinessFields)
+
+        def merged(current: dict[str, Any]) -> dict[str, Any]:
+            editable = {name: current[name] for name in BusinessFields.model_fields}
+            # Through JSON, as a create would be: strict mode reads only JSON types.
+            fields = parse_json(BusinessFields, jsonfmt.dumps(merge_patch(editable, changes)))
+            return fields.model_dump()
+
+        row = await self.repository.update_business(business_id, merged)
+        if row is None:
+            raise NotFound("no such business")
+        return row
+
+    async def get_business(self, business_id: UUID) -> dict[str, Any]:
+        business = await self.repository.get_business(business_id)
+        if business is None:
+            raise NotFound("no such business")
+        return business
 
 
 def _owned_by(key: StoredKey, business_id: UUID | None, hub_id: UUID | None) -> bool:

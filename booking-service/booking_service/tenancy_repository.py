@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,9 +23,14 @@ class StoredKey:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    # The key's business's allowed origins (CORS); only `find_key` reads them.
+    allowed_origins: tuple[str, ...] = ()
 
 
 _KEY_COLUMNS = "id, kind, hub_id, business_id, created_at, expires_at, revoked_at, last_used_at"
+_BUSINESS_COLUMNS = (
+    "id, hub_id, name, success_url, cancel_url, allowed_origins, seq, created_at, updated_at"
+)
 
 
 class TenancyRepository:
@@ -50,35 +56,63 @@ class TenancyRepository:
             # A hub's businesses page by seq like the catalogue does.
             await take_turn(conn, "businesses", hub_id or business_id)
             row = await conn.fetchrow(
-                """
-                INSERT INTO businesses (id, hub_id, name, success_url, cancel_url)
-                VALUES ($1, $2, $3, $4, $5)
-                RETURNING id, hub_id, name, success_url, cancel_url, seq, created_at, updated_at
+                f"""
+                INSERT INTO businesses
+                    (id, hub_id, name, success_url, cancel_url, allowed_origins)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                RETURNING {_BUSINESS_COLUMNS}
                 """,
                 business_id,
                 hub_id,
                 fields["name"],
                 fields.get("success_url"),
                 fields.get("cancel_url"),
+                list(fields.get("allowed_origins") or ()),
             )
         return dict(row)
 
     async def get_business(self, business_id: UUID) -> dict[str, Any] | None:
         row = await self.db.fetchrow(
-            """
-            SELECT id, hub_id, name, success_url, cancel_url, seq, created_at, updated_at
-            FROM businesses WHERE id = $1
-            """,
-            business_id,
+            f"SELECT {_BUSINESS_COLUMNS} FROM businesses WHERE id = $1", business_id
         )
         return dict(row) if row else None
+
+    async def update_business(
+        self,
+        business_id: UUID,
+        merge: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """Apply `merge` (current row -> new editable fields) under the row's lock."""
+        async with self.db.acquire() as conn, conn.transaction():
+            current = await conn.fetchrow(
+                f"SELECT {_BUSINESS_COLUMNS} FROM businesses WHERE id = $1 FOR UPDATE",
+                business_id,
+            )
+            if current is None:
+                return None
+            fields = merge(dict(current))
+            row = await conn.fetchrow(
+                f"""
+                UPDATE businesses
+                SET name = $2, success_url = $3, cancel_url = $4, allowed_origins = $5,
+                    updated_at = now()
+                WHERE id = $1
+                RETURNING {_BUSINESS_COLUMNS}
+                """,
+                business_id,
+                fields["name"],
+                fields.get("success_url"),
+                fields.get("cancel_url"),
+                list(fields.get("allowed_origins") or ()),
+            )
+        return dict(row)
 
     async def list_businesses(
         self, hub_id: UUID, after_seq: int, limit: int
     ) -> list[dict[str, Any]]:
         rows = await self.db.fetch(
-            """
-            SELECT id, hub_id, name, success_url, cancel_url, seq, created_at, updated_at
+            f"""
+            SELECT {_BUSINESS_COLUMNS}
             FROM businesses WHERE hub_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
             """,
             hub_id,
@@ -118,10 +152,22 @@ class TenancyRepository:
         return StoredKey(**dict(row))
 
     async def find_key(self, key_hash: bytes) -> StoredKey | None:
+        """The key, with its business's allowed origins (in the same round trip)."""
         row = await self.db.fetchrow(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1", key_hash
+            """
+            SELECT k.id, k.kind, k.hub_id, k.business_id, k.created_at, k.expires_at,
+                   k.revoked_at, k.last_used_at,
+                   coalesce(b.allowed_origins, '{}') AS allowed_origins
+            FROM api_keys k LEFT JOIN businesses b ON b.id = k.business_id
+            WHERE k.key_hash = $1
+            """,
+            key_hash,
         )
-        return StoredKey(**dict(row)) if row else None
+        if row is None:
+            return None
+        found = dict(row)
+        found["allowed_origins"] = tuple(found["allowed_origins"])
+        return StoredKey(**found)
 
     async def get_key(self, key_id: UUID) -> StoredKey | None:
         row = await self.db.fetchrow(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)

@@ -25,29 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x61lendence/auth/v1/auth.proto\x12\x12\x63\x61lendence.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n\x13\x41uthenticateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x02 \x01(\t\"\x9b\x01\n\tPrincipal\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.calendence.auth.v1.KeyKind\x12\x0e\n\x06hub_id\x18\x03 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x04 \x01(\t\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x14\x43reateSessionRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\"=\n\x18\x43reateBusinessKeyRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xda\x01\n\tIssuedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.calendence.auth.v1.KeyKind\x12\r\n\x05token\x18\x03 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x04 \x01(\t\x12\x0e\n\x06hub_id\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x02 \x01(\t\x12\x0e\n\x06hub_id\x18\x03 \x01(\t\"\x13\n\x11RevokeKeyResponse*b\n\x07KeyKind\x12\x18\n\x14KEY_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKEY_KIND_HUB\x10\x01\x12\x15\n\x11KEY_KIND_BUSINESS\x10\x02\x12\x14\n\x10KEY_KIND_SESSION\x10\x03\x32\xfb\x02\n\x0b\x41uthService\x12V\n\x0c\x41uthenticate\x12\'.calendence.auth.v1.AuthenticateRequest\x1a\x1d.calendence.auth.v1.Principal\x12X\n\rCreateSession\x12(.calendence.auth.v1.CreateSessionRequest\x1a\x1d.calendence.auth.v1.IssuedKey\x12`\n\x11\x43reateBusinessKey\x12,.calendence.auth.v1.CreateBusinessKeyRequest\x1a\x1d.calendence.auth.v1.IssuedKey\x12X\n\tRevokeKey\x12$.calendence.auth.v1.RevokeKeyRequest\x1a%.calendence.auth.v1.RevokeKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x61lendence/auth/v1/auth.proto\x12\x12\x63\x61lendence.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n\x13\x41uthenticateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x02 \x01(\t\"\xb4\x01\n\tPrincipal\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.calendence.auth.v1.KeyKind\x12\x0e\n\x06hub_id\x18\x03 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x04 \x01(\t\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61llowed_origins\x18\x06 \x03(\t\"+\n\x14\x43reateSessionRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\"=\n\x18\x43reateBusinessKeyRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xda\x01\n\tIssuedKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.calendence.auth.v1.KeyKind\x12\r\n\x05token\x18\x03 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x04 \x01(\t\x12\x0e\n\x06hub_id\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x02 \x01(\t\x12\x0e\n\x06hub_id\x18\x03 \x01(\t\"\x13\n\x11RevokeKeyResponse*b\n\x07KeyKind\x12\x18\n\x14KEY_KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKEY_KIND_HUB\x10\x01\x12\x15\n\x11KEY_KIND_BUSINESS\x10\x02\x12\x14\n\x10KEY_KIND_SESSION\x10\x03\x32\xfb\x02\n\x0b\x41uthService\x12V\n\x0c\x41uthenticate\x12\'.calendence.auth.v1.AuthenticateRequest\x1a\x1d.calendence.auth.v1.Principal\x12X\n\rCreateSession\x12(.calendence.auth.v1.CreateSessionRequest\x1a\x1d.calendence.auth.v1.IssuedKey\x12`\n\x11\x43reateBusinessKey\x12,.calendence.auth.v1.CreateBusinessKeyRequest\x1a\x1d.calendence.auth.v1.IssuedKey\x12X\n\tRevokeKey\x12$.calendence.auth.v1.RevokeKeyRequest\x1a%.calendence.auth.v1.RevokeKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'calendence.auth.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYKIND']._serialized_start=726
-  _globals['_KEYKIND']._serialized_end=824
+  _globals['_KEYKIND']._serialized_start=751
+  _globals['_KEYKIND']._serialized_end=849
   _globals['_AUTHENTICATEREQUEST']._serialized_start=86
   _globals['_AUTHENTICATEREQUEST']._serialized_end=143
   _globals['_PRINCIPAL']._serialized_start=146
-  _globals['_PRINCIPAL']._serialized_end=301
-  _globals['_CREATESESSIONREQUEST']._serialized_start=303
-  _globals['_CREATESESSIONREQUEST']._serialized_end=346
-  _globals['_CREATEBUSINESSKEYREQUEST']._serialized_start=348
-  _globals['_CREATEBUSINESSKEYREQUEST']._serialized_end=409
-  _globals['_ISSUEDKEY']._serialized_start=412
-  _globals['_ISSUEDKEY']._serialized_end=630
-  _globals['_REVOKEKEYREQUEST']._serialized_start=632
-  _globals['_REVOKEKEYREQUEST']._serialized_end=703
-  _globals['_REVOKEKEYRESPONSE']._serialized_start=705
-  _globals['_REVOKEKEYRESPONSE']._serialized_end=724
-  _globals['_AUTHSERVICE']._serialized_start=827
-  _globals['_AUTHSERVICE']._serialized_end=1206
+  _globals['_PRINCIPAL']._serialized_end=326
+  _globals['_CREATESESSIONREQUEST']._serialized_start=328
+  _globals['_CREATESESSIONREQUEST']._serialized_end=371
+  _globals['_CREATEBUSINESSKEYREQUEST']._serialized_start=373
+  _globals['_CREATEBUSINESSKEYREQUEST']._serialized_end=434
+  _globals['_ISSUEDKEY']._serialized_start=437
+  _globals['_ISSUEDKEY']._serialized_end=655
+  _globals['_REVOKEKEYREQUEST']._serialized_start=657
+  _globals['_REVOKEKEYREQUEST']._serialized_end=728
+  _globals['_REVOKEKEYRESPONSE']._serialized_start=730
+  _globals['_REVOKEKEYRESPONSE']._serialized_end=749
+  _globals['_AUTHSERVICE']._serialized_start=852
+  _globals['_AUTHSERVICE']._serialized_end=1231
 # @@protoc_insertion_point(module_scope)

@@ -5,9 +5,11 @@ Authentication and tenancy: API keys (hub, business) and session tokens.
 Served by booking-service, which owns the keys table.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -70,6 +72,7 @@ class Principal(_message.Message):
     HUB_ID_FIELD_NUMBER: _builtins.int
     BUSINESS_ID_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    ALLOWED_ORIGINS_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
     kind: Global___KeyKind.ValueType
     hub_id: _builtins.str
@@ -79,6 +82,13 @@ class Principal(_message.Message):
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """Unset for keys that do not expire."""
 
+    @_builtins.property
+    def allowed_origins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The web origins the business lets call the API with its session tokens (CORS);
+        empty for a hub key that did not name a business. The gateway caches it with the
+        principal, so a request costs no extra call.
+        """
+
     def __init__(
         self,
         *,
@@ -87,10 +97,11 @@ class Principal(_message.Message):
         hub_id: _builtins.str = ...,
         business_id: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        allowed_origins: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_id", b"business_id", "expires_at", b"expires_at", "hub_id", b"hub_id", "key_id", b"key_id", "kind", b"kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_origins", b"allowed_origins", "business_id", b"business_id", "expires_at", b"expires_at", "hub_id", b"hub_id", "key_id", b"key_id", "kind", b"kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -74,6 +74,16 @@ class CatalogueServiceStub:
                 request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ListBusinessesRequest.SerializeToString,
                 response_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ResourcePage.FromString,
                 _registered_method=True)
+        self.GetBusiness = channel.unary_unary(
+                '/calendence.catalogue.v1.CatalogueService/GetBusiness',
+                request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.GetBusinessRequest.SerializeToString,
+                response_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.FromString,
+                _registered_method=True)
+        self.UpdateBusiness = channel.unary_unary(
+                '/calendence.catalogue.v1.CatalogueService/UpdateBusiness',
+                request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.UpdateBusinessRequest.SerializeToString,
+                response_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.FromString,
+                _registered_method=True)
 
 
 class CatalogueServiceServicer:
@@ -128,6 +138,19 @@ class CatalogueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBusiness(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateBusiness(self, request, context):
+        """Merges the fields patch_json names into the business, validated as a whole.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +193,16 @@ def add_CatalogueServiceServicer_to_server(servicer, server):
                     servicer.ListBusinesses,
                     request_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ListBusinessesRequest.FromString,
                     response_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ResourcePage.SerializeToString,
+            ),
+            'GetBusiness': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBusiness,
+                    request_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.GetBusinessRequest.FromString,
+                    response_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.SerializeToString,
+            ),
+            'UpdateBusiness': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateBusiness,
+                    request_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.UpdateBusinessRequest.FromString,
+                    response_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -388,6 +421,60 @@ class CatalogueService:
             '/calendence.catalogue.v1.CatalogueService/ListBusinesses',
             calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ListBusinessesRequest.SerializeToString,
             calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ResourcePage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBusiness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.catalogue.v1.CatalogueService/GetBusiness',
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.GetBusinessRequest.SerializeToString,
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateBusiness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.catalogue.v1.CatalogueService/UpdateBusiness',
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.UpdateBusinessRequest.SerializeToString,
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,9 @@ class CatalogueServiceStub:
     """Everything hold-service needs to check a slot, in one document; cached there."""
     CreateBusiness: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.CreateBusinessRequest, _catalogue_pb2.Resource]
     ListBusinesses: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.ListBusinessesRequest, _catalogue_pb2.ResourcePage]
+    GetBusiness: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.GetBusinessRequest, _catalogue_pb2.Resource]
+    UpdateBusiness: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.UpdateBusinessRequest, _catalogue_pb2.Resource]
+    """Merges the fields patch_json names into the business, validated as a whole."""
 
 @_typing.type_check_only
 class CatalogueServiceAsyncStub(CatalogueServiceStub):
@@ -57,6 +60,9 @@ class CatalogueServiceAsyncStub(CatalogueServiceStub):
     """Everything hold-service needs to check a slot, in one document; cached there."""
     CreateBusiness: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.CreateBusinessRequest, _catalogue_pb2.Resource]  # type: ignore[assignment]
     ListBusinesses: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.ListBusinessesRequest, _catalogue_pb2.ResourcePage]  # type: ignore[assignment]
+    GetBusiness: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.GetBusinessRequest, _catalogue_pb2.Resource]  # type: ignore[assignment]
+    UpdateBusiness: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.UpdateBusinessRequest, _catalogue_pb2.Resource]  # type: ignore[assignment]
+    """Merges the fields patch_json names into the business, validated as a whole."""
 
 class CatalogueServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -115,5 +121,20 @@ class CatalogueServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalogue_pb2.ListBusinessesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalogue_pb2.ResourcePage, _abc.Awaitable[_catalogue_pb2.ResourcePage]]: ...
+
+    @_abc_1.abstractmethod
+    def GetBusiness(
+        self,
+        request: _catalogue_pb2.GetBusinessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalogue_pb2.Resource, _abc.Awaitable[_catalogue_pb2.Resource]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateBusiness(
+        self,
+        request: _catalogue_pb2.UpdateBusinessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalogue_pb2.Resource, _abc.Awaitable[_catalogue_pb2.Resource]]:
+        """Merges the fields patch_json names into the business, validated as a whole."""
 
 def add_CatalogueServiceServicer_to_server(servicer: CatalogueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
