@@ -41,6 +41,8 @@ class Principal:
     hub_id: str
     business_id: str
     expires_at_unix: float | None
+    # The business's allowed web origins (CORS), cached with the key.
+    allowed_origins: frozenset[str] = frozenset()
 
 
 class Authenticator:
@@ -105,6 +107,7 @@ class Authenticator:
                 if answer.HasField("expires_at")
                 else None
             ),
+            allowed_origins=frozenset(answer.allowed_origins),
         )
         if self._revocations != revocations_before or not self._link_up:
             # A revocation arrived while this answer was on its way (it may be for this
@@ -115,6 +118,11 @@ class Authenticator:
             self._cache.clear()
         self._cache[cache_key] = (now + self.cache_seconds, principal)
         return principal
+
+    def forget_business(self, business_id: str) -> None:
+        """Drop the cached keys of a business whose settings changed."""
+        for cache_key in [k for k, (_, p) in self._cache.items() if p.business_id == business_id]:
+            self._cache.pop(cache_key, None)
 
     def revoke(self, key_id: str) -> None:
         self._revocations += 1

@@ -17,6 +17,7 @@ from gateway.appkeys import SETTINGS
 Model = TypeVar("Model", bound=BaseModel)
 Reply = TypeVar("Reply")
 MAX_BODY_BYTES = 1024 * 1024
+MAX_PAGE_SIZE = 100
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -66,9 +67,9 @@ def page_response(items: list[bytes], next_cursor: str) -> web.Response:
 
 def page_params(request: web.Request) -> tuple[str, int]:
     limit_text = request.query.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
         raise InvalidInput(
-            "bad page size", fields={"limit": "must be a whole number from 1 to 100"}
+            "bad page size", fields={"limit": f"must be a whole number from 1 to {MAX_PAGE_SIZE}"}
         )
     return request.query.get("cursor", ""), int(limit_text)
 

@@ -22,7 +22,7 @@ from gateway.problems import problem_from_error
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-_MAX_KEY_LENGTH = 255
+MAX_KEY_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,9 @@ def idempotent(handler: Handler) -> Handler:
         key = request.headers.get(HEADER)
         if key is None:
             return await handler(request)
-        if not key or len(key) > _MAX_KEY_LENGTH:
+        if not key or len(key) > MAX_KEY_LENGTH:
             raise InvalidInput(
-                "bad Idempotency-Key", fields={HEADER: f"must be 1 to {_MAX_KEY_LENGTH} characters"}
+                "bad Idempotency-Key", fields={HEADER: f"must be 1 to {MAX_KEY_LENGTH} characters"}
             )
         principal = principal_of(request)
         scope = principal.business_id or f"hub-{principal.hub_id}"
@@ -125,4 +125,10 @@ def idempotent(handler: Handler) -> Handler:
         )
         return response
 
+    wrapper.idempotent = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def is_idempotent(handler: Handler) -> bool:
+    """Whether `handler` replays answers for a repeated Idempotency-Key."""
+    return bool(getattr(handler, "idempotent", False))

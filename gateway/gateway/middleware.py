@@ -1,4 +1,5 @@
-"""aiohttp middlewares: request id, access log and metrics, errors, authentication."""
+"""aiohttp middlewares: request id, access log and metrics; CORS and rate-limit headers;
+errors; authentication and rate limits."""
 
 from __future__ import annotations
 
@@ -8,18 +9,21 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from calendence.errors import DomainError
+from calendence.errors import DomainError, InvalidInput, NotFound
 from calendence.logs import log_fields, new_request_id, request_id_var
 
+from gateway import cors
 from gateway.appkeys import AUTHENTICATOR, NATS
-from gateway.auth import BUSINESS_HEADER, bearer_token
+from gateway.auth import BUSINESS_HEADER, Principal, bearer_token
 from gateway.metrics import LATENCY, REQUESTS
 from gateway.problems import problem_from_error, problem_from_http, problem_response
+from gateway.rate_limits import RATE_LIMIT, RATE_LIMITER
 
 log = logging.getLogger("gateway.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID_HEADER = "X-Request-Id"
+API_PREFIX = "/api/v1/"
 _WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
@@ -42,6 +46,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id_var.reset(token)
     elapsed = time.perf_counter() - started
     response.headers[REQUEST_ID_HEADER] = request_id
+    # Instead of aiohttp's, which names the Python and aiohttp versions.
+    response.headers["Server"] = "calendence"
     route, status = _route_label(request), str(response.status)
     REQUESTS.labels(route, request.method, status).inc()
     LATENCY.labels(route, request.method, status).observe(elapsed)
@@ -56,6 +62,22 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 ms=round(elapsed * 1000, 3),
             ),
         )
+    return response
+
+
+@web.middleware
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answers CORS preflights; adds the CORS and rate-limit headers to every answer
+    (errors included: they pass through `problems` below first)."""
+    api = request.path.startswith(API_PREFIX)
+    if api and request.method == "OPTIONS":
+        return cors.preflight(request)
+    response = await handler(request)
+    decision = request.get(RATE_LIMIT)
+    if decision is not None:
+        response.headers.update(decision.headers())
+    if api:
+        cors.decorate(request, response)
     return response
 
 
@@ -77,20 +99,77 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/v1/") or request.method == "OPTIONS":
+    """Who is calling, then whether their key's bucket has a token left."""
+    if not request.path.startswith(API_PREFIX) or request.method == "OPTIONS":
         return await handler(request)
     route = request.match_info.route
     if route is not None and getattr(route.handler, "public", False):
         return await handler(request)
+    try:
+        principal = await _principal(request)
+    except RateLimited as limited:
+        return limited.answer
+    except DomainError:
+        # No such route, or not this method: that answer wins over the key's trouble
+        # (nothing would have run anyway).
+        unmatched = request.match_info.http_exception
+        if unmatched is not None:
+            raise unmatched from None
+        raise
+    request["principal"] = principal
+    refused = await _rate_limited(request, principal)
+    if refused is not None:
+        return refused
+    return await handler(request)
+
+
+class RateLimited(Exception):
+    def __init__(self, answer: web.Response) -> None:
+        super().__init__("rate limited")
+        self.answer = answer
+
+
+async def _principal(request: web.Request) -> Principal:
     token = bearer_token(request)
-    business = request.headers.get(BUSINESS_HEADER, "").strip()
+    header = request.headers.get(BUSINESS_HEADER)
+    business = header.strip() if header is not None else ""
     authenticator = request.app[AUTHENTICATOR]
     events_link = request.app[NATS]
     authenticator.follow_revocation_link(
         events_link.is_connected, int(events_link.stats["reconnects"])
     )
-    request["principal"] = await authenticator.authenticate(token, business)
-    return await handler(request)
+    try:
+        if header is not None and not business:
+            raise InvalidInput(
+                f"the {BUSINESS_HEADER} header is empty", fields={BUSINESS_HEADER: "must be a UUID"}
+            )
+        return await authenticator.authenticate(token, business)
+    except (NotFound, InvalidInput):
+        if header is None:
+            raise
+        # A good key naming a business it may not act for (or a malformed one): the key
+        # still pays for the request, so a hub key cannot send unthrottled lookups.
+        refused = await _rate_limited(request, await authenticator.authenticate(token, ""))
+        if refused is not None:
+            raise RateLimited(refused) from None
+        raise
+
+
+async def _rate_limited(request: web.Request, principal: Principal) -> web.Response | None:
+    """Take a token from the key's bucket: the 429 answer when it had none left."""
+    decision = await request.app[RATE_LIMITER].take(principal)
+    if decision is None:
+        return None
+    request[RATE_LIMIT] = decision
+    if decision.allowed:
+        return None
+    seconds = decision.retry_after_seconds
+    return problem_response(
+        429,
+        f"this key is over its rate limit ({decision.bucket.policy}); retry in {seconds} s",
+        slug="rate-limited",
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 def public(handler: Handler) -> Handler:
@@ -99,4 +178,4 @@ def public(handler: Handler) -> Handler:
     return handler
 
 
-MIDDLEWARES = [observe, problems, authenticate]
+MIDDLEWARES = [observe, edge, problems, authenticate]

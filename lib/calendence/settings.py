@@ -5,6 +5,7 @@ Every variable, its default and its meaning is listed in README ("Configuration"
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -87,3 +88,11 @@ class GatewaySettings(CommonSettings):
     idempotency_ttl_seconds: int = 24 * 3600
     # Verifies the Stripe-Signature of webhooks at /webhooks/stripe.
     stripe_webhook_secret: str = ""
+    # Rate limits per key, a token bucket each (shared by every replica through Redis):
+    # the steady rate in requests per second and the burst (bucket size). Business and
+    # hub keys (servers) get RATE_LIMIT_*; session tokens (a browser widget each) the
+    # stricter RATE_LIMIT_SESSION_*.
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    rate_limit_session_per_second: float = Field(default=10.0, gt=0)
+    rate_limit_session_burst: int = Field(default=40, ge=1)

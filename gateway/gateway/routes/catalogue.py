@@ -2,61 +2,98 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiohttp import web
 from calendence.catalogue.v1 import catalogue_pb2
-from calendence.schemas.catalogue import CATALOGUE_FIELDS
+from calendence.schemas.catalogue import CATALOGUE_ANSWERS, CATALOGUE_FIELDS
 
 from gateway.appkeys import DOWNSTREAM
-from gateway.auth import MANAGING_KINDS, business_of
-from gateway.http_io import (
-    call,
-    page_params,
-    page_response,
-    path_uuid,
-    raw_json_response,
-    read_model,
+from gateway.auth import MANAGING_KINDS, principal_of
+from gateway.contract import Body, Operation, Reply, page_of_request, route
+from gateway.http_io import call, page_response, raw_json_response
+
+
+@dataclass(frozen=True)
+class Collection:
+    segment: str  # in the URL
+    schema_name: str  # in CATALOGUE_FIELDS
+    kind: catalogue_pb2.ResourceKind.ValueType
+    tag: str
+    one: str  # how the docs name one item
+    about: str
+
+
+COLLECTIONS = (
+    Collection(
+        "locations",
+        "locations",
+        catalogue_pb2.RESOURCE_KIND_LOCATION,
+        "Locations",
+        "location",
+        "Places with an IANA time zone and weekly opening hours (local time).",
+    ),
+    Collection(
+        "services",
+        "services",
+        catalogue_pb2.RESOURCE_KIND_SERVICE,
+        "Services",
+        "service",
+        "What can be booked: duration, price, optional deposit and buffer, where.",
+    ),
+    Collection(
+        "staff",
+        "staff",
+        catalogue_pb2.RESOURCE_KIND_STAFF,
+        "Staff",
+        "staff member",
+        "Who performs services, where, and (optionally) their own weekly hours.",
+    ),
+    Collection(
+        "custom-fields",
+        "custom_fields",
+        catalogue_pb2.RESOURCE_KIND_CUSTOM_FIELD,
+        "Custom fields",
+        "custom field",
+        "Questions a booking answers in `custom_field_values`.",
+    ),
 )
 
-# URL segment -> (schema name, resource kind on the wire)
-COLLECTIONS = {
-    "locations": ("locations", catalogue_pb2.RESOURCE_KIND_LOCATION),
-    "services": ("services", catalogue_pb2.RESOURCE_KIND_SERVICE),
-    "staff": ("staff", catalogue_pb2.RESOURCE_KIND_STAFF),
-    "custom-fields": ("custom_fields", catalogue_pb2.RESOURCE_KIND_CUSTOM_FIELD),
-}
 
-
-def collection_routes(segment: str) -> list[web.RouteDef]:
-    schema_name, kind = COLLECTIONS[segment]
-    schema = CATALOGUE_FIELDS[schema_name]
+def collection_routes(collection: Collection) -> list[web.RouteDef]:
+    kind = collection.kind
+    schema = CATALOGUE_FIELDS[collection.schema_name]
+    item, page = CATALOGUE_ANSWERS[collection.schema_name]
 
     async def create(request: web.Request) -> web.Response:
-        business_id = business_of(request, *MANAGING_KINDS)
-        _, body = await read_model(request, schema)
         answer = await call(
             request,
             request.app[DOWNSTREAM].catalogue.CreateResource,
-            catalogue_pb2.CreateResourceRequest(business_id=business_id, kind=kind, body_json=body),
+            catalogue_pb2.CreateResourceRequest(
+                business_id=principal_of(request).business_id,
+                kind=kind,
+                body_json=await request.read(),
+            ),
         )
         return raw_json_response(answer.json, status=201)
 
     async def list_page(request: web.Request) -> web.Response:
-        business_id = business_of(request, *MANAGING_KINDS)
-        cursor, limit = page_params(request)
+        cursor, limit = page_of_request(request)
         page = await call(
             request,
             request.app[DOWNSTREAM].catalogue.ListResources,
             catalogue_pb2.ListResourcesRequest(
-                business_id=business_id, kind=kind, cursor=cursor, limit=limit
+                business_id=principal_of(request).business_id,
+                kind=kind,
+                cursor=cursor,
+                limit=limit,
             ),
         )
         return page_response(list(page.items_json), page.next_cursor)
 
     def ref(request: web.Request) -> catalogue_pb2.ResourceRef:
         return catalogue_pb2.ResourceRef(
-            business_id=business_of(request, *MANAGING_KINDS),
-            kind=kind,
-            id=path_uuid(request, "id"),
+            business_id=principal_of(request).business_id, kind=kind, id=request.match_info["id"]
         )
 
     async def show(request: web.Request) -> web.Response:
@@ -79,14 +116,79 @@ def collection_routes(segment: str) -> list[web.RouteDef]:
         await call(request, request.app[DOWNSTREAM].catalogue.DeleteResource, ref(request))
         return web.Response(status=204)
 
-    base = f"/api/v1/{segment}"
+    base = f"/api/v1/{collection.segment}"
+    one, tag = collection.one, collection.tag
+    missing = {404: f"No such {one} in this business"}
     return [
-        web.post(base, create),
-        web.get(base, list_page, allow_head=False),
-        web.get(base + "/{id}", show, allow_head=False),
-        web.patch(base + "/{id}", update),
-        web.delete(base + "/{id}", delete),
+        route(
+            Operation(
+                "POST",
+                base,
+                summary=f"Create a {one}",
+                tag=tag,
+                keys=MANAGING_KINDS,
+                description=collection.about,
+                body=Body(schema),
+                replies=(Reply(201, item, f"The new {one}"),),
+                conflicts=False,
+                errors={422: "Invalid fields, or ids that name nothing in this business"},
+            ),
+            create,
+        ),
+        route(
+            Operation(
+                "GET",
+                base,
+                summary=f"List {collection.tag.lower()}",
+                tag=tag,
+                keys=MANAGING_KINDS,
+                paged=True,
+                replies=(Reply(200, page, "One page, in the order they were made"),),
+            ),
+            list_page,
+        ),
+        route(
+            Operation(
+                "GET",
+                base + "/{id}",
+                summary=f"Show a {one}",
+                tag=tag,
+                keys=MANAGING_KINDS,
+                replies=(Reply(200, item, f"The {one}"),),
+                errors=missing,
+            ),
+            show,
+        ),
+        route(
+            Operation(
+                "PATCH",
+                base + "/{id}",
+                summary=f"Update a {one}",
+                tag=tag,
+                keys=MANAGING_KINDS,
+                description="Send only the fields to change; the result must be a valid "
+                f"{one} as a whole.",
+                body=Body(schema, required=False, checked=False, partial=True),
+                replies=(Reply(200, item, f"The updated {one}"),),
+                errors=missing,
+            ),
+            update,
+        ),
+        route(
+            Operation(
+                "DELETE",
+                base + "/{id}",
+                summary=f"Delete a {one}",
+                tag=tag,
+                keys=MANAGING_KINDS,
+                description="Bookings made against it keep its details; it leaves the id "
+                "lists that named it.",
+                replies=(Reply(204, None, "Deleted"),),
+                errors=missing,
+            ),
+            delete,
+        ),
     ]
 
 
-routes = [route for segment in COLLECTIONS for route in collection_routes(segment)]
+routes = [definition for collection in COLLECTIONS for definition in collection_routes(collection)]

@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import orjson
 from aiohttp import web
 from calendence import rpc
+from calendence.schemas.common import Answer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
 
 from gateway.appkeys import DOWNSTREAM, NATS, REDIS
+from gateway.contract import Operation, Reply, route
 from gateway.downstream import SERVICE_DEPENDENCIES
 from gateway.metrics import REGISTRY
 
-routes = web.RouteTableDef()
+TAG = "Health"
 
 
-@routes.get("/healthz")
+class Liveness(Answer):
+    status: Literal["alive"]
+
+
+class Readiness(Answer):
+    status: Literal["ready", "not ready"]
+    dependencies: dict[str, Literal["ok", "unavailable"]] = Field(
+        description="Each service and store behind the gateway, e.g. `booking-service.postgres`"
+    )
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "alive"})
 
 
-@routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     downstream = request.app[DOWNSTREAM]
     checks: dict[str, asyncio.Future[bool]] = {}
@@ -50,8 +63,42 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     response = web.Response(body=generate_latest(REGISTRY))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
+
+
+routes = [
+    route(
+        Operation(
+            "GET",
+            "/healthz",
+            summary="Liveness",
+            tag=TAG,
+            keys=(),
+            description="The gateway process answers; nothing behind it is asked.",
+            replies=(Reply(200, Liveness, "Alive"),),
+        ),
+        healthz,
+    ),
+    route(
+        Operation(
+            "GET",
+            "/readyz",
+            summary="Readiness, per dependency",
+            tag=TAG,
+            keys=(),
+            description="200 when every service and store behind the gateway answers, 503 "
+            "(with the same document) when any does not.",
+            replies=(
+                Reply(200, Readiness, "Ready"),
+                Reply(503, Readiness, "Something behind the gateway is unavailable"),
+            ),
+        ),
+        readyz,
+    ),
+]
+# Prometheus' text format for operators' scrapers; not part of the public API (and so
+# not in the OpenAPI document): an ingress should not expose it.
+operator_routes = [web.get("/metrics", metrics)]

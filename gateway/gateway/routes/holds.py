@@ -2,68 +2,71 @@
 
 from __future__ import annotations
 
-import re
 from zoneinfo import ZoneInfo
 
-import orjson
 from aiohttp import web
 from calendence.hold.v1 import hold_pb2
-from calendence.schemas.common import parse_json
-from calendence.schemas.holds import AvailabilityQuery, HoldRequest
-from calendence.timefmt import from_timestamp, to_iso, to_timestamp
+from calendence.schemas.holds import (
+    HOLD_EXAMPLE,
+    HOLD_REQUEST_EXAMPLE,
+    Availability,
+    AvailabilityQuery,
+    Hold,
+    HoldRequest,
+)
+from calendence.timefmt import from_timestamp, to_timestamp
 
 from gateway.appkeys import DOWNSTREAM
-from gateway.auth import ALL_KINDS, KeyKind, business_of, principal_of
-from gateway.http_io import call, json_response, path_uuid, read_model
-from gateway.idempotency import idempotent
+from gateway.auth import ALL_KINDS, KeyKind, principal_of
+from gateway.contract import Body, Operation, Reply, route, validated_body, validated_query
+from gateway.http_io import call, json_response
 
-routes = web.RouteTableDef()
-
-
-def hold_document(hold: hold_pb2.Hold) -> dict[str, str]:
-    document = {
-        "hold_id": hold.hold_id,
-        "service_id": hold.service_id,
-        "location_id": hold.location_id,
-        "starts_at": to_iso(from_timestamp(hold.starts_at)),
-        "ends_at": to_iso(from_timestamp(hold.ends_at)),
-        "expires_at": to_iso(from_timestamp(hold.expires_at)),
-    }
-    if hold.staff_id:
-        document["staff_id"] = hold.staff_id
-    return document
+TAG = "Bookings"
+_HOLD_SERIALIZER = Hold.__pydantic_serializer__
 
 
-@routes.post("/api/v1/bookings/hold")
-@idempotent
 async def place_hold(request: web.Request) -> web.Response:
-    business_id = business_of(request, *ALL_KINDS)
-    wanted, _ = await read_model(request, HoldRequest)
+    principal = principal_of(request)
+    wanted = validated_body(request, HoldRequest)
     hold = await call(
         request,
         request.app[DOWNSTREAM].holds.PlaceHold,
         hold_pb2.PlaceHoldRequest(
-            business_id=business_id,
-            holder_id=principal_of(request).key_id,
+            business_id=principal.business_id,
+            holder_id=principal.key_id,
             service_id=str(wanted.service_id),
             location_id=str(wanted.location_id),
             staff_id=str(wanted.staff_id or ""),
             starts_at=to_timestamp(wanted.starts_at),
         ),
     )
-    return json_response(hold_document(hold), status=201)
+    # The answer is the documented model itself, so it cannot drift from the document.
+    answer = Hold.model_validate(
+        {
+            "hold_id": hold.hold_id,
+            "service_id": hold.service_id,
+            "location_id": hold.location_id,
+            "staff_id": hold.staff_id or None,
+            "starts_at": from_timestamp(hold.starts_at),
+            "ends_at": from_timestamp(hold.ends_at),
+            "expires_at": from_timestamp(hold.expires_at),
+        }
+    )
+    return web.Response(
+        body=_HOLD_SERIALIZER.to_json(answer, exclude_none=True),
+        status=201,
+        content_type="application/json",
+    )
 
 
-@routes.delete("/api/v1/bookings/hold/{hold_id}")
 async def release_hold(request: web.Request) -> web.Response:
-    business_id = business_of(request, *ALL_KINDS)
     principal = principal_of(request)
     await call(
         request,
         request.app[DOWNSTREAM].holds.ReleaseHold,
         hold_pb2.ReleaseHoldRequest(
-            business_id=business_id,
-            hold_id=path_uuid(request, "hold_id"),
+            business_id=principal.business_id,
+            hold_id=request.match_info["hold_id"],
             # A session releases only its own holds; the business may release any of its own.
             holder_id=principal.key_id if principal.kind is KeyKind.SESSION else "",
         ),
@@ -71,23 +74,9 @@ async def release_hold(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-# An offset typed into a URL unencoded (`from=2027-03-28T00:00:00+00:00`) arrives with
-# its `+` decoded as a space; a time never has a space there, so it is read back as `+`.
-_SPACED_OFFSET = re.compile(r"^(\S+T[\d:.]+) (\d\d(?::?\d\d)?)$")
-
-
-def _query_with_offsets(request: web.Request) -> dict[str, str]:
-    query = dict(request.query)
-    for name in ("from", "to"):
-        if name in query:
-            query[name] = _SPACED_OFFSET.sub(r"\1+\2", query[name])
-    return query
-
-
-@routes.get("/api/v1/availability", allow_head=False)
 async def availability(request: web.Request) -> web.Response:
-    business_id = business_of(request, *ALL_KINDS)
-    query = parse_json(AvailabilityQuery, orjson.dumps(_query_with_offsets(request)))
+    business_id = principal_of(request).business_id
+    query = validated_query(request, AvailabilityQuery)
     answer = await call(
         request,
         request.app[DOWNSTREAM].holds.GetAvailability,
@@ -117,3 +106,64 @@ async def availability(request: web.Request) -> web.Response:
             ],
         }
     )
+
+
+routes = [
+    route(
+        Operation(
+            "POST",
+            "/api/v1/bookings/hold",
+            summary="Hold a slot",
+            tag=TAG,
+            keys=ALL_KINDS,
+            description="Before creating a booking, place a hold on the time slot to prevent "
+            "double bookings. Holds expire after 10 minutes. A hold covers the service's "
+            "whole duration of one resource (the staff member, or the location when the "
+            "service has no staff): any overlapping hold or booking makes it 409. The same "
+            "session asking again for the slot it holds gets its hold back.",
+            body=Body(
+                HoldRequest,
+                examples={"bookings-page": HOLD_REQUEST_EXAMPLE},
+            ),
+            replies=(
+                Reply(201, Hold, "The slot is held", examples={"bookings-page": HOLD_EXAMPLE}),
+            ),
+            idempotent=True,
+            errors={
+                404: "No such service or location (or staff member) in this business",
+                409: "The slot is already held or booked",
+                422: "Invalid fields: a time without an offset, in the past, or outside "
+                "opening hours",
+            },
+        ),
+        place_hold,
+    ),
+    route(
+        Operation(
+            "DELETE",
+            "/api/v1/bookings/hold/{hold_id}",
+            summary="Release a hold early",
+            tag=TAG,
+            keys=ALL_KINDS,
+            description="Frees the slot at once. A session token releases only its own holds.",
+            replies=(Reply(204, None, "Released"),),
+            conflicts=False,
+            errors={404: "No such live hold (expired, used, or another session's)"},
+        ),
+        release_hold,
+    ),
+    route(
+        Operation(
+            "GET",
+            "/api/v1/availability",
+            summary="Bookable start times",
+            tag=TAG,
+            keys=ALL_KINDS,
+            description="The start times at which the service can be held, net of bookings "
+            "and live holds, in the location's time zone; at most 31 days per call.",
+            query=AvailabilityQuery,
+            replies=(Reply(200, Availability, "The free start times"),),
+        ),
+        availability,
+    ),
+]

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import stripe
 from aiohttp import web
 from calendence.booking.v1 import booking_pb2
 from calendence.logs import log_fields
+from calendence.schemas.common import Answer
+from pydantic import BaseModel, ConfigDict
 
 from gateway.appkeys import DOWNSTREAM, SETTINGS
+from gateway.contract import Body, Operation, Reply, route
 from gateway.http_io import call, json_response
 from gateway.problems import problem_response
 
 log = logging.getLogger("gateway.stripe")
-routes = web.RouteTableDef()
 
 # The events that settle a deposit; Stripe may send others, which we acknowledge only.
 CHECKOUT_EVENTS = {
@@ -25,7 +28,19 @@ CHECKOUT_EVENTS = {
 }
 
 
-@routes.post("/webhooks/stripe")
+class StripeEvent(BaseModel):
+    """A Stripe event object, as Stripe signs and sends it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: str
+
+
+class Received(Answer):
+    received: Literal[True]
+
+
 async def stripe_webhook(request: web.Request) -> web.Response:
     secret = request.app[SETTINGS].stripe_webhook_secret
     if not secret:
@@ -52,3 +67,30 @@ async def stripe_webhook(request: web.Request) -> web.Response:
             ),
         )
     return json_response({"received": True})
+
+
+routes = [
+    route(
+        Operation(
+            "POST",
+            "/webhooks/stripe",
+            summary="Stripe's webhooks",
+            tag="Stripe",
+            # Authenticated by Stripe's signature, not by a key.
+            keys=(),
+            description="Where Stripe sends Checkout events: `checkout.session.completed` "
+            "confirms a deposit booking, `checkout.session.expired` cancels it. Verified with "
+            "STRIPE_WEBHOOK_SECRET; each event id is acted on once. Not for API clients.",
+            body=Body(StripeEvent, checked=False),
+            headers={"Stripe-Signature": ("Stripe's signature of the raw body", True)},
+            replies=(Reply(200, Received, "Acknowledged (acted on, or not a Checkout event)"),),
+            conflicts=False,
+            errors={
+                400: "The Stripe-Signature does not match the body",
+                503: "Stripe webhooks are not configured on this gateway, or a service "
+                "behind it is unavailable",
+            },
+        ),
+        stripe_webhook,
+    )
+]

@@ -2,48 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-from uuid import UUID
-
 from aiohttp import web
 from calendence.auth.v1 import auth_pb2
 from calendence.catalogue.v1 import catalogue_pb2
-from calendence.errors import InvalidInput
-from calendence.schemas.catalogue import BusinessFields
-from calendence.schemas.common import Schema
+from calendence.errors import InvalidInput, NotFound
+from calendence.schemas.catalogue import Business, BusinessFields, BusinessList
+from calendence.schemas.tenancy import ApiKey, BusinessKeyRequest, Session, SessionRequest
 from calendence.timefmt import from_timestamp, to_iso
-from pydantic import Field
 
 from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM
-from gateway.auth import (
-    KINDS_BY_PROTO,
-    MANAGING_KINDS,
-    KeyKind,
-    bearer_token,
-    business_of,
-    require_kind,
-)
-from gateway.http_io import (
-    call,
-    json_response,
-    page_params,
-    page_response,
-    path_uuid,
-    raw_json_response,
-    read_model,
-    read_optional_model,
-)
+from gateway.auth import KINDS_BY_PROTO, MANAGING_KINDS, KeyKind, bearer_token, principal_of
+from gateway.contract import Body, Operation, Reply, page_of_request, route, validated_body
+from gateway.http_io import call, json_response, page_response, raw_json_response
 
-routes = web.RouteTableDef()
-
-
-class SessionRequest(Schema):
-    # A hub key names the business here (or in the Calendence-Business header).
-    business_id: UUID | None = None
-
-
-class BusinessKeyRequest(Schema):
-    name: Annotated[str, Field(max_length=200)] | None = None
+SESSIONS = "Sessions and keys"
+BUSINESSES = "Businesses"
 
 
 def issued_key_document(issued: auth_pb2.IssuedKey, object_name: str) -> dict[str, object]:
@@ -62,10 +35,9 @@ def issued_key_document(issued: auth_pb2.IssuedKey, object_name: str) -> dict[st
     return document
 
 
-@routes.post("/api/v1/sessions")
 async def create_session(request: web.Request) -> web.Response:
-    principal = require_kind(request, *MANAGING_KINDS)
-    wanted = await read_optional_model(request, SessionRequest)
+    principal = principal_of(request)
+    wanted = validated_body(request, SessionRequest)
     if wanted.business_id is not None and str(wanted.business_id) != principal.business_id:
         # Resolve the key again for the named business: 404 unless a hub key owns it.
         principal = await request.app[AUTHENTICATOR].authenticate(
@@ -83,53 +55,202 @@ async def create_session(request: web.Request) -> web.Response:
     return json_response(issued_key_document(issued, "session"), status=201)
 
 
-@routes.post("/api/v1/businesses")
 async def create_business(request: web.Request) -> web.Response:
-    principal = require_kind(request, KeyKind.HUB)
-    _, body = await read_model(request, BusinessFields)
     answer = await call(
         request,
         request.app[DOWNSTREAM].catalogue.CreateBusiness,
-        catalogue_pb2.CreateBusinessRequest(hub_id=principal.hub_id, body_json=body),
+        catalogue_pb2.CreateBusinessRequest(
+            hub_id=principal_of(request).hub_id, body_json=await request.read()
+        ),
     )
     return raw_json_response(answer.json, status=201)
 
 
-@routes.get("/api/v1/businesses")
 async def list_businesses(request: web.Request) -> web.Response:
-    principal = require_kind(request, KeyKind.HUB)
-    cursor, limit = page_params(request)
+    cursor, limit = page_of_request(request)
     page = await call(
         request,
         request.app[DOWNSTREAM].catalogue.ListBusinesses,
-        catalogue_pb2.ListBusinessesRequest(hub_id=principal.hub_id, cursor=cursor, limit=limit),
+        catalogue_pb2.ListBusinessesRequest(
+            hub_id=principal_of(request).hub_id, cursor=cursor, limit=limit
+        ),
     )
     return page_response(list(page.items_json), page.next_cursor)
 
 
-@routes.post("/api/v1/api-keys")
+async def _named_business(request: web.Request) -> str:
+    """The business in the path, when the key may act for it; otherwise 404."""
+    principal = principal_of(request)
+    wanted = request.match_info["business_id"]
+    if principal.business_id == wanted:
+        return wanted
+    if principal.kind is KeyKind.HUB:
+        # Resolved as the Calendence-Business header would be: 404 outside the hub.
+        narrowed = await request.app[AUTHENTICATOR].authenticate(bearer_token(request), wanted)
+        return narrowed.business_id
+    raise NotFound("no such business")
+
+
+async def show_business(request: web.Request) -> web.Response:
+    answer = await call(
+        request,
+        request.app[DOWNSTREAM].catalogue.GetBusiness,
+        catalogue_pb2.GetBusinessRequest(business_id=await _named_business(request)),
+    )
+    return raw_json_response(answer.json)
+
+
+async def update_business(request: web.Request) -> web.Response:
+    business_id = await _named_business(request)
+    answer = await call(
+        request,
+        request.app[DOWNSTREAM].catalogue.UpdateBusiness,
+        catalogue_pb2.UpdateBusinessRequest(
+            business_id=business_id, patch_json=await request.read() or b"{}"
+        ),
+    )
+    # Keys of this business cached here carry its old allowed origins; other replicas
+    # drop theirs within AUTH_CACHE_SECONDS.
+    request.app[AUTHENTICATOR].forget_business(business_id)
+    return raw_json_response(answer.json)
+
+
 async def create_business_key(request: web.Request) -> web.Response:
     """A hub key makes a business key for one of its businesses (Calendence-Business)."""
-    business_id = business_of(request, KeyKind.HUB)
-    fields = await read_optional_model(request, BusinessKeyRequest)
+    fields = validated_body(request, BusinessKeyRequest)
     issued = await call(
         request,
         request.app[DOWNSTREAM].auth.CreateBusinessKey,
-        auth_pb2.CreateBusinessKeyRequest(business_id=business_id, name=fields.name or ""),
+        auth_pb2.CreateBusinessKeyRequest(
+            business_id=principal_of(request).business_id, name=fields.name or ""
+        ),
     )
     return json_response(issued_key_document(issued, "api_key"), status=201)
 
 
-@routes.delete("/api/v1/api-keys/{key_id}")
 async def revoke_key(request: web.Request) -> web.Response:
-    principal = require_kind(request, *MANAGING_KINDS)
+    principal = principal_of(request)
     await call(
         request,
         request.app[DOWNSTREAM].auth.RevokeKey,
         auth_pb2.RevokeKeyRequest(
-            key_id=path_uuid(request, "key_id"),
+            key_id=request.match_info["key_id"],
             business_id=principal.business_id if principal.kind is KeyKind.BUSINESS else "",
             hub_id=principal.hub_id if principal.kind is KeyKind.HUB else "",
         ),
     )
     return web.Response(status=204)
+
+
+routes = [
+    route(
+        Operation(
+            "POST",
+            "/api/v1/sessions",
+            summary="Create a session token",
+            tag=SESSIONS,
+            keys=MANAGING_KINDS,
+            needs_business=False,
+            description="A short-lived token (`cal_ses_...`, 2 hours) for a booking widget in "
+            "a browser: it may read availability, hold and release slots, create and show "
+            "bookings, nothing else. Make it on your server with a business key (or a hub "
+            "key naming the business) and hand it to the page.",
+            body=Body(SessionRequest, required=False),
+            replies=(Reply(201, Session, "The session token, shown this once"),),
+            conflicts=False,
+            errors={404: "The business is not this hub's"},
+        ),
+        create_session,
+    ),
+    route(
+        Operation(
+            "POST",
+            "/api/v1/businesses",
+            summary="Create a business",
+            tag=BUSINESSES,
+            keys=(KeyKind.HUB,),
+            needs_business=False,
+            body=Body(BusinessFields),
+            replies=(Reply(201, Business, "The new business"),),
+            conflicts=False,
+        ),
+        create_business,
+    ),
+    route(
+        Operation(
+            "GET",
+            "/api/v1/businesses",
+            summary="List the hub's businesses",
+            tag=BUSINESSES,
+            keys=(KeyKind.HUB,),
+            needs_business=False,
+            paged=True,
+            replies=(Reply(200, BusinessList, "One page of businesses"),),
+        ),
+        list_businesses,
+    ),
+    route(
+        Operation(
+            "GET",
+            "/api/v1/businesses/{business_id}",
+            summary="Show a business",
+            tag=BUSINESSES,
+            keys=MANAGING_KINDS,
+            needs_business=False,
+            replies=(Reply(200, Business, "The business"),),
+            errors={404: "Not this key's business (nor one of its hub's)"},
+        ),
+        show_business,
+    ),
+    route(
+        Operation(
+            "PATCH",
+            "/api/v1/businesses/{business_id}",
+            summary="Update a business",
+            tag=BUSINESSES,
+            keys=MANAGING_KINDS,
+            needs_business=False,
+            description="Send only the fields to change. `allowed_origins` lists the web "
+            "origins (such as `https://shop.example`) whose pages may call the API with this "
+            "business's session tokens: answers to them carry "
+            "`Access-Control-Allow-Origin`. Every gateway applies a change within "
+            "AUTH_CACHE_SECONDS (30 s by default).",
+            body=Body(BusinessFields, required=False, checked=False, partial=True),
+            replies=(Reply(200, Business, "The updated business"),),
+            conflicts=False,
+            errors={404: "Not this key's business (nor one of its hub's)"},
+        ),
+        update_business,
+    ),
+    route(
+        Operation(
+            "POST",
+            "/api/v1/api-keys",
+            summary="Create a business key",
+            tag=SESSIONS,
+            keys=(KeyKind.HUB,),
+            description="A hub key makes a business API key (`cal_biz_...`) for the "
+            "business named in the Calendence-Business header.",
+            body=Body(BusinessKeyRequest, required=False),
+            replies=(Reply(201, ApiKey, "The key, shown this once"),),
+            conflicts=False,
+        ),
+        create_business_key,
+    ),
+    route(
+        Operation(
+            "DELETE",
+            "/api/v1/api-keys/{key_id}",
+            summary="Revoke a key",
+            tag=SESSIONS,
+            keys=MANAGING_KINDS,
+            needs_business=False,
+            description="Revokes a business key or session token of the caller's business "
+            "(a hub key: of any of its businesses). Every gateway refuses it within a second.",
+            replies=(Reply(204, None, "Revoked"),),
+            conflicts=False,
+            errors={404: "No such key in this business or hub"},
+        ),
+        revoke_key,
+    ),
+]
