@@ -26,6 +26,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             "PAYMENT_SWEEP_SECONDS": "1",
             # Test receivers listen on 127.0.0.1, as they may in development only.
             "WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+            # Tests race and loop far faster than any client may: buckets large enough
+            # never to refuse one (still asked on every request). The limits themselves
+            # are tested on a gateway replica of their own (tests/test_rate_limits.py).
+            "RATE_LIMIT_SESSION_PER_SECOND": "10000",
+            "RATE_LIMIT_SESSION_BURST": "10000",
+            "RATE_LIMIT_PER_SECOND": "10000",
+            "RATE_LIMIT_BURST": "10000",
         },
     )
     try:
