@@ -59,6 +59,7 @@ class Reply:
     model: type[BaseModel] | None
     description: str
     examples: Mapping[str, Any] = field(default_factory=dict)
+    media_type: str = "application/json"
 
 
 @dataclass(frozen=True)

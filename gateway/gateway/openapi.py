@@ -360,7 +360,7 @@ def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
             content: dict[str, Any] = {"schema": schemas.ref(reply.model, "serialization")}
             if reply.examples:
                 content["examples"] = _examples(dict(reply.examples))
-            answer["content"] = {"application/json": content}
+            answer["content"] = {reply.media_type: content}
         responses[str(reply.status)] = answer
     for status in sorted(_error_statuses(op)):
         headers = ("X-Request-Id",) if status == 401 else limited

@@ -49,6 +49,7 @@ def problem_response(
     slug: str | None = None,
     errors: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    extensions: dict[str, object] | None = None,
 ) -> web.Response:
     phrase = HTTPStatus(status).phrase
     body: dict[str, object] = {
@@ -59,6 +60,8 @@ def problem_response(
     }
     if errors:
         body["errors"] = errors
+    # RFC 9457 extension members: more about this kind of problem.
+    body.update(extensions or {})
     response = web.Response(
         status=status,
         body=orjson.dumps(body),

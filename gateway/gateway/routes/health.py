@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
 from aiohttp import web
 from calendence import rpc
 from calendence.schemas.common import Answer
+from calendence.schemas.problems import Problem
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
@@ -16,6 +17,7 @@ from gateway.appkeys import DOWNSTREAM, NATS, REDIS
 from gateway.contract import Operation, Reply, route
 from gateway.downstream import SERVICE_DEPENDENCIES
 from gateway.metrics import REGISTRY
+from gateway.problems import PROBLEM_CONTENT_TYPE, problem_response
 
 TAG = "Health"
 
@@ -24,11 +26,21 @@ class Liveness(Answer):
     status: Literal["alive"]
 
 
+Dependencies = Annotated[
+    dict[str, Literal["ok", "unavailable"]],
+    Field(description="Each service and store behind the gateway, e.g. `booking-service.postgres`"),
+]
+
+
 class Readiness(Answer):
-    status: Literal["ready", "not ready"]
-    dependencies: dict[str, Literal["ok", "unavailable"]] = Field(
-        description="Each service and store behind the gateway, e.g. `booking-service.postgres`"
-    )
+    status: Literal["ready"]
+    dependencies: Dependencies
+
+
+class NotReady(Problem):
+    """A problem document naming, in `dependencies`, what is unavailable."""
+
+    dependencies: Dependencies
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -53,12 +65,16 @@ async def readyz(request: web.Request) -> web.Response:
         dependencies["gateway.redis"] = "ok"
     except Exception:  # any failure to answer a ping is "not ready"
         dependencies["gateway.redis"] = "unavailable"
-    ready = all(state == "ok" for state in dependencies.values())
+    down = sorted(name for name, state in dependencies.items() if state != "ok")
+    if down:
+        return problem_response(
+            503,
+            f"not ready: {', '.join(down)} unavailable",
+            slug="not-ready",
+            extensions={"dependencies": dependencies},
+        )
     return web.Response(
-        status=200 if ready else 503,
-        body=orjson.dumps(
-            {"status": "ready" if ready else "not ready", "dependencies": dependencies}
-        ),
+        body=orjson.dumps({"status": "ready", "dependencies": dependencies}),
         content_type="application/json",
     )
 
@@ -89,11 +105,16 @@ routes = [
             summary="Readiness, per dependency",
             tag=TAG,
             keys=(),
-            description="200 when every service and store behind the gateway answers, 503 "
-            "(with the same document) when any does not.",
+            description="200 when every service and store behind the gateway answers; 503 "
+            "(a problem listing each dependency) when any does not.",
             replies=(
                 Reply(200, Readiness, "Ready"),
-                Reply(503, Readiness, "Something behind the gateway is unavailable"),
+                Reply(
+                    503,
+                    NotReady,
+                    "Something behind the gateway is unavailable",
+                    media_type=PROBLEM_CONTENT_TYPE,
+                ),
             ),
         ),
         readyz,
