@@ -119,7 +119,7 @@ async def test_a_burst_of_holds_while_redis_is_slow_waits_instead_of_failing(
     try:
         # A busy script keeps Redis from answering for about a second, so the holds pile up
         # in hold-service, more of them at once than it keeps connections to Redis.
-        busy = asyncio.create_task(redis.eval("for i = 1, 300000000 do end return 1", 0))
+        busy = asyncio.ensure_future(redis.eval("for i = 1, 300000000 do end return 1", 0))
         await asyncio.sleep(0.05)
         answers = await asyncio.gather(
             *(
