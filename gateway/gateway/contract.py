@@ -34,6 +34,8 @@ BODY = "contract.body"
 QUERY = "contract.query"
 PAGE = "contract.page"
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+# The name of examples taken from the public Bookings API page.
+BOOKINGS_PAGE = "The Bookings API page's example"
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class Operation:
     # Header parameters particular to this route: name -> (description, required).
     headers: Mapping[str, tuple[str, bool]] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def path_ids(self) -> tuple[str, ...]:
         return tuple(_PATH_PARAMETER.findall(self.path))
 

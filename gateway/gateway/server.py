@@ -20,6 +20,7 @@ from gateway.idempotency import IDEMPOTENCY, IdempotencyStore
 from gateway.middleware import MIDDLEWARES
 from gateway.openapi import build_document
 from gateway.rate_limits import RATE_LIMITER, RateLimiter
+from gateway.redis_pipe import PipelinedRedis
 from gateway.routes import (
     bookings,
     catalogue,
@@ -69,7 +70,9 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     await rpc.connect_with_retry("redis", redis.ping)
     app[REDIS] = redis
     app[IDEMPOTENCY] = IdempotencyStore(redis, settings.idempotency_ttl_seconds)
-    app[RATE_LIMITER] = RateLimiter(redis, settings)
+    # Its own connection: every request's rate limit is pipelined on it.
+    limits_link = PipelinedRedis(settings.redis_url)
+    app[RATE_LIMITER] = RateLimiter(limits_link, settings)
 
     async def on_revoked(message: Msg) -> None:
         authenticator.revoke(orjson.loads(message.data)["key_id"])
@@ -77,6 +80,7 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     await nc.subscribe(events.KEY_REVOKED_SUBJECT, cb=on_revoked)
     yield
     await nc.drain()
+    limits_link.close()
     await redis.aclose()
     await downstream.close()
 
