@@ -9,12 +9,9 @@ import orjson
 from aiohttp import web
 from calendence import rpc
 from calendence.errors import InvalidInput, NotFound
-from calendence.schemas.common import parse_json
-from pydantic import BaseModel
 
 from gateway.appkeys import SETTINGS
 
-Model = TypeVar("Model", bound=BaseModel)
 Reply = TypeVar("Reply")
 MAX_BODY_BYTES = 1024 * 1024
 MAX_PAGE_SIZE = 100
@@ -25,18 +22,6 @@ async def read_body(request: web.Request) -> bytes:
     if not body:
         raise InvalidInput("the request needs a JSON body", fields={"body": "missing"})
     return body
-
-
-async def read_model(request: web.Request, model: type[Model]) -> tuple[Model, bytes]:
-    """The validated body and its raw bytes (for passing on unchanged)."""
-    body = await read_body(request)
-    return parse_json(model, body), body
-
-
-async def read_optional_model(request: web.Request, model: type[Model]) -> Model:
-    """For bodies whose every field is optional: an empty body is the empty object."""
-    body = await request.read()
-    return parse_json(model, body if body.strip() else b"{}")
 
 
 def json_response(

@@ -23,6 +23,7 @@ from gateway.contract import Operation, operation_of
 from gateway.http_io import MAX_BODY_BYTES, MAX_PAGE_SIZE
 from gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER
+from gateway.problems import PROBLEM_TYPE_BASE
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 # Served, but not part of the API: Prometheus' scrape target and the docs page itself.
@@ -113,6 +114,53 @@ _ERROR_DESCRIPTIONS = {
     503: "A service behind the API is unavailable; retry",
 }
 
+
+def _problem(slug: str, title: str, status: int, detail: str, **more: Any) -> dict[str, Any]:
+    return {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **more,
+    }
+
+
+# What each error looks like (the detail varies with the request).
+_PROBLEM_EXAMPLES = {
+    400: _problem("bad-request", "Bad Request", 400, "the Stripe-Signature does not match"),
+    401: _problem("unauthorized", "Unauthorized", 401, "the API key is not valid"),
+    403: _problem(
+        "forbidden",
+        "Forbidden",
+        403,
+        "this needs a hub key or a business key; a session token may not do it",
+    ),
+    404: _problem("not-found", "Not found", 404, "no such booking"),
+    409: _problem("conflict", "Conflict", 409, "cannot move a completed booking to confirmed"),
+    413: _problem(
+        "request-entity-too-large",
+        "Request Entity Too Large",
+        413,
+        f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
+    ),
+    422: _problem(
+        "validation-error",
+        "Invalid request",
+        422,
+        "the request has invalid fields",
+        errors={"starts_at": "must be in the future"},
+    ),
+    429: _problem(
+        "rate-limited",
+        "Too Many Requests",
+        429,
+        "this key is over its rate limit (40;w=4); retry in 1 s",
+    ),
+    503: _problem(
+        "service-unavailable", "Service unavailable", 503, "a service is unavailable; retry"
+    ),
+}
+
 _HEADERS: dict[str, dict[str, Any]] = {
     "X-Request-Id": {
         "description": "This request's id: yours when well-formed, otherwise a new one",
@@ -155,7 +203,12 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "enum": ["true"]},
     },
 }
-_RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+_RATE_LIMIT_HEADERS = (
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+)
 
 
 def _header_refs(names: Iterable[str]) -> dict[str, Any]:
@@ -376,7 +429,13 @@ def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
                 "description": op.errors.get(status, _ERROR_DESCRIPTIONS.get(status))
                 or HTTPStatus(status).phrase,
                 "headers": _header_refs(headers),
-                "content": {_PROBLEM: {"schema": schemas.ref(Problem, "serialization")}},
+                "content": {
+                    _PROBLEM: {
+                        "schema": schemas.ref(Problem, "serialization"),
+                        "example": _PROBLEM_EXAMPLES.get(status)
+                        or _problem("error", HTTPStatus(status).phrase, status, "..."),
+                    }
+                },
             },
         )
     return responses

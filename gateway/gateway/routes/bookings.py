@@ -18,7 +18,15 @@ from calendence.schemas.bookings import (
 
 from gateway.appkeys import DOWNSTREAM
 from gateway.auth import ALL_KINDS, MANAGING_KINDS, principal_of
-from gateway.contract import Body, Operation, Reply, page_of_request, query_document, route
+from gateway.contract import (
+    BOOKINGS_PAGE,
+    Body,
+    Operation,
+    Reply,
+    page_of_request,
+    query_document,
+    route,
+)
 from gateway.http_io import call, page_response, raw_json_response
 
 TAG = "Bookings"
@@ -116,13 +124,18 @@ routes = [
             "makes at most one booking. If the hold has expired (or was used), a 404 is "
             "returned. If the service requires a deposit, the booking is `pending` and the "
             "response includes a `redirect_url` to Stripe Checkout; paying confirms it.",
-            body=Body(BookingRequest, examples={"bookings-page": BOOKING_REQUEST_EXAMPLE}),
+            body=Body(BookingRequest, examples={BOOKINGS_PAGE: BOOKING_REQUEST_EXAMPLE}),
             replies=(
                 Reply(
                     201,
                     Booking,
                     "The full booking resource with service, location, client and staff details",
-                    examples={"confirmed": BOOKING_EXAMPLE, "deposit": DEPOSIT_BOOKING_EXAMPLE},
+                    examples={
+                        "A booking (no deposit)": BOOKING_EXAMPLE,
+                        "A service with a deposit: pending until paid at redirect_url": (
+                            DEPOSIT_BOOKING_EXAMPLE
+                        ),
+                    },
                 ),
             ),
             idempotent=True,
@@ -143,7 +156,7 @@ routes = [
             tag=TAG,
             keys=ALL_KINDS,
             description="Available to all key types. Returns the booking with relationships.",
-            replies=(Reply(200, Booking, "The booking", examples={"booking": BOOKING_EXAMPLE}),),
+            replies=(Reply(200, Booking, "The booking", examples={"A booking": BOOKING_EXAMPLE}),),
         ),
         show_booking,
     ),

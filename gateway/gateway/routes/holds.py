@@ -18,7 +18,15 @@ from calendence.timefmt import from_timestamp, to_timestamp
 
 from gateway.appkeys import DOWNSTREAM
 from gateway.auth import ALL_KINDS, KeyKind, principal_of
-from gateway.contract import Body, Operation, Reply, route, validated_body, validated_query
+from gateway.contract import (
+    BOOKINGS_PAGE,
+    Body,
+    Operation,
+    Reply,
+    route,
+    validated_body,
+    validated_query,
+)
 from gateway.http_io import call, json_response
 
 TAG = "Bookings"
@@ -123,11 +131,9 @@ routes = [
             "session asking again for the slot it holds gets its hold back.",
             body=Body(
                 HoldRequest,
-                examples={"bookings-page": HOLD_REQUEST_EXAMPLE},
+                examples={BOOKINGS_PAGE: HOLD_REQUEST_EXAMPLE},
             ),
-            replies=(
-                Reply(201, Hold, "The slot is held", examples={"bookings-page": HOLD_EXAMPLE}),
-            ),
+            replies=(Reply(201, Hold, "The slot is held", examples={BOOKINGS_PAGE: HOLD_EXAMPLE}),),
             idempotent=True,
             errors={
                 404: "No such service or location (or staff member) in this business",

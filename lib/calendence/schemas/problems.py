@@ -15,15 +15,10 @@ class Problem(Answer):
 
     __omittable__: ClassVar[frozenset[str]] = frozenset({"errors"})
 
-    type: str = Field(
-        description="A URI naming the kind of problem",
-        examples=["https://calendence.com/problems/slot-unavailable"],
-    )
-    title: str = Field(examples=["Slot unavailable"])
-    status: int = Field(ge=400, le=599, examples=[409])
-    detail: str = Field(examples=["the slot is already held or booked"])
+    type: str = Field(description="A URI naming the kind of problem")
+    title: str = Field(description="A short summary of that kind of problem")
+    status: int = Field(ge=400, le=599, description="The HTTP status")
+    detail: str = Field(description="What went wrong with this request")
     errors: dict[str, str] | None = Field(
-        default=None,
-        description="For 422: each offending field and why",
-        examples=[{"starts_at": "must be in the future"}],
+        default=None, description="For 422: each offending field and why"
     )
