@@ -3,6 +3,8 @@ stack trace or an internal address, whatever fails: routing, size, a service beh
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -108,3 +110,42 @@ async def test_an_unreachable_service_is_a_503_problem_without_its_address(
     shown = str(body) + str(dict(answer.headers))
     for internal in ("127.0.0.1", str(nobody), "Traceback", "grpc", 'File "'):
         assert internal not in shown, internal
+
+
+async def raw_answer(api: Api, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """What the gateway answers to bytes no HTTP client would send."""
+    host, port = api.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {name.lower(): value for name, _, value in (line.partition(": ") for line in lines)}
+    return status_line, headers, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /api/v1/bookings HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"G@T /api/v1/bookings HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/v1/bookings HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+    ],
+    ids=["bad-content-length", "bad-method", "header-over-8-KiB"],
+)
+async def test_malformed_http_gets_a_400_problem_with_a_request_id(
+    api: Api, request_bytes: bytes
+) -> None:
+    status_line, headers, body = await raw_answer(api, request_bytes)
+    assert " 400 " in status_line
+    assert headers["content-type"].startswith(PROBLEM)
+    assert headers["x-request-id"]
+    assert "aiohttp" not in headers.get("server", "").lower()
+    problem = json.loads(body)
+    assert problem["status"] == 400
+    # The offending bytes are not echoed back.
+    assert "aaaa" not in problem["detail"] and "@" not in problem["detail"]

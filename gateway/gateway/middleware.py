@@ -24,6 +24,8 @@ log = logging.getLogger("gateway.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID_HEADER = "X-Request-Id"
 API_PREFIX = "/api/v1/"
+# Instead of aiohttp's, which names the Python and aiohttp versions.
+SERVER_NAME = "calendence"
 _WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
@@ -46,8 +48,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id_var.reset(token)
     elapsed = time.perf_counter() - started
     response.headers[REQUEST_ID_HEADER] = request_id
-    # Instead of aiohttp's, which names the Python and aiohttp versions.
-    response.headers["Server"] = "calendence"
+    response.headers["Server"] = SERVER_NAME
     route, status = _route_label(request), str(response.status)
     REQUESTS.labels(route, request.method, status).inc()
     LATENCY.labels(route, request.method, status).observe(elapsed)

@@ -19,6 +19,7 @@ from gateway.http_io import MAX_BODY_BYTES
 from gateway.idempotency import IDEMPOTENCY, IdempotencyStore
 from gateway.middleware import MIDDLEWARES
 from gateway.openapi import build_document
+from gateway.protocol_errors import GatewayRunner
 from gateway.rate_limits import RATE_LIMITER, RateLimiter
 from gateway.redis_pipe import PipelinedRedis
 from gateway.routes import (
@@ -86,7 +87,7 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
 
 
 async def serve(settings: GatewaySettings) -> None:
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         build_app(settings), access_log=None, shutdown_timeout=settings.shutdown_grace_seconds
     )
     await runner.setup()
