@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 _IDS: dict[str, Any] = json.loads(os.environ.get("CALENDENCE_FUZZ_IDS", "{}"))
 _PATHS: dict[str, dict[str, list[str]]] = _IDS.get("paths", {})
-_FIELDS: dict[str, list[str]] = _IDS.get("fields", {})
+_FIELDS: dict[str, list[Any]] = _IDS.get("fields", {})
 
 
 def _is_uuid(value: object) -> bool:
@@ -33,9 +33,16 @@ def _is_uuid(value: object) -> bool:
     return True
 
 
-def _swapped(values: dict[str, Any], known: dict[str, list[str]]) -> st.SearchStrategy[Any]:
+def _well_formed(value: object) -> bool:
+    """An id, or a non-empty list of ids (`location_ids`)."""
+    if isinstance(value, list):
+        return bool(value) and all(_is_uuid(item) for item in value)
+    return _is_uuid(value)
+
+
+def _swapped(values: dict[str, Any], known: dict[str, list[Any]]) -> st.SearchStrategy[Any]:
     """`values` as generated, or with its well-formed ids replaced by real ones."""
-    names = [name for name, value in values.items() if name in known and _is_uuid(value)]
+    names = [name for name, value in values.items() if name in known and _well_formed(value)]
     if not names:
         return st.just(values)
     real = st.fixed_dictionaries(

@@ -73,6 +73,8 @@ async def catalogue_ids(tenant: Tenant) -> dict[str, object]:
             "location_id": [salon.location_id],
             "staff_id": [staff["id"]],
             "hold_id": [h["hold_id"] for h in holds],
+            "location_ids": [[salon.location_id]],
+            "service_ids": [services],
         },
     }
 
