@@ -13,9 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from calendence.devstack.processes import free_port
 from calendence.devstack.stack import LocalStack
-from gateway.redis_pipe import PipelinedRedis, RedisUnavailable, ReplyError
 
 from tests.api import Answer, Api, Tenant, created, tomorrow_at
 from tests.booking_helpers import open_salon
@@ -171,88 +169,3 @@ async def test_a_hub_key_naming_a_business_it_may_not_act_for_still_pays(
     assert [a.status for a in answers] == [404, 404]
     remaining = [int(a.headers["RateLimit-Remaining"]) for a in answers]
     assert remaining[1] < remaining[0]
-
-
-# --- the pipelined Redis link the limits go through (gateway.redis_pipe) -----------------
-
-
-@pytest.fixture
-async def link(stack: LocalStack) -> AsyncIterator[PipelinedRedis]:
-    client = PipelinedRedis(stack.env["REDIS_URL"], timeout=1.0)
-    yield client
-    client.close()
-
-
-async def test_concurrent_commands_get_their_own_replies(link: PipelinedRedis) -> None:
-    words = [f"word-{n}" for n in range(300)]
-    replies = await asyncio.gather(*(link.call("ECHO", word) for word in words))
-    assert replies == [word.encode() for word in words]
-
-
-async def test_an_error_reply_is_raised_and_the_link_goes_on(link: PipelinedRedis) -> None:
-    with pytest.raises(ReplyError):
-        await link.call("NO-SUCH-COMMAND")
-    assert await link.call("PING") == "PONG"
-
-
-async def test_the_database_in_the_url_is_selected(stack: LocalStack) -> None:
-    url = stack.env["REDIS_URL"].rsplit("/", 1)[0] + "/5"
-    client = PipelinedRedis(url)
-    key = f"test:{uuid.uuid4()}"
-    try:
-        await client.call("SET", key, "here", "EX", 60)
-        assert await client.call("GET", key) == b"here"
-        elsewhere = PipelinedRedis(stack.env["REDIS_URL"])
-        assert await elsewhere.call("GET", key) is None
-        elsewhere.close()
-    finally:
-        client.close()
-
-
-async def test_a_lost_connection_is_made_again(link: PipelinedRedis) -> None:
-    own_id = await link.call("CLIENT", "ID")
-    killer = PipelinedRedis(link_url(link))
-    await killer.call("CLIENT", "KILL", "ID", own_id)
-    killer.close()
-    # Commands fail fast while it is down, then go through on a new connection.
-    for _ in range(40):
-        try:
-            if await link.call("PING") == "PONG":
-                break
-        except RedisUnavailable:
-            await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the link never came back")
-    assert await link.call("CLIENT", "ID") != own_id
-
-
-def link_url(link: PipelinedRedis) -> str:
-    settings = link.settings
-    return f"redis://{settings['host']}:{settings['port']}/{settings.get('db', 0)}"
-
-
-async def test_a_redis_that_does_not_answer_fails_commands_within_the_timeout() -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # reads, never answers
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = PipelinedRedis(f"redis://127.0.0.1:{port}/0", timeout=0.3)
-    try:
-        started = asyncio.get_running_loop().time()
-        with pytest.raises(RedisUnavailable):
-            await client.call("PING")
-        assert asyncio.get_running_loop().time() - started < 2
-    finally:
-        client.close()
-        server.close()
-        await server.wait_closed()
-
-
-async def test_an_unreachable_redis_fails_commands_at_once() -> None:
-    client = PipelinedRedis(f"redis://127.0.0.1:{free_port()}/0", timeout=0.3)
-    with pytest.raises(RedisUnavailable):
-        await client.call("PING")
-    # Within the pause between attempts, without trying again.
-    with pytest.raises(RedisUnavailable, match="a moment ago"):
-        await client.call("PING")

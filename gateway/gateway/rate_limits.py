@@ -3,8 +3,8 @@
 The bucket is kept the GCRA way, as one number per key: the time at which it would be
 full again (its "theoretical arrival time"). One Lua script reads the clock, decides and
 moves that time in a single atomic step, so replicas never race, and a request costs
-one Redis round trip (EVALSHA), pipelined with every other request's on one connection
-(gateway.redis_pipe). Redis' own clock is used, so replicas' clocks need not agree.
+one Redis round trip (EVALSHA, through redis-py's registered script). Redis' own clock is
+used, so replicas' clocks need not agree.
 Session tokens get a smaller bucket than business and hub keys (settings).
 
 If Redis cannot be reached the request goes through unlimited (logged): a rate limit
@@ -13,7 +13,6 @@ protects the platform, it must not take it down with Redis.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -21,9 +20,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from calendence.settings import GatewaySettings
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gateway.auth import KeyKind, Principal
-from gateway.redis_pipe import PipelinedRedis, RedisUnavailable, ReplyError
 
 log = logging.getLogger("gateway.rate_limits")
 
@@ -86,9 +86,8 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, redis: PipelinedRedis, settings: GatewaySettings) -> None:
-        self.redis = redis
-        self._sha = hashlib.sha1(_GCRA.encode()).hexdigest()
+    def __init__(self, redis: Redis, settings: GatewaySettings) -> None:
+        self._take = redis.register_script(_GCRA)
         self.session = Bucket(
             settings.rate_limit_session_per_second, settings.rate_limit_session_burst
         )
@@ -101,17 +100,11 @@ class RateLimiter:
     async def take(self, principal: Principal) -> Decision | None:
         """Take a token from the key's bucket; None when Redis could not be asked."""
         bucket = self.bucket_of(principal)
-        args = (1, f"cal:rl:{{{principal.key_id}}}", bucket.interval_us, bucket.size)
         try:
-            try:
-                reply = await self.redis.call("EVALSHA", self._sha, *args)
-            except ReplyError as error:
-                if not str(error).startswith("NOSCRIPT"):
-                    raise
-                # The first call on this Redis (or after a restart or SCRIPT FLUSH):
-                # EVAL runs the script and caches it for the EVALSHAs after it.
-                reply = await self.redis.call("EVAL", _GCRA, *args)
-        except (RedisUnavailable, ReplyError) as error:
+            reply = await self._take(
+                keys=[f"cal:rl:{{{principal.key_id}}}"], args=[bucket.interval_us, bucket.size]
+            )
+        except RedisError as error:
             now = time.monotonic()
             if now - self._last_failure_logged > _LOG_EVERY_SECONDS:
                 self._last_failure_logged = now

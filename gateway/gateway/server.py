@@ -21,7 +21,6 @@ from gateway.middleware import MIDDLEWARES
 from gateway.openapi import build_document
 from gateway.protocol_errors import GatewayRunner
 from gateway.rate_limits import RATE_LIMITER, RateLimiter
-from gateway.redis_pipe import PipelinedRedis
 from gateway.routes import (
     bookings,
     catalogue,
@@ -71,9 +70,9 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     await rpc.connect_with_retry("redis", redis.ping)
     app[REDIS] = redis
     app[IDEMPOTENCY] = IdempotencyStore(redis, settings.idempotency_ttl_seconds)
-    # Its own connection: every request's rate limit is pipelined on it.
-    limits_link = PipelinedRedis(settings.redis_url)
-    app[RATE_LIMITER] = RateLimiter(limits_link, settings)
+    # Its own client with short timeouts: a silent Redis must not stall every request.
+    limits_redis = Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
+    app[RATE_LIMITER] = RateLimiter(limits_redis, settings)
 
     async def on_revoked(message: Msg) -> None:
         authenticator.revoke(orjson.loads(message.data)["key_id"])
@@ -81,7 +80,7 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     await nc.subscribe(events.KEY_REVOKED_SUBJECT, cb=on_revoked)
     yield
     await nc.drain()
-    limits_link.close()
+    await limits_redis.aclose()
     await redis.aclose()
     await downstream.close()
 
