@@ -50,7 +50,9 @@ def main() -> None:
     def request_stop(*_: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, request_stop)
+    # SIGINT explicitly too: a shell starting us in the background ignores it otherwise.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, request_stop)
     try:
         print(f"starting Calendence (state in {state_dir}) ...", flush=True)
         stack.start()
