@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import uvloop
+from calendence.devstack.bench import run_on_fresh_stack
 from calendence.devstack.stack import LocalStack
-from holds import HERE, HOLD_PATH, Run, Slots, Target, create_business
+from holds import HERE, HOLD_PATH, SERVICE_ENV, Run, Slots, Target, create_business
 
 BOOKING_BODY = {
     "client": {"first_name": "Bench", "last_name": "Client", "email": "bench@example.com"}
@@ -102,18 +99,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (16)")
     parser.add_argument("--seconds", type=float, default=15, help="how long to run (15)")
     args = parser.parse_args()
-    state_dir = Path(tempfile.mkdtemp(prefix="calendence-bench-"))
-    stack = LocalStack(state_dir, persist=False, service_env={"LOG_LEVEL": "WARNING"})
-    print(f"starting the stack in {state_dir} ...", flush=True)
-    try:
-        stack.start()
-        results = uvloop.run(run(args, stack))
-    finally:
-        stack.stop()
-    out = HERE / "results" / f"bookings-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {out.relative_to(HERE.parent)}")
+    run_on_fresh_stack(
+        "bookings",
+        SERVICE_ENV,
+        lambda stack: run(args, stack),
+        HERE / "results",
+    )
 
 
 if __name__ == "__main__":
