@@ -9,11 +9,11 @@ from uuid import UUID
 
 from calendence.errors import Conflict, DomainError, NotFound
 from calendence.schemas.common import parse_json
+from calendence.schemas.webhooks import RedeliverRequest
 from calendence.timefmt import to_iso
 
 from notify_service import pages
 from notify_service.delivery_store import DeliveryStore
-from notify_service.endpoints import RedeliverRequest
 
 # What DeliveryStore.redeliver reports missing -> the error the caller sees.
 _REDELIVER_ERRORS: dict[str, tuple[type[DomainError], str]] = {

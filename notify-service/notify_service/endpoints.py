@@ -8,55 +8,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any
 from uuid import UUID
 
 import orjson
 from calendence import jsonfmt
 from calendence.errors import InvalidInput, NotFound
-from calendence.schemas.common import Schema, parse_json
+from calendence.schemas.common import parse_json
+from calendence.schemas.webhooks import EndpointFields
 from calendence.timefmt import to_iso
-from pydantic import AfterValidator, Field
 
 from notify_service import pages, targets
 from notify_service.endpoint_store import EndpointStore
 from notify_service.signing import new_secret
 
-ALL_EVENTS: Literal["*"] = "*"
 # How long a rotated-out secret keeps signing beside the new one.
 PREVIOUS_SECRET_LIFETIME = timedelta(hours=24)
-
-# What an endpoint may subscribe to; "*" is every event, present and future.
-EventType = Literal[
-    "*",
-    "booking.created",
-    "booking.confirmed",
-    "booking.rescheduled",
-    "booking.updated",
-    "booking.cancelled",
-    "booking.completed",
-]
-
-
-def _event_list(values: list[str]) -> list[str]:
-    if len(set(values)) != len(values):
-        raise ValueError("must not name the same event twice")
-    if ALL_EVENTS in values and len(values) > 1:
-        raise ValueError('"*" (every event) cannot be combined with other events')
-    return values
-
-
-class EndpointFields(Schema):
-    url: Annotated[str, Field(min_length=1, max_length=2000)]
-    events: Annotated[list[EventType], Field(min_length=1), AfterValidator(_event_list)] = [
-        ALL_EVENTS
-    ]
-    description: Annotated[str, Field(max_length=500)] = ""
-    enabled: bool = True
-
-
-class RedeliverRequest(Schema):
-    event_id: UUID
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -1,8 +1,7 @@
 """Webhook endpoints and deliveries as the public API shows them.
 
-notify-service validates endpoint bodies with its own `EndpointFields` and
-`RedeliverRequest` (notify_service/endpoints.py); the two here must stay the same
-(tests/test_openapi.py compares their JSON schemas) until it imports these instead.
+notify-service validates endpoint bodies with the same `EndpointFields` and
+`RedeliverRequest` the gateway documents.
 """
 
 from __future__ import annotations
