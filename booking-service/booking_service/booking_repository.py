@@ -68,8 +68,13 @@ class BookingRepository:
             INSERT INTO bookings (
                 id, business_id, service_id, location_id, staff_id, resource_id, hold_id,
                 status, starts_at, ends_at, blocked_until, client_first_name,
-                client_last_name, client_email, client_phone, custom_field_values, notes)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                client_last_name, client_email, client_phone, custom_field_values, notes,
+                policy)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                    -- The rules in force now: the business's, with the service's own on top.
+                    (SELECT bu.booking_policy || s.booking_policy
+                     FROM services s JOIN businesses bu ON bu.id = s.business_id
+                     WHERE s.id = $3 AND bu.id = $2))
             """,
             booking.id,
             booking.business_id,

@@ -108,6 +108,11 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": to_iso(row["created_at"]),
         "updated_at": to_iso(row["updated_at"]),
         "cancelled_at": to_iso(row["cancelled_at"]) if row["cancelled_at"] else None,
+        "cancellation_reason": row["cancellation_reason"],
+        "cancelled_by": row["cancelled_by"],
+        # The booking rules in force when it was made; later changes leave it alone.
+        "policy": row["policy"],
+        "version": row["version"],
     }
 
 

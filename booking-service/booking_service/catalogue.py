@@ -15,6 +15,8 @@ from calendence import jsonfmt
 from calendence.errors import Conflict, InvalidInput, NotFound
 from calendence.schemas.catalogue import CATALOGUE_FIELDS, WEEKDAYS, merge_patch
 from calendence.schemas.common import Schema, parse_json
+from calendence.schemas.scheduling import BookingPolicyOverride
+from calendence.timefmt import utcnow
 
 from booking_service.catalogue_repository import TABLES, CatalogueRepository
 
@@ -61,6 +63,11 @@ def render(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     document = {"object": OBJECT_NAMES[kind]} | {
         k: v for k, v in row.items() if k not in _HIDDEN_COLUMNS
     }
+    if kind == "services":
+        # Stored with only the fields set; shown with every field, null: the business's.
+        document["booking_policy"] = BookingPolicyOverride.model_validate(
+            document.get("booking_policy") or {}
+        ).model_dump()
     for column in _WEEKLY_COLUMNS:
         week = document.get(column)
         if isinstance(week, dict):
@@ -155,14 +162,18 @@ class Catalogue:
         await self.on_change(business_id)
 
     async def snapshot(self, business_id: UUID) -> dict[str, Any]:
-        """Locations, services and staff of a business, as hold-service caches them."""
-        return {
+        """Locations, services, staff, the booking policy and the time off still to come
+        of a business, as hold-service caches them."""
+        document: dict[str, Any] = {
             kind: [
                 render(kind, row)
                 for row in await self.repository.list_all(TABLES[kind], business_id)
             ]
             for kind in ("locations", "services", "staff")
         }
+        document["booking_policy"] = await self.repository.booking_policy(business_id)
+        document["time_off"] = await self.repository.upcoming_time_off(business_id, utcnow())
+        return document
 
     async def _checked_values(self, business_id: UUID, fields: Schema) -> dict[str, Any]:
         """Column values for `fields`, after checking every id they name is ours."""
@@ -177,4 +188,11 @@ class Catalogue:
                     errors[f"{name}.{index}"] = f"no such {table.rstrip('s')} in this business"
         if errors:
             raise InvalidInput("the request names unknown resources", fields=errors)
-        return fields.model_dump(mode="python")
+        values = fields.model_dump(mode="python")
+        if "booking_policy" in values:
+            # Only the fields a service sets: a later change of the business's reaches
+            # every field the service leaves to it.
+            values["booking_policy"] = {
+                k: v for k, v in values["booking_policy"].items() if v is not None
+            }
+        return values

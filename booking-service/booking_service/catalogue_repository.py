@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -43,6 +44,7 @@ TABLES = {
             "buffer_minutes",
             "active",
             "location_ids",
+            "booking_policy",
         ),
         "service_id",
         (("staff", "service_ids"),),
@@ -126,6 +128,22 @@ class CatalogueRepository:
             f"SELECT * FROM {table.name} WHERE business_id = $1 AND deleted_at IS NULL "
             "ORDER BY seq",
             business_id,
+        )
+        return [dict(r) for r in rows]
+
+    async def booking_policy(self, business_id: UUID) -> dict[str, Any]:
+        policy: dict[str, Any] = await self.db.fetchval(
+            "SELECT booking_policy FROM businesses WHERE id = $1", business_id
+        )
+        return policy or {}
+
+    async def upcoming_time_off(self, business_id: UUID, now: datetime) -> list[dict[str, Any]]:
+        """Time off and closures not over yet: what hold-service needs to check a slot."""
+        rows = await self.db.fetch(
+            "SELECT staff_id, location_id, starts_at, ends_at FROM time_off "
+            "WHERE business_id = $1 AND ends_at > $2 ORDER BY starts_at",
+            business_id,
+            now,
         )
         return [dict(r) for r in rows]
 

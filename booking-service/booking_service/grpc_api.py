@@ -14,6 +14,7 @@ from calendence.timefmt import to_timestamp
 
 from booking_service.catalogue import Catalogue, decode_cursor, encode_cursor
 from booking_service.tenancy import IssuedKey, KeyKind, Tenancy
+from booking_service.time_off import TimeOffBook
 
 _KIND_TO_PROTO = {
     KeyKind.HUB: auth_pb2.KEY_KIND_HUB,
@@ -93,9 +94,10 @@ def _resource(document: object) -> catalogue_pb2.Resource:
 
 
 class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
-    def __init__(self, catalogue: Catalogue, tenancy: Tenancy) -> None:
+    def __init__(self, catalogue: Catalogue, tenancy: Tenancy, time_off: TimeOffBook) -> None:
         self.catalogue = catalogue
         self.tenancy = tenancy
+        self.time_off = time_off
 
     async def CreateResource(
         self, request: catalogue_pb2.CreateResourceRequest, context: ServicerContext
@@ -183,10 +185,48 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def UpdateBusiness(
         self, request: catalogue_pb2.UpdateBusinessRequest, context: ServicerContext
     ) -> catalogue_pb2.Resource:
-        row = await self.tenancy.update_business(
-            parse_uuid(request.business_id, "business_id"), request.patch_json
-        )
+        business_id = parse_uuid(request.business_id, "business_id")
+        row = await self.tenancy.update_business(business_id, request.patch_json)
+        # The booking policy is part of what hold-service checks slots against.
+        await self.catalogue.on_change(business_id)
         return _resource(render_business(row))
+
+    async def CreateTimeOff(
+        self, request: catalogue_pb2.CreateTimeOffRequest, context: ServicerContext
+    ) -> catalogue_pb2.Resource:
+        document = await self.time_off.create(
+            parse_uuid(request.business_id, "business_id"), request.body_json
+        )
+        return _resource(document)
+
+    async def GetTimeOff(
+        self, request: catalogue_pb2.TimeOffRef, context: ServicerContext
+    ) -> catalogue_pb2.Resource:
+        document = await self.time_off.get(
+            parse_uuid(request.business_id, "business_id"), parse_uuid(request.id, "id")
+        )
+        return _resource(document)
+
+    async def ListTimeOff(
+        self, request: catalogue_pb2.ListTimeOffRequest, context: ServicerContext
+    ) -> catalogue_pb2.ResourcePage:
+        items, next_cursor = await self.time_off.list_page(
+            parse_uuid(request.business_id, "business_id"),
+            request.filters_json,
+            request.cursor,
+            request.limit,
+        )
+        return catalogue_pb2.ResourcePage(
+            items_json=[jsonfmt.dumps(i) for i in items], next_cursor=next_cursor
+        )
+
+    async def DeleteTimeOff(
+        self, request: catalogue_pb2.TimeOffRef, context: ServicerContext
+    ) -> catalogue_pb2.DeleteResourceResponse:
+        await self.time_off.delete(
+            parse_uuid(request.business_id, "business_id"), parse_uuid(request.id, "id")
+        )
+        return catalogue_pb2.DeleteResourceResponse()
 
 
 def render_business(row: dict[str, object]) -> dict[str, object]:

@@ -28,6 +28,8 @@ from booking_service.hold_client import HoldClient
 from booking_service.outbox import OutboxRelay
 from booking_service.tenancy import Tenancy
 from booking_service.tenancy_repository import TenancyRepository
+from booking_service.time_off import TimeOffBook
+from booking_service.time_off_repository import TimeOffRepository
 
 log = logging.getLogger("booking_service")
 
@@ -58,6 +60,7 @@ async def serve(settings: BookingServiceSettings) -> None:
         announce_revocation,
     )
     catalogue = Catalogue(CatalogueRepository(pool), announce_catalogue_change)
+    time_off = TimeOffBook(TimeOffRepository(pool), announce_catalogue_change)
     hold_channel = rpc.open_channel(settings.hold_service_addr)
     checkout = Checkout(
         settings.stripe_secret_key, settings.stripe_api_base, settings.stripe_timeout_seconds
@@ -82,7 +85,7 @@ async def serve(settings: BookingServiceSettings) -> None:
         [
             lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(tenancy), s),
             lambda s: catalogue_pb2_grpc.add_CatalogueServiceServicer_to_server(
-                CatalogueServicer(catalogue, tenancy), s
+                CatalogueServicer(catalogue, tenancy, time_off), s
             ),
             lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(
                 BookingServicer(desk), s

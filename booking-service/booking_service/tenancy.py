@@ -171,8 +171,13 @@ class Tenancy:
 
         def merged(current: dict[str, Any]) -> dict[str, Any]:
             editable = {name: current[name] for name in BusinessFields.model_fields}
+            patch_fields = dict(changes)
+            policy = changes.get("booking_policy")
+            if isinstance(policy, dict):
+                # The policy merges one level down: a PATCH naming one rule keeps the rest.
+                patch_fields["booking_policy"] = {**editable["booking_policy"], **policy}
             # Through JSON, as a create would be: strict mode reads only JSON types.
-            fields = parse_json(BusinessFields, jsonfmt.dumps(merge_patch(editable, changes)))
+            fields = parse_json(BusinessFields, jsonfmt.dumps(merge_patch(editable, patch_fields)))
             return fields.model_dump()
 
         row = await self.repository.update_business(business_id, merged)

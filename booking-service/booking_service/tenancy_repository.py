@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from calendence.schemas.scheduling import DEFAULT_POLICY
 
 from booking_service.catalogue_repository import take_turn
 
@@ -29,7 +30,8 @@ class StoredKey:
 
 _KEY_COLUMNS = "id, kind, hub_id, business_id, created_at, expires_at, revoked_at, last_used_at"
 _BUSINESS_COLUMNS = (
-    "id, hub_id, name, success_url, cancel_url, allowed_origins, seq, created_at, updated_at"
+    "id, hub_id, name, success_url, cancel_url, allowed_origins, booking_policy, seq, "
+    "created_at, updated_at"
 )
 
 
@@ -58,8 +60,9 @@ class TenancyRepository:
             row = await conn.fetchrow(
                 f"""
                 INSERT INTO businesses
-                    (id, hub_id, name, success_url, cancel_url, allowed_origins)
-                VALUES ($1, $2, $3, $4, $5, $6)
+                    (id, hub_id, name, success_url, cancel_url, allowed_origins,
+                     booking_policy)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
                 RETURNING {_BUSINESS_COLUMNS}
                 """,
                 business_id,
@@ -68,6 +71,7 @@ class TenancyRepository:
                 fields.get("success_url"),
                 fields.get("cancel_url"),
                 list(fields.get("allowed_origins") or ()),
+                fields.get("booking_policy") or DEFAULT_POLICY,
             )
         return dict(row)
 
@@ -95,7 +99,7 @@ class TenancyRepository:
                 f"""
                 UPDATE businesses
                 SET name = $2, success_url = $3, cancel_url = $4, allowed_origins = $5,
-                    updated_at = now()
+                    booking_policy = $6, updated_at = now()
                 WHERE id = $1
                 RETURNING {_BUSINESS_COLUMNS}
                 """,
@@ -104,6 +108,7 @@ class TenancyRepository:
                 fields.get("success_url"),
                 fields.get("cancel_url"),
                 list(fields.get("allowed_origins") or ()),
+                fields.get("booking_policy") or DEFAULT_POLICY,
             )
         return dict(row)
 

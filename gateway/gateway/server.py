@@ -29,6 +29,7 @@ from gateway.routes import (
     holds,
     stripe_webhooks,
     tenancy,
+    time_off,
     webhooks,
 )
 from gateway.routes.webhooks_contract import WEBHOOK_OPERATIONS
@@ -44,6 +45,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(bookings.routes)
     app.add_routes(tenancy.routes)
     app.add_routes(catalogue.routes)
+    app.add_routes(time_off.routes)
     app.add_routes(adopt(webhooks.routes, WEBHOOK_OPERATIONS))
     app.add_routes(stripe_webhooks.routes)
     app.add_routes(health.routes)

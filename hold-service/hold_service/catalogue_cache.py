@@ -1,20 +1,25 @@
 """What hold-service knows of a business's catalogue: fetched once, dropped on change.
 
-booking-service announces every catalogue write on NATS; the cache drops that
-business's snapshot so the next hold fetches a fresh one. A TTL bounds staleness
-should an announcement be missed.
+The snapshot holds locations, services, staff, the booking policy and the time off
+still to come. booking-service announces every write to any of them (a catalogue
+change, time off made or removed, a business's policy changed) on NATS; the cache
+drops that business's snapshot so the next hold fetches a fresh one. A TTL bounds
+staleness should an announcement be missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from calendence.schemas.catalogue import WeeklyHours
+from calendence.schemas.scheduling import effective_policy
 
 # Opening ranges per weekday (0 = Monday) as (open, close) minutes after local
 # midnight: plain tuples, so computations on them can be cached by value.
@@ -25,11 +30,25 @@ def week_of(hours: WeeklyHours) -> Week:
     return tuple(tuple(hours.ranges(weekday)) for weekday in range(7))
 
 
+# Instants [start, end) when someone is away or somewhere is closed, in start order.
+Spans = tuple[tuple[datetime, datetime], ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The booking rules a slot is checked against (those hold-service applies)."""
+
+    min_notice_minutes: int = 0
+    max_advance_days: int = 365
+    slot_step_minutes: int = 15
+
+
 @dataclass(frozen=True)
 class Location:
     id: UUID
     timezone: str
     hours: Week
+    closures: Spans = ()
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,7 @@ class Service:
     buffer_minutes: int
     active: bool
     location_ids: frozenset[UUID]
+    policy: Policy = Policy()
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,26 @@ class StaffMember:
     service_ids: frozenset[UUID]
     location_ids: frozenset[UUID]
     hours: Week | None
+    time_off: Spans = ()
+
+
+def policy_of(
+    business_policy: dict[str, Any] | None, service_policy: dict[str, Any] | None
+) -> Policy:
+    rules = effective_policy(business_policy, service_policy)
+    return Policy(
+        rules["min_notice_minutes"], rules["max_advance_days"], rules["slot_step_minutes"]
+    )
+
+
+def _spans_by_subject(rows: list[dict[str, Any]], column: str) -> dict[UUID, Spans]:
+    found: defaultdict[UUID, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for row in rows:
+        if row.get(column):
+            found[UUID(row[column])].append(
+                (datetime.fromisoformat(row["starts_at"]), datetime.fromisoformat(row["ends_at"]))
+            )
+    return {subject: tuple(sorted(spans)) for subject, spans in found.items()}
 
 
 @dataclass(frozen=True)
@@ -57,12 +97,17 @@ class BusinessCatalogue:
 
     @classmethod
     def from_snapshot(cls, snapshot: dict[str, Any]) -> BusinessCatalogue:
+        time_off = snapshot.get("time_off", [])
+        closures = _spans_by_subject(time_off, "location_id")
+        away = _spans_by_subject(time_off, "staff_id")
+        business_policy = snapshot.get("booking_policy")
         return cls(
             locations={
                 UUID(row["id"]): Location(
                     UUID(row["id"]),
                     row["timezone"],
                     week_of(WeeklyHours.model_validate(row["opening_hours"])),
+                    closures.get(UUID(row["id"]), ()),
                 )
                 for row in snapshot["locations"]
             },
@@ -73,6 +118,7 @@ class BusinessCatalogue:
                     row["buffer_minutes"],
                     row["active"],
                     frozenset(UUID(i) for i in row["location_ids"]),
+                    policy_of(business_policy, row.get("booking_policy")),
                 )
                 for row in snapshot["services"]
             },
@@ -84,6 +130,7 @@ class BusinessCatalogue:
                     week_of(WeeklyHours.model_validate(row["weekly_hours"]))
                     if row["weekly_hours"]
                     else None,
+                    away.get(UUID(row["id"]), ()),
                 )
                 for row in snapshot["staff"]
             },

@@ -17,11 +17,10 @@ from hold_service.hold_store import HoldLocator, HoldStore, ms
 from hold_service.slots import (
     MAX_AVAILABILITY_DAYS,
     blocked_end,
-    candidate_starts,
+    bookable_plans,
     check_slot,
     fits_hours,
     granules,
-    moment_errors,
     resolve_offer,
 )
 
@@ -238,6 +237,8 @@ class HoldBook:
             staff_id=staff_id,
             starts_at=starts_at,
             now=self.clock(),
+            # The business moves its own booking: notice and advance are for clients.
+            apply_policy=False,
         )
         tz = ZoneInfo(plan.location.timezone)
         if ends_at != plan.ends_at and not fits_hours(plan.location.hours, tz, starts_at, ends_at):
@@ -280,15 +281,7 @@ class HoldBook:
             location_id=location_id,
             staff_id=staff_id,
         )
-        now = self.clock()
-        plans = []
-        for moment in candidate_starts(offer, max(start, now), end):
-            if moment_errors(moment, now):
-                continue
-            try:
-                plans.append(offer.plan(moment, chosen=staff_id is not None))
-            except InvalidInput:
-                continue  # nobody works then
+        plans = bookable_plans(offer, start, end, self.clock())
         by_resource: dict[str, set[int]] = {}
         for plan in plans:
             for resource, _ in plan.candidates:

@@ -1,8 +1,11 @@
 """Which resource a requested slot needs, and whether the catalogue allows it.
 
-Pure functions over a `BusinessCatalogue`: no Redis, no I/O. The hold endpoint and
-the availability listing both decide through `check_slot`, so every time listed as
-available is one the hold endpoint accepts.
+Pure functions over a `BusinessCatalogue`: no Redis, no I/O. The hold endpoint
+(`check_slot`) and the availability listing (`bookable_plans`) both decide through
+`Offer.plan` and `policy_errors`, so every time listed as available is one the hold
+endpoint accepts, and the other way round. The rules: the location's opening hours,
+minus its closures; a staff member's own hours, minus their time off; the booking
+policy's minimum notice and maximum advance.
 """
 
 from __future__ import annotations
@@ -14,13 +17,18 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from calendence.errors import InvalidInput
+from calendence.schemas.scheduling import GRANULE_MINUTES
 
-from hold_service.catalogue_cache import BusinessCatalogue, Location, Service, StaffMember, Week
+from hold_service.catalogue_cache import (
+    BusinessCatalogue,
+    Location,
+    Policy,
+    Service,
+    Spans,
+    StaffMember,
+    Week,
+)
 
-# Holds claim time in granules of this many minutes; starts must fall on one.
-GRANULE_MINUTES = 5
-# Availability lists starts this far apart, counted from each opening time.
-AVAILABILITY_STEP_MINUTES = 15
 MAX_AVAILABILITY_DAYS = 31
 
 
@@ -100,6 +108,30 @@ def fits_hours(hours: Week, tz: ZoneInfo, starts_at: datetime, ends_at: datetime
     )
 
 
+def overlaps(spans: Spans, starts_at: datetime, ends_at: datetime) -> bool:
+    """Whether [starts_at, ends_at) meets any of the spans."""
+    return any(start < ends_at and starts_at < end for start, end in spans)
+
+
+def policy_errors(policy: Policy, starts_at: datetime, now: datetime) -> dict[str, str]:
+    """The booking policy's verdict on a start, naming the rule it breaks."""
+    if starts_at < now + timedelta(minutes=policy.min_notice_minutes):
+        return {
+            "starts_at": f"must be at least {policy.min_notice_minutes} minutes from now "
+            "(min_notice_minutes)"
+        }
+    if starts_at > now + timedelta(days=policy.max_advance_days):
+        return {
+            "starts_at": f"must be at most {policy.max_advance_days} days from now "
+            "(max_advance_days)"
+        }
+    return {}
+
+
+def _unavailable(message: str) -> InvalidInput:
+    return InvalidInput("the slot cannot be held", fields={"starts_at": message})
+
+
 @dataclass(frozen=True)
 class Offer:
     """A service at a location (and maybe one chosen staff member): the ids, checked."""
@@ -118,22 +150,27 @@ class Offer:
         ends_at = starts_at + timedelta(minutes=self.service.duration_minutes)
         tz = self.tz
         if not fits_hours(self.location.hours, tz, starts_at, ends_at):
-            raise InvalidInput(
-                "the slot cannot be held",
-                fields={"starts_at": "outside the location's opening hours"},
-            )
+            raise _unavailable("outside the location's opening hours")
+        if overlaps(self.location.closures, starts_at, ends_at):
+            raise _unavailable("the location is closed then")
         candidates: list[tuple[str, UUID | None]]
         if self.staff:
-            candidates = [
-                (staff_resource(m.id), m.id)
+            working = [
+                m
                 for m in self.staff
                 if m.hours is None or fits_hours(m.hours, tz, starts_at, ends_at)
             ]
+            candidates = [
+                (staff_resource(m.id), m.id)
+                for m in working
+                if not overlaps(m.time_off, starts_at, ends_at)
+            ]
             if not candidates:
-                reason = (
-                    "outside the staff member's hours" if chosen else "no staff member works then"
-                )
-                raise InvalidInput("the slot cannot be held", fields={"starts_at": reason})
+                if not chosen:
+                    raise _unavailable("no staff member works then")
+                if working:
+                    raise _unavailable("the staff member is off then")
+                raise _unavailable("outside the staff member's hours")
         else:
             candidates = [(service_resource(self.location.id, self.service.id), None)]
         blocked_until = blocked_end(ends_at, self.service.buffer_minutes)
@@ -197,8 +234,12 @@ def check_slot(
     staff_id: UUID | None,
     starts_at: datetime,
     now: datetime,
+    apply_policy: bool = True,
 ) -> SlotPlan:
-    """Validate a requested slot; InvalidInput names each field that rules it out."""
+    """Validate a requested slot; InvalidInput names each field that rules it out.
+
+    `apply_policy=False` skips notice and advance: a business moving its own booking
+    is not held to the rules it sets for clients."""
     errors = moment_errors(starts_at, now)
     try:
         offer = resolve_offer(
@@ -206,16 +247,33 @@ def check_slot(
         )
     except InvalidInput as error:
         raise InvalidInput(error.detail, fields={**error.fields, **errors}) from None
+    if not errors and apply_policy:
+        errors = policy_errors(offer.service.policy, starts_at, now)
     if errors:
         raise InvalidInput("the slot cannot be held", fields=errors)
     return offer.plan(starts_at, chosen=staff_id is not None)
 
 
+def bookable_plans(offer: Offer, start: datetime, end: datetime, now: datetime) -> list[SlotPlan]:
+    """The slots in [start, end) that `check_slot` would accept right now, before
+    looking at what is held or booked: the availability listing's candidates."""
+    plans = []
+    for moment in candidate_starts(offer, max(start, now), end):
+        if moment_errors(moment, now) or policy_errors(offer.service.policy, moment, now):
+            continue
+        try:
+            # Only whether it may be held matters here, not why not.
+            plans.append(offer.plan(moment, chosen=False))
+        except InvalidInput:
+            continue  # closed, or nobody works then
+    return plans
+
+
 def candidate_starts(offer: Offer, start: datetime, end: datetime) -> list[datetime]:
-    """Starts in [start, end) every AVAILABILITY_STEP_MINUTES from each opening time
-    (rounded up to a granule) whose service time fits before the closing time."""
+    """Starts in [start, end) every `slot_step_minutes` of the policy from each opening
+    time (rounded up to a granule) whose service time fits before the closing time."""
     tz = offer.tz
-    step = timedelta(minutes=AVAILABILITY_STEP_MINUTES)
+    step = timedelta(minutes=offer.service.policy.slot_step_minutes)
     duration = timedelta(minutes=offer.service.duration_minutes)
     granule = GRANULE_MINUTES * 60
     starts: list[datetime] = []

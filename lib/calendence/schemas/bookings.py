@@ -11,6 +11,7 @@ import phonenumbers
 from pydantic import AfterValidator, EmailStr, Field
 
 from calendence.schemas.common import ANSWER_CONFIG, Answer, Moment, Schema, page_of
+from calendence.schemas.scheduling import BookingPolicy
 from calendence.schemas.holds import (
     EXAMPLE_HOLD_ID,
     EXAMPLE_LOCATION_ID,
@@ -44,9 +45,15 @@ class BookingStatus(StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
 
 
 LIVE_STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.IN_PROGRESS)
+
+
+class CancelledBy(StrEnum):
+    BUSINESS = "business"
+    CLIENT = "client"
 
 
 class Client(Schema):
@@ -171,6 +178,15 @@ class Booking(Answer):
     created_at: datetime
     updated_at: datetime
     cancelled_at: datetime | None
+    cancellation_reason: str | None = Field(description="Why it was cancelled, if given")
+    cancelled_by: CancelledBy | None = Field(
+        description="Who cancelled it: `business` (a business or hub key, or an unpaid "
+        "deposit); `client` once client self-service exists"
+    )
+    policy: BookingPolicy | None = Field(
+        description="The booking policy in force when it was made; later changes leave it"
+    )
+    version: int = Field(description="Bumped on every change; the ETag is this number quoted")
 
 
 BookingList = page_of(Booking, "BookingList")
@@ -221,6 +237,16 @@ BOOKING_EXAMPLE: dict[str, Any] = {
     "created_at": "2026-03-25T13:02:11+00:00",
     "updated_at": "2026-03-25T13:02:11+00:00",
     "cancelled_at": None,
+    "cancellation_reason": None,
+    "cancelled_by": None,
+    "policy": {
+        "min_notice_minutes": 120,
+        "max_advance_days": 90,
+        "slot_step_minutes": 15,
+        "client_cancel_cutoff_minutes": 1440,
+        "client_reschedule_cutoff_minutes": 1440,
+    },
+    "version": 1,
 }
 # The same booking for a service with a deposit: pending until paid at `redirect_url`.
 DEPOSIT_BOOKING_EXAMPLE: dict[str, Any] = BOOKING_EXAMPLE | {

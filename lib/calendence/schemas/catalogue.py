@@ -15,6 +15,7 @@ import pycountry
 from pydantic import AfterValidator, BaseModel, EmailStr, Field, model_validator
 
 from calendence.schemas.common import ANSWER_CONFIG, FieldError, Schema, page_of
+from calendence.schemas.scheduling import BookingPolicy, BookingPolicyOverride
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _CLOCK = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
@@ -172,6 +173,10 @@ class ServiceFields(Schema):
     buffer_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 0
     active: bool = True
     location_ids: Annotated[Ids, Field(min_length=1)]
+    booking_policy: BookingPolicyOverride = Field(
+        default=BookingPolicyOverride(),
+        description="This service's own booking rules; null fields follow the business's",
+    )
 
     @model_validator(mode="after")
     def _deposit_within_price(self) -> ServiceFields:
@@ -229,6 +234,11 @@ class BusinessFields(Schema):
         default=[],
         description="Web origins whose pages may call the API with this business's session "
         "tokens (CORS), e.g. the site that embeds the booking widget",
+    )
+    booking_policy: BookingPolicy = Field(
+        default=BookingPolicy(),
+        description="Notice, advance and step rules for holds and availability; a PATCH "
+        "changes the fields it names and keeps the others",
     )
 
 

@@ -73,21 +73,27 @@ class UpdateBookingRequest(_message.Message):
     BUSINESS_ID_FIELD_NUMBER: _builtins.int
     BOOKING_ID_FIELD_NUMBER: _builtins.int
     PATCH_JSON_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     business_id: _builtins.str
     booking_id: _builtins.str
     patch_json: _builtins.bytes
+    expected_version: _builtins.int
+    """From If-Match: change nothing (FAILED_PRECONDITION) unless the booking is at it."""
     def __init__(
         self,
         *,
         business_id: _builtins.str = ...,
         booking_id: _builtins.str = ...,
         patch_json: _builtins.bytes = ...,
+        expected_version: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "business_id", b"business_id", "patch_json", b"patch_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "booking_id", b"booking_id", "business_id", b"business_id", "expected_version", b"expected_version", "patch_json", b"patch_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
 
 Global___UpdateBookingRequest: _TypeAlias = UpdateBookingRequest  # noqa: Y015
 
@@ -97,19 +103,29 @@ class CancelBookingRequest(_message.Message):
 
     BUSINESS_ID_FIELD_NUMBER: _builtins.int
     BOOKING_ID_FIELD_NUMBER: _builtins.int
+    BODY_JSON_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     business_id: _builtins.str
     booking_id: _builtins.str
+    body_json: _builtins.bytes
+    """The DELETE body, if any: {"cancellation_reason": ...}."""
+    expected_version: _builtins.int
+    """From If-Match, as on UpdateBookingRequest."""
     def __init__(
         self,
         *,
         business_id: _builtins.str = ...,
         booking_id: _builtins.str = ...,
+        body_json: _builtins.bytes = ...,
+        expected_version: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "business_id", b"business_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "body_json", b"body_json", "booking_id", b"booking_id", "business_id", b"business_id", "expected_version", b"expected_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
 
 Global___CancelBookingRequest: _TypeAlias = CancelBookingRequest  # noqa: Y015
 

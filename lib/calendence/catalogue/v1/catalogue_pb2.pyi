@@ -332,3 +332,76 @@ class UpdateBusinessRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateBusinessRequest: _TypeAlias = UpdateBusinessRequest  # noqa: Y015
+
+@_typing.final
+class CreateTimeOffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUSINESS_ID_FIELD_NUMBER: _builtins.int
+    BODY_JSON_FIELD_NUMBER: _builtins.int
+    business_id: _builtins.str
+    body_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        business_id: _builtins.str = ...,
+        body_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "business_id", b"business_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTimeOffRequest: _TypeAlias = CreateTimeOffRequest  # noqa: Y015
+
+@_typing.final
+class TimeOffRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUSINESS_ID_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    business_id: _builtins.str
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        business_id: _builtins.str = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_id", b"business_id", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimeOffRef: _TypeAlias = TimeOffRef  # noqa: Y015
+
+@_typing.final
+class ListTimeOffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUSINESS_ID_FIELD_NUMBER: _builtins.int
+    FILTERS_JSON_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    business_id: _builtins.str
+    filters_json: _builtins.bytes
+    """staff_id, location_id, from, to: as the public query names them."""
+    cursor: _builtins.str
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        business_id: _builtins.str = ...,
+        filters_json: _builtins.bytes = ...,
+        cursor: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_id", b"business_id", "cursor", b"cursor", "filters_json", b"filters_json", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTimeOffRequest: _TypeAlias = ListTimeOffRequest  # noqa: Y015

@@ -84,6 +84,26 @@ class CatalogueServiceStub:
                 request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.UpdateBusinessRequest.SerializeToString,
                 response_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.FromString,
                 _registered_method=True)
+        self.CreateTimeOff = channel.unary_unary(
+                '/calendence.catalogue.v1.CatalogueService/CreateTimeOff',
+                request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.CreateTimeOffRequest.SerializeToString,
+                response_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.FromString,
+                _registered_method=True)
+        self.GetTimeOff = channel.unary_unary(
+                '/calendence.catalogue.v1.CatalogueService/GetTimeOff',
+                request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.TimeOffRef.SerializeToString,
+                response_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.FromString,
+                _registered_method=True)
+        self.ListTimeOff = channel.unary_unary(
+                '/calendence.catalogue.v1.CatalogueService/ListTimeOff',
+                request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ListTimeOffRequest.SerializeToString,
+                response_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ResourcePage.FromString,
+                _registered_method=True)
+        self.DeleteTimeOff = channel.unary_unary(
+                '/calendence.catalogue.v1.CatalogueService/DeleteTimeOff',
+                request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.TimeOffRef.SerializeToString,
+                response_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.DeleteResourceResponse.FromString,
+                _registered_method=True)
 
 
 class CatalogueServiceServicer:
@@ -151,6 +171,32 @@ class CatalogueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateTimeOff(self, request, context):
+        """Time off of a staff member, or a closure of a location. The created document also
+        carries conflicting_booking_ids: live bookings inside it, left as they are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTimeOff(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTimeOff(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTimeOff(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +249,26 @@ def add_CatalogueServiceServicer_to_server(servicer, server):
                     servicer.UpdateBusiness,
                     request_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.UpdateBusinessRequest.FromString,
                     response_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.SerializeToString,
+            ),
+            'CreateTimeOff': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTimeOff,
+                    request_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.CreateTimeOffRequest.FromString,
+                    response_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.SerializeToString,
+            ),
+            'GetTimeOff': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTimeOff,
+                    request_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.TimeOffRef.FromString,
+                    response_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.SerializeToString,
+            ),
+            'ListTimeOff': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTimeOff,
+                    request_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ListTimeOffRequest.FromString,
+                    response_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ResourcePage.SerializeToString,
+            ),
+            'DeleteTimeOff': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTimeOff,
+                    request_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.TimeOffRef.FromString,
+                    response_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.DeleteResourceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -475,6 +541,114 @@ class CatalogueService:
             '/calendence.catalogue.v1.CatalogueService/UpdateBusiness',
             calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.UpdateBusinessRequest.SerializeToString,
             calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTimeOff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.catalogue.v1.CatalogueService/CreateTimeOff',
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.CreateTimeOffRequest.SerializeToString,
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTimeOff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.catalogue.v1.CatalogueService/GetTimeOff',
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.TimeOffRef.SerializeToString,
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.Resource.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTimeOff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.catalogue.v1.CatalogueService/ListTimeOff',
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ListTimeOffRequest.SerializeToString,
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ResourcePage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTimeOff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.catalogue.v1.CatalogueService/DeleteTimeOff',
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.TimeOffRef.SerializeToString,
+            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.DeleteResourceResponse.FromString,
             options,
             channel_credentials,
             insecure,

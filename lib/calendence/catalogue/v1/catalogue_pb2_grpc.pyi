@@ -47,6 +47,13 @@ class CatalogueServiceStub:
     GetBusiness: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.GetBusinessRequest, _catalogue_pb2.Resource]
     UpdateBusiness: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.UpdateBusinessRequest, _catalogue_pb2.Resource]
     """Merges the fields patch_json names into the business, validated as a whole."""
+    CreateTimeOff: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.CreateTimeOffRequest, _catalogue_pb2.Resource]
+    """Time off of a staff member, or a closure of a location. The created document also
+    carries conflicting_booking_ids: live bookings inside it, left as they are.
+    """
+    GetTimeOff: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.TimeOffRef, _catalogue_pb2.Resource]
+    ListTimeOff: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.ListTimeOffRequest, _catalogue_pb2.ResourcePage]
+    DeleteTimeOff: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.TimeOffRef, _catalogue_pb2.DeleteResourceResponse]
 
 @_typing.type_check_only
 class CatalogueServiceAsyncStub(CatalogueServiceStub):
@@ -63,6 +70,13 @@ class CatalogueServiceAsyncStub(CatalogueServiceStub):
     GetBusiness: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.GetBusinessRequest, _catalogue_pb2.Resource]  # type: ignore[assignment]
     UpdateBusiness: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.UpdateBusinessRequest, _catalogue_pb2.Resource]  # type: ignore[assignment]
     """Merges the fields patch_json names into the business, validated as a whole."""
+    CreateTimeOff: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.CreateTimeOffRequest, _catalogue_pb2.Resource]  # type: ignore[assignment]
+    """Time off of a staff member, or a closure of a location. The created document also
+    carries conflicting_booking_ids: live bookings inside it, left as they are.
+    """
+    GetTimeOff: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.TimeOffRef, _catalogue_pb2.Resource]  # type: ignore[assignment]
+    ListTimeOff: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.ListTimeOffRequest, _catalogue_pb2.ResourcePage]  # type: ignore[assignment]
+    DeleteTimeOff: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.TimeOffRef, _catalogue_pb2.DeleteResourceResponse]  # type: ignore[assignment]
 
 class CatalogueServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -136,5 +150,36 @@ class CatalogueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalogue_pb2.Resource, _abc.Awaitable[_catalogue_pb2.Resource]]:
         """Merges the fields patch_json names into the business, validated as a whole."""
+
+    @_abc_1.abstractmethod
+    def CreateTimeOff(
+        self,
+        request: _catalogue_pb2.CreateTimeOffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalogue_pb2.Resource, _abc.Awaitable[_catalogue_pb2.Resource]]:
+        """Time off of a staff member, or a closure of a location. The created document also
+        carries conflicting_booking_ids: live bookings inside it, left as they are.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTimeOff(
+        self,
+        request: _catalogue_pb2.TimeOffRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalogue_pb2.Resource, _abc.Awaitable[_catalogue_pb2.Resource]]: ...
+
+    @_abc_1.abstractmethod
+    def ListTimeOff(
+        self,
+        request: _catalogue_pb2.ListTimeOffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalogue_pb2.ResourcePage, _abc.Awaitable[_catalogue_pb2.ResourcePage]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteTimeOff(
+        self,
+        request: _catalogue_pb2.TimeOffRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalogue_pb2.DeleteResourceResponse, _abc.Awaitable[_catalogue_pb2.DeleteResourceResponse]]: ...
 
 def add_CatalogueServiceServicer_to_server(servicer: CatalogueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

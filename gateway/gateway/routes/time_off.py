@@ -1,0 +1,129 @@
+"""Time off and closures for business and hub keys: a staff member away, a location shut."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+from calendence.catalogue.v1 import catalogue_pb2
+from calendence.schemas.scheduling import (
+    TimeOff,
+    TimeOffCreated,
+    TimeOffFields,
+    TimeOffFilters,
+    TimeOffList,
+)
+
+from gateway.appkeys import DOWNSTREAM
+from gateway.auth import MANAGING_KINDS, principal_of
+from gateway.contract import Body, Operation, Reply, page_of_request, query_document, route
+from gateway.http_io import call, page_response, raw_json_response
+
+TAG = "Time off"
+BASE = "/api/v1/time-off"
+
+
+def _ref(request: web.Request) -> catalogue_pb2.TimeOffRef:
+    return catalogue_pb2.TimeOffRef(
+        business_id=principal_of(request).business_id, id=request.match_info["id"]
+    )
+
+
+async def create_time_off(request: web.Request) -> web.Response:
+    answer = await call(
+        request,
+        request.app[DOWNSTREAM].catalogue.CreateTimeOff,
+        catalogue_pb2.CreateTimeOffRequest(
+            business_id=principal_of(request).business_id, body_json=await request.read()
+        ),
+    )
+    return raw_json_response(answer.json, status=201)
+
+
+async def list_time_off(request: web.Request) -> web.Response:
+    cursor, limit = page_of_request(request)
+    page = await call(
+        request,
+        request.app[DOWNSTREAM].catalogue.ListTimeOff,
+        catalogue_pb2.ListTimeOffRequest(
+            business_id=principal_of(request).business_id,
+            filters_json=orjson.dumps(query_document(request, LIST_TIME_OFF)),
+            cursor=cursor,
+            limit=limit,
+        ),
+    )
+    return page_response(list(page.items_json), page.next_cursor)
+
+
+async def show_time_off(request: web.Request) -> web.Response:
+    answer = await call(request, request.app[DOWNSTREAM].catalogue.GetTimeOff, _ref(request))
+    return raw_json_response(answer.json)
+
+
+async def delete_time_off(request: web.Request) -> web.Response:
+    await call(request, request.app[DOWNSTREAM].catalogue.DeleteTimeOff, _ref(request))
+    return web.Response(status=204)
+
+
+LIST_TIME_OFF = Operation(
+    "GET",
+    BASE,
+    summary="List time off and closures",
+    tag=TAG,
+    keys=MANAGING_KINDS,
+    description="In the order they were made. `staff_id` or `location_id` pick one "
+    "subject; `from`/`to` select time off overlapping [from, to).",
+    query=TimeOffFilters,
+    paged=True,
+    replies=(Reply(200, TimeOffList, "One page of time off"),),
+)
+_MISSING = {404: "No such time off in this business"}
+
+routes = [
+    route(
+        Operation(
+            "POST",
+            BASE,
+            summary="Give a staff member time off, or close a location",
+            tag=TAG,
+            keys=MANAGING_KINDS,
+            description="Exactly one of `staff_id` (time off) and `location_id` (a "
+            "closure); at most 366 days long. Availability stops offering the time and "
+            "holds inside it are 422 naming `starts_at`; with no `staff_id` asked for, "
+            "another free staff member is picked. Live bookings inside it are not moved "
+            "or cancelled: they are listed in `conflicting_booking_ids`. Holds already "
+            "placed stay.",
+            body=Body(TimeOffFields),
+            replies=(Reply(201, TimeOffCreated, "The time off, with the bookings inside it"),),
+            conflicts=False,
+            errors={422: "Invalid fields, or an id that names nothing in this business"},
+        ),
+        create_time_off,
+    ),
+    route(LIST_TIME_OFF, list_time_off),
+    route(
+        Operation(
+            "GET",
+            BASE + "/{id}",
+            summary="Show time off",
+            tag=TAG,
+            keys=MANAGING_KINDS,
+            replies=(Reply(200, TimeOff, "The time off"),),
+            errors=_MISSING,
+        ),
+        show_time_off,
+    ),
+    route(
+        Operation(
+            "DELETE",
+            BASE + "/{id}",
+            summary="Remove time off",
+            tag=TAG,
+            keys=MANAGING_KINDS,
+            description="The time is offered again wherever hours allow.",
+            replies=(Reply(204, None, "Removed"),),
+            conflicts=False,
+            errors=_MISSING,
+        ),
+        delete_time_off,
+    ),
+]
