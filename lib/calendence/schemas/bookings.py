@@ -11,13 +11,13 @@ import phonenumbers
 from pydantic import AfterValidator, EmailStr, Field
 
 from calendence.schemas.common import ANSWER_CONFIG, Answer, Moment, Schema, page_of
-from calendence.schemas.scheduling import BookingPolicy
 from calendence.schemas.holds import (
     EXAMPLE_HOLD_ID,
     EXAMPLE_LOCATION_ID,
     EXAMPLE_SERVICE_ID,
     EXAMPLE_STAFF_ID,
 )
+from calendence.schemas.scheduling import BookingPolicy
 
 MAX_NOTES = 1000
 
