@@ -75,7 +75,7 @@ async def test_time_off_for_a_staff_member_is_created_and_shown(tenant: Tenant) 
 
 async def test_time_off_naming_both_or_neither_subject_is_422(tenant: Tenant) -> None:
     shop = await open_shop(tenant, staff=1)
-    span = {"starts_at": tomorrow_at(9), "ends_at": tomorrow_at(10)}
+    span: dict[str, Any] = {"starts_at": tomorrow_at(9), "ends_at": tomorrow_at(10)}
     both = await time_off(
         tenant, staff_id=shop.staff[0]["id"], location_id=shop.location_id, **span
     )
