@@ -148,7 +148,8 @@ class BookingRepository:
         # Column names come from the domain code, never from the request.
         assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
         await connection.execute(
-            f"UPDATE bookings SET {assignments}, updated_at = now() WHERE id = $1",
+            f"UPDATE bookings SET {assignments}, version = version + 1, updated_at = now() "
+            "WHERE id = $1",
             booking_id,
             *changes.values(),
         )

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from calendence.errors import Conflict, HoldConflict, InvalidInput, NotFound
+from calendence.errors import Conflict, HoldConflict, InvalidInput, NotFound, PreconditionFailed
 from calendence.logs import log_fields
 from calendence.schemas.bookings import (
     LIVE_STATUSES,
@@ -39,18 +40,30 @@ log = logging.getLogger("booking_service.bookings")
 
 # status -> the statuses it may move to (cancellation is allowed from every live one).
 TRANSITIONS: dict[BookingStatus, set[BookingStatus]] = {
-    BookingStatus.PENDING: {BookingStatus.CONFIRMED, BookingStatus.CANCELLED},
-    BookingStatus.CONFIRMED: {BookingStatus.IN_PROGRESS, BookingStatus.CANCELLED},
+    BookingStatus.PENDING: {
+        BookingStatus.CONFIRMED,
+        BookingStatus.CANCELLED,
+        BookingStatus.NO_SHOW,
+    },
+    BookingStatus.CONFIRMED: {
+        BookingStatus.IN_PROGRESS,
+        BookingStatus.CANCELLED,
+        BookingStatus.NO_SHOW,
+    },
     BookingStatus.IN_PROGRESS: {BookingStatus.COMPLETED, BookingStatus.CANCELLED},
     BookingStatus.COMPLETED: set(),
     BookingStatus.CANCELLED: set(),
+    BookingStatus.NO_SHOW: set(),
 }
 _STATUS_EVENTS = {
     BookingStatus.CONFIRMED: "booking.confirmed",
     BookingStatus.IN_PROGRESS: "booking.updated",
     BookingStatus.COMPLETED: "booking.completed",
     BookingStatus.CANCELLED: "booking.cancelled",
+    BookingStatus.NO_SHOW: "booking.no_show",
 }
+# Statuses that end a booking before it was served: its slot is given back.
+_RELEASING = (BookingStatus.CANCELLED, BookingStatus.NO_SHOW)
 MAX_PAGE = 100
 
 
@@ -281,19 +294,35 @@ class BookingDesk:
         next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else ""
         return [render(r) for r in rows[:limit]], next_cursor
 
-    async def cancel(self, business_id: UUID, booking_id: UUID) -> dict[str, Any]:
+    async def cancel(
+        self,
+        business_id: UUID,
+        booking_id: UUID,
+        reason: str | None = None,
+        if_match: Collection[int] | None = None,
+    ) -> dict[str, Any]:
         """Cancel a live booking; cancelling a cancelled one changes nothing."""
         return await self.update(
-            business_id, booking_id, BookingPatch(status=BookingStatus.CANCELLED)
+            business_id,
+            booking_id,
+            BookingPatch(status=BookingStatus.CANCELLED, cancellation_reason=reason),
+            if_match,
         )
 
     async def update(
-        self, business_id: UUID, booking_id: UUID, patch: BookingPatch
+        self,
+        business_id: UUID,
+        booking_id: UUID,
+        patch: BookingPatch,
+        if_match: Collection[int] | None = None,
     ) -> dict[str, Any]:
+        """Apply `patch`; with `if_match`, only while the booking's version is one of it."""
         change = _Change()
         try:
             async with self.pool.acquire() as connection, connection.transaction():
-                document = await self._apply(connection, business_id, booking_id, patch, change)
+                document = await self._apply(
+                    connection, business_id, booking_id, patch, change, if_match
+                )
         except asyncpg.ExclusionViolationError:
             await self._move_back(business_id, booking_id, change.moved)
             raise HoldConflict("the new time clashes with another booking") from None
@@ -310,11 +339,18 @@ class BookingDesk:
         booking_id: UUID,
         patch: BookingPatch,
         change: _Change,
+        if_match: Collection[int] | None = None,
     ) -> dict[str, Any]:
         """Apply a change inside the caller's transaction, with its events."""
         current = await self.repository.lock(connection, business_id, booking_id)
         if current is None:
             raise NotFound("no such booking")
+        # Under the row lock: of two changes made against one version, one wins.
+        if if_match is not None and current["version"] not in if_match:
+            raise PreconditionFailed(
+                f"the booking is at version {current['version']}, not the one If-Match names; "
+                "fetch it again"
+            )
         status = BookingStatus(current["status"])
         if patch.status is BookingStatus.CANCELLED is status:
             # DELETE twice: the second changes nothing and answers the same.
@@ -324,10 +360,16 @@ class BookingDesk:
         if patch.status is not None:
             if patch.status not in TRANSITIONS[status]:
                 raise Conflict(_refusal(status, patch.status))
+            if patch.status is BookingStatus.NO_SHOW and current["starts_at"] > utcnow():
+                raise Conflict("a booking becomes a no-show only once its start time has passed")
             changes["status"] = patch.status.value
             events.append(_STATUS_EVENTS[patch.status])
             if patch.status is BookingStatus.CANCELLED:
                 changes["cancelled_at"] = utcnow()
+                changes["cancellation_reason"] = patch.cancellation_reason
+                # Client self-service, when it comes, will say "client".
+                changes["cancelled_by"] = "business"
+            if patch.status in _RELEASING:
                 # An unpaid deposit must not be payable for a cancelled booking.
                 change.unpaid_checkout = await self.repository.close_unpaid_checkout(
                     connection, booking_id
@@ -338,7 +380,7 @@ class BookingDesk:
                     current["blocked_until"],
                 )
         if patch.starts_at is not None or patch.ends_at is not None:
-            if status not in LIVE_STATUSES or "cancelled_at" in changes:
+            if status not in LIVE_STATUSES or change.freed is not None:
                 raise Conflict(f"a {status.value} booking cannot be rescheduled")
             starts_at = patch.starts_at or current["starts_at"]
             ends_at = patch.ends_at or starts_at + (current["ends_at"] - current["starts_at"])

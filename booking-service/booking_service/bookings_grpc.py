@@ -6,7 +6,7 @@ from calendence import jsonfmt
 from calendence.booking.v1 import booking_pb2, booking_pb2_grpc
 from calendence.ids import parse_uuid
 from calendence.rpc import ServicerContext
-from calendence.schemas.bookings import BookingPatch
+from calendence.schemas.bookings import BookingPatch, Cancellation
 from calendence.schemas.common import parse_json
 
 from booking_service.bookings import BookingDesk
@@ -14,6 +14,12 @@ from booking_service.bookings import BookingDesk
 
 def _document(booking: dict[str, object]) -> booking_pb2.BookingDocument:
     return booking_pb2.BookingDocument(json=jsonfmt.dumps(booking))
+
+
+def _if_match(
+    request: booking_pb2.UpdateBookingRequest | booking_pb2.CancelBookingRequest,
+) -> frozenset[int] | None:
+    return frozenset(request.if_match_versions) if request.if_match else None
 
 
 class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
@@ -44,15 +50,19 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             parse_uuid(request.business_id, "business_id"),
             parse_uuid(request.booking_id, "booking_id"),
             parse_json(BookingPatch, request.patch_json or b"{}"),
+            _if_match(request),
         )
         return _document(booking)
 
     async def CancelBooking(
         self, request: booking_pb2.CancelBookingRequest, context: ServicerContext
     ) -> booking_pb2.BookingDocument:
+        cancellation = parse_json(Cancellation, request.body_json or b"{}")
         booking = await self.desk.cancel(
             parse_uuid(request.business_id, "business_id"),
             parse_uuid(request.booking_id, "booking_id"),
+            cancellation.cancellation_reason,
+            _if_match(request),
         )
         return _document(booking)
 

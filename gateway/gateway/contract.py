@@ -62,6 +62,8 @@ class Reply:
     description: str
     examples: Mapping[str, Any] = field(default_factory=dict)
     media_type: str = "application/json"
+    # Response headers particular to this answer (names in the document's components).
+    headers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,11 @@ from aiohttp import web
 from gateway.auth import KeyKind, Principal
 from gateway.problems import problem_from_http
 
-ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, Calendence-Business, X-Request-Id"
+ALLOWED_HEADERS = (
+    "Authorization, Content-Type, Idempotency-Key, Calendence-Business, X-Request-Id, If-Match"
+)
 EXPOSED_HEADERS = (
-    "X-Request-Id, Idempotent-Replayed, Retry-After, "
+    "X-Request-Id, Idempotent-Replayed, Retry-After, ETag, "
     "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy"
 )
 # How long a browser may reuse a preflight's answer.

@@ -196,6 +196,11 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
         "schema": {"type": "integer", "minimum": 1},
     },
+    "ETag": {
+        "description": "The booking's `version`, quoted (a strong tag), for `If-Match`",
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    },
     "WWW-Authenticate": {
         "description": "The Bearer scheme",
         "required": True,
@@ -408,7 +413,7 @@ def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
     limited = ("X-Request-Id", *_RATE_LIMIT_HEADERS) if op.keys else ("X-Request-Id",)
     responses: dict[str, Any] = {}
     for reply in op.replies:
-        headers = limited + ((REPLAYED_HEADER,) if op.idempotent else ())
+        headers = limited + ((REPLAYED_HEADER,) if op.idempotent else ()) + reply.headers
         answer: dict[str, Any] = {
             "description": reply.description,
             "headers": _header_refs(headers),

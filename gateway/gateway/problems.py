@@ -14,6 +14,7 @@ from calendence.errors import (
     InternalError,
     InvalidInput,
     NotFound,
+    PreconditionFailed,
     Unauthenticated,
     Unavailable,
 )
@@ -27,6 +28,7 @@ _HTTP_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
     (NotFound, 404, "not-found"),
     (HoldConflict, 409, "slot-unavailable"),
     (Conflict, 409, "conflict"),
+    (PreconditionFailed, 412, "precondition-failed"),
     (Unauthenticated, 401, "unauthorized"),
     (Forbidden, 403, "forbidden"),
     (Unavailable, 503, "service-unavailable"),

@@ -48,6 +48,13 @@ class HoldConflict(Conflict):
     title = "Slot unavailable"
 
 
+class PreconditionFailed(DomainError):
+    """The caller's condition (If-Match) does not hold: the resource changed meanwhile."""
+
+    status = grpc.StatusCode.ABORTED
+    title = "Precondition failed"
+
+
 class Unauthenticated(DomainError):
     status = grpc.StatusCode.UNAUTHENTICATED
     title = "Unauthorized"
@@ -75,6 +82,7 @@ ERROR_TYPES: tuple[type[DomainError], ...] = (
     NotFound,
     HoldConflict,
     Conflict,
+    PreconditionFailed,
     Unauthenticated,
     Forbidden,
     Unavailable,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from aiohttp import web
 from calendence.booking.v1 import booking_pb2
@@ -14,6 +16,7 @@ from calendence.schemas.bookings import (
     BookingList,
     BookingPatch,
     BookingRequest,
+    Cancellation,
 )
 
 from gateway.appkeys import DOWNSTREAM
@@ -47,6 +50,29 @@ async def create_booking(request: web.Request) -> web.Response:
     return raw_json_response(booking.json, status=201)
 
 
+# A strong entity tag as this API writes it: the booking's version, quoted.
+_VERSION_TAG = re.compile(r'^"(\d{1,9})"$')
+
+
+def _with_etag(document: bytes) -> web.Response:
+    """The booking answer, with its version as a strong ETag."""
+    response = raw_json_response(document)
+    response.headers["ETag"] = f'"{orjson.loads(document)["version"]}"'
+    return response
+
+
+def _if_match(request: web.Request) -> tuple[bool, list[int]]:
+    """(If-Match sent, the versions it accepts). `*` accepts any; a weak or foreign tag
+    matches nothing (If-Match compares strongly), so it is answered 412."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return False, []
+    tags = [tag.strip() for tag in header.split(",") if tag.strip()]
+    if "*" in tags:
+        return False, []
+    return True, [int(m[1]) for tag in tags if (m := _VERSION_TAG.match(tag))]
+
+
 async def show_booking(request: web.Request) -> web.Response:
     booking = await call(
         request,
@@ -55,10 +81,11 @@ async def show_booking(request: web.Request) -> web.Response:
             business_id=_business(request), booking_id=request.match_info["booking_id"]
         ),
     )
-    return raw_json_response(booking.json)
+    return _with_etag(booking.json)
 
 
 async def update_booking(request: web.Request) -> web.Response:
+    if_match, versions = _if_match(request)
     booking = await call(
         request,
         request.app[DOWNSTREAM].bookings.UpdateBooking,
@@ -66,20 +93,37 @@ async def update_booking(request: web.Request) -> web.Response:
             business_id=_business(request),
             booking_id=request.match_info["booking_id"],
             patch_json=await request.read(),
+            if_match=if_match,
+            if_match_versions=versions,
         ),
     )
-    return raw_json_response(booking.json)
+    return _with_etag(booking.json)
 
 
 async def cancel_booking(request: web.Request) -> web.Response:
+    if_match, versions = _if_match(request)
+    body = await request.read()
     booking = await call(
         request,
         request.app[DOWNSTREAM].bookings.CancelBooking,
         booking_pb2.CancelBookingRequest(
-            business_id=_business(request), booking_id=request.match_info["booking_id"]
+            business_id=_business(request),
+            booking_id=request.match_info["booking_id"],
+            body_json=body if body.strip() else b"{}",
+            if_match=if_match,
+            if_match_versions=versions,
         ),
     )
-    return raw_json_response(booking.json)
+    return _with_etag(booking.json)
+
+
+_IF_MATCH = {
+    "If-Match": (
+        'Change nothing unless the booking is still at this ETag (such as `"3"`); otherwise 412',
+        False,
+    )
+}
+_PRECONDITION = {412: "If-Match names another version: the booking changed meanwhile"}
 
 
 async def list_bookings(request: web.Request) -> web.Response:
@@ -155,8 +199,17 @@ routes = [
             summary="Show a booking",
             tag=TAG,
             keys=ALL_KINDS,
-            description="Available to all key types. Returns the booking with relationships.",
-            replies=(Reply(200, Booking, "The booking", examples={"A booking": BOOKING_EXAMPLE}),),
+            description="Available to all key types. Returns the booking with relationships. "
+            "The `ETag` header is its `version`, for `If-Match` on PATCH and DELETE.",
+            replies=(
+                Reply(
+                    200,
+                    Booking,
+                    "The booking",
+                    examples={"A booking": BOOKING_EXAMPLE},
+                    headers=("ETag",),
+                ),
+            ),
         ),
         show_booking,
     ),
@@ -169,10 +222,14 @@ routes = [
             keys=MANAGING_KINDS,
             description="Requires a business or hub API key — not available to session "
             "tokens. Reschedule (`starts_at`, and `ends_at` to change the length), move the "
-            "status along, or edit the notes. An illegal status change is 409 with the reason.",
+            "status along, or edit the notes. An illegal status change is 409 with the reason. "
+            '`"status": "no_show"` is for a pending or confirmed booking whose start has '
+            'passed; `"status": "cancelled"` may carry a `cancellation_reason`. With '
+            "`If-Match`, a booking changed since that ETag answers 412 and nothing changes.",
             body=Body(BookingPatch),
-            replies=(Reply(200, Booking, "The updated booking"),),
-            errors={409: "An illegal status change, or the new time is taken"},
+            headers=_IF_MATCH,
+            replies=(Reply(200, Booking, "The updated booking", headers=("ETag",)),),
+            errors={409: "An illegal status change, or the new time is taken"} | _PRECONDITION,
         ),
         update_booking,
     ),
@@ -185,9 +242,13 @@ routes = [
             keys=MANAGING_KINDS,
             description="Requires a business or hub API key. Sets status to cancelled and "
             "records cancelled_at; frees the slot. Triggers the booking.cancelled webhook "
-            "event. Idempotent: cancelling a cancelled booking answers it unchanged.",
-            replies=(Reply(200, Booking, "The cancelled booking"),),
-            errors={409: "A completed booking cannot be cancelled"},
+            "event. Idempotent: cancelling a cancelled booking answers it unchanged. An "
+            "optional JSON body gives a `cancellation_reason`. With `If-Match`, a booking "
+            "changed since that ETag answers 412 and nothing changes.",
+            body=Body(Cancellation, required=False),
+            headers=_IF_MATCH,
+            replies=(Reply(200, Booking, "The cancelled booking", headers=("ETag",)),),
+            errors={409: "A completed booking cannot be cancelled"} | _PRECONDITION,
         ),
         cancel_booking,
     ),

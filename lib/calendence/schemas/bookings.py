@@ -8,9 +8,16 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import phonenumbers
-from pydantic import AfterValidator, EmailStr, Field
+from pydantic import AfterValidator, EmailStr, Field, model_validator
 
-from calendence.schemas.common import ANSWER_CONFIG, Answer, Moment, Schema, page_of
+from calendence.schemas.common import (
+    ANSWER_CONFIG,
+    Answer,
+    FieldError,
+    Moment,
+    Schema,
+    page_of,
+)
 from calendence.schemas.holds import (
     EXAMPLE_HOLD_ID,
     EXAMPLE_LOCATION_ID,
@@ -20,6 +27,7 @@ from calendence.schemas.holds import (
 from calendence.schemas.scheduling import BookingPolicy
 
 MAX_NOTES = 1000
+MAX_CANCELLATION_REASON = 500
 
 
 def _e164(value: str) -> str:
@@ -36,6 +44,9 @@ def _e164(value: str) -> str:
 
 Phone = Annotated[str, AfterValidator(_e164)]
 Notes = Annotated[str, Field(max_length=MAX_NOTES)]
+CancellationReason = Annotated[
+    str, Field(max_length=MAX_CANCELLATION_REASON, description="Why it is cancelled")
+]
 PersonName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -89,9 +100,25 @@ class BookingPatch(Schema):
     status: BookingStatus | None = Field(
         default=None,
         description="pending -> confirmed -> in_progress -> completed; any live status -> "
-        "cancelled. Anything else is 409.",
+        "cancelled; pending or confirmed -> no_show once starts_at has passed. Anything "
+        "else is 409.",
     )
     notes: Notes | None = Field(default=None, description="Updated notes")
+    cancellation_reason: CancellationReason | None = Field(
+        default=None, description='Only with "status": "cancelled" (max 500 chars)'
+    )
+
+    @model_validator(mode="after")
+    def _reason_only_when_cancelling(self) -> BookingPatch:
+        if self.cancellation_reason is not None and self.status is not BookingStatus.CANCELLED:
+            raise FieldError("cancellation_reason", 'only with "status": "cancelled"')
+        return self
+
+
+class Cancellation(Schema):
+    """The optional body of DELETE /api/v1/bookings/{id}."""
+
+    cancellation_reason: CancellationReason | None = None
 
 
 class BookingFilters(Schema):

@@ -25,6 +25,7 @@ EventType = Literal[
     "booking.updated",
     "booking.cancelled",
     "booking.completed",
+    "booking.no_show",
 ]
 
 

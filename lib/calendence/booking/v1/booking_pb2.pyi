@@ -73,27 +73,31 @@ class UpdateBookingRequest(_message.Message):
     BUSINESS_ID_FIELD_NUMBER: _builtins.int
     BOOKING_ID_FIELD_NUMBER: _builtins.int
     PATCH_JSON_FIELD_NUMBER: _builtins.int
-    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    IF_MATCH_FIELD_NUMBER: _builtins.int
+    IF_MATCH_VERSIONS_FIELD_NUMBER: _builtins.int
     business_id: _builtins.str
     booking_id: _builtins.str
     patch_json: _builtins.bytes
-    expected_version: _builtins.int
-    """From If-Match: change nothing (FAILED_PRECONDITION) unless the booking is at it."""
+    if_match: _builtins.bool
+    """From If-Match: when if_match is set, change nothing (PreconditionFailed) unless
+    the booking's version is one of if_match_versions (none: never matches).
+    """
+    @_builtins.property
+    def if_match_versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
         self,
         *,
         business_id: _builtins.str = ...,
         booking_id: _builtins.str = ...,
         patch_json: _builtins.bytes = ...,
-        expected_version: _builtins.int | None = ...,
+        if_match: _builtins.bool = ...,
+        if_match_versions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "booking_id", b"booking_id", "business_id", b"business_id", "expected_version", b"expected_version", "patch_json", b"patch_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "business_id", b"business_id", "if_match", b"if_match", "if_match_versions", b"if_match_versions", "patch_json", b"patch_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
-    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateBookingRequest: _TypeAlias = UpdateBookingRequest  # noqa: Y015
 
@@ -104,28 +108,30 @@ class CancelBookingRequest(_message.Message):
     BUSINESS_ID_FIELD_NUMBER: _builtins.int
     BOOKING_ID_FIELD_NUMBER: _builtins.int
     BODY_JSON_FIELD_NUMBER: _builtins.int
-    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    IF_MATCH_FIELD_NUMBER: _builtins.int
+    IF_MATCH_VERSIONS_FIELD_NUMBER: _builtins.int
     business_id: _builtins.str
     booking_id: _builtins.str
     body_json: _builtins.bytes
     """The DELETE body, if any: {"cancellation_reason": ...}."""
-    expected_version: _builtins.int
+    if_match: _builtins.bool
     """From If-Match, as on UpdateBookingRequest."""
+    @_builtins.property
+    def if_match_versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
         self,
         *,
         business_id: _builtins.str = ...,
         booking_id: _builtins.str = ...,
         body_json: _builtins.bytes = ...,
-        expected_version: _builtins.int | None = ...,
+        if_match: _builtins.bool = ...,
+        if_match_versions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "body_json", b"body_json", "booking_id", b"booking_id", "business_id", b"business_id", "expected_version", b"expected_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "booking_id", b"booking_id", "business_id", b"business_id", "if_match", b"if_match", "if_match_versions", b"if_match_versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
-    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelBookingRequest: _TypeAlias = CancelBookingRequest  # noqa: Y015
 
