@@ -281,7 +281,8 @@ def candidate_starts(offer: Offer, start: datetime, end: datetime) -> list[datet
         offer.location.hours,
         tz,
         start.astimezone(tz).date() - timedelta(days=1),
-        end.astimezone(tz).date(),
+        # A slot starting just before `end` may run into the next day's hours.
+        (end + duration).astimezone(tz).date(),
     ):
         moment = datetime.fromtimestamp(-(-int(opens.timestamp()) // granule) * granule, UTC)
         while moment + duration <= closes and moment < end:
