@@ -94,13 +94,21 @@ def spans_in(start: datetime, end: datetime) -> st.SearchStrategy[tuple[datetime
 
 
 @st.composite
-def schedules(draw: st.DrawFn, *, first_day: date, window_hours: int = 48) -> Schedule:
-    """A location with hours and closures, 0-2 staff with hours and time off, around a
-    clock change of a drawn zone that comes after `first_day`."""
+def schedules(
+    draw: st.DrawFn,
+    *,
+    first_day: date,
+    window_hours: int = 48,
+    lead_hours: int = 24,
+    changes: int = 2,
+) -> Schedule:
+    """A location with hours and closures, 0-2 staff with hours and time off, in a
+    window starting up to `lead_hours` before the local midnight that begins a day with
+    a clock change (one of the next `changes` of a drawn zone after `first_day`)."""
     zone = ZoneInfo(draw(st.sampled_from(ZONES)))
-    change = draw(st.sampled_from(clock_changes(zone, first_day)[:2]))
+    change = draw(st.sampled_from(clock_changes(zone, first_day)[:changes]))
     local_midnight = datetime(change.year, change.month, change.day, tzinfo=zone)
-    start = (local_midnight - timedelta(hours=draw(st.integers(0, 24)))).astimezone(UTC)
+    start = (local_midnight - timedelta(hours=draw(st.integers(0, lead_hours)))).astimezone(UTC)
     end = start + timedelta(hours=window_hours)
     member_count = draw(st.integers(0, 2))
     return Schedule(
