@@ -154,6 +154,12 @@ class BookingRepository:
             *changes.values(),
         )
 
+    async def bump_version(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
+        await connection.execute(
+            "UPDATE bookings SET version = version + 1, updated_at = now() WHERE id = $1",
+            booking_id,
+        )
+
     async def list_page(
         self, business_id: UUID, filters: dict[str, Any], after_seq: int, limit: int
     ) -> list[dict[str, Any]]:

@@ -440,6 +440,9 @@ class BookingDesk:
             )
             booking = await self.repository.lock(connection, business_id, booking_id)
             if booking is None or booking["status"] != BookingStatus.PENDING:
+                if booking is not None:
+                    # Its payment changed, so the booking document did.
+                    await self.repository.bump_version(connection, booking_id)
                 return True
             wanted = BookingStatus.CONFIRMED if paid else BookingStatus.CANCELLED
             await self._apply(
