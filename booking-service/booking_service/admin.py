@@ -161,7 +161,8 @@ async def load_demo(tenancy: Tenancy, catalogue: Catalogue) -> dict[str, Any]:
                 {
                     "name": "Sam Patel",
                     "email": "sam@example.com",
-                    "service_ids": [colour["id"]],
+                    # Both cut hair, so either can cover while the other is away.
+                    "service_ids": [haircut["id"], colour["id"]],
                     "location_ids": [location["id"]],
                 }
             ),
