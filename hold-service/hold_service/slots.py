@@ -281,8 +281,9 @@ def candidate_starts(offer: Offer, start: datetime, end: datetime) -> list[datet
         offer.location.hours,
         tz,
         start.astimezone(tz).date() - timedelta(days=1),
-        # A slot starting just before `end` may run into the next day's hours.
-        (end + duration).astimezone(tz).date(),
+        # A slot starting just before `end` may run (up to a day) into the hours of the
+        # days after; stopping at the calendar's last day rather than overflowing.
+        min(end.astimezone(tz).date(), date.max - timedelta(days=2)) + timedelta(days=2),
     ):
         moment = datetime.fromtimestamp(-(-int(opens.timestamp()) // granule) * granule, UTC)
         while moment + duration <= closes and moment < end:
