@@ -141,6 +141,12 @@ _PROBLEM_EXAMPLES = {
     ),
     404: _problem("not-found", "Not found", 404, "no such booking"),
     409: _problem("conflict", "Conflict", 409, "cannot move a completed booking to confirmed"),
+    412: _problem(
+        "precondition-failed",
+        "Precondition failed",
+        412,
+        "the booking is at version 3, not the one If-Match names; fetch it again",
+    ),
     413: _problem(
         "request-entity-too-large",
         "Request Entity Too Large",
