@@ -63,6 +63,9 @@ NAME_LABEL = "app.kubernetes.io/name"
 # lists these too (test_deploy_readme_lists_the_optional_settings).
 OPTIONAL_SETTINGS = {
     "HOLD_TTL_SECONDS": "the API's 10-minute hold is contract; only tests shorten it",
+    "CLIENT_CANCEL_CUTOFF_MINUTES": "0: clients may cancel until the appointment starts",
+    "CLIENT_RESCHEDULE_CUTOFF_MINUTES": "0: clients may move a booking until it starts",
+    "MAX_ADVANCE_DAYS": "a year: how far ahead staff calendar feeds reach",
     "CATALOGUE_CACHE_SECONDS": "tuning: upper bound on a cached catalogue's age",
     "SESSION_TTL_SECONDS": "session tokens live 2 hours",
     "DB_POOL_MIN": "tuning: booking-service's connection pool, per replica",
@@ -655,7 +658,7 @@ def test_kubernetes_migration_job() -> None:
 def test_ingress_routes_only_public_paths_to_the_gateway() -> None:
     (ingress,) = k8s_find("Ingress")
     paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-    assert {p["path"] for p in paths} == {"/api", "/docs", "/webhooks"}
+    assert {p["path"] for p in paths} == {"/api", "/docs", "/webhooks", "/manage", "/calendar"}
     for path in paths:
         assert path["backend"]["service"]["name"] == "gateway"
     from calendence.settings import GatewaySettings
@@ -664,7 +667,7 @@ def test_ingress_routes_only_public_paths_to_the_gateway() -> None:
     routes = {r.canonical for r in build_app(GatewaySettings()).router.resources()}
     assert "/api/v1/bookings/hold" in routes
     for route in routes:
-        public = route.startswith(("/api/", "/webhooks/", "/docs"))
+        public = route.startswith(("/api/", "/webhooks/", "/docs", "/manage/", "/calendar/"))
         internal = route in ("/healthz", "/readyz", "/metrics")
         assert public or internal, f"gateway route {route} is neither routed nor internal"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from calendence.errors import Conflict, HoldConflict, InvalidInput, NotFound
 from calendence.logs import log_fields
 from calendence.schemas.bookings import (
     LIVE_STATUSES,
+    Actor,
     BookingFilters,
     BookingPatch,
     BookingRequest,
@@ -52,6 +54,10 @@ _STATUS_EVENTS = {
     BookingStatus.CANCELLED: "booking.cancelled",
 }
 MAX_PAGE = 100
+
+
+# Events whose data names who made the change.
+_EVENTS_WITH_ACTOR = frozenset({"booking.cancelled", "booking.rescheduled"})
 
 
 def render(row: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +114,10 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": to_iso(row["created_at"]),
         "updated_at": to_iso(row["updated_at"]),
         "cancelled_at": to_iso(row["cancelled_at"]) if row["cancelled_at"] else None,
+        "cancelled_by": row.get("cancelled_by"),
+        "cancellation_reason": row.get("cancellation_reason"),
+        # Where the client views, moves or cancels it; set by BookingDesk while it works.
+        "manage_url": row.get("manage_url"),
     }
 
 
@@ -159,6 +169,7 @@ class BookingDesk:
         *,
         checkout_expiry: timedelta,
         fallback_url: str,
+        manage_url: Callable[[dict[str, Any]], str | None] = lambda row: None,
     ) -> None:
         self.pool = pool
         self.repository = repository
@@ -166,6 +177,8 @@ class BookingDesk:
         self.checkout = checkout
         self.checkout_expiry = checkout_expiry
         self.fallback_url = fallback_url
+        # The client's manage link for a booking row (None once it no longer works).
+        self.manage_url = manage_url
 
     async def create(self, business_id: UUID, body: bytes) -> dict[str, Any]:
         request = parse_json(BookingRequest, body)
@@ -260,6 +273,7 @@ class BookingDesk:
         row = await self.repository.get(business_id, booking_id, connection)
         if row is None:
             raise NotFound("no such booking")
+        row["manage_url"] = self.manage_url(row)
         return row
 
     async def get(self, business_id: UUID, booking_id: UUID) -> dict[str, Any]:
@@ -274,18 +288,35 @@ class BookingDesk:
             business_id, filters.model_dump(by_alias=True), decode_cursor(cursor), limit + 1
         )
         next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else ""
-        return [render(r) for r in rows[:limit]], next_cursor
+        return [render(r | {"manage_url": self.manage_url(r)}) for r in rows[:limit]], next_cursor
 
-    async def cancel(self, business_id: UUID, booking_id: UUID) -> dict[str, Any]:
+    async def cancel(
+        self,
+        business_id: UUID,
+        booking_id: UUID,
+        *,
+        actor: Actor = Actor.BUSINESS,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
         """Cancel a live booking; cancelling a cancelled one changes nothing."""
         return await self.update(
-            business_id, booking_id, BookingPatch(status=BookingStatus.CANCELLED)
+            business_id,
+            booking_id,
+            BookingPatch(status=BookingStatus.CANCELLED),
+            actor=actor,
+            reason=reason,
         )
 
     async def update(
-        self, business_id: UUID, booking_id: UUID, patch: BookingPatch
+        self,
+        business_id: UUID,
+        booking_id: UUID,
+        patch: BookingPatch,
+        *,
+        actor: Actor = Actor.BUSINESS,
+        reason: str | None = None,
     ) -> dict[str, Any]:
-        change = _Change()
+        change = _Change(actor=actor, reason=reason)
         try:
             async with self.pool.acquire() as connection, connection.transaction():
                 document = await self._apply(connection, business_id, booking_id, patch, change)
@@ -323,6 +354,8 @@ class BookingDesk:
             events.append(_STATUS_EVENTS[patch.status])
             if patch.status is BookingStatus.CANCELLED:
                 changes["cancelled_at"] = utcnow()
+                changes["cancelled_by"] = change.actor.value
+                changes["cancellation_reason"] = change.reason
                 # An unpaid deposit must not be payable for a cancelled booking.
                 change.unpaid_checkout = await self.repository.close_unpaid_checkout(
                     connection, booking_id
@@ -358,7 +391,12 @@ class BookingDesk:
             await self.repository.update(connection, booking_id, changes)
         document = render(await self._must_get(business_id, booking_id, connection))
         for event in dict.fromkeys(events):
-            await record_event(connection, event, business_id, document)
+            data = (
+                document | {"actor": change.actor.value}
+                if event in _EVENTS_WITH_ACTOR
+                else document
+            )
+            await record_event(connection, event, business_id, data)
         return document
 
     async def _after_commit(self, booking_id: UUID, change: _Change) -> None:
@@ -380,7 +418,7 @@ class BookingDesk:
 
         Out-of-order events are harmless: a payment moves only out of
         `requires_payment`, and a booking only out of `pending`."""
-        change = _Change()
+        change = _Change(actor=Actor.SYSTEM)
         async with self.pool.acquire() as connection, connection.transaction():
             if not await self.repository.remember_stripe_event(connection, event_id, event_type):
                 return False
@@ -453,6 +491,9 @@ class BookingDesk:
 class _Change:
     """What a change did in Redis, to undo on failure or finish after commit."""
 
+    actor: Actor = Actor.BUSINESS
+    # Why it was cancelled, when the one cancelling said.
+    reason: str | None = None
     moved: _Move | None = None
     freed: tuple[str, datetime, datetime] | None = None
     unpaid_checkout: str | None = None

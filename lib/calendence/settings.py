@@ -53,6 +53,15 @@ class BookingServiceSettings(CommonSettings):
     # How often unpaid bookings whose checkout expired are looked for, in case
     # Stripe's webhook never came.
     payment_sweep_seconds: float = 30.0
+    # The gateway's address as clients reach it: manage links and calendar feed URLs
+    # start with it (`make run` sets it to the local gateway).
+    public_base_url: str = "http://127.0.0.1:8080"
+    # What a client may still do through a manage link, until this many minutes before
+    # the appointment (the booking policy's values replace these where it sets them).
+    client_cancel_cutoff_minutes: int = Field(default=0, ge=0)
+    client_reschedule_cutoff_minutes: int = Field(default=0, ge=0)
+    # How far ahead bookings are made: the end of a staff member's calendar feed.
+    max_advance_days: int = Field(default=365, ge=1)
 
 
 class NotifyServiceSettings(CommonSettings):

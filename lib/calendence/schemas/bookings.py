@@ -46,6 +46,15 @@ class BookingStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class Actor(StrEnum):
+    """Who changed a booking: the business (its keys), the client (the manage link), or
+    the platform itself (an unpaid deposit's checkout expired)."""
+
+    BUSINESS = "business"
+    CLIENT = "client"
+    SYSTEM = "system"
+
+
 LIVE_STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.IN_PROGRESS)
 
 
@@ -171,6 +180,13 @@ class Booking(Answer):
     created_at: datetime
     updated_at: datetime
     cancelled_at: datetime | None
+    cancelled_by: Actor | None = Field(description="Who cancelled it, once cancelled")
+    cancellation_reason: str | None = Field(description="Why, when the one cancelling said")
+    manage_url: str | None = Field(
+        description="The client's own page for this booking (view, reschedule, cancel; "
+        "`GET /api/v1/manage/{token}` for widgets). Unguessable, for this booking only; "
+        "null once the booking is cancelled, completed or over"
+    )
 
 
 BookingList = page_of(Booking, "BookingList")
@@ -221,6 +237,9 @@ BOOKING_EXAMPLE: dict[str, Any] = {
     "created_at": "2026-03-25T13:02:11+00:00",
     "updated_at": "2026-03-25T13:02:11+00:00",
     "cancelled_at": None,
+    "cancelled_by": None,
+    "cancellation_reason": None,
+    "manage_url": "https://calendence.com/manage/AAGbL2weDUpMfo87Kl1uf4qbdrHqWN3A0ZWOkMb2TgXr",
 }
 # The same booking for a service with a deposit: pending until paid at `redirect_url`.
 DEPOSIT_BOOKING_EXAMPLE: dict[str, Any] = BOOKING_EXAMPLE | {
