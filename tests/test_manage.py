@@ -299,3 +299,12 @@ async def test_a_completed_booking_has_no_working_link(salon: Salon) -> None:
         assert moved.status == 200
     assert moved.body["manage_url"] is None
     assert (await managed(tenant.api, booking)).status == 404
+
+
+async def test_rotating_the_signing_key_keeps_existing_links_working(
+    salon: Salon, stack: LocalStack
+) -> None:
+    booking = await salon.booking(tomorrow_at(14))
+    rotated = stack.admin("rotate-manage-key")
+    assert rotated == {"rotated": True, "retired_keys": 0}
+    assert (await managed(salon.tenant.api, booking)).status == 200
