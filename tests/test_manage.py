@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from booking_service.manage_links import ManageLinks
+from booking_service.manage_repository import ManageRepository
 from calendence.devstack.stack import LocalStack
+from calendence.errors import NotFound
+from calendence.migrations import migrate
+from calendence.storage import open_pool
 
 from tests.api import Api, Tenant, iso, new_tenant, tomorrow_at
 from tests.booking_helpers import Salon, open_salon
@@ -308,3 +317,55 @@ async def test_rotating_the_signing_key_keeps_existing_links_working(
     rotated = stack.admin("rotate-manage-key")
     assert rotated == {"rotated": True, "retired_keys": 0}
     assert (await managed(salon.tenant.api, booking)).status == 200
+
+
+async def test_retiring_the_previous_keys_kills_the_links_they_signed(
+    stack: LocalStack,
+) -> None:
+    # On a database of its own: retiring the shared stack's keys would kill the links
+    # other tests are holding.
+    name = f"links_{uuid.uuid4().hex[:12]}"
+    server = stack.env["DATABASE_URL"].rsplit("/", 1)[0]
+    admin = await asyncpg.connect(stack.env["DATABASE_URL"])
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = f"{server}/{name}"
+    try:
+        await migrate(dsn, "booking_service")
+        pool = await open_pool(dsn, 1, 2)
+        try:
+            links = ManageLinks(ManageRepository(pool), "https://calendence.example")
+            await links.load()
+            booking_id = uuid.uuid4()
+            old = links.token_for(booking_id)
+            env = {"DATABASE_URL": dsn}
+            kept = await asyncio.to_thread(lambda: stack_admin(stack, env, "rotate-manage-key"))
+            assert kept["retired_keys"] == 0
+            await links.refresh()
+            new = links.token_for(booking_id)
+            assert new != old
+            assert await links.booking_of(old) == booking_id
+            retired = await asyncio.to_thread(
+                lambda: stack_admin(stack, env, "rotate-manage-key", "--retire-previous")
+            )
+            assert retired["retired_keys"] == 2
+            await links.refresh()
+            for token in (old, new):
+                with pytest.raises(NotFound):
+                    await links.booking_of(token)
+            assert await links.booking_of(links.token_for(booking_id)) == booking_id
+        finally:
+            await pool.close()
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def stack_admin(stack: LocalStack, env: dict[str, str], *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "booking_service.admin", *args],
+        env={**stack.env, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -91,8 +91,14 @@ def calendar_file(rows: list[dict[str, Any]], *, name: str, for_staff: bool) -> 
     calendar.add("x-wr-calname", name)
     for row in rows:
         calendar.add_component(booking_event(row, for_staff=for_staff))
-    # A VTIMEZONE for every TZID used, so apps without the IANA database agree.
-    calendar.add_missing_timezones()
+    # A VTIMEZONE for every TZID used, so apps without the IANA database agree; its
+    # transitions cover the events' years only (the whole span bloats every file).
+    if rows:
+        first = min(row["starts_at"] for row in rows).date()
+        last = max(row["ends_at"] for row in rows).date()
+        calendar.add_missing_timezones(
+            first_date=date(first.year, 1, 1), last_date=date(last.year + 1, 12, 31)
+        )
     return bytes(calendar.to_ical())
 
 

@@ -444,6 +444,9 @@ def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
             if reply.examples:
                 content["examples"] = _examples(dict(reply.examples))
             answer["content"] = {reply.media_type: content}
+        elif reply.media_type != "application/json":
+            # A file (text/calendar): documented by its media type.
+            answer["content"] = {reply.media_type: {"schema": {"type": "string"}}}
         responses[str(reply.status)] = answer
     for status in sorted(_error_statuses(op)):
         headers = ("X-Request-Id",) if status == 401 else limited

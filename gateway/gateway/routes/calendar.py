@@ -63,7 +63,7 @@ routes = [
             "(TENTATIVE while a deposit is due, CONFIRMED, CANCELLED), DTSTART/DTEND in the "
             "location's time zone with its VTIMEZONE, LOCATION (name and address), and the "
             "client's manage link as URL.",
-            replies=(Reply(200, None, "The calendar file (text/calendar)"),),
+            replies=(Reply(200, None, "The calendar file", media_type="text/calendar"),),
         ),
         booking_calendar,
     ),
@@ -94,7 +94,7 @@ routes = [
             description="The feed's secret in the URL is the only proof (no key). An RFC "
             "5545 VCALENDAR (`text/calendar`), one VEVENT per booking as in `GET "
             "/api/v1/bookings/{booking_id}.ics`, with the client's name and contact.",
-            replies=(Reply(200, None, "The calendar (text/calendar)"),),
+            replies=(Reply(200, None, "The calendar", media_type="text/calendar"),),
             errors={
                 404: "No such feed (or it was replaced)",
                 429: "This feed's requests are over its rate limit",

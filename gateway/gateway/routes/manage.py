@@ -452,7 +452,7 @@ routes = [
             keys=(),
             description="An RFC 5545 VCALENDAR with one VEVENT (see `GET "
             "/api/v1/bookings/{booking_id}.ics`).",
-            replies=(Reply(200, None, "text/calendar"),),
+            replies=(Reply(200, None, "The calendar file", media_type="text/calendar"),),
             errors={404: _DEAD, 429: _LIMITED, 503: _DOWN},
         ),
         managed_calendar,
