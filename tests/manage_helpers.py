@@ -9,7 +9,7 @@ from tests.api import Answer, Api
 
 
 def token_of(booking: dict[str, Any]) -> str:
-    url = booking["manage_url"]
+    url = str(booking["manage_url"])
     assert url, booking
     path = urlsplit(url).path
     assert path.startswith("/manage/"), url
