@@ -4,11 +4,14 @@ member's secret feed, parsed with icalendar and checked against the bookings."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import icalendar
+from calendence.devstack.stack import LocalStack
 
 from tests.api import Answer, Api, created, iso, tomorrow_at
 from tests.booking_helpers import Salon
@@ -166,3 +169,41 @@ async def test_only_the_business_may_make_a_feed_and_only_for_its_staff(
 async def _wait_a_second() -> None:
     # SEQUENCE counts whole seconds of change where bookings keep no version.
     await asyncio.sleep(1.1)
+
+
+async def test_a_staff_feed_reaches_30_days_back_and_up_to_the_horizon(
+    salon: Salon, stack: LocalStack
+) -> None:
+    tenant = salon.tenant
+    member = await tenant.staff([salon.service_id], [salon.location_id])
+    token = await tenant.session_token()
+    made = []
+    for hour in (10, 11, 12):
+        hold = created(
+            await tenant.api.post(
+                "/api/v1/bookings/hold",
+                token,
+                {
+                    "service_id": salon.service_id,
+                    "location_id": salon.location_id,
+                    "staff_id": member["id"],
+                    "starts_at": iso(tomorrow_at(hour)),
+                },
+            )
+        )
+        made.append(created(await salon.book(token, hold["hold_id"])))
+    # Time passes for two of them (as if booked long ago), one lies past the horizon.
+    connection = await asyncpg.connect(stack.env["DATABASE_URL"])
+    try:
+        for booking, days in zip(made, (-20, -40, 400), strict=True):
+            await connection.execute(
+                "UPDATE bookings SET starts_at = starts_at + make_interval(days => $2), "
+                "ends_at = ends_at + make_interval(days => $2), "
+                "blocked_until = blocked_until + make_interval(days => $2) WHERE id = $1",
+                uuid.UUID(booking["id"]),
+                days,
+            )
+    finally:
+        await connection.close()
+    listed = events(parse(await tenant.api.get(await feed_of(salon, member["id"]))))
+    assert set(listed) == {f"{made[0]['id']}@calendence.com"}

@@ -58,6 +58,24 @@ async def test_webhooks_carry_the_manage_url(
     assert webhook.json["data"]["manage_url"] == booking["manage_url"]
 
 
+async def test_the_business_hears_of_the_clients_move_and_cancel_by_webhook(
+    salon: Salon, stack: LocalStack
+) -> None:
+    allow_private_targets(stack)
+    async with WebhookReceiver() as receiver:
+        await create_endpoint(salon.tenant, receiver.url())
+        booking = await salon.booking(tomorrow_at(11))
+        later = {"starts_at": iso(tomorrow_at(15))}
+        assert (await managed(salon.tenant.api, booking, "reschedule", json=later)).status == 200
+        assert (await managed(salon.tenant.api, booking, "cancel", json={})).status == 200
+        (moved,) = await receiver.wait_for(of_booking(booking["id"], "booking.rescheduled"))
+        (cancelled,) = await receiver.wait_for(of_booking(booking["id"], "booking.cancelled"))
+    assert moved.json["data"]["actor"] == "client"
+    assert moved.json["data"]["starts_at"] == iso(tomorrow_at(15))
+    assert cancelled.json["data"]["cancelled_by"] == "client"
+    assert cancelled.json["data"]["manage_url"] is None
+
+
 async def test_the_token_is_long_and_differs_per_booking(salon: Salon) -> None:
     first = await salon.booking(tomorrow_at(10))
     second = await salon.booking(tomorrow_at(11))
