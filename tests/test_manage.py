@@ -387,3 +387,23 @@ def stack_admin(stack: LocalStack, env: dict[str, str], *args: str) -> Any:
         check=True,
     )
     return json.loads(done.stdout)
+
+
+async def test_the_businesss_own_widget_may_read_the_manage_routes(salon: Salon) -> None:
+    tenant = salon.tenant
+    shop = "https://shop.example"
+    allowed = await tenant.api.patch(
+        f"/api/v1/businesses/{tenant.business_id}",
+        tenant.business_key,
+        {"allowed_origins": [shop]},
+    )
+    assert allowed.status == 200
+    booking = await salon.booking(tomorrow_at(10))
+    for action in ("", "availability"):
+        mine = await managed(tenant.api, booking, action, headers={"Origin": shop})
+        assert mine.headers["Access-Control-Allow-Origin"] == shop
+        other = await managed(
+            tenant.api, booking, action, headers={"Origin": "https://evil.example"}
+        )
+        assert other.status == 200
+        assert "Access-Control-Allow-Origin" not in other.headers

@@ -20,6 +20,7 @@ def _managed(managed: Managed) -> manage_pb2.ManagedBooking:
         service_id=str(row["service_id"]),
         location_id=str(row["location_id"]),
         staff_id=str(row["staff_id"] or ""),
+        allowed_origins=row["allowed_origins"],
     )
 
 

@@ -66,8 +66,13 @@ class ManageRepository:
         return retired
 
     async def booking(self, booking_id: UUID) -> dict[str, Any] | None:
-        """A booking by id alone: a manage link names no business."""
-        row = await self.db.fetchrow(BOOKING_SELECT + "WHERE b.id = $1", booking_id)
+        """A booking by id alone (a manage link names no business), with its business's
+        web origins."""
+        row = await self.db.fetchrow(
+            f"SELECT booking.*, biz.allowed_origins FROM ({BOOKING_SELECT} WHERE b.id = $1) "
+            "booking JOIN businesses biz ON biz.id = booking.business_id",
+            booking_id,
+        )
         return dict(row) if row else None
 
     async def save_feed(

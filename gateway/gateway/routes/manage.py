@@ -3,7 +3,8 @@ small server-rendered page at /manage/{token}.
 
 The token in the path is the only proof (booking-service checks it); it opens one
 booking and nothing else, and every token has a rate-limit bucket of its own (the
-session tokens' size). The page works without JavaScript for viewing and cancelling;
+session tokens' size). A business's own widget (an origin in its `allowed_origins`)
+may read the JSON answers from the browser. The page works without JavaScript for viewing and cancelling;
 a few lines of script fill the reschedule picker from the availability route.
 """
 
@@ -34,6 +35,7 @@ from calendence.timefmt import to_timestamp, utcnow
 from gateway.appkeys import DOWNSTREAM
 from gateway.auth import KeyKind, Principal
 from gateway.contract import Body, Operation, Reply, route, validated_body, validated_query
+from gateway.cors import EXPOSED_HEADERS
 from gateway.http_io import call, json_response, raw_json_response
 from gateway.middleware import Handler, _rate_limited
 from gateway.problems import status_of
@@ -98,21 +100,36 @@ async def _reschedule(request: web.Request, starts_at: datetime) -> manage_pb2.M
 # --- JSON -----------------------------------------------------------------------------
 
 
+def for_widget(
+    request: web.Request, response: web.Response, booking: manage_pb2.ManagedBooking
+) -> web.Response:
+    """Let the business's own widget (an origin it lists in `allowed_origins`) read it."""
+    origin = request.headers.get("Origin")
+    if origin and origin in booking.allowed_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        response.headers.add("Vary", "Origin")
+    return response
+
+
 @token_limited
 async def show_managed(request: web.Request) -> web.Response:
-    return raw_json_response((await _managed(request)).json)
+    booking = await _managed(request)
+    return for_widget(request, raw_json_response(booking.json), booking)
 
 
 @token_limited
 async def cancel_managed(request: web.Request) -> web.Response:
     wanted = validated_body(request, ManageCancelRequest)
-    return raw_json_response((await _cancel(request, wanted.cancellation_reason)).json)
+    booking = await _cancel(request, wanted.cancellation_reason)
+    return for_widget(request, raw_json_response(booking.json), booking)
 
 
 @token_limited
 async def reschedule_managed(request: web.Request) -> web.Response:
     wanted = validated_body(request, ManageRescheduleRequest)
-    return raw_json_response((await _reschedule(request, wanted.starts_at)).json)
+    booking = await _reschedule(request, wanted.starts_at)
+    return for_widget(request, raw_json_response(booking.json), booking)
 
 
 @token_limited
@@ -120,7 +137,7 @@ async def managed_availability(request: web.Request) -> web.Response:
     query = validated_query(request, ManageAvailabilityQuery)
     booking = await _managed(request)
     start = query.from_ or utcnow()
-    return json_response(
+    answer = json_response(
         await free_times(
             request,
             business_id=booking.business_id,
@@ -131,6 +148,7 @@ async def managed_availability(request: web.Request) -> web.Response:
             end=query.to or start + DEFAULT_RANGE,
         )
     )
+    return for_widget(request, answer, booking)
 
 
 @token_limited

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!calendence/manage/v1/manage.proto\x12\x14\x63\x61lendence.manage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x12ManageTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"?\n\x1b\x43\x61ncelManagedBookingRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\"_\n\x1fRescheduleManagedBookingRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12-\n\tstarts_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"n\n\x0eManagedBooking\x12\x0c\n\x04json\x18\x01 \x01(\x0c\x12\x13\n\x0b\x62usiness_id\x18\x02 \x01(\t\x12\x12\n\nservice_id\x18\x03 \x01(\t\x12\x13\n\x0blocation_id\x18\x04 \x01(\t\x12\x10\n\x08staff_id\x18\x05 \x01(\t\"\x1b\n\x0c\x43\x61lendarFile\x12\x0b\n\x03ics\x18\x01 \x01(\x0c\"A\n\x16\x42ookingCalendarRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\"F\n\x1dIssueStaffCalendarFeedRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x10\n\x08staff_id\x18\x02 \x01(\t\"!\n\x11StaffCalendarFeed\x12\x0c\n\x04json\x18\x01 \x01(\x0c\".\n\x18StaffCalendarFeedRequest\x12\x12\n\nfeed_token\x18\x01 \x01(\t2\xc9\x03\n\rManageService\x12\x63\n\x11GetManagedBooking\x12(.calendence.manage.v1.ManageTokenRequest\x1a$.calendence.manage.v1.ManagedBooking\x12o\n\x14\x43\x61ncelManagedBooking\x12\x31.calendence.manage.v1.CancelManagedBookingRequest\x1a$.calendence.manage.v1.ManagedBooking\x12w\n\x18RescheduleManagedBooking\x12\x35.calendence.manage.v1.RescheduleManagedBookingRequest\x1a$.calendence.manage.v1.ManagedBooking\x12i\n\x19GetManagedBookingCalendar\x12(.calendence.manage.v1.ManageTokenRequest\x1a\".calendence.manage.v1.CalendarFile2\xdd\x02\n\x0f\x43\x61lendarService\x12\x66\n\x12GetBookingCalendar\x12,.calendence.manage.v1.BookingCalendarRequest\x1a\".calendence.manage.v1.CalendarFile\x12v\n\x16IssueStaffCalendarFeed\x12\x33.calendence.manage.v1.IssueStaffCalendarFeedRequest\x1a\'.calendence.manage.v1.StaffCalendarFeed\x12j\n\x14GetStaffCalendarFeed\x12..calendence.manage.v1.StaffCalendarFeedRequest\x1a\".calendence.manage.v1.CalendarFileb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!calendence/manage/v1/manage.proto\x12\x14\x63\x61lendence.manage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x12ManageTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"?\n\x1b\x43\x61ncelManagedBookingRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\"_\n\x1fRescheduleManagedBookingRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12-\n\tstarts_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x87\x01\n\x0eManagedBooking\x12\x0c\n\x04json\x18\x01 \x01(\x0c\x12\x13\n\x0b\x62usiness_id\x18\x02 \x01(\t\x12\x12\n\nservice_id\x18\x03 \x01(\t\x12\x13\n\x0blocation_id\x18\x04 \x01(\t\x12\x10\n\x08staff_id\x18\x05 \x01(\t\x12\x17\n\x0f\x61llowed_origins\x18\x06 \x03(\t\"\x1b\n\x0c\x43\x61lendarFile\x12\x0b\n\x03ics\x18\x01 \x01(\x0c\"A\n\x16\x42ookingCalendarRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\"F\n\x1dIssueStaffCalendarFeedRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x10\n\x08staff_id\x18\x02 \x01(\t\"!\n\x11StaffCalendarFeed\x12\x0c\n\x04json\x18\x01 \x01(\x0c\".\n\x18StaffCalendarFeedRequest\x12\x12\n\nfeed_token\x18\x01 \x01(\t2\xc9\x03\n\rManageService\x12\x63\n\x11GetManagedBooking\x12(.calendence.manage.v1.ManageTokenRequest\x1a$.calendence.manage.v1.ManagedBooking\x12o\n\x14\x43\x61ncelManagedBooking\x12\x31.calendence.manage.v1.CancelManagedBookingRequest\x1a$.calendence.manage.v1.ManagedBooking\x12w\n\x18RescheduleManagedBooking\x12\x35.calendence.manage.v1.RescheduleManagedBookingRequest\x1a$.calendence.manage.v1.ManagedBooking\x12i\n\x19GetManagedBookingCalendar\x12(.calendence.manage.v1.ManageTokenRequest\x1a\".calendence.manage.v1.CalendarFile2\xdd\x02\n\x0f\x43\x61lendarService\x12\x66\n\x12GetBookingCalendar\x12,.calendence.manage.v1.BookingCalendarRequest\x1a\".calendence.manage.v1.CalendarFile\x12v\n\x16IssueStaffCalendarFeed\x12\x33.calendence.manage.v1.IssueStaffCalendarFeedRequest\x1a\'.calendence.manage.v1.StaffCalendarFeed\x12j\n\x14GetStaffCalendarFeed\x12..calendence.manage.v1.StaffCalendarFeedRequest\x1a\".calendence.manage.v1.CalendarFileb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,20 +38,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELMANAGEDBOOKINGREQUEST']._serialized_end=192
   _globals['_RESCHEDULEMANAGEDBOOKINGREQUEST']._serialized_start=194
   _globals['_RESCHEDULEMANAGEDBOOKINGREQUEST']._serialized_end=289
-  _globals['_MANAGEDBOOKING']._serialized_start=291
-  _globals['_MANAGEDBOOKING']._serialized_end=401
-  _globals['_CALENDARFILE']._serialized_start=403
-  _globals['_CALENDARFILE']._serialized_end=430
-  _globals['_BOOKINGCALENDARREQUEST']._serialized_start=432
-  _globals['_BOOKINGCALENDARREQUEST']._serialized_end=497
-  _globals['_ISSUESTAFFCALENDARFEEDREQUEST']._serialized_start=499
-  _globals['_ISSUESTAFFCALENDARFEEDREQUEST']._serialized_end=569
-  _globals['_STAFFCALENDARFEED']._serialized_start=571
-  _globals['_STAFFCALENDARFEED']._serialized_end=604
-  _globals['_STAFFCALENDARFEEDREQUEST']._serialized_start=606
-  _globals['_STAFFCALENDARFEEDREQUEST']._serialized_end=652
-  _globals['_MANAGESERVICE']._serialized_start=655
-  _globals['_MANAGESERVICE']._serialized_end=1112
-  _globals['_CALENDARSERVICE']._serialized_start=1115
-  _globals['_CALENDARSERVICE']._serialized_end=1464
+  _globals['_MANAGEDBOOKING']._serialized_start=292
+  _globals['_MANAGEDBOOKING']._serialized_end=427
+  _globals['_CALENDARFILE']._serialized_start=429
+  _globals['_CALENDARFILE']._serialized_end=456
+  _globals['_BOOKINGCALENDARREQUEST']._serialized_start=458
+  _globals['_BOOKINGCALENDARREQUEST']._serialized_end=523
+  _globals['_ISSUESTAFFCALENDARFEEDREQUEST']._serialized_start=525
+  _globals['_ISSUESTAFFCALENDARFEEDREQUEST']._serialized_end=595
+  _globals['_STAFFCALENDARFEED']._serialized_start=597
+  _globals['_STAFFCALENDARFEED']._serialized_end=630
+  _globals['_STAFFCALENDARFEEDREQUEST']._serialized_start=632
+  _globals['_STAFFCALENDARFEEDREQUEST']._serialized_end=678
+  _globals['_MANAGESERVICE']._serialized_start=681
+  _globals['_MANAGESERVICE']._serialized_end=1138
+  _globals['_CALENDARSERVICE']._serialized_start=1141
+  _globals['_CALENDARSERVICE']._serialized_end=1490
 # @@protoc_insertion_point(module_scope)

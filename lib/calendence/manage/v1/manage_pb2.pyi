@@ -6,9 +6,11 @@ The manage token is the only proof a client gives: it names one booking and is
 checked (signature, booking still live, appointment not over) by booking-service.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -94,6 +96,7 @@ class ManagedBooking(_message.Message):
     SERVICE_ID_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
     STAFF_ID_FIELD_NUMBER: _builtins.int
+    ALLOWED_ORIGINS_FIELD_NUMBER: _builtins.int
     json: _builtins.bytes
     """The client's view of the booking (gateway answers it as is)."""
     business_id: _builtins.str
@@ -101,6 +104,10 @@ class ManagedBooking(_message.Message):
     service_id: _builtins.str
     location_id: _builtins.str
     staff_id: _builtins.str
+    @_builtins.property
+    def allowed_origins(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The business's widget origins (CORS), so a widget on its site can read the answer."""
+
     def __init__(
         self,
         *,
@@ -109,10 +116,11 @@ class ManagedBooking(_message.Message):
         service_id: _builtins.str = ...,
         location_id: _builtins.str = ...,
         staff_id: _builtins.str = ...,
+        allowed_origins: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_id", b"business_id", "json", b"json", "location_id", b"location_id", "service_id", b"service_id", "staff_id", b"staff_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_origins", b"allowed_origins", "business_id", b"business_id", "json", b"json", "location_id", b"location_id", "service_id", b"service_id", "staff_id", b"staff_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
