@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,11 +20,12 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.api import tomorrow_at
+from tests.api import AROUND_THE_CLOCK, created, iso, tomorrow_at
 from tests.booking_helpers import Salon
 from tests.manage_helpers import managed, token_of
 
@@ -184,3 +185,108 @@ async def test_a_dead_link_shows_a_page_saying_so(salon: Salon) -> None:
     assert page.status == 404
     assert page.content_type == "text/html"
     assert "no longer works" in page.body
+
+
+def _luminance(rgb: str) -> float:
+    """WCAG relative luminance of a CSS `rgb(r, g, b)` / `rgba(...)` colour."""
+    parts = [float(p) for p in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3]]
+    linear = [
+        c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in parts
+    ]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(foreground: str, background: str) -> float:
+    light, dark = sorted((_luminance(foreground), _luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+_COLOURS = """
+const page = getComputedStyle(document.body).backgroundColor;
+const pick = (selector) => {
+  const element = document.querySelector(selector);
+  const style = getComputedStyle(element);
+  const own = style.backgroundColor;
+  const background = own === "rgba(0, 0, 0, 0)" ? page : own;
+  return [selector, style.color, background];
+};
+return ["h1", "dt", "dd", "label", "a", "#move-button", "#cancel-button"].map(pick);
+"""
+_UNLABELLED = """
+return [...document.querySelectorAll("input, select, textarea, button")]
+  .filter((c) => c.tagName === "BUTTON" ? !c.textContent.trim() : c.labels.length === 0)
+  .map((c) => c.id || c.name);
+"""
+
+
+async def test_the_page_is_labelled_in_focus_order_and_legible(
+    salon: Salon, chromium: webdriver.Chrome
+) -> None:
+    booking = await salon.booking(tomorrow_at(10))
+
+    def inspect() -> tuple[list[Any], list[str], list[str]]:
+        chromium.get(booking["manage_url"])
+        WebDriverWait(chromium, 15).until(
+            expected_conditions.element_to_be_clickable((By.ID, "new-time"))
+        )
+        colours = chromium.execute_script(_COLOURS)
+        unlabelled = chromium.execute_script(_UNLABELLED)
+        order = []
+        body = chromium.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.TAB)
+        for _ in range(6):
+            active = chromium.switch_to.active_element
+            order.append(active.get_attribute("id") or active.text)
+            active.send_keys(Keys.TAB)
+        return colours, unlabelled, order
+
+    colours, unlabelled, order = await _in_thread(inspect)
+    assert unlabelled == []
+    # Reading order: the calendar file, then moving, then cancelling.
+    assert order == [
+        "Add to my calendar",
+        "new-time",
+        "move-button",
+        "reason",
+        "confirm",
+        "cancel-button",
+    ]
+    for selector, foreground, background in colours:
+        assert contrast(foreground, background) >= 4.5, (selector, foreground, background)
+
+
+async def test_times_are_shown_in_the_locations_time_zone(salon: Salon, tmp_path: Path) -> None:
+    tenant = salon.tenant
+    new_york = await tenant.location(timezone="America/New_York", opening_hours=AROUND_THE_CLOCK)
+    service = await tenant.service([new_york["id"]])
+    token = await tenant.session_token()
+    starts = tomorrow_at(15)
+    hold = created(
+        await tenant.api.post(
+            "/api/v1/bookings/hold",
+            token,
+            {"service_id": service["id"], "location_id": new_york["id"], "starts_at": iso(starts)},
+        )
+    )
+    booking = created(await salon.book(token, hold["hold_id"]))
+    local = starts.astimezone(ZoneInfo("America/New_York"))
+    slot = starts + timedelta(hours=1)
+
+    def read() -> tuple[str, str]:
+        driver = browser(tmp_path / "profile")
+        try:
+            driver.get(booking["manage_url"])
+            picker = WebDriverWait(driver, 15).until(
+                expected_conditions.element_to_be_clickable((By.ID, "new-time"))
+            )
+            # Availability names times in the location's zone, as its offset shows.
+            value = slot.astimezone(local.tzinfo).isoformat()
+            option = picker.find_element(By.CSS_SELECTOR, f'option[value="{value}"]')
+            return driver.find_element(By.ID, "when").text, option.text
+        finally:
+            driver.quit()
+
+    when, option = await _in_thread(read)
+    assert f"{local:%H:%M}" in when and "America/New York" in when
+    # 11:00 in New York (16:00 UTC): the same in the browser's 12- or 24-hour clock.
+    assert option.startswith(f"{slot.astimezone(local.tzinfo):%H:%M}")
