@@ -4,8 +4,9 @@ small server-rendered page at /manage/{token}.
 The token in the path is the only proof (booking-service checks it); it opens one
 booking and nothing else, and every token has a rate-limit bucket of its own (the
 session tokens' size). A business's own widget (an origin in its `allowed_origins`)
-may read the JSON answers from the browser. The page works without JavaScript for viewing and cancelling;
-a few lines of script fill the reschedule picker from the availability route.
+may read the JSON answers from the browser. The page works without JavaScript for
+viewing and cancelling; a few lines of script fill the reschedule picker from the
+availability route.
 """
 
 from __future__ import annotations
