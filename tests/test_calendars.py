@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -135,7 +135,10 @@ async def test_a_staff_feed_lists_their_bookings_moved_and_cancelled(salon: Salo
 
     path = await feed_of(salon, member["id"])
     assert path.startswith("/calendar/") and path.endswith(".ics")
-    listed = events(parse(await tenant.api.get(path)))
+    feed = parse(await tenant.api.get(path))
+    # Calendar apps that subscribe fetch it again every 15 minutes.
+    assert feed.decoded("refresh-interval") == timedelta(minutes=15)
+    listed = events(feed)
     uid = "{}@calendence.com".format
     assert set(listed) == {uid(kept["id"]), uid(moved["id"]), uid(cancelled["id"])}
     assert uid(not_theirs["id"]) not in listed

@@ -290,3 +290,10 @@ async def test_times_are_shown_in_the_locations_time_zone(salon: Salon, tmp_path
     assert f"{local:%H:%M}" in when and "America/New York" in when
     # 11:00 in New York (16:00 UTC): the same in the browser's 12- or 24-hour clock.
     assert option.startswith(f"{slot.astimezone(local.tzinfo):%H:%M}")
+
+
+async def test_a_booking_awaiting_its_deposit_links_to_the_payment(salon: Salon) -> None:
+    booking = await salon.booking(tomorrow_at(10), salon.deposit_service_id)
+    assert booking["status"] == "pending" and booking["redirect_url"]
+    page = await salon.tenant.api.get(page_path(booking))
+    assert f'<a href="{booking["redirect_url"]}">Pay the deposit</a>' in page.body

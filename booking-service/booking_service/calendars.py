@@ -32,6 +32,8 @@ UID_DOMAIN = "calendence.com"
 FEED_PAST = timedelta(days=30)
 # The most appointments one feed lists.
 FEED_LIMIT = 5000
+# How often a subscribed feed should be fetched again (REFRESH-INTERVAL, X-PUBLISHED-TTL).
+FEED_REFRESH = timedelta(minutes=15)
 _STATUS = {
     BookingStatus.PENDING: "TENTATIVE",
     BookingStatus.CONFIRMED: "CONFIRMED",
@@ -89,6 +91,10 @@ def calendar_file(rows: list[dict[str, Any]], *, name: str, for_staff: bool) -> 
     calendar.add("calscale", "GREGORIAN")
     calendar.add("method", "PUBLISH")
     calendar.add("x-wr-calname", name)
+    if for_staff:
+        # A subscribed feed: how often calendar apps should fetch it again.
+        calendar.add("refresh-interval", FEED_REFRESH, parameters={"VALUE": "DURATION"})
+        calendar.add("x-published-ttl", f"PT{FEED_REFRESH.seconds // 60}M")
     for row in rows:
         calendar.add_component(booking_event(row, for_staff=for_staff))
     # A VTIMEZONE for every TZID used, so apps without the IANA database agree; its

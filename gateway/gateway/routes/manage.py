@@ -217,6 +217,12 @@ def _actions(document: dict[str, Any], token: str) -> str:
     parts = [
         f'<p><a href="{base}/booking.ics">Add to my calendar</a> (an .ics file)</p>',
     ]
+    if document["redirect_url"]:
+        parts.insert(
+            0,
+            f'<p><a href="{e(document["redirect_url"])}">Pay the deposit</a> to confirm '
+            "this booking.</p>",
+        )
     if document["can_reschedule"]:
         parts.append(f"""
 <section aria-labelledby="move-heading">
