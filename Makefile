@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint protos bench-holds bench-bookings bench-webhooks clean
+.PHONY: install browser run test lint protos bench-holds bench-bookings bench-webhooks clean
 
 install: $(VENV)/.installed
 
@@ -18,8 +18,18 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	$(BIN)/calendence-stack
 
+## Debian's Chromium and its chromedriver, for the manage page's browser tests (apt; as
+## root, or through sudo). Nothing downloads a browser of its own.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver; \
+	fi
+
 ## Lint, type-check and run every test against real servers the session starts.
-test: install lint
+test: install browser lint
 	@$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
 	exit $$status

@@ -655,7 +655,7 @@ def test_kubernetes_migration_job() -> None:
 def test_ingress_routes_only_public_paths_to_the_gateway() -> None:
     (ingress,) = k8s_find("Ingress")
     paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-    assert {p["path"] for p in paths} == {"/api", "/docs", "/webhooks"}
+    assert {p["path"] for p in paths} == {"/api", "/docs", "/webhooks", "/manage", "/calendar"}
     for path in paths:
         assert path["backend"]["service"]["name"] == "gateway"
     from calendence.settings import GatewaySettings
@@ -664,7 +664,7 @@ def test_ingress_routes_only_public_paths_to_the_gateway() -> None:
     routes = {r.canonical for r in build_app(GatewaySettings()).router.resources()}
     assert "/api/v1/bookings/hold" in routes
     for route in routes:
-        public = route.startswith(("/api/", "/webhooks/", "/docs"))
+        public = route.startswith(("/api/", "/webhooks/", "/docs", "/manage/", "/calendar/"))
         internal = route in ("/healthz", "/readyz", "/metrics")
         assert public or internal, f"gateway route {route} is neither routed nor internal"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from calendence.storage import open_pool
 
 from booking_service.catalogue import Catalogue
 from booking_service.catalogue_repository import CatalogueRepository
+from booking_service.manage_repository import ManageRepository
 from booking_service.tenancy import IssuedKey, KeyKind, Tenancy
 from booking_service.tenancy_repository import TenancyRepository
 
@@ -185,7 +187,22 @@ async def load_demo(tenancy: Tenancy, catalogue: Catalogue) -> dict[str, Any]:
     }
 
 
+async def rotate_manage_key(settings: BookingServiceSettings, retire_previous: bool) -> Any:
+    """A new key signs manage links from now on (services pick it up within a minute);
+    links signed before keep working unless the previous keys are retired."""
+    pool = await open_pool(settings.database_url, 1, 2)
+    try:
+        repository = ManageRepository(pool)
+        await repository.add_link_key(secrets.token_bytes(32), only_if_none=False)
+        retired = await repository.retire_link_keys_but_newest() if retire_previous else 0
+        return {"rotated": True, "retired_keys": retired}
+    finally:
+        await pool.close()
+
+
 async def run(args: argparse.Namespace) -> Any:
+    if args.command == "rotate-manage-key":
+        return await rotate_manage_key(BookingServiceSettings(), args.retire_previous)
     async with _domain(BookingServiceSettings()) as (tenancy, catalogue):
         if args.command == "create-hub":
             hub = await tenancy.create_hub(args.name)
@@ -228,6 +245,14 @@ def parser() -> argparse.ArgumentParser:
     revoke = commands.add_parser("revoke-key", help="revoke a key (takes effect at once)")
     revoke.add_argument("--key-id", type=UUID, required=True)
     commands.add_parser("demo", help="load the demo business and print fresh keys")
+    rotate = commands.add_parser(
+        "rotate-manage-key", help="sign clients' manage links with a new key from now on"
+    )
+    rotate.add_argument(
+        "--retire-previous",
+        action="store_true",
+        help="also stop links signed with the older keys from working (within a minute)",
+    )
     return root
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from calendence.errors import Conflict, HoldConflict, InvalidInput, NotFound, Pr
 from calendence.logs import log_fields
 from calendence.schemas.bookings import (
     LIVE_STATUSES,
+    Actor,
     BookingFilters,
     BookingPatch,
     BookingRequest,
@@ -65,6 +66,10 @@ _STATUS_EVENTS = {
 # Statuses that end a booking before it was served: its slot is given back.
 _RELEASING = (BookingStatus.CANCELLED, BookingStatus.NO_SHOW)
 MAX_PAGE = 100
+
+
+# Events whose data names who made the change.
+_EVENTS_WITH_ACTOR = frozenset({"booking.cancelled", "booking.rescheduled"})
 
 
 def render(row: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +131,8 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         # The booking rules in force when it was made; later changes leave it alone.
         "policy": row["policy"],
         "version": row["version"],
+        # Where the client views, moves or cancels it; set by BookingDesk while it works.
+        "manage_url": row.get("manage_url"),
     }
 
 
@@ -177,6 +184,7 @@ class BookingDesk:
         *,
         checkout_expiry: timedelta,
         fallback_url: str,
+        manage_url: Callable[[dict[str, Any]], str | None] = lambda row: None,
     ) -> None:
         self.pool = pool
         self.repository = repository
@@ -184,6 +192,8 @@ class BookingDesk:
         self.checkout = checkout
         self.checkout_expiry = checkout_expiry
         self.fallback_url = fallback_url
+        # The client's manage link for a booking row (None once it no longer works).
+        self.manage_url = manage_url
 
     async def create(self, business_id: UUID, body: bytes) -> dict[str, Any]:
         request = parse_json(BookingRequest, body)
@@ -278,6 +288,7 @@ class BookingDesk:
         row = await self.repository.get(business_id, booking_id, connection)
         if row is None:
             raise NotFound("no such booking")
+        row["manage_url"] = self.manage_url(row)
         return row
 
     async def get(self, business_id: UUID, booking_id: UUID) -> dict[str, Any]:
@@ -292,7 +303,7 @@ class BookingDesk:
             business_id, filters.model_dump(by_alias=True), decode_cursor(cursor), limit + 1
         )
         next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else ""
-        return [render(r) for r in rows[:limit]], next_cursor
+        return [render(r | {"manage_url": self.manage_url(r)}) for r in rows[:limit]], next_cursor
 
     async def cancel(
         self,
@@ -300,6 +311,8 @@ class BookingDesk:
         booking_id: UUID,
         reason: str | None = None,
         if_match: Collection[int] | None = None,
+        *,
+        actor: Actor = Actor.BUSINESS,
     ) -> dict[str, Any]:
         """Cancel a live booking; cancelling a cancelled one changes nothing."""
         return await self.update(
@@ -307,6 +320,7 @@ class BookingDesk:
             booking_id,
             BookingPatch(status=BookingStatus.CANCELLED, cancellation_reason=reason),
             if_match,
+            actor=actor,
         )
 
     async def update(
@@ -315,9 +329,11 @@ class BookingDesk:
         booking_id: UUID,
         patch: BookingPatch,
         if_match: Collection[int] | None = None,
+        *,
+        actor: Actor = Actor.BUSINESS,
     ) -> dict[str, Any]:
         """Apply `patch`; with `if_match`, only while the booking's version is one of it."""
-        change = _Change()
+        change = _Change(actor=actor)
         try:
             async with self.pool.acquire() as connection, connection.transaction():
                 document = await self._apply(
@@ -367,8 +383,7 @@ class BookingDesk:
             if patch.status is BookingStatus.CANCELLED:
                 changes["cancelled_at"] = utcnow()
                 changes["cancellation_reason"] = patch.cancellation_reason
-                # Client self-service, when it comes, will say "client".
-                changes["cancelled_by"] = "business"
+                changes["cancelled_by"] = change.actor.value
             if patch.status in _RELEASING:
                 # An unpaid deposit must not be payable for a cancelled booking.
                 change.unpaid_checkout = await self.repository.close_unpaid_checkout(
@@ -405,7 +420,12 @@ class BookingDesk:
             await self.repository.update(connection, booking_id, changes)
         document = render(await self._must_get(business_id, booking_id, connection))
         for event in dict.fromkeys(events):
-            await record_event(connection, event, business_id, document)
+            data = (
+                document | {"actor": change.actor.value}
+                if event in _EVENTS_WITH_ACTOR
+                else document
+            )
+            await record_event(connection, event, business_id, data)
         return document
 
     async def _after_commit(self, booking_id: UUID, change: _Change) -> None:
@@ -427,7 +447,7 @@ class BookingDesk:
 
         Out-of-order events are harmless: a payment moves only out of
         `requires_payment`, and a booking only out of `pending`."""
-        change = _Change()
+        change = _Change(actor=Actor.SYSTEM)
         async with self.pool.acquire() as connection, connection.transaction():
             if not await self.repository.remember_stripe_event(connection, event_id, event_type):
                 return False
@@ -503,6 +523,7 @@ class BookingDesk:
 class _Change:
     """What a change did in Redis, to undo on failure or finish after commit."""
 
+    actor: Actor = Actor.BUSINESS
     moved: _Move | None = None
     freed: tuple[str, datetime, datetime] | None = None
     unpaid_checkout: str | None = None

@@ -13,6 +13,7 @@ from calendence import events, rpc
 from calendence.auth.v1 import auth_pb2_grpc
 from calendence.booking.v1 import booking_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2_grpc
+from calendence.manage.v1 import manage_pb2_grpc
 from calendence.migrations import migrate
 from calendence.settings import BookingServiceSettings
 from calendence.storage import open_pool
@@ -20,11 +21,16 @@ from calendence.storage import open_pool
 from booking_service.booking_repository import BookingRepository
 from booking_service.bookings import BookingDesk
 from booking_service.bookings_grpc import BookingServicer
+from booking_service.calendars import Calendars
 from booking_service.catalogue import Catalogue
 from booking_service.catalogue_repository import CatalogueRepository
 from booking_service.checkout import Checkout
 from booking_service.grpc_api import AuthServicer, CatalogueServicer
 from booking_service.hold_client import HoldClient
+from booking_service.manage import SelfService, rules_of_businesses
+from booking_service.manage_grpc import CalendarServicer, ManageServicer
+from booking_service.manage_links import ManageLinks
+from booking_service.manage_repository import ManageRepository
 from booking_service.outbox import OutboxRelay
 from booking_service.tenancy import Tenancy
 from booking_service.tenancy_repository import TenancyRepository
@@ -59,12 +65,16 @@ async def serve(settings: BookingServiceSettings) -> None:
         timedelta(seconds=settings.session_ttl_seconds),
         announce_revocation,
     )
-    catalogue = Catalogue(CatalogueRepository(pool), announce_catalogue_change)
+    catalogue_repository = CatalogueRepository(pool)
+    catalogue = Catalogue(catalogue_repository, announce_catalogue_change)
     time_off = TimeOffBook(TimeOffRepository(pool), announce_catalogue_change)
     hold_channel = rpc.open_channel(settings.hold_service_addr)
     checkout = Checkout(
         settings.stripe_secret_key, settings.stripe_api_base, settings.stripe_timeout_seconds
     )
+    manage_repository = ManageRepository(pool)
+    links = ManageLinks(manage_repository, settings.public_base_url)
+    await rpc.connect_with_retry("postgres", links.load)
     desk = BookingDesk(
         pool,
         BookingRepository(pool),
@@ -72,7 +82,11 @@ async def serve(settings: BookingServiceSettings) -> None:
         checkout,
         checkout_expiry=timedelta(seconds=settings.checkout_expiry_seconds),
         fallback_url=settings.checkout_fallback_url,
+        manage_url=links.url_for,
     )
+    rules_of = rules_of_businesses(catalogue_repository)
+    calendars = Calendars(manage_repository, links, rules_of, settings.public_base_url)
+    self_service = SelfService(desk, links, manage_repository, rules_of)
 
     async def postgres_probe() -> None:
         await pool.fetchval("SELECT 1")
@@ -90,11 +104,18 @@ async def serve(settings: BookingServiceSettings) -> None:
             lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(
                 BookingServicer(desk), s
             ),
+            lambda s: manage_pb2_grpc.add_ManageServiceServicer_to_server(
+                ManageServicer(self_service, calendars), s
+            ),
+            lambda s: manage_pb2_grpc.add_CalendarServiceServicer_to_server(
+                CalendarServicer(calendars), s
+            ),
         ],
         health,
         settings.booking_service_port,
     )
     sweeper = asyncio.create_task(_sweep_forever(desk, settings.payment_sweep_seconds))
+    link_keys = asyncio.create_task(_refresh_link_keys_forever(links))
     relay = None
     if settings.outbox_relay_enabled:
         relay = asyncio.create_task(OutboxRelay(pool, js, settings.outbox_poll_seconds).run())
@@ -102,6 +123,7 @@ async def serve(settings: BookingServiceSettings) -> None:
         await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
     finally:
         sweeper.cancel()
+        link_keys.cancel()
         if relay is not None:
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,3 +144,13 @@ async def _sweep_forever(desk: BookingDesk, every_seconds: float) -> None:
             continue
         if settled:
             log.info("expired checkouts settled", extra={"fields": {"count": settled}})
+
+
+async def _refresh_link_keys_forever(links: ManageLinks, every_seconds: float = 60.0) -> None:
+    """Manage-link keys rotated or retired elsewhere (the admin CLI, another replica)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await links.refresh()
+        except Exception as error:  # the database away: keep the keys we have
+            log.warning("manage link keys not refreshed", extra={"fields": {"error": repr(error)}})

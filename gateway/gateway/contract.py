@@ -94,7 +94,11 @@ class Operation:
 
     @functools.cached_property
     def path_ids(self) -> tuple[str, ...]:
-        return tuple(_PATH_PARAMETER.findall(self.path))
+        return tuple(p for p in _PATH_PARAMETER.findall(self.path) if not is_path_secret(p))
+
+    @functools.cached_property
+    def path_secrets(self) -> tuple[str, ...]:
+        return tuple(p for p in _PATH_PARAMETER.findall(self.path) if is_path_secret(p))
 
     @property
     def may_conflict(self) -> bool:
@@ -133,6 +137,17 @@ def query_document(request: web.Request, operation: Operation) -> dict[str, str]
         if name in query:
             query[name] = _SPACED_OFFSET.sub(r"\1+\2", query[name])
     return query
+
+
+def is_path_secret(name: str) -> bool:
+    """A path parameter that is a secret (`token`, `feed_token`), not an id: the handler
+    checks it, and any text reaches it so that a wrong one gets the handler's answer."""
+    return name == "token" or name.endswith("_token")
+
+
+def _path_pattern(match: re.Match[str]) -> str:
+    name = match[1]
+    return f"{{{name}:[^/]+?}}" if is_path_secret(name) else f"{{{name}:[0-9A-Fa-f-]+}}"
 
 
 def _checked(operation: Operation, handler: Handler) -> Handler:
@@ -209,7 +224,7 @@ def route(operation: Operation, handler: Handler) -> web.RouteDef:
     kwargs: dict[str, Any] = {"allow_head": False} if operation.method == "GET" else {}
     # Ids are hex and dashes: so `/bookings/hold` is never a booking id (a wrong method
     # on it is 405, not "no such booking").
-    pattern = _PATH_PARAMETER.sub(r"{\1:[0-9A-Fa-f-]+}", operation.path)
+    pattern = _PATH_PARAMETER.sub(_path_pattern, operation.path)
     return web.route(operation.method, pattern, wrapped, **kwargs)
 
 

@@ -10,6 +10,7 @@ from calendence.auth.v1 import auth_pb2_grpc
 from calendence.booking.v1 import booking_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2_grpc
 from calendence.hold.v1 import hold_pb2_grpc
+from calendence.manage.v1 import manage_pb2_grpc
 from calendence.notify.v1 import notify_pb2_grpc
 from calendence.settings import GatewaySettings
 
@@ -22,6 +23,8 @@ class Downstream:
     bookings: booking_pb2_grpc.BookingServiceStub
     holds: hold_pb2_grpc.HoldServiceStub
     notify: notify_pb2_grpc.NotifyServiceStub
+    manage: manage_pb2_grpc.ManageServiceStub
+    calendars: manage_pb2_grpc.CalendarServiceStub
 
     @classmethod
     def connect(cls, settings: GatewaySettings) -> Downstream:
@@ -38,6 +41,8 @@ class Downstream:
             bookings=booking_pb2_grpc.BookingServiceStub(booking),
             holds=hold_pb2_grpc.HoldServiceStub(channels["hold-service"]),
             notify=notify_pb2_grpc.NotifyServiceStub(channels["notify-service"]),
+            manage=manage_pb2_grpc.ManageServiceStub(booking),
+            calendars=manage_pb2_grpc.CalendarServiceStub(booking),
         )
 
     async def close(self) -> None:

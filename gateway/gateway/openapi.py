@@ -27,7 +27,16 @@ from gateway.problems import PROBLEM_TYPE_BASE
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 # Served, but not part of the API: Prometheus' scrape target and the docs page itself.
-NOT_DOCUMENTED = frozenset({"/metrics", "/docs"})
+# The client's manage page (HTML) is a web page rather than API: its JSON twin is.
+NOT_DOCUMENTED = frozenset(
+    {
+        "/metrics",
+        "/docs",
+        "/manage/{token}",
+        "/manage/{token}/cancel",
+        "/manage/{token}/reschedule",
+    }
+)
 _REF = "#/components/schemas/{model}"
 _PROBLEM = "application/problem+json"
 
@@ -50,6 +59,18 @@ TAGS = (
     ("Time off", "A staff member away, or a location closed, for a while."),
     ("Webhook endpoints", "Signed event deliveries to your servers."),
     ("Stripe", "Stripe's own webhooks (deposits)."),
+    (
+        "Client self-service",
+        "What a client does with their own booking through its `manage_url` (a page at "
+        "`/manage/{token}` for browsers, these routes for widgets): see it, move it to "
+        "another free time, cancel it, add it to a calendar. The token in the path is the "
+        "only proof; it opens that one booking and stops working once it is cancelled or "
+        "over. Each token has a rate-limit bucket of its own.",
+    ),
+    (
+        "Calendars",
+        "Bookings as iCalendar files, and a staff member's secret calendar feed.",
+    ),
     ("Health", "Liveness and readiness, for load balancers and orchestrators."),
     ("API description", "This document."),
 )
@@ -343,6 +364,15 @@ def _parameters(op: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
             "schema": {"type": "string", "format": "uuid"},
         }
         for name in op.path_ids
+    ] + [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": "The secret from the link; a wrong or dead one is 404",
+            "schema": {"type": "string"},
+        }
+        for name in op.path_secrets
     ]
     if KeyKind.HUB in op.keys and op.needs_business:
         parameters.append(
@@ -429,6 +459,9 @@ def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
             if reply.examples:
                 content["examples"] = _examples(dict(reply.examples))
             answer["content"] = {reply.media_type: content}
+        elif reply.media_type != "application/json":
+            # A file (text/calendar): documented by its media type.
+            answer["content"] = {reply.media_type: {"schema": {"type": "string"}}}
         responses[str(reply.status)] = answer
     for status in sorted(_error_statuses(op)):
         headers = ("X-Request-Id",) if status == 401 else limited

@@ -23,10 +23,12 @@ from gateway.protocol_errors import GatewayRunner
 from gateway.rate_limits import RATE_LIMITER, RateLimiter
 from gateway.routes import (
     bookings,
+    calendar,
     catalogue,
     docs,
     health,
     holds,
+    manage,
     stripe_webhooks,
     tenancy,
     time_off,
@@ -48,6 +50,9 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(time_off.routes)
     app.add_routes(adopt(webhooks.routes, WEBHOOK_OPERATIONS))
     app.add_routes(stripe_webhooks.routes)
+    app.add_routes(manage.routes)
+    app.add_routes(manage.page_routes)
+    app.add_routes(calendar.routes)
     app.add_routes(health.routes)
     app.add_routes(health.operator_routes)
     app.add_routes(docs.routes)

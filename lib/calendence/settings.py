@@ -53,6 +53,9 @@ class BookingServiceSettings(CommonSettings):
     # How often unpaid bookings whose checkout expired are looked for, in case
     # Stripe's webhook never came.
     payment_sweep_seconds: float = 30.0
+    # The gateway's address as clients reach it: manage links and calendar feed URLs
+    # start with it (`make run` sets it to the local gateway).
+    public_base_url: str = "http://127.0.0.1:8080"
 
 
 class NotifyServiceSettings(CommonSettings):

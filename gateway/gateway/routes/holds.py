@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -83,37 +85,58 @@ async def release_hold(request: web.Request) -> web.Response:
 
 
 async def availability(request: web.Request) -> web.Response:
-    business_id = principal_of(request).business_id
     query = validated_query(request, AvailabilityQuery)
+    return json_response(
+        await free_times(
+            request,
+            business_id=principal_of(request).business_id,
+            service_id=str(query.service_id),
+            location_id=str(query.location_id),
+            staff_id=str(query.staff_id or ""),
+            start=query.from_,
+            end=query.to,
+        )
+    )
+
+
+async def free_times(
+    request: web.Request,
+    *,
+    business_id: str,
+    service_id: str,
+    location_id: str,
+    staff_id: str,
+    start: datetime,
+    end: datetime,
+) -> dict[str, Any]:
+    """The availability document: bookable start times in the location's time zone."""
     answer = await call(
         request,
         request.app[DOWNSTREAM].holds.GetAvailability,
         hold_pb2.AvailabilityRequest(
             business_id=business_id,
-            service_id=str(query.service_id),
-            location_id=str(query.location_id),
-            staff_id=str(query.staff_id or ""),
-            to=to_timestamp(query.to),
-            **{"from": to_timestamp(query.from_)},
+            service_id=service_id,
+            location_id=location_id,
+            staff_id=staff_id,
+            to=to_timestamp(end),
+            **{"from": to_timestamp(start)},
         ),
     )
     zone = ZoneInfo(answer.timezone)
-    return json_response(
-        {
-            "object": "availability",
-            "service_id": str(query.service_id),
-            "location_id": str(query.location_id),
-            "timezone": answer.timezone,
-            "slots": [
-                {
-                    "starts_at": from_timestamp(slot.starts_at).astimezone(zone).isoformat(),
-                    "ends_at": from_timestamp(slot.ends_at).astimezone(zone).isoformat(),
-                    "staff_ids": list(slot.staff_ids),
-                }
-                for slot in answer.slots
-            ],
-        }
-    )
+    return {
+        "object": "availability",
+        "service_id": service_id,
+        "location_id": location_id,
+        "timezone": answer.timezone,
+        "slots": [
+            {
+                "starts_at": from_timestamp(slot.starts_at).astimezone(zone).isoformat(),
+                "ends_at": from_timestamp(slot.ends_at).astimezone(zone).isoformat(),
+                "staff_ids": list(slot.staff_ids),
+            }
+            for slot in answer.slots
+        ],
+    }
 
 
 routes = [

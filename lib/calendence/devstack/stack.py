@@ -57,6 +57,8 @@ class LocalStack:
             "BOOKING_SERVICE_ADDR": f"127.0.0.1:{ports['booking-service']}",
             "HOLD_SERVICE_ADDR": f"127.0.0.1:{ports['hold-service']}",
             "NOTIFY_SERVICE_ADDR": f"127.0.0.1:{ports['notify-service']}",
+            # Manage links in booking answers point at this gateway.
+            "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", self.gateway_url),
             **stripe_env,
             **self.service_env,
         }

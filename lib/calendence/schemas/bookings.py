@@ -59,12 +59,16 @@ class BookingStatus(StrEnum):
     NO_SHOW = "no_show"
 
 
-LIVE_STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.IN_PROGRESS)
+class Actor(StrEnum):
+    """Who changed a booking: the business (its keys), the client (the manage link), or
+    the platform itself (an unpaid deposit's checkout expired)."""
 
-
-class CancelledBy(StrEnum):
     BUSINESS = "business"
     CLIENT = "client"
+    SYSTEM = "system"
+
+
+LIVE_STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.IN_PROGRESS)
 
 
 class Client(Schema):
@@ -206,14 +210,19 @@ class Booking(Answer):
     updated_at: datetime
     cancelled_at: datetime | None
     cancellation_reason: str | None = Field(description="Why it was cancelled, if given")
-    cancelled_by: CancelledBy | None = Field(
-        description="Who cancelled it: `business` (a business or hub key, or an unpaid "
-        "deposit); `client` once client self-service exists"
+    cancelled_by: Actor | None = Field(
+        description="Who cancelled it: `business` (a business or hub key), `client` (the "
+        "manage link) or `system` (an unpaid deposit's checkout expired)"
     )
     policy: BookingPolicy | None = Field(
         description="The booking policy in force when it was made; later changes leave it"
     )
     version: int = Field(description="Bumped on every change; the ETag is this number quoted")
+    manage_url: str | None = Field(
+        description="The client's own page for this booking (view, reschedule, cancel; "
+        "`GET /api/v1/manage/{token}` for widgets). Unguessable, for this booking only; "
+        "null once the booking is cancelled, completed or over"
+    )
 
 
 BookingList = page_of(Booking, "BookingList")
@@ -274,6 +283,7 @@ BOOKING_EXAMPLE: dict[str, Any] = {
         "client_reschedule_cutoff_minutes": 1440,
     },
     "version": 1,
+    "manage_url": "https://calendence.com/manage/AAGbL2weDUpMfo87Kl1uf4qbdrHqWN3A0ZWOkMb2TgXr",
 }
 # The same booking for a service with a deposit: pending until paid at `redirect_url`.
 DEPOSIT_BOOKING_EXAMPLE: dict[str, Any] = BOOKING_EXAMPLE | {
