@@ -147,6 +147,17 @@ async def test_an_expired_checkout_cancels_the_booking_and_frees_the_slot(
     assert (await salon.hold(token, tomorrow_at(10), salon.deposit_service_id)).status == 201
 
 
+async def test_an_expired_checkout_says_the_platform_cancelled_it(
+    salon: Salon, local_stripe: LocalStripeControl, tap: EventTap
+) -> None:
+    booking = await deposit_booking(salon)
+    await local_stripe.expire(booking["payment"]["checkout_session_id"])
+    cancelled = await wait_for_status(salon, booking["id"], "cancelled")
+    assert cancelled["cancelled_by"] == "system"
+    event = await tap.wait_for(booking["id"], "booking.cancelled")
+    assert event["data"]["cancelled_by"] == "system"
+
+
 async def test_a_pending_booking_keeps_its_slot(salon: Salon) -> None:
     await deposit_booking(salon)
     token = await salon.tenant.session_token()
