@@ -17,6 +17,7 @@ from calendence.errors import Conflict, DomainError, InvalidInput
 from redis.asyncio import Redis
 
 from gateway.auth import principal_of
+from gateway.delivery import forget_with_the_undone
 from gateway.middleware import Handler
 from gateway.problems import problem_from_error
 
@@ -123,6 +124,8 @@ def idempotent(handler: Handler) -> Handler:
                 response.content_type,
             ),
         )
+        # Work undone because its answer never arrived leaves no answer to replay.
+        forget_with_the_undone(request, functools.partial(store.abandon, scope, key))
         return response
 
     wrapper.idempotent = True  # type: ignore[attr-defined]
