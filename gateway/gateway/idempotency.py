@@ -114,6 +114,9 @@ def idempotent(handler: Handler) -> Handler:
         if response.status >= 500 or not isinstance(response, web.Response):
             await store.abandon(scope, key)
             return response
+        # Work undone because its answer never arrived (a failure to record it included)
+        # leaves no answer to replay and no claim that blocks a retry.
+        forget_with_the_undone(request, functools.partial(store.abandon, scope, key))
         await store.finish(
             scope,
             key,
@@ -124,8 +127,6 @@ def idempotent(handler: Handler) -> Handler:
                 response.content_type,
             ),
         )
-        # Work undone because its answer never arrived leaves no answer to replay.
-        forget_with_the_undone(request, functools.partial(store.abandon, scope, key))
         return response
 
     wrapper.idempotent = True  # type: ignore[attr-defined]
