@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from calendence.devstack.stack import LocalStack
+from calendence.devstack.stores import start_redis
 
 from tests.api import AROUND_THE_CLOCK, Answer, Api, new_tenant
 from tests.hold_helpers import HOLD_PATH, Shop, open_shop
@@ -201,3 +202,25 @@ async def test_a_full_booking_service_database_pool_answers_503_with_retry_after
     assert_no_5xx_but_503_with_retry_after(answers)
     statuses = Counter(answer.status for answer in answers)
     assert set(statuses) <= {404, 503} and statuses[503] > 0, statuses
+
+
+async def test_with_the_gateways_redis_down_idempotent_requests_get_503_and_others_go_through(
+    api: Api, stack: LocalStack, shop: Shop, tokens: list[str], tmp_path: Path
+) -> None:
+    # This replica keeps Idempotency-Key records and rate limits in a Redis of its own.
+    store = start_redis(tmp_path, persist=False)
+    try:
+        with replica(stack, tmp_path, REDIS_URL=store.url) as url:
+            gateway = Api(api.session, url)
+            store.process.stop()
+            starts_at = next_slot()
+            refused = await hold(gateway, shop, tokens[0], starts_at, uuid.uuid4().hex)
+            assert_no_5xx_but_503_with_retry_after([refused])
+            assert refused.status == 503
+            # Without a key nothing needs that Redis: the hold is placed (rate-limited
+            # by this replica alone meanwhile).
+            placed = await hold(gateway, shop, tokens[0], starts_at)
+            assert placed.status == 201, placed.body
+            assert placed.headers["RateLimit-Limit"]
+    finally:
+        store.process.stop()
