@@ -83,6 +83,7 @@ OPTIONAL_SETTINGS = {
     "WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT": "tuning: concurrent deliveries per endpoint",
     "WEBHOOKS_POLL_SECONDS": "tuning: new events wake the sender at once anyway",
     "DB_POOL_ACQUIRE_TIMEOUT_SECONDS": "tuning: a call's wait for a free database connection",
+    "NOTIFY_DB_POOL_ACQUIRE_TIMEOUT_SECONDS": "tuning: notify-service's wait for a connection",
     "REDIS_POOL_MAX": "tuning: hold-service's Redis connections, per replica",
     "REDIS_POOL_TIMEOUT_SECONDS": "tuning: a hold's wait for a free Redis connection",
     "GATEWAY_REDIS_POOL_MAX": "tuning: the gateway's Redis connections, per replica",

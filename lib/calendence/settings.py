@@ -73,8 +73,10 @@ class NotifyServiceSettings(CommonSettings):
     # notify-service keeps its own database on the same or another server.
     notify_database_url: str = "postgresql://postgres@127.0.0.1:5432/calendence_notify"
     notify_db_pool_max: int = Field(default=10, ge=1)
-    # As booking-service's: a full pool makes a call wait this long, then UNAVAILABLE.
-    db_pool_acquire_timeout_seconds: float = Field(default=3.0, gt=0)
+    # A full pool makes a caller wait at most this long, then UNAVAILABLE. Longer than
+    # booking-service's: most callers are the consumer and the webhook sender, which
+    # would rather wait than retry; API calls are cut shorter by the gateway's deadline.
+    notify_db_pool_acquire_timeout_seconds: float = Field(default=10.0, gt=0)
     # Development only: let webhooks reach http:// URLs and private, loopback and
     # link-local addresses (a receiver on localhost). Never in production.
     webhooks_allow_private_targets: bool = False

@@ -39,7 +39,7 @@ async def serve(settings: NotifyServiceSettings) -> None:
     pool: asyncpg.Pool = await rpc.connect_with_retry(
         "postgres",
         lambda: open_pool(
-            dsn, 1, settings.notify_db_pool_max, settings.db_pool_acquire_timeout_seconds
+            dsn, 1, settings.notify_db_pool_max, settings.notify_db_pool_acquire_timeout_seconds
         ),
     )
     nc = await rpc.connect_with_retry(
