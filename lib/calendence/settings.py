@@ -27,10 +27,11 @@ class HoldServiceSettings(CommonSettings):
     hold_ttl_seconds: int = 600
     # Redis connections per replica. Each hold holds one for a single script call
     # (under a millisecond), so 64 keep Redis busy for thousands of concurrent holds;
-    # past that a call waits up to REDIS_POOL_TIMEOUT_SECONDS (less than the gateway's
-    # deadline) for a free one, then answers UNAVAILABLE (503 at the gateway).
+    # past that a call waits up to REDIS_POOL_TIMEOUT_SECONDS (as long as the gateway's
+    # deadline: a Redis that is slow for a moment is waited out) for a free one, then
+    # answers UNAVAILABLE (503 at the gateway).
     redis_pool_max: int = Field(default=64, ge=1)
-    redis_pool_timeout_seconds: float = Field(default=3.0, gt=0)
+    redis_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     # Catalogue snapshots are dropped on catalogue events; this bounds staleness
     # should an event be missed.
     catalogue_cache_seconds: float = 60.0
