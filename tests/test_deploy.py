@@ -82,6 +82,18 @@ OPTIONAL_SETTINGS = {
     "WEBHOOKS_MAX_IN_FLIGHT": "tuning: concurrent deliveries per replica",
     "WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT": "tuning: concurrent deliveries per endpoint",
     "WEBHOOKS_POLL_SECONDS": "tuning: new events wake the sender at once anyway",
+    "DB_POOL_ACQUIRE_TIMEOUT_SECONDS": "tuning: a call's wait for a free database connection",
+    "NOTIFY_DB_POOL_ACQUIRE_TIMEOUT_SECONDS": "tuning: notify-service's wait for a connection",
+    "REDIS_POOL_MAX": "tuning: hold-service's Redis connections, per replica",
+    "REDIS_POOL_TIMEOUT_SECONDS": "tuning: a hold's wait for a free Redis connection",
+    "GATEWAY_REDIS_POOL_MAX": "tuning: the gateway's Redis connections, per replica",
+    "GATEWAY_REDIS_POOL_TIMEOUT_SECONDS": "tuning: a request's wait for a Redis connection",
+    "RATE_LIMIT_REDIS_URL": "empty means REDIS_URL, where every replica shares the buckets",
+    "RATE_LIMIT_REDIS_POOL_MAX": "tuning: the rate limiter's Redis connections, per replica",
+    "RATE_LIMIT_REDIS_TIMEOUT_SECONDS": "tuning: how long the limiter waits for Redis",
+    "RATE_LIMIT_FALLBACK_SHARE": "tuning: each replica's share of a bucket while Redis is down",
+    "GATEWAY_FAULT_AFTER_HOLD_PLACED": "fault injection for tests; off everywhere else",
+    "GATEWAY_FAULT_PAUSE_SECONDS": "fault injection for tests; off everywhere else",
 }
 # Outbound traffic beyond the platform's own services and stores.
 EXTERNAL_EGRESS = {

@@ -1,6 +1,7 @@
-"""Rate limits per key: a token bucket per key in Redis, the same on every gateway.
+"""Rate limits per key: a token bucket per key in Redis, the same on every gateway,
+and a bucket per replica when that Redis is down.
 
-Two gateway replicas of their own with small buckets (the shared stack's are too large
+Gateway replicas of their own with small buckets (the shared stack's are too large
 to empty): session tokens 5 requests, refilled at 1 per second; business and hub keys
 20, refilled at 5 per second.
 """
@@ -9,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from calendence.devstack.stack import LocalStack
+from calendence.devstack.stores import RunningStore, start_redis
 
 from tests.api import Answer, Api, Tenant, created, tomorrow_at
 from tests.booking_helpers import open_salon
@@ -169,3 +174,62 @@ async def test_a_hub_key_naming_a_business_it_may_not_act_for_still_pays(
     assert [a.status for a in answers] == [404, 404]
     remaining = [int(a.headers["RateLimit-Remaining"]) for a in answers]
     assert remaining[1] < remaining[0]
+
+
+def assert_within_the_bucket(
+    answers: list[Answer], burst: int, per_second: float, seconds: float
+) -> None:
+    """At most burst + rate x elapsed let through; every other answer a 429."""
+    let_through = sum(answer.status == 404 for answer in answers)
+    assert let_through <= burst + math.ceil(per_second * seconds), (let_through, seconds)
+    assert all(answer.status in (404, 429) for answer in answers)
+    assert all(answer.headers["RateLimit-Limit"] for answer in answers)
+
+
+async def test_300_concurrent_requests_on_one_session_token_get_only_its_bucket(
+    limited: Api, tenant: Tenant
+) -> None:
+    token = await tenant.session_token()
+    started = time.monotonic()
+    answers = await asyncio.gather(*(show_some_booking(limited, token) for _ in range(300)))
+    assert_within_the_bucket(answers, SESSION_BURST, 1, time.monotonic() - started)
+    assert sum(answer.status == 404 for answer in answers) >= SESSION_BURST
+
+
+@pytest.fixture
+async def limiter_store(
+    api: Api, stack: LocalStack, tmp_path: Path
+) -> AsyncIterator[tuple[Api, RunningStore]]:
+    """A gateway replica whose rate limits live in a Redis of their own, to be stopped."""
+    store = start_redis(tmp_path, persist=False)
+    try:
+        with replica(stack, tmp_path, RATE_LIMIT_REDIS_URL=store.url, **LIMITS) as url:
+            yield Api(api.session, url), store
+    finally:
+        store.process.stop()
+
+
+async def test_with_the_limiters_redis_down_300_concurrent_requests_still_get_only_the_bucket(
+    limiter_store: tuple[Api, RunningStore], tenant: Tenant
+) -> None:
+    gateway, store = limiter_store
+    token = await tenant.session_token()
+    store.process.stop()
+    started = time.monotonic()
+    answers = await asyncio.gather(*(show_some_booking(gateway, token) for _ in range(300)))
+    # This replica limits on its own: one replica's share (all of it by default).
+    assert_within_the_bucket(answers, SESSION_BURST, 1, time.monotonic() - started)
+    assert sum(answer.status == 404 for answer in answers) >= 1
+
+
+async def test_when_the_limiters_redis_goes_down_a_spent_bucket_stays_spent(
+    limiter_store: tuple[Api, RunningStore], tenant: Tenant
+) -> None:
+    gateway, store = limiter_store
+    token = await tenant.session_token()
+    await drain(gateway, token, SESSION_BURST)
+    store.process.stop()
+    # No fresh burst for a key because the shared store went away.
+    refused = await show_some_booking(gateway, token)
+    assert refused.status == 429
+    assert refused.headers["Retry-After"] == "1"

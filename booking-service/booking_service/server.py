@@ -44,7 +44,13 @@ async def serve(settings: BookingServiceSettings) -> None:
     dsn = settings.database_url
     await rpc.connect_with_retry("postgres", lambda: migrate(dsn, "booking_service"))
     pool = await rpc.connect_with_retry(
-        "postgres", lambda: open_pool(dsn, settings.db_pool_min, settings.db_pool_max)
+        "postgres",
+        lambda: open_pool(
+            dsn,
+            settings.db_pool_min,
+            settings.db_pool_max,
+            settings.db_pool_acquire_timeout_seconds,
+        ),
     )
     nc = await rpc.connect_with_retry(
         "nats", lambda: events.connect(settings.nats_url, "booking-service")

@@ -17,6 +17,7 @@ from calendence.errors import Conflict, DomainError, InvalidInput
 from redis.asyncio import Redis
 
 from gateway.auth import principal_of
+from gateway.delivery import forget_with_the_undone
 from gateway.middleware import Handler
 from gateway.problems import problem_from_error
 
@@ -113,6 +114,9 @@ def idempotent(handler: Handler) -> Handler:
         if response.status >= 500 or not isinstance(response, web.Response):
             await store.abandon(scope, key)
             return response
+        # Work undone because its answer never arrived (a failure to record it included)
+        # leaves no answer to replay and no claim that blocks a retry.
+        forget_with_the_undone(request, functools.partial(store.abandon, scope, key))
         await store.finish(
             scope,
             key,

@@ -9,12 +9,13 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from calendence.errors import DomainError, InvalidInput, NotFound
+from calendence.errors import STORE_BUSY_ERRORS, DomainError, InvalidInput, NotFound, Unavailable
 from calendence.logs import log_fields, new_request_id, request_id_var
 
 from gateway import cors
 from gateway.appkeys import AUTHENTICATOR, NATS
 from gateway.auth import BUSINESS_HEADER, Principal, bearer_token
+from gateway.delivery import deliver
 from gateway.metrics import LATENCY, REQUESTS
 from gateway.problems import problem_from_error, problem_from_http, problem_response
 from gateway.rate_limits import RATE_LIMIT, RATE_LIMITER
@@ -93,6 +94,10 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if error.status < 400:
             raise
         return problem_from_http(error)
+    except STORE_BUSY_ERRORS as error:
+        # A full pool or an unreachable store: the client may retry; no bug to log loudly.
+        log.warning("store busy or unreachable: %r", error)
+        return problem_from_error(Unavailable("the service is busy; try again shortly"))
     except Exception:
         log.exception("unhandled error")
         return problem_response(500, "something went wrong on our side; it has been logged")
@@ -159,8 +164,6 @@ async def _principal(request: web.Request) -> Principal:
 async def _rate_limited(request: web.Request, principal: Principal) -> web.Response | None:
     """Take a token from the key's bucket: the 429 answer when it had none left."""
     decision = await request.app[RATE_LIMITER].take(principal)
-    if decision is None:
-        return None
     request[RATE_LIMIT] = decision
     if decision.allowed:
         return None
@@ -179,4 +182,5 @@ def public(handler: Handler) -> Handler:
     return handler
 
 
-MIDDLEWARES = [observe, edge, problems, authenticate]
+# `deliver` outermost: it sends the finished answer itself (see gateway.delivery).
+MIDDLEWARES = [deliver, observe, edge, problems, authenticate]

@@ -136,7 +136,7 @@ _ERROR_DESCRIPTIONS = {
     413: f"The body is larger than {MAX_BODY_BYTES // 1024} KiB",
     422: "Invalid fields; `errors` names each",
     429: "Over this key's rate limit; retry after `Retry-After` seconds",
-    503: "A service behind the API is unavailable; retry",
+    503: "A service behind the API is busy or unavailable; retry after `Retry-After` seconds",
 }
 
 
@@ -219,7 +219,7 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"},
     },
     "Retry-After": {
-        "description": "Seconds until a request will be let through",
+        "description": "Seconds after which a retry may succeed",
         "required": True,
         "schema": {"type": "integer", "minimum": 1},
     },
@@ -467,7 +467,7 @@ def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
         headers = ("X-Request-Id",) if status == 401 else limited
         if status == 401:
             headers += ("WWW-Authenticate",)
-        if status == 429:
+        if status in (429, 503):
             headers += ("Retry-After",)
         if op.idempotent and status in (404, 409, 422):
             headers += (REPLAYED_HEADER,)

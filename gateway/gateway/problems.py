@@ -21,6 +21,7 @@ from calendence.errors import (
 
 PROBLEM_TYPE_BASE = "https://calendence.com/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+RETRY_UNAVAILABLE_AFTER_SECONDS = 1
 
 # The first matching class wins, so subclasses come before their bases.
 _HTTP_STATUS: tuple[tuple[type[DomainError], int, str], ...] = (
@@ -72,6 +73,9 @@ def problem_response(
     )
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="calendence"'
+    if status == 503:
+        # Overload and outages pass within seconds; tell clients when to come back.
+        response.headers.setdefault("Retry-After", str(RETRY_UNAVAILABLE_AFTER_SECONDS))
     return response
 
 

@@ -7,16 +7,19 @@ one Redis round trip (EVALSHA, through redis-py's registered script). Redis' own
 used, so replicas' clocks need not agree.
 Session tokens get a smaller bucket than business and hub keys (settings).
 
-If Redis cannot be reached the request goes through unlimited (logged): a rate limit
-protects the platform, it must not take it down with Redis.
+Every answer from Redis is also copied into this replica's own buckets
+(`gateway.local_buckets`). When Redis cannot answer (down, unreachable, or no
+connection free within RATE_LIMIT_REDIS_TIMEOUT_SECONDS) the replica limits by itself
+from those buckets, each key getting RATE_LIMIT_FALLBACK_SHARE of its bucket, and asks
+Redis again a second later: a limit that vanished when its store did would vanish
+exactly when someone floods the API. Refusing everything instead would take the
+platform down with Redis, so the fallback is a limit, never none and never all.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import dataclass
 
 from aiohttp import web
 from calendence.settings import GatewaySettings
@@ -24,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.auth import KeyKind, Principal
+from gateway.local_buckets import Bucket, Decision, LocalBuckets
 
 log = logging.getLogger("gateway.rate_limits")
 
@@ -47,71 +51,53 @@ return {1, math.floor((now - allowed_from) / interval), 0, next_full_at - now}
 """
 
 _LOG_EVERY_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class Bucket:
-    per_second: float
-    size: int
-
-    @property
-    def interval_us(self) -> int:
-        return max(1, round(1_000_000 / self.per_second))
-
-    @property
-    def policy(self) -> str:
-        return f"{self.size};w={max(1, math.ceil(self.size / self.per_second))}"
-
-
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    bucket: Bucket
-    remaining: int
-    retry_after_us: int
-    full_in_us: int
-
-    def headers(self) -> dict[str, str]:
-        """The RateLimit-* fields (draft-ietf-httpapi-ratelimit-headers)."""
-        return {
-            "RateLimit-Limit": str(self.bucket.size),
-            "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(math.ceil(self.full_in_us / 1_000_000)),
-            "RateLimit-Policy": self.bucket.policy,
-        }
-
-    @property
-    def retry_after_seconds(self) -> int:
-        return max(1, math.ceil(self.retry_after_us / 1_000_000))
+# After Redis failed, requests use the local buckets this long before Redis is tried
+# again, so an outage costs one timeout per second, not one per request.
+_RETRY_REDIS_AFTER_SECONDS = 1.0
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, settings: GatewaySettings) -> None:
+    def __init__(
+        self, redis: Redis, settings: GatewaySettings, local: LocalBuckets | None = None
+    ) -> None:
         self._take = redis.register_script(_GCRA)
         self.session = Bucket(
             settings.rate_limit_session_per_second, settings.rate_limit_session_burst
         )
         self.server_keys = Bucket(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self.fallback_share = settings.rate_limit_fallback_share
+        self.local = local or LocalBuckets()
+        self._redis_down_until = 0.0
         self._last_failure_logged = 0.0
 
     def bucket_of(self, principal: Principal) -> Bucket:
         return self.session if principal.kind is KeyKind.SESSION else self.server_keys
 
-    async def take(self, principal: Principal) -> Decision | None:
-        """Take a token from the key's bucket; None when Redis could not be asked."""
+    async def take(self, principal: Principal) -> Decision:
+        """Take a token from the key's bucket: the shared one, or this replica's."""
         bucket = self.bucket_of(principal)
-        try:
-            reply = await self._take(
-                keys=[f"cal:rl:{{{principal.key_id}}}"], args=[bucket.interval_us, bucket.size]
-            )
-        except RedisError as error:
-            now = time.monotonic()
-            if now - self._last_failure_logged > _LOG_EVERY_SECONDS:
-                self._last_failure_logged = now
-                log.warning("rate limits unavailable; letting requests through: %s", error)
-            return None
-        allowed, remaining, retry_after, full_in = reply
-        return Decision(bool(allowed), bucket, int(remaining), int(retry_after), int(full_in))
+        key = principal.key_id
+        if time.monotonic() >= self._redis_down_until:
+            try:
+                reply = await self._take(
+                    keys=[f"cal:rl:{{{key}}}"], args=[bucket.interval_us, bucket.size]
+                )
+            except RedisError as error:
+                self._redis_failed(error)
+            else:
+                allowed, remaining, retry_after, full_in = reply
+                self.local.adopt(key, int(full_in))
+                return Decision(
+                    bool(allowed), bucket, int(remaining), int(retry_after), int(full_in)
+                )
+        return self.local.take(key, bucket.share(self.fallback_share))
+
+    def _redis_failed(self, error: RedisError) -> None:
+        now = time.monotonic()
+        self._redis_down_until = now + _RETRY_REDIS_AFTER_SECONDS
+        if now - self._last_failure_logged > _LOG_EVERY_SECONDS:
+            self._last_failure_logged = now
+            log.warning("rate limits: Redis unavailable; limiting on this replica alone: %s", error)
 
 
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

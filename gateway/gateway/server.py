@@ -8,8 +8,8 @@ import orjson
 from aiohttp import web
 from calendence import events, rpc
 from calendence.settings import GatewaySettings
+from calendence.storage import open_redis
 from nats.aio.msg import Msg
-from redis.asyncio import Redis
 
 from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, NATS, REDIS, SETTINGS
 from gateway.auth import Authenticator
@@ -73,12 +73,25 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     app[AUTHENTICATOR] = authenticator
     nc = await rpc.connect_with_retry("nats", lambda: events.connect(settings.nats_url, "gateway"))
     app[NATS] = nc
-    redis = Redis.from_url(settings.redis_url, health_check_interval=30)
+    redis = open_redis(
+        settings.redis_url,
+        settings.gateway_redis_pool_max,
+        settings.gateway_redis_pool_timeout_seconds,
+        health_check_interval=30,
+    )
     await rpc.connect_with_retry("redis", redis.ping)
     app[REDIS] = redis
     app[IDEMPOTENCY] = IdempotencyStore(redis, settings.idempotency_ttl_seconds)
-    # Its own client with short timeouts: a silent Redis must not stall every request.
-    limits_redis = Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1)
+    # Its own pool with short waits: a silent or saturated Redis must not stall every
+    # request; the limiter falls back to this replica's own buckets instead.
+    limits_wait = settings.rate_limit_redis_timeout_seconds
+    limits_redis = open_redis(
+        settings.rate_limit_redis_url or settings.redis_url,
+        settings.rate_limit_redis_pool_max,
+        limits_wait,
+        socket_timeout=limits_wait,
+        socket_connect_timeout=limits_wait,
+    )
     app[RATE_LIMITER] = RateLimiter(limits_redis, settings)
 
     async def on_revoked(message: Msg) -> None:

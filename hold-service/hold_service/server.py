@@ -13,9 +13,9 @@ from calendence import events, rpc
 from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.hold.v1 import hold_pb2_grpc
 from calendence.settings import HoldServiceSettings
+from calendence.storage import open_redis
 from calendence.timefmt import utcnow
 from nats.aio.msg import Msg
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from hold_service.catalogue_cache import CatalogueCache
 from hold_service.grpc_api import HoldServicer
@@ -24,22 +24,15 @@ from hold_service.holds import HoldBook
 
 log = logging.getLogger("hold_service")
 
-# Connections to Redis per process: enough to keep it busy, few enough for many replicas.
-REDIS_CONNECTIONS = 64
-REDIS_POOL_WAIT_SECONDS = 5.0
 CATALOGUE_FETCH_SECONDS = 3.0
 
 
 async def serve(settings: HoldServiceSettings) -> None:
-    # A blocking pool: a burst of holds beyond the pool waits its turn for a
-    # connection instead of failing with "Too many connections".
-    redis = Redis(
-        connection_pool=BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=REDIS_CONNECTIONS,
-            timeout=REDIS_POOL_WAIT_SECONDS,
-            health_check_interval=30,
-        )
+    redis = open_redis(
+        settings.redis_url,
+        settings.redis_pool_max,
+        settings.redis_pool_timeout_seconds,
+        health_check_interval=30,
     )
     await rpc.connect_with_retry("redis", redis.ping)
     nc = await rpc.connect_with_retry(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import asyncpg
 import grpc
 import orjson
+import redis.exceptions
 
 
 class DomainError(Exception):
@@ -75,6 +77,21 @@ class InternalError(DomainError):
 
     status = grpc.StatusCode.INTERNAL
     title = "Internal error"
+
+
+# Failures of a store that say "busy or unreachable, try again shortly", not "bug": a
+# pool with no free connection within its wait (redis-py raises ConnectionError, asyncpg
+# TimeoutError), a refused or dropped connection, a server that is starting or full.
+# Services answer them UNAVAILABLE and the gateway 503 with Retry-After, never 500.
+STORE_BUSY_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 ERROR_TYPES: tuple[type[DomainError], ...] = (

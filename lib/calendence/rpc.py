@@ -19,7 +19,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from calendence.errors import DomainError, Unavailable, error_from_status, error_metadata
+from calendence.errors import (
+    STORE_BUSY_ERRORS,
+    DomainError,
+    Unavailable,
+    error_from_status,
+    error_metadata,
+)
 from calendence.logs import REQUEST_ID_METADATA_KEY, log_fields, new_request_id, request_id_var
 
 log = logging.getLogger("calendence.rpc")
@@ -129,6 +135,13 @@ def _mapped(method: str, inner: Callable[..., Any]) -> Callable[..., Awaitable[A
         except asyncio.CancelledError:
             outcome = "CANCELLED"
             raise
+        except STORE_BUSY_ERRORS as error:
+            # A full pool or an unreachable store: the caller may retry, it is no bug.
+            outcome = "UNAVAILABLE"
+            log.warning(
+                "store busy or unreachable", extra=log_fields(method=method, error=repr(error))
+            )
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "a store is busy or unreachable")
         except Exception:
             outcome = "INTERNAL"
             log.exception("unhandled error", extra=log_fields(method=method))

@@ -5,6 +5,8 @@ Every variable, its default and its meaning is listed in README ("Configuration"
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +25,13 @@ class HoldServiceSettings(CommonSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     booking_service_addr: str = "127.0.0.1:50052"
     hold_ttl_seconds: int = 600
+    # Redis connections per replica. Each hold holds one for a single script call
+    # (under a millisecond), so 64 keep Redis busy for thousands of concurrent holds;
+    # past that a call waits up to REDIS_POOL_TIMEOUT_SECONDS (as long as the gateway's
+    # deadline: a Redis that is slow for a moment is waited out) for a free one, then
+    # answers UNAVAILABLE (503 at the gateway).
+    redis_pool_max: int = Field(default=64, ge=1)
+    redis_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     # Catalogue snapshots are dropped on catalogue events; this bounds staleness
     # should an event be missed.
     catalogue_cache_seconds: float = 60.0
@@ -33,7 +42,12 @@ class BookingServiceSettings(CommonSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/calendence"
     hold_service_addr: str = "127.0.0.1:50051"
     db_pool_min: int = 2
-    db_pool_max: int = 10
+    # PostgreSQL connections per replica. A call holds one for a few statements (about
+    # a millisecond each): 20 keep the database busy on a few cores; more only queue
+    # inside PostgreSQL. Past that a call waits up to DB_POOL_ACQUIRE_TIMEOUT_SECONDS
+    # (less than the gateway's deadline), then answers UNAVAILABLE (503 at the gateway).
+    db_pool_max: int = Field(default=20, ge=1)
+    db_pool_acquire_timeout_seconds: float = Field(default=3.0, gt=0)
     session_ttl_seconds: int = 7200
     outbox_poll_seconds: float = 0.5
     # Off for a replica that must never publish (the relay also runs on one replica at a
@@ -62,7 +76,11 @@ class NotifyServiceSettings(CommonSettings):
     notify_service_port: int = 50053
     # notify-service keeps its own database on the same or another server.
     notify_database_url: str = "postgresql://postgres@127.0.0.1:5432/calendence_notify"
-    notify_db_pool_max: int = 10
+    notify_db_pool_max: int = Field(default=10, ge=1)
+    # A full pool makes a caller wait at most this long, then UNAVAILABLE. Longer than
+    # booking-service's: most callers are the consumer and the webhook sender, which
+    # would rather wait than retry; API calls are cut shorter by the gateway's deadline.
+    notify_db_pool_acquire_timeout_seconds: float = Field(default=10.0, gt=0)
     # Development only: let webhooks reach http:// URLs and private, loopback and
     # link-local addresses (a receiver on localhost). Never in production.
     webhooks_allow_private_targets: bool = False
@@ -89,6 +107,13 @@ class GatewaySettings(CommonSettings):
     # Idempotency-Key replays (and later rate limits) live here, shared by replicas.
     redis_url: str = "redis://127.0.0.1:6379/0"
     idempotency_ttl_seconds: int = 24 * 3600
+    # Redis connections per replica for Idempotency-Key records. A request holds one
+    # for one command at a time (well under a millisecond), so 64 serve thousands of
+    # concurrent requests; past that a request waits up to
+    # GATEWAY_REDIS_POOL_TIMEOUT_SECONDS for a free one, then answers 503 with
+    # Retry-After.
+    gateway_redis_pool_max: int = Field(default=64, ge=1)
+    gateway_redis_pool_timeout_seconds: float = Field(default=3.0, gt=0)
     # Verifies the Stripe-Signature of webhooks at /webhooks/stripe.
     stripe_webhook_secret: str = ""
     # Rate limits per key, a token bucket each (shared by every replica through Redis):
@@ -99,3 +124,19 @@ class GatewaySettings(CommonSettings):
     rate_limit_burst: int = Field(default=200, ge=1)
     rate_limit_session_per_second: float = Field(default=10.0, gt=0)
     rate_limit_session_burst: int = Field(default=40, ge=1)
+    # Where the shared buckets live (empty: REDIS_URL), and the limiter's own pool: a
+    # request waits at most RATE_LIMIT_REDIS_TIMEOUT_SECONDS for a connection and an
+    # answer. When Redis cannot answer, each replica limits by itself: every key gets
+    # RATE_LIMIT_FALLBACK_SHARE of its bucket (rate and burst) per replica, starting
+    # from what Redis last said of it. 1.0 lets N replicas grant up to N times the
+    # limit while Redis is down; 1/N keeps the total near it.
+    rate_limit_redis_url: str = ""
+    rate_limit_redis_pool_max: int = Field(default=32, ge=1)
+    rate_limit_redis_timeout_seconds: float = Field(default=1.0, gt=0)
+    rate_limit_fallback_share: float = Field(default=1.0, gt=0, le=1)
+    # Fault injection for tests, off by default and never for production: after a hold
+    # is placed the gateway "fail"s (an internal error before answering) or "pause"s for
+    # GATEWAY_FAULT_PAUSE_SECONDS before answering, to show that a hold whose answer
+    # never reached its client is released.
+    gateway_fault_after_hold_placed: Literal["", "fail", "pause"] = ""
+    gateway_fault_pause_seconds: float = Field(default=2.0, ge=0)

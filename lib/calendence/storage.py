@@ -1,9 +1,13 @@
-"""The PostgreSQL connection pool, with JSON columns decoded by orjson."""
+"""Store clients with bounded pools: PostgreSQL (JSON columns decoded by orjson) and Redis."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import orjson
+from asyncpg.pool import PoolAcquireContext
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from calendence import jsonfmt
 
@@ -18,9 +22,52 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
         )
 
 
-async def open_pool(dsn: str, min_size: int, max_size: int) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type hints
+    """A pool whose every wait for a connection is bounded.
+
+    asyncpg waits for a free connection forever unless told otherwise, including
+    inside `pool.fetch()` and friends. Here every acquire without its own timeout waits
+    at most `acquire_timeout` and then raises TimeoutError, which services answer as
+    UNAVAILABLE (`calendence.errors.STORE_BUSY_ERRORS`): a burst beyond the pool queues
+    briefly, and a longer one is told to come back, never left hanging.
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+async def open_pool(
+    dsn: str, min_size: int, max_size: int, acquire_timeout: float = 3.0
+) -> asyncpg.Pool:
+    # asyncpg.create_pool's own defaults for the rest.
+    pool = BoundedPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        init=_init_connection,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        acquire_timeout=acquire_timeout,
     )
-    assert pool is not None
+    await pool
     return pool
+
+
+def open_redis(url: str, max_connections: int, wait_seconds: float, **options: Any) -> Redis:
+    """A Redis client on a blocking pool of `max_connections`.
+
+    redis-py's default pool raises "Too many connections" the moment a burst outgrows
+    it; this one makes the excess wait its turn, at most `wait_seconds`, and then raises
+    ConnectionError, which callers answer as "busy, retry" (STORE_BUSY_ERRORS).
+    """
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=wait_seconds, **options
+    )
+    return Redis(connection_pool=pool)

@@ -37,7 +37,10 @@ async def serve(settings: NotifyServiceSettings) -> None:
     dsn = settings.notify_database_url
     await rpc.connect_with_retry("postgres", lambda: migrate(dsn, "notify_service"))
     pool: asyncpg.Pool = await rpc.connect_with_retry(
-        "postgres", lambda: open_pool(dsn, 1, settings.notify_db_pool_max)
+        "postgres",
+        lambda: open_pool(
+            dsn, 1, settings.notify_db_pool_max, settings.notify_db_pool_acquire_timeout_seconds
+        ),
     )
     nc = await rpc.connect_with_retry(
         "nats", lambda: events.connect(settings.nats_url, "notify-service")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+from calendence.errors import NotFound
 from calendence.hold.v1 import hold_pb2
 from calendence.schemas.holds import (
     HOLD_EXAMPLE,
@@ -16,9 +19,10 @@ from calendence.schemas.holds import (
     Hold,
     HoldRequest,
 )
+from calendence.settings import GatewaySettings
 from calendence.timefmt import from_timestamp, to_timestamp
 
-from gateway.appkeys import DOWNSTREAM
+from gateway.appkeys import DOWNSTREAM, SETTINGS
 from gateway.auth import ALL_KINDS, KeyKind, principal_of
 from gateway.contract import (
     BOOKINGS_PAGE,
@@ -29,6 +33,7 @@ from gateway.contract import (
     validated_body,
     validated_query,
 )
+from gateway.delivery import undo_unless_delivered
 from gateway.http_io import call, json_response
 
 TAG = "Bookings"
@@ -38,9 +43,10 @@ _HOLD_SERIALIZER = Hold.__pydantic_serializer__
 async def place_hold(request: web.Request) -> web.Response:
     principal = principal_of(request)
     wanted = validated_body(request, HoldRequest)
+    downstream = request.app[DOWNSTREAM]
     hold = await call(
         request,
-        request.app[DOWNSTREAM].holds.PlaceHold,
+        downstream.holds.PlaceHold,
         hold_pb2.PlaceHoldRequest(
             business_id=principal.business_id,
             holder_id=principal.key_id,
@@ -50,6 +56,20 @@ async def place_hold(request: web.Request) -> web.Response:
             starts_at=to_timestamp(wanted.starts_at),
         ),
     )
+
+    async def give_back() -> None:
+        with contextlib.suppress(NotFound):  # expired or released meanwhile
+            await call(
+                request,
+                downstream.holds.ReleaseHold,
+                hold_pb2.ReleaseHoldRequest(
+                    business_id=principal.business_id, hold_id=hold.hold_id
+                ),
+            )
+
+    # A hold its client never heard of would block the slot for nothing until it expires.
+    undo_unless_delivered(request, give_back)
+    await _fault_after_placement(request.app[SETTINGS])
     # The answer is the documented model itself, so it cannot drift from the document.
     answer = Hold.model_validate(
         {
@@ -67,6 +87,18 @@ async def place_hold(request: web.Request) -> web.Response:
         status=201,
         content_type="application/json",
     )
+
+
+class InjectedFault(Exception):
+    """The failure GATEWAY_FAULT_AFTER_HOLD_PLACED=fail asks for (tests only)."""
+
+
+async def _fault_after_placement(settings: GatewaySettings) -> None:
+    fault = settings.gateway_fault_after_hold_placed
+    if fault == "fail":
+        raise InjectedFault("injected failure after the hold was placed")
+    if fault == "pause":
+        await asyncio.sleep(settings.gateway_fault_pause_seconds)
 
 
 async def release_hold(request: web.Request) -> web.Response:
