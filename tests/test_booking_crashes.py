@@ -1,0 +1,227 @@
+"""A crash of booking-service between taking a slot in Redis and committing the booking
+in PostgreSQL never strands the slot, and never takes the slot from a committed booking.
+
+booking-service is restarted with BOOKING_FAULT_PAUSE_AT, so each booking hangs at the
+named point; the test kills it there with SIGKILL, as a crash would, and restarts it as
+it normally runs. The crashed process was started with a pending claim of
+PENDING_CLAIM_SECONDS=10 (the default is 20): the same mechanism, a shorter wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from calendence.devstack.stack import LocalStack
+from redis.asyncio import Redis
+
+from tests.api import Answer, created, tomorrow_at
+from tests.booking_helpers import JANE, Salon
+
+PENDING_CLAIM_SECONDS = 10
+# The promise: a slot whose booking did not commit can be held again this soon.
+RELEASED_WITHIN_SECONDS = 30
+
+
+def _restart_booking_service(stack: LocalStack, extra_env: dict[str, str]) -> None:
+    running = stack.services["booking-service"]
+    if running.running():
+        running.stop()
+    stack.start_service("booking-service", extra_env)
+    stack.wait_until_ready()
+
+
+class Crash:
+    """booking-service paused at one point: start a booking, then kill -9 it there."""
+
+    def __init__(self, stack: LocalStack, point: str) -> None:
+        self.stack = stack
+        self.point = point
+        self.log_path = stack.state_dir / "logs" / "booking-service.log"
+        self.log_offset = self.log_path.stat().st_size
+        self.killed_at = 0.0
+        self.restarted = False
+
+    async def booking_killed_at_the_point(
+        self, salon: Salon, token: str, hold_id: str, key: str | None = None
+    ) -> Answer:
+        headers = {"Idempotency-Key": key} if key else {}
+        attempt = asyncio.create_task(
+            salon.tenant.api.post(
+                "/api/v1/bookings", token, {"hold_id": hold_id, "client": JANE}, headers=headers
+            )
+        )
+        await self._paused()
+        self.stack.services["booking-service"].kill()
+        self.killed_at = time.monotonic()
+        return await attempt
+
+    async def _paused(self) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            logged = self.log_path.read_bytes()[self.log_offset :].decode(errors="replace")
+            for line in logged.splitlines():
+                if line.startswith("{") and "fault injection" in line:
+                    entry = json.loads(line)
+                    if entry["msg"] == "fault injection: paused":
+                        assert entry["point"] == self.point
+                        return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"booking-service never paused at {self.point}")
+
+    async def restart(self) -> None:
+        """Start booking-service again as it normally runs."""
+        await asyncio.to_thread(_restart_booking_service, self.stack, {})
+        self.restarted = True
+
+
+@asynccontextmanager
+async def booking_service_pausing_at(stack: LocalStack, point: str) -> AsyncIterator[Crash]:
+    await asyncio.to_thread(
+        _restart_booking_service,
+        stack,
+        {"BOOKING_FAULT_PAUSE_AT": point, "PENDING_CLAIM_SECONDS": str(PENDING_CLAIM_SECONDS)},
+    )
+    crash = Crash(stack, point)
+    try:
+        yield crash
+    finally:
+        if not crash.restarted:  # the test failed early: never leave the faulty one
+            stack.services["booking-service"].kill()
+            await crash.restart()
+
+
+async def _sessions(salon: Salon) -> tuple[str, str]:
+    """Two session tokens, both known to the gateway: it checks keys with booking-service
+    (down after the crash) and then caches them, so both are used once now."""
+    tokens = (await salon.tenant.session_token(), await salon.tenant.session_token())
+    for token in tokens:
+        answer = await salon.tenant.api.get(
+            "/api/v1/availability",
+            token,
+            params={
+                "service_id": salon.service_id,
+                "location_id": salon.location_id,
+                "from": tomorrow_at(9).isoformat(),
+                "to": tomorrow_at(17).isoformat(),
+            },
+        )
+        assert answer.status == 200, answer.body
+    return tokens
+
+
+async def _first_hold_after(salon: Salon, token: str, starts_at: datetime, since: float) -> float:
+    """Seconds from `since` until the session `token` could hold the slot."""
+    while time.monotonic() - since < RELEASED_WITHIN_SECONDS + 5:
+        answer = await salon.hold(token, starts_at)
+        if answer.status == 201:
+            return time.monotonic() - since
+        assert answer.status == 409, (answer.status, answer.body)
+        await asyncio.sleep(0.5)
+    raise AssertionError("the slot was never released")
+
+
+async def _bookings(salon: Salon) -> list[dict[str, Any]]:
+    listed = await salon.tenant.api.get("/api/v1/bookings", salon.tenant.business_key)
+    data: list[dict[str, Any]] = listed.body["data"]
+    return data
+
+
+@pytest.mark.parametrize("point", ["after_consume", "before_commit"])
+async def test_a_crash_before_commit_frees_the_slot_within_30_seconds(
+    stack: LocalStack, salon: Salon, point: str
+) -> None:
+    token, other = await _sessions(salon)
+    hold = created(await salon.hold(token, tomorrow_at(10)))
+    async with booking_service_pausing_at(stack, point) as crash:
+        answer = await crash.booking_killed_at_the_point(salon, token, hold["hold_id"])
+        assert answer.status == 503, (answer.status, answer.body)
+        # The claim outlived the process that took it...
+        refused = await salon.hold(other, tomorrow_at(10))
+        assert refused.status == 409, refused.body
+        await crash.restart()
+        # ...and lapses by itself: nothing was committed behind it.
+        waited = await _first_hold_after(salon, other, tomorrow_at(10), crash.killed_at)
+    assert waited <= RELEASED_WITHIN_SECONDS
+    assert await _bookings(salon) == []
+
+
+async def test_a_crash_right_after_commit_keeps_the_bookings_claim(
+    stack: LocalStack, salon: Salon
+) -> None:
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(11)))
+    async with booking_service_pausing_at(stack, "after_commit") as crash:
+        answer = await crash.booking_killed_at_the_point(salon, token, hold["hold_id"])
+        assert answer.status == 503, (answer.status, answer.body)
+        await crash.restart()
+        # Past the moment the pending claim would have lapsed had nothing confirmed it.
+        await asyncio.sleep(
+            max(0.0, crash.killed_at + PENDING_CLAIM_SECONDS + 3 - time.monotonic())
+        )
+        other = await salon.hold(await salon.tenant.session_token(), tomorrow_at(11))
+        assert other.status == 409, other.body
+        redis = Redis.from_url(stack.env["REDIS_URL"])
+        try:
+            resource = f"svc:{salon.location_id}:{salon.service_id}"
+            granules = [k async for k in redis.scan_iter(match=f"cal:{{r:{resource}}}:g:*")]
+            lifetimes = [await redis.pttl(k) for k in granules]
+        finally:
+            await redis.aclose()
+    assert granules
+    until_it_ends = (tomorrow_at(11, 30) - datetime.now(UTC)).total_seconds() * 1000
+    assert all(ttl > until_it_ends - 60_000 for ttl in lifetimes), lifetimes
+    [booking] = await _bookings(salon)
+    assert booking["hold_id"] == hold["hold_id"]
+    assert booking["status"] == "confirmed"
+
+
+async def test_a_retry_with_the_same_key_after_a_crash_before_commit_books_the_slot(
+    stack: LocalStack, salon: Salon
+) -> None:
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(12)))
+    async with booking_service_pausing_at(stack, "before_commit") as crash:
+        answer = await crash.booking_killed_at_the_point(
+            salon, token, hold["hold_id"], key="checkout-click-1"
+        )
+        assert answer.status == 503, (answer.status, answer.body)
+        await crash.restart()
+        retry = await salon.tenant.api.post(
+            "/api/v1/bookings",
+            token,
+            {"hold_id": hold["hold_id"], "client": JANE},
+            headers={"Idempotency-Key": "checkout-click-1"},
+        )
+    booking = created(retry)
+    assert [b["id"] for b in await _bookings(salon)] == [booking["id"]]
+    other = await salon.hold(await salon.tenant.session_token(), tomorrow_at(12))
+    assert other.status == 409, other.body
+
+
+async def test_a_retry_with_the_same_key_after_a_crash_after_commit_replays_the_booking(
+    stack: LocalStack, salon: Salon
+) -> None:
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(13)))
+    async with booking_service_pausing_at(stack, "after_commit") as crash:
+        answer = await crash.booking_killed_at_the_point(
+            salon, token, hold["hold_id"], key="checkout-click-2"
+        )
+        assert answer.status == 503, (answer.status, answer.body)
+        await crash.restart()
+        retry = await salon.tenant.api.post(
+            "/api/v1/bookings",
+            token,
+            {"hold_id": hold["hold_id"], "client": JANE},
+            headers={"Idempotency-Key": "checkout-click-2"},
+        )
+    assert retry.status == 201, retry.body
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert [b["id"] for b in await _bookings(salon)] == [retry.body["id"]]
