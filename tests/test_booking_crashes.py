@@ -82,13 +82,15 @@ class Crash:
 
 
 @asynccontextmanager
-async def booking_service_pausing_at(stack: LocalStack, point: str) -> AsyncIterator[Crash]:
+async def crashable_booking_service(stack: LocalStack, pause_at: str = "") -> AsyncIterator[Crash]:
+    """booking-service with short pending claims, pausing every booking at `pause_at`
+    (if given); the test kills it and restarts it as it normally runs."""
     await asyncio.to_thread(
         _restart_booking_service,
         stack,
-        {"BOOKING_FAULT_PAUSE_AT": point, "PENDING_CLAIM_SECONDS": str(PENDING_CLAIM_SECONDS)},
+        {"BOOKING_FAULT_PAUSE_AT": pause_at, "PENDING_CLAIM_SECONDS": str(PENDING_CLAIM_SECONDS)},
     )
-    crash = Crash(stack, point)
+    crash = Crash(stack, pause_at)
     try:
         yield crash
     finally:
@@ -116,12 +118,14 @@ async def _sessions(salon: Salon) -> tuple[str, str]:
     return tokens
 
 
-async def _first_hold_after(salon: Salon, token: str, starts_at: datetime, since: float) -> float:
-    """Seconds from `since` until the session `token` could hold the slot."""
+async def _first_hold_after(
+    salon: Salon, token: str, starts_at: datetime, since: float
+) -> tuple[float, dict[str, Any]]:
+    """Seconds from `since` until the session `token` could hold the slot, and the hold."""
     while time.monotonic() - since < RELEASED_WITHIN_SECONDS + 5:
         answer = await salon.hold(token, starts_at)
         if answer.status == 201:
-            return time.monotonic() - since
+            return time.monotonic() - since, answer.body
         assert answer.status == 409, (answer.status, answer.body)
         await asyncio.sleep(0.5)
     raise AssertionError("the slot was never released")
@@ -139,7 +143,7 @@ async def test_a_crash_before_commit_frees_the_slot_within_30_seconds(
 ) -> None:
     token, other = await _sessions(salon)
     hold = created(await salon.hold(token, tomorrow_at(10)))
-    async with booking_service_pausing_at(stack, point) as crash:
+    async with crashable_booking_service(stack, pause_at=point) as crash:
         answer = await crash.booking_killed_at_the_point(salon, token, hold["hold_id"])
         assert answer.status == 503, (answer.status, answer.body)
         # The claim outlived the process that took it...
@@ -147,7 +151,7 @@ async def test_a_crash_before_commit_frees_the_slot_within_30_seconds(
         assert refused.status == 409, refused.body
         await crash.restart()
         # ...and lapses by itself: nothing was committed behind it.
-        waited = await _first_hold_after(salon, other, tomorrow_at(10), crash.killed_at)
+        waited, _ = await _first_hold_after(salon, other, tomorrow_at(10), crash.killed_at)
     assert waited <= RELEASED_WITHIN_SECONDS
     assert await _bookings(salon) == []
 
@@ -157,7 +161,7 @@ async def test_a_crash_right_after_commit_keeps_the_bookings_claim(
 ) -> None:
     token = await salon.tenant.session_token()
     hold = created(await salon.hold(token, tomorrow_at(11)))
-    async with booking_service_pausing_at(stack, "after_commit") as crash:
+    async with crashable_booking_service(stack, pause_at="after_commit") as crash:
         answer = await crash.booking_killed_at_the_point(salon, token, hold["hold_id"])
         assert answer.status == 503, (answer.status, answer.body)
         await crash.restart()
@@ -187,7 +191,7 @@ async def test_a_retry_with_the_same_key_after_a_crash_before_commit_books_the_s
 ) -> None:
     token = await salon.tenant.session_token()
     hold = created(await salon.hold(token, tomorrow_at(12)))
-    async with booking_service_pausing_at(stack, "before_commit") as crash:
+    async with crashable_booking_service(stack, pause_at="before_commit") as crash:
         answer = await crash.booking_killed_at_the_point(
             salon, token, hold["hold_id"], key="checkout-click-1"
         )
@@ -210,7 +214,7 @@ async def test_a_retry_with_the_same_key_after_a_crash_after_commit_replays_the_
 ) -> None:
     token = await salon.tenant.session_token()
     hold = created(await salon.hold(token, tomorrow_at(13)))
-    async with booking_service_pausing_at(stack, "after_commit") as crash:
+    async with crashable_booking_service(stack, pause_at="after_commit") as crash:
         answer = await crash.booking_killed_at_the_point(
             salon, token, hold["hold_id"], key="checkout-click-2"
         )
@@ -225,3 +229,33 @@ async def test_a_retry_with_the_same_key_after_a_crash_after_commit_replays_the_
     assert retry.status == 201, retry.body
     assert retry.headers["Idempotent-Replayed"] == "true"
     assert [b["id"] for b in await _bookings(salon)] == [retry.body["id"]]
+
+
+async def test_after_a_kill_during_a_burst_every_slot_is_booked_or_bookable_again(
+    stack: LocalStack, salon: Salon
+) -> None:
+    token, other = await _sessions(salon)
+    starts = [tomorrow_at(9 + i // 2, 30 * (i % 2)) for i in range(16)]
+    holds = [created(await salon.hold(token, moment))["hold_id"] for moment in starts]
+    async with crashable_booking_service(stack) as crash:
+        attempts = [asyncio.create_task(salon.book(token, hold_id)) for hold_id in holds]
+        # Killed while the burst is in flight: some answered, some not yet.
+        await asyncio.wait(attempts, return_when=asyncio.FIRST_COMPLETED)
+        stack.services["booking-service"].kill()
+        killed_at = time.monotonic()
+        answers = await asyncio.gather(*attempts)
+        await crash.restart()
+    assert {a.status for a in answers} <= {201, 503}
+    committed = {b["hold_id"] for b in await _bookings(salon)}
+    answered = {hold_id for hold_id, a in zip(holds, answers, strict=True) if a.status == 201}
+    assert answered <= committed
+    await asyncio.sleep(max(0.0, killed_at + PENDING_CLAIM_SECONDS + 3 - time.monotonic()))
+    for hold_id, moment in zip(holds, starts, strict=True):
+        if hold_id in committed:
+            assert (await salon.hold(other, moment)).status == 409
+            continue
+        # Not booked: its client holds it again (its hold back, if the booking never
+        # reached it; a new one once the crashed booking's claim lapsed) and books it.
+        waited, hold = await _first_hold_after(salon, token, moment, killed_at)
+        assert waited <= RELEASED_WITHIN_SECONDS
+        created(await salon.book(token, hold["hold_id"]))
