@@ -82,14 +82,19 @@ class Crash:
 
 
 @asynccontextmanager
-async def crashable_booking_service(stack: LocalStack, pause_at: str = "") -> AsyncIterator[Crash]:
-    """booking-service with short pending claims, pausing every booking at `pause_at`
-    (if given); the test kills it and restarts it as it normally runs."""
-    await asyncio.to_thread(
-        _restart_booking_service,
-        stack,
-        {"BOOKING_FAULT_PAUSE_AT": pause_at, "PENDING_CLAIM_SECONDS": str(PENDING_CLAIM_SECONDS)},
-    )
+async def crashable_booking_service(
+    stack: LocalStack,
+    pause_at: str = "",
+    *,
+    pending_claim_seconds: int | None = PENDING_CLAIM_SECONDS,
+) -> AsyncIterator[Crash]:
+    """booking-service pausing every booking at `pause_at` (if given), with short
+    pending claims unless told otherwise; the test kills it and restarts it as it
+    normally runs."""
+    env = {"BOOKING_FAULT_PAUSE_AT": pause_at}
+    if pending_claim_seconds is not None:
+        env["PENDING_CLAIM_SECONDS"] = str(pending_claim_seconds)
+    await asyncio.to_thread(_restart_booking_service, stack, env)
     crash = Crash(stack, pause_at)
     try:
         yield crash
@@ -186,23 +191,30 @@ async def test_a_crash_right_after_commit_keeps_the_bookings_claim(
     assert booking["status"] == "confirmed"
 
 
+async def _retried_after_crash(
+    stack: LocalStack, salon: Salon, token: str, hold_id: str, pause_at: str
+) -> Answer:
+    """Book with an Idempotency-Key, crash at `pause_at`, restart, retry with the key.
+    The crashed process keeps the default pending claim (20 s), which the retry beats."""
+    key = f"checkout-click-{pause_at}"
+    async with crashable_booking_service(stack, pause_at, pending_claim_seconds=None) as crash:
+        answer = await crash.booking_killed_at_the_point(salon, token, hold_id, key=key)
+        assert answer.status == 503, (answer.status, answer.body)
+        await crash.restart()
+        return await salon.tenant.api.post(
+            "/api/v1/bookings",
+            token,
+            {"hold_id": hold_id, "client": JANE},
+            headers={"Idempotency-Key": key},
+        )
+
+
 async def test_a_retry_with_the_same_key_after_a_crash_before_commit_books_the_slot(
     stack: LocalStack, salon: Salon
 ) -> None:
     token = await salon.tenant.session_token()
     hold = created(await salon.hold(token, tomorrow_at(12)))
-    async with crashable_booking_service(stack, pause_at="before_commit") as crash:
-        answer = await crash.booking_killed_at_the_point(
-            salon, token, hold["hold_id"], key="checkout-click-1"
-        )
-        assert answer.status == 503, (answer.status, answer.body)
-        await crash.restart()
-        retry = await salon.tenant.api.post(
-            "/api/v1/bookings",
-            token,
-            {"hold_id": hold["hold_id"], "client": JANE},
-            headers={"Idempotency-Key": "checkout-click-1"},
-        )
+    retry = await _retried_after_crash(stack, salon, token, hold["hold_id"], "before_commit")
     booking = created(retry)
     assert [b["id"] for b in await _bookings(salon)] == [booking["id"]]
     other = await salon.hold(await salon.tenant.session_token(), tomorrow_at(12))
@@ -214,18 +226,7 @@ async def test_a_retry_with_the_same_key_after_a_crash_after_commit_replays_the_
 ) -> None:
     token = await salon.tenant.session_token()
     hold = created(await salon.hold(token, tomorrow_at(13)))
-    async with crashable_booking_service(stack, pause_at="after_commit") as crash:
-        answer = await crash.booking_killed_at_the_point(
-            salon, token, hold["hold_id"], key="checkout-click-2"
-        )
-        assert answer.status == 503, (answer.status, answer.body)
-        await crash.restart()
-        retry = await salon.tenant.api.post(
-            "/api/v1/bookings",
-            token,
-            {"hold_id": hold["hold_id"], "client": JANE},
-            headers={"Idempotency-Key": "checkout-click-2"},
-        )
+    retry = await _retried_after_crash(stack, salon, token, hold["hold_id"], "after_commit")
     assert retry.status == 201, retry.body
     assert retry.headers["Idempotent-Replayed"] == "true"
     assert [b["id"] for b in await _bookings(salon)] == [retry.body["id"]]

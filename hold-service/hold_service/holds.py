@@ -10,7 +10,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import orjson
-from calendence.errors import Forbidden, HoldConflict, InvalidInput, NotFound
+from calendence.errors import HoldConflict, InvalidInput, NotFound
 
 from hold_service.catalogue_cache import CatalogueCache
 from hold_service.hold_store import HoldLocator, HoldStore, ms
@@ -181,10 +181,9 @@ class HoldBook:
         """Free a hold early; `holder_id` empty means the business itself asks."""
         locator = await self._locate(business_id, hold_id)
         outcome = await self.store.release(locator, hold_id, self._granules(locator), holder_id)
-        if outcome == 0:
+        # Another session's hold answers as if it did not exist, as on booking.
+        if outcome <= 0:
             raise NotFound("the hold has expired, was used, or does not exist")
-        if outcome < 0:
-            raise Forbidden("only the session that placed the hold may release it")
 
     async def consume_hold(
         self,
