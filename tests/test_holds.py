@@ -429,7 +429,10 @@ async def consume(stack: LocalStack, tenant: Tenant, hold_id: str) -> None:
         await rpc.unary(
             hold_pb2_grpc.HoldServiceStub(channel).ConsumeHold,
             hold_pb2.ConsumeHoldRequest(
-                business_id=tenant.business_id, hold_id=hold_id, booking_id=str(uuid.uuid4())
+                business_id=tenant.business_id,
+                hold_id=hold_id,
+                booking_id=str(uuid.uuid4()),
+                pending_ms=20_000,
             ),
         )
     finally:
