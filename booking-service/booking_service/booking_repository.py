@@ -50,6 +50,14 @@ class NewBooking:
 
 
 @dataclass(frozen=True)
+class EarlierRequest:
+    """What an Idempotency-Key was first used for."""
+
+    request_hash: bytes
+    response: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class DepositTerms:
     amount: int
     currency: str
@@ -94,6 +102,63 @@ class BookingRepository:
             booking.custom_field_values,
             booking.notes,
         )
+
+    async def earlier_request(
+        self, business_id: UUID, key: bytes, ttl_seconds: int
+    ) -> EarlierRequest | None:
+        row = await self.db.fetchrow(
+            "SELECT request_hash, response FROM booking_idempotency_keys "
+            "WHERE business_id = $1 AND idempotency_key = $2 "
+            "AND created_at > now() - make_interval(secs => $3)",
+            business_id,
+            key,
+            ttl_seconds,
+        )
+        return EarlierRequest(bytes(row["request_hash"]), row["response"]) if row else None
+
+    async def remember_request(
+        self,
+        connection: asyncpg.Connection,
+        business_id: UUID,
+        key: bytes,
+        request_hash: bytes,
+        booking_id: UUID,
+        response: dict[str, Any],
+        ttl_seconds: int,
+    ) -> bool:
+        """Record the key with its booking; False if a live record of it exists (a
+        concurrent request with the same key committed first). An expired one is reused."""
+        recorded = await connection.fetchval(
+            """
+            INSERT INTO booking_idempotency_keys AS k
+                (business_id, idempotency_key, request_hash, booking_id, response)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (business_id, idempotency_key) DO UPDATE
+                SET request_hash = excluded.request_hash, booking_id = excluded.booking_id,
+                    response = excluded.response, created_at = now()
+                WHERE k.created_at <= now() - make_interval(secs => $6)
+            RETURNING true
+            """,
+            business_id,
+            key,
+            request_hash,
+            booking_id,
+            response,
+            ttl_seconds,
+        )
+        return bool(recorded)
+
+    async def lock_claim(
+        self, connection: asyncpg.Connection, booking_id: UUID
+    ) -> dict[str, Any] | None:
+        """The interval a committed booking blocks, share-locked so that a cancel or a
+        reschedule waits until the caller has put its claim in Redis right."""
+        row = await connection.fetchrow(
+            "SELECT status, resource_id, hold_id, starts_at, blocked_until FROM bookings "
+            "WHERE id = $1 FOR SHARE",
+            booking_id,
+        )
+        return dict(row) if row else None
 
     async def catalogue_still_live(
         self,

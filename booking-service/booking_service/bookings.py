@@ -8,7 +8,10 @@ happened to the holds in Redis.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -17,7 +20,14 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from calendence.errors import Conflict, HoldConflict, InvalidInput, NotFound, PreconditionFailed
+from calendence.errors import (
+    Conflict,
+    HoldConflict,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+    Unavailable,
+)
 from calendence.logs import log_fields
 from calendence.schemas.bookings import (
     LIVE_STATUSES,
@@ -34,7 +44,7 @@ from calendence.timefmt import to_iso, utcnow
 from booking_service.booking_repository import BookingRepository, NewBooking
 from booking_service.catalogue import decode_cursor, encode_cursor
 from booking_service.checkout import Checkout, Deposit
-from booking_service.hold_client import HoldClient
+from booking_service.hold_client import Claim, HoldClient
 from booking_service.outbox import record_event
 
 log = logging.getLogger("booking_service.bookings")
@@ -66,6 +76,14 @@ _STATUS_EVENTS = {
 # Statuses that end a booking before it was served: its slot is given back.
 _RELEASING = (BookingStatus.CANCELLED, BookingStatus.NO_SHOW)
 MAX_PAGE = 100
+# Booking ids of retries with an Idempotency-Key are derived in this namespace.
+_RETRY_IDS = uuid.UUID("6f1c7f64-3c55-4c5e-9a0e-4d8f2b7a9c10")
+# Hosts' clocks may differ this much when a pending claim's deadline is compared.
+_CLOCK_SLACK = timedelta(seconds=2)
+
+
+class _SameKeyCommitted(Exception):
+    """A concurrent request with the same Idempotency-Key committed first."""
 
 
 # Events whose data names who made the change.
@@ -185,8 +203,16 @@ class BookingDesk:
         checkout_expiry: timedelta,
         fallback_url: str,
         manage_url: Callable[[dict[str, Any]], str | None] = lambda row: None,
+        pending_claim: timedelta = timedelta(seconds=20),
+        idempotency_ttl_seconds: int = 24 * 3600,
+        fault_pause_at: str = "",
     ) -> None:
         self.pool = pool
+        self.pending_claim = pending_claim
+        # A booking commits within three quarters of its pending claim or not at all.
+        self.commit_budget = pending_claim.total_seconds() * 0.75
+        self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        self.fault_pause_at = fault_pause_at
         self.repository = repository
         self.holds = holds
         self.checkout = checkout
@@ -195,13 +221,44 @@ class BookingDesk:
         # The client's manage link for a booking row (None once it no longer works).
         self.manage_url = manage_url
 
-    async def create(self, business_id: UUID, body: bytes) -> dict[str, Any]:
+    async def create(
+        self,
+        business_id: UUID,
+        body: bytes,
+        *,
+        holder_id: str = "",
+        idempotency_key: bytes = b"",
+    ) -> tuple[dict[str, Any], bool]:
+        """Book a hold; the booking and whether it is an earlier request's, replayed.
+
+        `holder_id` empty means a business or hub key books (any hold of the business);
+        a session books only its own. With an Idempotency-Key the key is recorded with
+        the booking, and a retry is answered from PostgreSQL whatever Redis forgot."""
         request = parse_json(BookingRequest, body)
+        request_hash = hashlib.sha256(body).digest()
+        if idempotency_key:
+            earlier = await self._earlier(business_id, idempotency_key, request_hash)
+            if earlier is not None:
+                return earlier, True
         answers = check_custom_fields(
             await self.repository.custom_fields(business_id), request.custom_field_values
         )
-        booking_id = uuid.uuid4()
-        hold = await self.holds.consume(business_id, request.hold_id, booking_id)
+        # A retry of the same request books under the same id: after a crash before
+        # commit it takes over the claim its first attempt left pending.
+        booking_id = (
+            uuid.uuid5(_RETRY_IDS, f"{business_id}/{request.hold_id}/{idempotency_key.hex()}")
+            if idempotency_key
+            else uuid.uuid4()
+        )
+        consumed_at = time.monotonic()
+        hold = await self.holds.consume(
+            business_id,
+            request.hold_id,
+            booking_id,
+            holder_id=holder_id,
+            pending=self.pending_claim,
+        )
+        await self._pause_if_asked("after_consume")
         try:
             terms = await self.repository.deposit_terms(business_id, hold.service_id)
             session = None
@@ -265,13 +322,128 @@ class BookingDesk:
                     )
                 document = render(await self._must_get(business_id, booking_id, connection))
                 await record_event(connection, "booking.created", business_id, document)
+                if idempotency_key and not await self.repository.remember_request(
+                    connection,
+                    business_id,
+                    idempotency_key,
+                    request_hash,
+                    booking_id,
+                    document,
+                    self.idempotency_ttl_seconds,
+                ):
+                    raise _SameKeyCommitted()
+                # Committing later could outlive the pending claim: give up instead.
+                if time.monotonic() - consumed_at > self.commit_budget:
+                    raise Unavailable("the booking took too long; nothing was written")
+                await self._pause_if_asked("before_commit")
+        except (_SameKeyCommitted, asyncpg.UniqueViolationError):
+            return await self._committed_meanwhile(
+                business_id, idempotency_key, request_hash, booking_id, hold.hold_id
+            )
         except asyncpg.ExclusionViolationError:
             await self._give_back(business_id, hold.hold_id, booking_id)
             raise HoldConflict("the slot was booked meanwhile") from None
         except BaseException:
             await self._give_back(business_id, hold.hold_id, booking_id)
             raise
-        return document
+        await self._pause_if_asked("after_commit")
+        await self._confirm_claim(booking_id, hold.claim)
+        return document, False
+
+    async def _committed_meanwhile(
+        self,
+        business_id: UUID,
+        idempotency_key: bytes,
+        request_hash: bytes,
+        booking_id: UUID,
+        hold_id: UUID,
+    ) -> tuple[dict[str, Any], bool]:
+        """A concurrent request with the same key committed first: replay its booking.
+        When that is this very booking id its claim is shared, so it is not given back."""
+        try:
+            earlier = (
+                await self._earlier(business_id, idempotency_key, request_hash)
+                if idempotency_key
+                else None
+            )
+        except BaseException:
+            await self._give_back(business_id, hold_id, booking_id)
+            raise
+        if earlier is None or earlier["id"] != str(booking_id):
+            await self._give_back(business_id, hold_id, booking_id)
+        if earlier is None:
+            raise Conflict("the hold was used by another booking meanwhile")
+        return earlier, True
+
+    async def _earlier(
+        self, business_id: UUID, key: bytes, request_hash: bytes
+    ) -> dict[str, Any] | None:
+        """The booking an earlier request with this Idempotency-Key made, if any."""
+        earlier = await self.repository.earlier_request(
+            business_id, key, self.idempotency_ttl_seconds
+        )
+        if earlier is None:
+            return None
+        if earlier.request_hash != request_hash:
+            raise InvalidInput(
+                "this Idempotency-Key was used with another request",
+                fields={"Idempotency-Key": "already used with a different body or path"},
+            )
+        return earlier.response
+
+    async def _pause_if_asked(self, point: str) -> None:
+        """Fault injection for crash tests: hang here, even past the caller's deadline,
+        until the process is killed."""
+        if self.fault_pause_at != point:
+            return
+        log.warning("fault injection: paused", extra=log_fields(point=point))
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue
+
+    async def _confirm_claim(self, booking_id: UUID, claim: Claim) -> None:
+        """Make a committed booking's claim last until the booking ends; if this fails
+        the claim stays pending and the repair (repair_claims) confirms it."""
+        try:
+            if await self.holds.confirm(booking_id, claim, force=False):
+                return
+            reason = "the claim is no longer the booking's"
+        except Exception as error:
+            reason = repr(error)
+        log.warning(
+            "claim left pending for the repair",
+            extra=log_fields(booking_id=str(booking_id), error=reason),
+        )
+
+    async def repair_claims(self) -> int:
+        """Compare pending claims near their deadline with PostgreSQL: a committed, live
+        booking gets its long claim (it committed but its process died before saying so
+        to Redis); one that never committed has lapsed by itself and is forgotten."""
+        now = utcnow()
+        repaired = 0
+        for pending in await self.holds.pending_claims(now + self.pending_claim / 2, 100):
+            async with self.pool.acquire() as connection, connection.transaction():
+                row = await self.repository.lock_claim(connection, pending.booking_id)
+                if row is not None and row["status"] in LIVE_STATUSES:
+                    await self.holds.confirm(
+                        pending.booking_id,
+                        Claim(
+                            row["hold_id"],
+                            row["resource_id"],
+                            row["starts_at"],
+                            row["blocked_until"],
+                        ),
+                        force=True,
+                    )
+                    repaired += 1
+                    continue
+            # No booking after the deadline (plus slack for clocks): none can commit
+            # any more, since a booking commits before its claim's deadline or not at all.
+            if row is not None or pending.deadline < now - _CLOCK_SLACK:
+                await self.holds.forget(pending)
+        return repaired
 
     async def _give_back(self, business_id: UUID, hold_id: UUID, booking_id: UUID) -> None:
         """Undo a consumed hold when its booking could not be written."""

@@ -29,10 +29,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def CreateBooking(
         self, request: booking_pb2.CreateBookingRequest, context: ServicerContext
     ) -> booking_pb2.BookingDocument:
-        booking = await self.desk.create(
-            parse_uuid(request.business_id, "business_id"), request.body_json
+        booking, replayed = await self.desk.create(
+            parse_uuid(request.business_id, "business_id"),
+            request.body_json,
+            holder_id=request.holder_id,
+            idempotency_key=request.idempotency_key,
         )
-        return _document(booking)
+        return booking_pb2.BookingDocument(json=jsonfmt.dumps(booking), replayed=replayed)
 
     async def GetBooking(
         self, request: booking_pb2.GetBookingRequest, context: ServicerContext

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import grpc
 from calendence import rpc
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.timefmt import from_timestamp, to_timestamp
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The interval a booking claims in Redis, and the hold it came from."""
+
+    hold_id: UUID
+    resource_id: str
+    starts_at: datetime
+    blocked_until: datetime
+
+
+@dataclass(frozen=True)
+class PendingClaim:
+    booking_id: UUID
+    deadline: datetime
 
 
 @dataclass(frozen=True)
@@ -23,16 +39,32 @@ class ConsumedHold:
     ends_at: datetime
     blocked_until: datetime
 
+    @property
+    def claim(self) -> Claim:
+        return Claim(self.hold_id, self.resource_id, self.starts_at, self.blocked_until)
+
 
 class HoldClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.stub = hold_pb2_grpc.HoldServiceStub(channel)
 
-    async def consume(self, business_id: UUID, hold_id: UUID, booking_id: UUID) -> ConsumedHold:
+    async def consume(
+        self,
+        business_id: UUID,
+        hold_id: UUID,
+        booking_id: UUID,
+        *,
+        holder_id: str,
+        pending: timedelta,
+    ) -> ConsumedHold:
         hold = await rpc.unary(
             self.stub.ConsumeHold,
             hold_pb2.ConsumeHoldRequest(
-                business_id=str(business_id), hold_id=str(hold_id), booking_id=str(booking_id)
+                business_id=str(business_id),
+                hold_id=str(hold_id),
+                booking_id=str(booking_id),
+                holder_id=holder_id,
+                pending_ms=int(pending.total_seconds() * 1000),
             ),
         )
         return ConsumedHold(
@@ -44,6 +76,39 @@ class HoldClient:
             starts_at=from_timestamp(hold.starts_at),
             ends_at=from_timestamp(hold.ends_at),
             blocked_until=from_timestamp(hold.blocked_until),
+        )
+
+    async def confirm(self, booking_id: UUID, claim: Claim, *, force: bool) -> bool:
+        """Make a committed booking's pending claim last until it ends."""
+        answer = await rpc.unary(
+            self.stub.ConfirmClaim,
+            hold_pb2.ConfirmClaimRequest(
+                booking_id=str(booking_id),
+                hold_id=str(claim.hold_id),
+                resource_id=claim.resource_id,
+                starts_at=to_timestamp(claim.starts_at),
+                blocked_until=to_timestamp(claim.blocked_until),
+                force=force,
+            ),
+        )
+        return bool(answer.confirmed)
+
+    async def pending_claims(self, due_before: datetime, limit: int) -> list[PendingClaim]:
+        answer = await rpc.unary(
+            self.stub.ListPendingClaims,
+            hold_pb2.ListPendingClaimsRequest(due_before=to_timestamp(due_before), limit=limit),
+        )
+        return [
+            PendingClaim(UUID(claim.booking_id), from_timestamp(claim.deadline))
+            for claim in answer.claims
+        ]
+
+    async def forget(self, claim: PendingClaim) -> None:
+        await rpc.unary(
+            self.stub.ForgetClaim,
+            hold_pb2.ForgetClaimRequest(
+                booking_id=str(claim.booking_id), deadline=to_timestamp(claim.deadline)
+            ),
         )
 
     async def restore(self, business_id: UUID, hold_id: UUID, booking_id: UUID) -> None:

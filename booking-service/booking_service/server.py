@@ -88,6 +88,9 @@ async def serve(settings: BookingServiceSettings) -> None:
         checkout,
         checkout_expiry=timedelta(seconds=settings.checkout_expiry_seconds),
         fallback_url=settings.checkout_fallback_url,
+        pending_claim=timedelta(seconds=settings.pending_claim_seconds),
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        fault_pause_at=settings.booking_fault_pause_at,
         manage_url=links.url_for,
     )
     rules_of = rules_of_businesses(catalogue_repository)
@@ -121,6 +124,7 @@ async def serve(settings: BookingServiceSettings) -> None:
         settings.booking_service_port,
     )
     sweeper = asyncio.create_task(_sweep_forever(desk, settings.payment_sweep_seconds))
+    repair = asyncio.create_task(_repair_claims_forever(desk, settings.claim_repair_seconds))
     link_keys = asyncio.create_task(_refresh_link_keys_forever(links))
     relay = None
     if settings.outbox_relay_enabled:
@@ -130,6 +134,7 @@ async def serve(settings: BookingServiceSettings) -> None:
     finally:
         sweeper.cancel()
         link_keys.cancel()
+        repair.cancel()
         if relay is not None:
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -150,6 +155,20 @@ async def _sweep_forever(desk: BookingDesk, every_seconds: float) -> None:
             continue
         if settled:
             log.info("expired checkouts settled", extra={"fields": {"count": settled}})
+
+
+async def _repair_claims_forever(desk: BookingDesk, every_seconds: float) -> None:
+    """Pending claims near their deadline checked against PostgreSQL, from start-up on
+    (a restart after a crash repairs at once)."""
+    while True:
+        try:
+            repaired = await desk.repair_claims()
+        except Exception as error:  # Redis or the database away: next round
+            log.warning("claim repair failed", extra={"fields": {"error": repr(error)}})
+        else:
+            if repaired:
+                log.info("pending claims confirmed", extra={"fields": {"count": repaired}})
+        await asyncio.sleep(every_seconds)
 
 
 async def _refresh_link_keys_forever(links: ManageLinks, every_seconds: float = 60.0) -> None:

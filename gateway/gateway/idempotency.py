@@ -133,6 +133,12 @@ def idempotent(handler: Handler) -> Handler:
     return wrapper
 
 
+def idempotency_key_bytes(request: web.Request) -> bytes:
+    """The request's Idempotency-Key as sent (empty if none), for a service that
+    records it durably with what the request made (booking-service does)."""
+    return request.headers.get(HEADER, "").encode("utf-8", "surrogateescape")
+
+
 def is_idempotent(handler: Handler) -> bool:
     """Whether `handler` replays answers for a repeated Idempotency-Key."""
     return bool(getattr(handler, "idempotent", False))

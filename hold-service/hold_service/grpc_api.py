@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.ids import optional_uuid, parse_uuid
 from calendence.rpc import ServicerContext
@@ -60,8 +62,40 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
             business_id=parse_uuid(request.business_id, "business_id"),
             hold_id=request.hold_id,
             booking_id=request.booking_id,
+            holder_id=request.holder_id,
+            pending=timedelta(milliseconds=request.pending_ms),
         )
         return hold_message(hold)
+
+    async def ConfirmClaim(
+        self, request: hold_pb2.ConfirmClaimRequest, context: ServicerContext
+    ) -> hold_pb2.ConfirmClaimResponse:
+        confirmed = await self.book.confirm_claim(
+            booking_id=request.booking_id,
+            hold_id=request.hold_id,
+            resource=request.resource_id,
+            starts_at=from_timestamp(request.starts_at),
+            blocked_until=from_timestamp(request.blocked_until),
+            force=request.force,
+        )
+        return hold_pb2.ConfirmClaimResponse(confirmed=confirmed)
+
+    async def ListPendingClaims(
+        self, request: hold_pb2.ListPendingClaimsRequest, context: ServicerContext
+    ) -> hold_pb2.ListPendingClaimsResponse:
+        claims = await self.book.pending_claims(from_timestamp(request.due_before), request.limit)
+        return hold_pb2.ListPendingClaimsResponse(
+            claims=[
+                hold_pb2.PendingClaim(booking_id=booking_id, deadline=to_timestamp(deadline))
+                for booking_id, deadline in claims
+            ]
+        )
+
+    async def ForgetClaim(
+        self, request: hold_pb2.ForgetClaimRequest, context: ServicerContext
+    ) -> hold_pb2.ForgetClaimResponse:
+        await self.book.forget_claim(request.booking_id, from_timestamp(request.deadline))
+        return hold_pb2.ForgetClaimResponse()
 
     async def RestoreHold(
         self, request: hold_pb2.RestoreHoldRequest, context: ServicerContext

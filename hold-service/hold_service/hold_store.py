@@ -9,6 +9,8 @@ script touches one Redis Cluster slot):
 - `cal:{r:RES}:h:HOLD`   the hold itself (hash: doc, value, holder, consumed_by).
 - `cal:{r:RES}:load:DAY` bookings per staff member and day, for fair assignment.
 - `cal:hold:HOLD`        where a hold lives: `business|resource|starts_ms|blocked_ms`.
+- `cal:claims:pending`   sorted set: bookings whose claim is still pending (consumed,
+                         not yet confirmed after commit), scored by when it lapses.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+PENDING_CLAIMS_KEY = "cal:claims:pending"
 
 _PLACE = """
 local fingerprint = ARGV[3]
@@ -40,25 +46,65 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {0, ''}
 """
 
+# Turns a live hold into a pending claim of `booking` that lapses after ARGV[2] ms
+# unless _CONFIRM makes it long: a crash between this and the booking's commit frees
+# the slot by itself. The same booking consuming again (a retry) renews the claim.
 _CONSUME = """
 local doc = redis.call('HGET', KEYS[1], 'doc')
 if not doc then return {0, ''} end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'holder') ~= ARGV[4] then return {0, ''} end
 local consumed = redis.call('HGET', KEYS[1], 'consumed_by')
-if consumed then
-  if consumed == ARGV[1] then return {1, doc} end
-  return {0, ''}
-end
--- The live hold record is the proof: its granules share its TTL, so they can only be
--- missing or someone else's if Redis lost keys, and then PostgreSQL's exclusion
--- constraint decides (it is the last line against double booking).
+if consumed and consumed ~= ARGV[1] then return {0, ''} end
+-- Granules are the hold's (or this booking's); missing ones mean Redis lost keys and
+-- are taken again. Someone else's (Redis lost the hold and another took the slot)
+-- win: PostgreSQL's exclusion constraint stays the last line either way.
+local value = redis.call('HGET', KEYS[1], 'value')
 for i = 3, #KEYS do
-  redis.call('SET', KEYS[i], ARGV[3], 'PXAT', ARGV[2])
+  local held = redis.call('GET', KEYS[i])
+  if held and held ~= value and held ~= ARGV[3] then return {2, ''} end
 end
-redis.call('HSET', KEYS[1], 'consumed_by', ARGV[1])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], 172800000)
+for i = 3, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[3], 'PX', ARGV[2])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if not consumed then
+  redis.call('HSET', KEYS[1], 'consumed_by', ARGV[1])
+  redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], 172800000)
+end
 return {1, doc}
+"""
+
+# A committed booking's claim, made to last until the booking ends. Without ARGV[3]
+# every granule must still be this booking's pending claim, or nothing changes (a
+# cancel may have freed them). With it (the repair, for a booking it found committed
+# and live under a row lock) lapsed granules and holds are taken too; another
+# booking's never. Answers how many granules are not this booking's now.
+_CONFIRM = """
+local missing = 0
+for i = 2, #KEYS do
+  local held = redis.call('GET', KEYS[i])
+  if held ~= ARGV[1] then
+    if ARGV[3] ~= '1' then return #KEYS - 1 end
+    if held and string.sub(held, 1, 2) == 'b:' then missing = missing + 1 end
+  end
+end
+for i = 2, #KEYS do
+  local held = redis.call('GET', KEYS[i])
+  if not held or string.sub(held, 1, 2) ~= 'b:' or held == ARGV[1] then
+    redis.call('SET', KEYS[i], ARGV[1], 'PXAT', ARGV[2])
+  end
+end
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return missing
+"""
+
+# Forget a pending claim only if no retry renewed it since it was looked at.
+_FORGET = """
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
 """
 
 _RESTORE = """
@@ -164,6 +210,8 @@ class HoldStore:
         self.redis = redis
         self._place = redis.register_script(_PLACE)
         self._consume = redis.register_script(_CONSUME)
+        self._confirm = redis.register_script(_CONFIRM)
+        self._forget = redis.register_script(_FORGET)
         self._restore = redis.register_script(_RESTORE)
         self._release = redis.register_script(_RELEASE)
         self._free = redis.register_script(_FREE)
@@ -229,17 +277,94 @@ class HoldStore:
         return HoldLocator(business_id, resource, int(starts_ms), int(blocked_ms))
 
     async def consume(
-        self, locator: HoldLocator, hold_id: str, granules: Sequence[int], booking_id: str, day: str
-    ) -> bytes | None:
+        self,
+        locator: HoldLocator,
+        hold_id: str,
+        granules: Sequence[int],
+        *,
+        booking_id: str,
+        holder_id: str,
+        day: str,
+        pending_ms: int,
+        now_ms: int,
+    ) -> tuple[str, bytes | None]:
+        """('consumed', doc), ('gone', None) or ('conflict', None)."""
         keys = [
             record_key(locator.resource, hold_id),
             load_key(locator.resource, day),
             *(granule_key(locator.resource, g) for g in granules),
         ]
-        code, doc = await self._consume(
-            keys=keys, args=[booking_id, locator.blocked_ms, booking_value(booking_id)]
+        args = [booking_id, pending_ms, booking_value(booking_id), holder_id]
+        # The pending claim is tracked before it exists, so there is never one the
+        # repair cannot see; an entry whose consume was refused is forgotten later.
+        code, doc = await self._pipelined(
+            self._consume,
+            keys,
+            args,
+            lambda pipe: pipe.zadd(PENDING_CLAIMS_KEY, {booking_id: now_ms + pending_ms}),
         )
-        return doc if int(code) == 1 else None
+        outcome = {0: "gone", 1: "consumed", 2: "conflict"}[int(code)]
+        return outcome, (doc if outcome == "consumed" else None)
+
+    async def _pipelined(
+        self, script: AsyncScript, keys: list[str], args: list[Any], before: Any
+    ) -> Any:
+        """Run `before(pipe)` and then the script in one round trip; the script's answer."""
+        for _ in range(2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    before(pipe)
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    *_, answer = await pipe.execute()
+                return answer
+            except NoScriptError:  # Redis restarted or flushed its scripts
+                await self.redis.script_load(script.script)
+        raise NoScriptError("the script could not be loaded")
+
+    async def confirm(
+        self,
+        resource: str,
+        hold_id: str,
+        granules: Sequence[int],
+        booking_id: str,
+        blocked_ms: int,
+        *,
+        force: bool,
+    ) -> bool:
+        """Make a booking's claim last until `blocked_ms`; True when every granule is
+        the booking's. Otherwise the claim stays tracked as pending, due now."""
+        keys = [record_key(resource, hold_id), *(granule_key(resource, g) for g in granules)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(
+                self._confirm.sha,
+                len(keys),
+                *keys,
+                booking_value(booking_id),
+                blocked_ms,
+                "1" if force else "0",
+            )
+            pipe.zrem(PENDING_CLAIMS_KEY, booking_id)
+            try:
+                missing, _ = await pipe.execute()
+            except NoScriptError:
+                await self.redis.script_load(_CONFIRM)
+                return await self.confirm(
+                    resource, hold_id, granules, booking_id, blocked_ms, force=force
+                )
+        if int(missing) == 0:
+            return True
+        await self.redis.zadd(PENDING_CLAIMS_KEY, {booking_id: 0})
+        return False
+
+    async def pending_claims(self, due_before_ms: int, limit: int) -> list[tuple[str, int]]:
+        """(booking id, deadline in ms) of pending claims due before the given time."""
+        rows: list[Any] = await self.redis.zrangebyscore(
+            PENDING_CLAIMS_KEY, "-inf", due_before_ms, start=0, num=limit, withscores=True
+        )
+        return [(str(_text(member)), int(score)) for member, score in rows]
+
+    async def forget_claim(self, booking_id: str, deadline_ms: int) -> None:
+        await self._forget(keys=[PENDING_CLAIMS_KEY], args=[booking_id, deadline_ms])
 
     async def restore(
         self,
@@ -258,6 +383,8 @@ class HoldStore:
         restored = await self._restore(
             keys=keys, args=[booking_id, expires_ms, booking_value(booking_id)]
         )
+        if int(restored) == 1:
+            await self.redis.zrem(PENDING_CLAIMS_KEY, booking_id)
         return int(restored) == 1
 
     async def release(

@@ -10,7 +10,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import orjson
-from calendence.errors import Forbidden, HoldConflict, InvalidInput, NotFound
+from calendence.errors import HoldConflict, InvalidInput, NotFound
 
 from hold_service.catalogue_cache import CatalogueCache
 from hold_service.hold_store import HoldLocator, HoldStore, ms
@@ -55,6 +55,9 @@ class AvailableSlot:
     starts_at: datetime
     ends_at: datetime
     staff_ids: list[UUID]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _local_day(moment: datetime) -> str:
@@ -178,18 +181,71 @@ class HoldBook:
         """Free a hold early; `holder_id` empty means the business itself asks."""
         locator = await self._locate(business_id, hold_id)
         outcome = await self.store.release(locator, hold_id, self._granules(locator), holder_id)
-        if outcome == 0:
+        # Another session's hold answers as if it did not exist, as on booking.
+        if outcome <= 0:
             raise NotFound("the hold has expired, was used, or does not exist")
-        if outcome < 0:
-            raise Forbidden("only the session that placed the hold may release it")
 
-    async def consume_hold(self, *, business_id: UUID, hold_id: str, booking_id: str) -> Hold:
+    async def consume_hold(
+        self,
+        *,
+        business_id: UUID,
+        hold_id: str,
+        booking_id: str,
+        holder_id: str,
+        pending: timedelta,
+    ) -> Hold:
+        """Make a hold a booking's pending claim, which lapses after `pending` unless
+        confirmed. `holder_id` empty means the business itself books; a session books
+        only its own holds (another's answers as if it did not exist, as on release)."""
+        if pending <= timedelta(0):
+            raise InvalidInput("bad claim", fields={"pending_ms": "must be positive"})
         locator = await self._locate(business_id, hold_id)
         day = _local_day(datetime.fromtimestamp(locator.starts_ms / 1000, UTC))
-        doc = await self.store.consume(locator, hold_id, self._granules(locator), booking_id, day)
+        outcome, doc = await self.store.consume(
+            locator,
+            hold_id,
+            self._granules(locator),
+            booking_id=booking_id,
+            holder_id=holder_id,
+            day=day,
+            pending_ms=int(pending.total_seconds() * 1000),
+            now_ms=ms(self.clock()),
+        )
+        if outcome == "conflict":
+            raise HoldConflict("the slot was booked meanwhile")
         if doc is None:
             raise NotFound("the hold has expired, was used, or does not exist")
         return Hold.from_json(doc)
+
+    async def confirm_claim(
+        self,
+        *,
+        booking_id: str,
+        hold_id: str,
+        resource: str,
+        starts_at: datetime,
+        blocked_until: datetime,
+        force: bool,
+    ) -> bool:
+        return await self.store.confirm(
+            resource,
+            hold_id,
+            granules(starts_at, blocked_until),
+            booking_id,
+            ms(blocked_until),
+            force=force,
+        )
+
+    async def pending_claims(self, due_before: datetime, limit: int) -> list[tuple[str, datetime]]:
+        claims = await self.store.pending_claims(ms(due_before), max(1, min(limit or 100, 1000)))
+        return [
+            (booking_id, _EPOCH + timedelta(milliseconds=deadline))
+            for booking_id, deadline in claims
+        ]
+
+    async def forget_claim(self, booking_id: str, deadline: datetime) -> None:
+        # Exact arithmetic: the deadline must match the tracked one to the millisecond.
+        await self.store.forget_claim(booking_id, (deadline - _EPOCH) // timedelta(milliseconds=1))
 
     async def restore_hold(self, *, business_id: UUID, hold_id: str, booking_id: str) -> Hold:
         locator = await self._locate(business_id, hold_id)

@@ -70,6 +70,19 @@ class BookingServiceSettings(CommonSettings):
     # The gateway's address as clients reach it: manage links and calendar feed URLs
     # start with it (`make run` sets it to the local gateway).
     public_base_url: str = "http://127.0.0.1:8080"
+    # A consumed hold is a pending claim in Redis that lapses after this long unless
+    # the booking's commit makes it last until the booking ends: a crash in between
+    # frees the slot within this time. A booking must commit within three quarters of
+    # it (or answers 503 and writes nothing), so a claim never lapses under a booking.
+    pending_claim_seconds: float = Field(default=20.0, gt=0, le=30)
+    # How often pending claims near their deadline are compared with PostgreSQL, so a
+    # booking that committed just before a crash gets its long claim.
+    claim_repair_seconds: float = Field(default=2.0, gt=0)
+    # Kept as long as the gateway keeps its Idempotency-Key answers in Redis.
+    idempotency_ttl_seconds: int = 24 * 3600
+    # Fault injection for crash tests, never in production: pause every booking at
+    # this point until the process is killed.
+    booking_fault_pause_at: Literal["", "after_consume", "before_commit", "after_commit"] = ""
 
 
 class NotifyServiceSettings(CommonSettings):

@@ -20,7 +20,7 @@ from calendence.schemas.bookings import (
 )
 
 from gateway.appkeys import DOWNSTREAM
-from gateway.auth import ALL_KINDS, MANAGING_KINDS, principal_of
+from gateway.auth import ALL_KINDS, MANAGING_KINDS, KeyKind, principal_of
 from gateway.contract import (
     BOOKINGS_PAGE,
     Body,
@@ -31,6 +31,7 @@ from gateway.contract import (
     route,
 )
 from gateway.http_io import call, page_response, raw_json_response
+from gateway.idempotency import REPLAYED_HEADER, idempotency_key_bytes
 
 TAG = "Bookings"
 
@@ -40,14 +41,23 @@ def _business(request: web.Request) -> str:
 
 
 async def create_booking(request: web.Request) -> web.Response:
+    principal = principal_of(request)
     booking = await call(
         request,
         request.app[DOWNSTREAM].bookings.CreateBooking,
         booking_pb2.CreateBookingRequest(
-            business_id=_business(request), body_json=await request.read()
+            business_id=principal.business_id,
+            body_json=await request.read(),
+            # A session books only its own holds; the business any of its own.
+            holder_id=principal.key_id if principal.kind is KeyKind.SESSION else "",
+            # Recorded with the booking, so a retry is replayed even if Redis forgot it.
+            idempotency_key=idempotency_key_bytes(request),
         ),
     )
-    return raw_json_response(booking.json, status=201)
+    response = raw_json_response(booking.json, status=201)
+    if booking.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response
 
 
 # A strong entity tag as this API writes it: the booking's version, quoted.
@@ -184,8 +194,9 @@ routes = [
             ),
             idempotent=True,
             errors={
-                404: "The hold has expired, was used, or belongs to another business",
-                409: "The slot was taken meanwhile, or the hold is another session's",
+                404: "The hold has expired, was used, or belongs to another business or "
+                "(for a session token) another session",
+                409: "The slot was taken meanwhile",
                 503: "Stripe (for a deposit) or a service behind the API is unavailable; "
                 "nothing was written and the hold is kept for a retry",
             },

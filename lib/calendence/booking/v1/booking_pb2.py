@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#calendence/booking/v1/booking.proto\x12\x15\x63\x61lendence.booking.v1\">\n\x14\x43reateBookingRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\"<\n\x11GetBookingRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\"\x80\x01\n\x14UpdateBookingRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\x12\x12\n\npatch_json\x18\x03 \x01(\x0c\x12\x10\n\x08if_match\x18\x04 \x01(\x08\x12\x19\n\x11if_match_versions\x18\x05 \x03(\x05\"\x7f\n\x14\x43\x61ncelBookingRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\x12\x11\n\tbody_json\x18\x03 \x01(\x0c\x12\x10\n\x08if_match\x18\x04 \x01(\x08\x12\x19\n\x11if_match_versions\x18\x05 \x03(\x05\"_\n\x13ListBookingsRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ilters_json\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"\x1f\n\x0f\x42ookingDocument\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"6\n\x0b\x42ookingPage\x12\x12\n\nitems_json\x18\x01 \x03(\x0c\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"[\n\rCheckoutEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x16\n\x0epayment_status\x18\x04 \x01(\t\"&\n\x13\x43heckoutEventResult\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x32\xeb\x04\n\x0e\x42ookingService\x12\x64\n\rCreateBooking\x12+.calendence.booking.v1.CreateBookingRequest\x1a&.calendence.booking.v1.BookingDocument\x12^\n\nGetBooking\x12(.calendence.booking.v1.GetBookingRequest\x1a&.calendence.booking.v1.BookingDocument\x12\x64\n\rUpdateBooking\x12+.calendence.booking.v1.UpdateBookingRequest\x1a&.calendence.booking.v1.BookingDocument\x12\x64\n\rCancelBooking\x12+.calendence.booking.v1.CancelBookingRequest\x1a&.calendence.booking.v1.BookingDocument\x12^\n\x0cListBookings\x12*.calendence.booking.v1.ListBookingsRequest\x1a\".calendence.booking.v1.BookingPage\x12g\n\x13HandleCheckoutEvent\x12$.calendence.booking.v1.CheckoutEvent\x1a*.calendence.booking.v1.CheckoutEventResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#calendence/booking/v1/booking.proto\x12\x15\x63\x61lendence.booking.v1\"j\n\x14\x43reateBookingRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\x12\x11\n\tholder_id\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\x0c\"<\n\x11GetBookingRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\"\x80\x01\n\x14UpdateBookingRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\x12\x12\n\npatch_json\x18\x03 \x01(\x0c\x12\x10\n\x08if_match\x18\x04 \x01(\x08\x12\x19\n\x11if_match_versions\x18\x05 \x03(\x05\"\x7f\n\x14\x43\x61ncelBookingRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\x12\x11\n\tbody_json\x18\x03 \x01(\x0c\x12\x10\n\x08if_match\x18\x04 \x01(\x08\x12\x19\n\x11if_match_versions\x18\x05 \x03(\x05\"_\n\x13ListBookingsRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ilters_json\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"1\n\x0f\x42ookingDocument\x12\x0c\n\x04json\x18\x01 \x01(\x0c\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"6\n\x0b\x42ookingPage\x12\x12\n\nitems_json\x18\x01 \x03(\x0c\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"[\n\rCheckoutEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x16\n\x0epayment_status\x18\x04 \x01(\t\"&\n\x13\x43heckoutEventResult\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x08\x32\xeb\x04\n\x0e\x42ookingService\x12\x64\n\rCreateBooking\x12+.calendence.booking.v1.CreateBookingRequest\x1a&.calendence.booking.v1.BookingDocument\x12^\n\nGetBooking\x12(.calendence.booking.v1.GetBookingRequest\x1a&.calendence.booking.v1.BookingDocument\x12\x64\n\rUpdateBooking\x12+.calendence.booking.v1.UpdateBookingRequest\x1a&.calendence.booking.v1.BookingDocument\x12\x64\n\rCancelBooking\x12+.calendence.booking.v1.CancelBookingRequest\x1a&.calendence.booking.v1.BookingDocument\x12^\n\x0cListBookings\x12*.calendence.booking.v1.ListBookingsRequest\x1a\".calendence.booking.v1.BookingPage\x12g\n\x13HandleCheckoutEvent\x12$.calendence.booking.v1.CheckoutEvent\x1a*.calendence.booking.v1.CheckoutEventResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,23 +32,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'calendence.booking.v1.booki
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATEBOOKINGREQUEST']._serialized_start=62
-  _globals['_CREATEBOOKINGREQUEST']._serialized_end=124
-  _globals['_GETBOOKINGREQUEST']._serialized_start=126
-  _globals['_GETBOOKINGREQUEST']._serialized_end=186
-  _globals['_UPDATEBOOKINGREQUEST']._serialized_start=189
-  _globals['_UPDATEBOOKINGREQUEST']._serialized_end=317
-  _globals['_CANCELBOOKINGREQUEST']._serialized_start=319
-  _globals['_CANCELBOOKINGREQUEST']._serialized_end=446
-  _globals['_LISTBOOKINGSREQUEST']._serialized_start=448
-  _globals['_LISTBOOKINGSREQUEST']._serialized_end=543
-  _globals['_BOOKINGDOCUMENT']._serialized_start=545
-  _globals['_BOOKINGDOCUMENT']._serialized_end=576
-  _globals['_BOOKINGPAGE']._serialized_start=578
-  _globals['_BOOKINGPAGE']._serialized_end=632
-  _globals['_CHECKOUTEVENT']._serialized_start=634
-  _globals['_CHECKOUTEVENT']._serialized_end=725
-  _globals['_CHECKOUTEVENTRESULT']._serialized_start=727
-  _globals['_CHECKOUTEVENTRESULT']._serialized_end=765
-  _globals['_BOOKINGSERVICE']._serialized_start=768
-  _globals['_BOOKINGSERVICE']._serialized_end=1387
+  _globals['_CREATEBOOKINGREQUEST']._serialized_end=168
+  _globals['_GETBOOKINGREQUEST']._serialized_start=170
+  _globals['_GETBOOKINGREQUEST']._serialized_end=230
+  _globals['_UPDATEBOOKINGREQUEST']._serialized_start=233
+  _globals['_UPDATEBOOKINGREQUEST']._serialized_end=361
+  _globals['_CANCELBOOKINGREQUEST']._serialized_start=363
+  _globals['_CANCELBOOKINGREQUEST']._serialized_end=490
+  _globals['_LISTBOOKINGSREQUEST']._serialized_start=492
+  _globals['_LISTBOOKINGSREQUEST']._serialized_end=587
+  _globals['_BOOKINGDOCUMENT']._serialized_start=589
+  _globals['_BOOKINGDOCUMENT']._serialized_end=638
+  _globals['_BOOKINGPAGE']._serialized_start=640
+  _globals['_BOOKINGPAGE']._serialized_end=694
+  _globals['_CHECKOUTEVENT']._serialized_start=696
+  _globals['_CHECKOUTEVENT']._serialized_end=787
+  _globals['_CHECKOUTEVENTRESULT']._serialized_start=789
+  _globals['_CHECKOUTEVENTRESULT']._serialized_end=827
+  _globals['_BOOKINGSERVICE']._serialized_start=830
+  _globals['_BOOKINGSERVICE']._serialized_end=1449
 # @@protoc_insertion_point(module_scope)

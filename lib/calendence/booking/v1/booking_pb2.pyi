@@ -27,18 +27,30 @@ class CreateBookingRequest(_message.Message):
 
     BUSINESS_ID_FIELD_NUMBER: _builtins.int
     BODY_JSON_FIELD_NUMBER: _builtins.int
+    HOLDER_ID_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     business_id: _builtins.str
     body_json: _builtins.bytes
     """JSON body of POST /api/v1/bookings, already shape-checked by the gateway."""
+    holder_id: _builtins.str
+    """Who books: a session token's key id (it may book only its own holds), or empty
+    for a business or hub key (any hold of the business).
+    """
+    idempotency_key: _builtins.bytes
+    """The request's Idempotency-Key, if any: recorded with the booking in the same
+    transaction, so a retry is replayed even when the gateway's Redis forgot it.
+    """
     def __init__(
         self,
         *,
         business_id: _builtins.str = ...,
         body_json: _builtins.bytes = ...,
+        holder_id: _builtins.str = ...,
+        idempotency_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "business_id", b"business_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "business_id", b"business_id", "holder_id", b"holder_id", "idempotency_key", b"idempotency_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -169,15 +181,21 @@ class BookingDocument(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JSON_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
     json: _builtins.bytes
+    replayed: _builtins.bool
+    """CreateBooking only: this is the booking an earlier request with the same
+    Idempotency-Key made, not a new one.
+    """
     def __init__(
         self,
         *,
         json: _builtins.bytes = ...,
+        replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x61lendence/hold/v1/hold.proto\x12\x12\x63\x61lendence.hold.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x01\n\x10PlaceHoldRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x11\n\tholder_id\x18\x02 \x01(\t\x12\x12\n\nservice_id\x18\x03 \x01(\t\x12\x13\n\x0blocation_id\x18\x04 \x01(\t\x12\x10\n\x08staff_id\x18\x05 \x01(\t\x12-\n\tstarts_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xce\x02\n\x04Hold\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x02 \x01(\t\x12\x11\n\tholder_id\x18\x03 \x01(\t\x12\x12\n\nservice_id\x18\x04 \x01(\t\x12\x13\n\x0blocation_id\x18\x05 \x01(\t\x12\x10\n\x08staff_id\x18\x06 \x01(\t\x12\x13\n\x0bresource_id\x18\x07 \x01(\t\x12-\n\tstarts_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rblocked_until\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x12ReleaseHoldRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x11\n\tholder_id\x18\x03 \x01(\t\"\x15\n\x13ReleaseHoldResponse\"N\n\x12\x43onsumeHoldRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x12\n\nbooking_id\x18\x03 \x01(\t\"N\n\x12RestoreHoldRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x12\n\nbooking_id\x18\x03 \x01(\t\"\xe1\x02\n\x16ReserveIntervalRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\x12\x12\n\nservice_id\x18\x03 \x01(\t\x12\x13\n\x0blocation_id\x18\x04 \x01(\t\x12\x10\n\x08staff_id\x18\x05 \x01(\t\x12-\n\tstarts_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresource_id\x18\x08 \x01(\t\x12\x36\n\x12previous_starts_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16previous_blocked_until\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x17ReserveIntervalResponse\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x31\n\rblocked_until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x01\n\x13\x46reeIntervalRequest\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12-\n\tstarts_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rblocked_until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x16\n\x14\x46reeIntervalResponse\"\xb7\x01\n\x13\x41vailabilityRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\x10\n\x08staff_id\x18\x04 \x01(\t\x12(\n\x04\x66rom\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x01\n\x10\x41vailabilitySlot\x12-\n\tstarts_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tstaff_ids\x18\x03 \x03(\t\"]\n\x14\x41vailabilityResponse\x12\x10\n\x08timezone\x18\x01 \x01(\t\x12\x33\n\x05slots\x18\x02 \x03(\x0b\x32$.calendence.hold.v1.AvailabilitySlot2\x91\x05\n\x0bHoldService\x12K\n\tPlaceHold\x12$.calendence.hold.v1.PlaceHoldRequest\x1a\x18.calendence.hold.v1.Hold\x12^\n\x0bReleaseHold\x12&.calendence.hold.v1.ReleaseHoldRequest\x1a\'.calendence.hold.v1.ReleaseHoldResponse\x12O\n\x0b\x43onsumeHold\x12&.calendence.hold.v1.ConsumeHoldRequest\x1a\x18.calendence.hold.v1.Hold\x12O\n\x0bRestoreHold\x12&.calendence.hold.v1.RestoreHoldRequest\x1a\x18.calendence.hold.v1.Hold\x12j\n\x0fReserveInterval\x12*.calendence.hold.v1.ReserveIntervalRequest\x1a+.calendence.hold.v1.ReserveIntervalResponse\x12\x61\n\x0c\x46reeInterval\x12\'.calendence.hold.v1.FreeIntervalRequest\x1a(.calendence.hold.v1.FreeIntervalResponse\x12\x64\n\x0fGetAvailability\x12\'.calendence.hold.v1.AvailabilityRequest\x1a(.calendence.hold.v1.AvailabilityResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63\x61lendence/hold/v1/hold.proto\x12\x12\x63\x61lendence.hold.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x01\n\x10PlaceHoldRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x11\n\tholder_id\x18\x02 \x01(\t\x12\x12\n\nservice_id\x18\x03 \x01(\t\x12\x13\n\x0blocation_id\x18\x04 \x01(\t\x12\x10\n\x08staff_id\x18\x05 \x01(\t\x12-\n\tstarts_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xce\x02\n\x04Hold\x12\x0f\n\x07hold_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x02 \x01(\t\x12\x11\n\tholder_id\x18\x03 \x01(\t\x12\x12\n\nservice_id\x18\x04 \x01(\t\x12\x13\n\x0blocation_id\x18\x05 \x01(\t\x12\x10\n\x08staff_id\x18\x06 \x01(\t\x12\x13\n\x0bresource_id\x18\x07 \x01(\t\x12-\n\tstarts_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rblocked_until\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x12ReleaseHoldRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x11\n\tholder_id\x18\x03 \x01(\t\"\x15\n\x13ReleaseHoldResponse\"u\n\x12\x43onsumeHoldRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x12\n\nbooking_id\x18\x03 \x01(\t\x12\x11\n\tholder_id\x18\x04 \x01(\t\x12\x12\n\npending_ms\x18\x05 \x01(\x03\"\xc0\x01\n\x13\x43onfirmClaimRequest\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x13\n\x0bresource_id\x18\x03 \x01(\t\x12-\n\tstarts_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rblocked_until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x66orce\x18\x06 \x01(\x08\")\n\x14\x43onfirmClaimResponse\x12\x11\n\tconfirmed\x18\x01 \x01(\x08\"Y\n\x18ListPendingClaimsRequest\x12.\n\ndue_before\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x02 \x01(\x05\"P\n\x0cPendingClaim\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x19ListPendingClaimsResponse\x12\x30\n\x06\x63laims\x18\x01 \x03(\x0b\x32 .calendence.hold.v1.PendingClaim\"V\n\x12\x46orgetClaimRequest\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x15\n\x13\x46orgetClaimResponse\"N\n\x12RestoreHoldRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x0f\n\x07hold_id\x18\x02 \x01(\t\x12\x12\n\nbooking_id\x18\x03 \x01(\t\"\xe1\x02\n\x16ReserveIntervalRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\x12\x12\n\nservice_id\x18\x03 \x01(\t\x12\x13\n\x0blocation_id\x18\x04 \x01(\t\x12\x10\n\x08staff_id\x18\x05 \x01(\t\x12-\n\tstarts_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bresource_id\x18\x08 \x01(\t\x12\x36\n\x12previous_starts_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16previous_blocked_until\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x17ReserveIntervalResponse\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x31\n\rblocked_until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x01\n\x13\x46reeIntervalRequest\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12-\n\tstarts_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rblocked_until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x16\n\x14\x46reeIntervalResponse\"\xb7\x01\n\x13\x41vailabilityRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x13\n\x0blocation_id\x18\x03 \x01(\t\x12\x10\n\x08staff_id\x18\x04 \x01(\t\x12(\n\x04\x66rom\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02to\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x01\n\x10\x41vailabilitySlot\x12-\n\tstarts_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65nds_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tstaff_ids\x18\x03 \x03(\t\"]\n\x14\x41vailabilityResponse\x12\x10\n\x08timezone\x18\x01 \x01(\t\x12\x33\n\x05slots\x18\x02 \x03(\x0b\x32$.calendence.hold.v1.AvailabilitySlot2\xc6\x07\n\x0bHoldService\x12K\n\tPlaceHold\x12$.calendence.hold.v1.PlaceHoldRequest\x1a\x18.calendence.hold.v1.Hold\x12^\n\x0bReleaseHold\x12&.calendence.hold.v1.ReleaseHoldRequest\x1a\'.calendence.hold.v1.ReleaseHoldResponse\x12O\n\x0b\x43onsumeHold\x12&.calendence.hold.v1.ConsumeHoldRequest\x1a\x18.calendence.hold.v1.Hold\x12O\n\x0bRestoreHold\x12&.calendence.hold.v1.RestoreHoldRequest\x1a\x18.calendence.hold.v1.Hold\x12\x61\n\x0c\x43onfirmClaim\x12\'.calendence.hold.v1.ConfirmClaimRequest\x1a(.calendence.hold.v1.ConfirmClaimResponse\x12p\n\x11ListPendingClaims\x12,.calendence.hold.v1.ListPendingClaimsRequest\x1a-.calendence.hold.v1.ListPendingClaimsResponse\x12^\n\x0b\x46orgetClaim\x12&.calendence.hold.v1.ForgetClaimRequest\x1a\'.calendence.hold.v1.ForgetClaimResponse\x12j\n\x0fReserveInterval\x12*.calendence.hold.v1.ReserveIntervalRequest\x1a+.calendence.hold.v1.ReserveIntervalResponse\x12\x61\n\x0c\x46reeInterval\x12\'.calendence.hold.v1.FreeIntervalRequest\x1a(.calendence.hold.v1.FreeIntervalResponse\x12\x64\n\x0fGetAvailability\x12\'.calendence.hold.v1.AvailabilityRequest\x1a(.calendence.hold.v1.AvailabilityResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,23 +41,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELEASEHOLDRESPONSE']._serialized_start=669
   _globals['_RELEASEHOLDRESPONSE']._serialized_end=690
   _globals['_CONSUMEHOLDREQUEST']._serialized_start=692
-  _globals['_CONSUMEHOLDREQUEST']._serialized_end=770
-  _globals['_RESTOREHOLDREQUEST']._serialized_start=772
-  _globals['_RESTOREHOLDREQUEST']._serialized_end=850
-  _globals['_RESERVEINTERVALREQUEST']._serialized_start=853
-  _globals['_RESERVEINTERVALREQUEST']._serialized_end=1206
-  _globals['_RESERVEINTERVALRESPONSE']._serialized_start=1208
-  _globals['_RESERVEINTERVALRESPONSE']._serialized_end=1305
-  _globals['_FREEINTERVALREQUEST']._serialized_start=1308
-  _globals['_FREEINTERVALREQUEST']._serialized_end=1468
-  _globals['_FREEINTERVALRESPONSE']._serialized_start=1470
-  _globals['_FREEINTERVALRESPONSE']._serialized_end=1492
-  _globals['_AVAILABILITYREQUEST']._serialized_start=1495
-  _globals['_AVAILABILITYREQUEST']._serialized_end=1678
-  _globals['_AVAILABILITYSLOT']._serialized_start=1681
-  _globals['_AVAILABILITYSLOT']._serialized_end=1810
-  _globals['_AVAILABILITYRESPONSE']._serialized_start=1812
-  _globals['_AVAILABILITYRESPONSE']._serialized_end=1905
-  _globals['_HOLDSERVICE']._serialized_start=1908
-  _globals['_HOLDSERVICE']._serialized_end=2565
+  _globals['_CONSUMEHOLDREQUEST']._serialized_end=809
+  _globals['_CONFIRMCLAIMREQUEST']._serialized_start=812
+  _globals['_CONFIRMCLAIMREQUEST']._serialized_end=1004
+  _globals['_CONFIRMCLAIMRESPONSE']._serialized_start=1006
+  _globals['_CONFIRMCLAIMRESPONSE']._serialized_end=1047
+  _globals['_LISTPENDINGCLAIMSREQUEST']._serialized_start=1049
+  _globals['_LISTPENDINGCLAIMSREQUEST']._serialized_end=1138
+  _globals['_PENDINGCLAIM']._serialized_start=1140
+  _globals['_PENDINGCLAIM']._serialized_end=1220
+  _globals['_LISTPENDINGCLAIMSRESPONSE']._serialized_start=1222
+  _globals['_LISTPENDINGCLAIMSRESPONSE']._serialized_end=1299
+  _globals['_FORGETCLAIMREQUEST']._serialized_start=1301
+  _globals['_FORGETCLAIMREQUEST']._serialized_end=1387
+  _globals['_FORGETCLAIMRESPONSE']._serialized_start=1389
+  _globals['_FORGETCLAIMRESPONSE']._serialized_end=1410
+  _globals['_RESTOREHOLDREQUEST']._serialized_start=1412
+  _globals['_RESTOREHOLDREQUEST']._serialized_end=1490
+  _globals['_RESERVEINTERVALREQUEST']._serialized_start=1493
+  _globals['_RESERVEINTERVALREQUEST']._serialized_end=1846
+  _globals['_RESERVEINTERVALRESPONSE']._serialized_start=1848
+  _globals['_RESERVEINTERVALRESPONSE']._serialized_end=1945
+  _globals['_FREEINTERVALREQUEST']._serialized_start=1948
+  _globals['_FREEINTERVALREQUEST']._serialized_end=2108
+  _globals['_FREEINTERVALRESPONSE']._serialized_start=2110
+  _globals['_FREEINTERVALRESPONSE']._serialized_end=2132
+  _globals['_AVAILABILITYREQUEST']._serialized_start=2135
+  _globals['_AVAILABILITYREQUEST']._serialized_end=2318
+  _globals['_AVAILABILITYSLOT']._serialized_start=2321
+  _globals['_AVAILABILITYSLOT']._serialized_end=2450
+  _globals['_AVAILABILITYRESPONSE']._serialized_start=2452
+  _globals['_AVAILABILITYRESPONSE']._serialized_end=2545
+  _globals['_HOLDSERVICE']._serialized_start=2548
+  _globals['_HOLDSERVICE']._serialized_end=3514
 # @@protoc_insertion_point(module_scope)

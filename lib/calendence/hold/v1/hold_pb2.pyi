@@ -158,23 +158,198 @@ class ConsumeHoldRequest(_message.Message):
     BUSINESS_ID_FIELD_NUMBER: _builtins.int
     HOLD_ID_FIELD_NUMBER: _builtins.int
     BOOKING_ID_FIELD_NUMBER: _builtins.int
+    HOLDER_ID_FIELD_NUMBER: _builtins.int
+    PENDING_MS_FIELD_NUMBER: _builtins.int
     business_id: _builtins.str
     hold_id: _builtins.str
     booking_id: _builtins.str
+    holder_id: _builtins.str
+    """Empty when a business or hub key books; otherwise only the holder may."""
+    pending_ms: _builtins.int
+    """How long the claim lasts unless confirmed (a crash before commit frees the slot)."""
     def __init__(
         self,
         *,
         business_id: _builtins.str = ...,
         hold_id: _builtins.str = ...,
         booking_id: _builtins.str = ...,
+        holder_id: _builtins.str = ...,
+        pending_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "business_id", b"business_id", "hold_id", b"hold_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "business_id", b"business_id", "hold_id", b"hold_id", "holder_id", b"holder_id", "pending_ms", b"pending_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConsumeHoldRequest: _TypeAlias = ConsumeHoldRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmClaimRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    HOLD_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_ID_FIELD_NUMBER: _builtins.int
+    STARTS_AT_FIELD_NUMBER: _builtins.int
+    BLOCKED_UNTIL_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    booking_id: _builtins.str
+    hold_id: _builtins.str
+    resource_id: _builtins.str
+    force: _builtins.bool
+    """Also take granules that lapsed or that a hold took meanwhile (never another
+    booking's): only for a booking known to be committed and live.
+    """
+    @_builtins.property
+    def starts_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def blocked_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        booking_id: _builtins.str = ...,
+        hold_id: _builtins.str = ...,
+        resource_id: _builtins.str = ...,
+        starts_at: _timestamp_pb2.Timestamp | None = ...,
+        blocked_until: _timestamp_pb2.Timestamp | None = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["blocked_until", b"blocked_until", "starts_at", b"starts_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked_until", b"blocked_until", "booking_id", b"booking_id", "force", b"force", "hold_id", b"hold_id", "resource_id", b"resource_id", "starts_at", b"starts_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmClaimRequest: _TypeAlias = ConfirmClaimRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmClaimResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIRMED_FIELD_NUMBER: _builtins.int
+    confirmed: _builtins.bool
+    """False when some granule is no longer this booking's (nothing was changed unless
+    `force`); the claim stays pending for the repair to look at.
+    """
+    def __init__(
+        self,
+        *,
+        confirmed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmed", b"confirmed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmClaimResponse: _TypeAlias = ConfirmClaimResponse  # noqa: Y015
+
+@_typing.final
+class ListPendingClaimsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DUE_BEFORE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    @_builtins.property
+    def due_before(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        due_before: _timestamp_pb2.Timestamp | None = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_before", b"due_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_before", b"due_before", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingClaimsRequest: _TypeAlias = ListPendingClaimsRequest  # noqa: Y015
+
+@_typing.final
+class PendingClaim(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    booking_id: _builtins.str
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        booking_id: _builtins.str = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "deadline", b"deadline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PendingClaim: _TypeAlias = PendingClaim  # noqa: Y015
+
+@_typing.final
+class ListPendingClaimsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___PendingClaim]: ...
+    def __init__(
+        self,
+        *,
+        claims: _abc.Iterable[Global___PendingClaim] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingClaimsResponse: _TypeAlias = ListPendingClaimsResponse  # noqa: Y015
+
+@_typing.final
+class ForgetClaimRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    booking_id: _builtins.str
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """Only if the claim still has this deadline (a retry may have renewed it)."""
+
+    def __init__(
+        self,
+        *,
+        booking_id: _builtins.str = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "deadline", b"deadline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForgetClaimRequest: _TypeAlias = ForgetClaimRequest  # noqa: Y015
+
+@_typing.final
+class ForgetClaimResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForgetClaimResponse: _TypeAlias = ForgetClaimResponse  # noqa: Y015
 
 @_typing.final
 class RestoreHoldRequest(_message.Message):

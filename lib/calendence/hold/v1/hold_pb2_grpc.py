@@ -54,6 +54,21 @@ class HoldServiceStub:
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.RestoreHoldRequest.SerializeToString,
                 response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.FromString,
                 _registered_method=True)
+        self.ConfirmClaim = channel.unary_unary(
+                '/calendence.hold.v1.HoldService/ConfirmClaim',
+                request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimRequest.SerializeToString,
+                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimResponse.FromString,
+                _registered_method=True)
+        self.ListPendingClaims = channel.unary_unary(
+                '/calendence.hold.v1.HoldService/ListPendingClaims',
+                request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ListPendingClaimsRequest.SerializeToString,
+                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ListPendingClaimsResponse.FromString,
+                _registered_method=True)
+        self.ForgetClaim = channel.unary_unary(
+                '/calendence.hold.v1.HoldService/ForgetClaim',
+                request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ForgetClaimRequest.SerializeToString,
+                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ForgetClaimResponse.FromString,
+                _registered_method=True)
         self.ReserveInterval = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/ReserveInterval',
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ReserveIntervalRequest.SerializeToString,
@@ -87,8 +102,10 @@ class HoldServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConsumeHold(self, request, context):
-        """Marks a hold as used by a booking and keeps its interval blocked until the
-        booking ends; a second consume of the same hold is NOT_FOUND.
+        """Marks a hold as used by a booking and turns its interval into a pending claim
+        that lapses after `pending_ms` unless ConfirmClaim makes it last until the
+        booking ends; consuming a hold used by another booking is NOT_FOUND, again by the
+        same booking refreshes the pending claim.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +113,27 @@ class HoldServiceServicer:
 
     def RestoreHold(self, request, context):
         """Undoes ConsumeHold when the booking could not be written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmClaim(self, request, context):
+        """Makes a committed booking's pending claim last until the booking ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPendingClaims(self, request, context):
+        """Pending claims whose deadline is before `due_before`, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForgetClaim(self, request, context):
+        """Stops tracking a pending claim (it lapsed, or its booking is gone).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,6 +181,21 @@ def add_HoldServiceServicer_to_server(servicer, server):
                     servicer.RestoreHold,
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.RestoreHoldRequest.FromString,
                     response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.SerializeToString,
+            ),
+            'ConfirmClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmClaim,
+                    request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimRequest.FromString,
+                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimResponse.SerializeToString,
+            ),
+            'ListPendingClaims': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPendingClaims,
+                    request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ListPendingClaimsRequest.FromString,
+                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ListPendingClaimsResponse.SerializeToString,
+            ),
+            'ForgetClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetClaim,
+                    request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ForgetClaimRequest.FromString,
+                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ForgetClaimResponse.SerializeToString,
             ),
             'ReserveInterval': grpc.unary_unary_rpc_method_handler(
                     servicer.ReserveInterval,
@@ -268,6 +321,87 @@ class HoldService:
             '/calendence.hold.v1.HoldService/RestoreHold',
             calendence_dot_hold_dot_v1_dot_hold__pb2.RestoreHoldRequest.SerializeToString,
             calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.hold.v1.HoldService/ConfirmClaim',
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimRequest.SerializeToString,
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPendingClaims(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.hold.v1.HoldService/ListPendingClaims',
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ListPendingClaimsRequest.SerializeToString,
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ListPendingClaimsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.hold.v1.HoldService/ForgetClaim',
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ForgetClaimRequest.SerializeToString,
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ForgetClaimResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,11 +34,19 @@ class HoldServiceStub:
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.PlaceHoldRequest, _hold_pb2.Hold]
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ReleaseHoldRequest, _hold_pb2.ReleaseHoldResponse]
     ConsumeHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ConsumeHoldRequest, _hold_pb2.Hold]
-    """Marks a hold as used by a booking and keeps its interval blocked until the
-    booking ends; a second consume of the same hold is NOT_FOUND.
+    """Marks a hold as used by a booking and turns its interval into a pending claim
+    that lapses after `pending_ms` unless ConfirmClaim makes it last until the
+    booking ends; consuming a hold used by another booking is NOT_FOUND, again by the
+    same booking refreshes the pending claim.
     """
     RestoreHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.RestoreHoldRequest, _hold_pb2.Hold]
     """Undoes ConsumeHold when the booking could not be written."""
+    ConfirmClaim: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ConfirmClaimRequest, _hold_pb2.ConfirmClaimResponse]
+    """Makes a committed booking's pending claim last until the booking ends."""
+    ListPendingClaims: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ListPendingClaimsRequest, _hold_pb2.ListPendingClaimsResponse]
+    """Pending claims whose deadline is before `due_before`, oldest first."""
+    ForgetClaim: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ForgetClaimRequest, _hold_pb2.ForgetClaimResponse]
+    """Stops tracking a pending claim (it lapsed, or its booking is gone)."""
     ReserveInterval: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ReserveIntervalRequest, _hold_pb2.ReserveIntervalResponse]
     """Moves an existing booking's blocked interval (reschedule), or FAILED_PRECONDITION."""
     FreeInterval: _grpc.UnaryUnaryMultiCallable[_hold_pb2.FreeIntervalRequest, _hold_pb2.FreeIntervalResponse]
@@ -51,11 +59,19 @@ class HoldServiceAsyncStub(HoldServiceStub):
     PlaceHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.PlaceHoldRequest, _hold_pb2.Hold]  # type: ignore[assignment]
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.ReleaseHoldRequest, _hold_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
     ConsumeHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.ConsumeHoldRequest, _hold_pb2.Hold]  # type: ignore[assignment]
-    """Marks a hold as used by a booking and keeps its interval blocked until the
-    booking ends; a second consume of the same hold is NOT_FOUND.
+    """Marks a hold as used by a booking and turns its interval into a pending claim
+    that lapses after `pending_ms` unless ConfirmClaim makes it last until the
+    booking ends; consuming a hold used by another booking is NOT_FOUND, again by the
+    same booking refreshes the pending claim.
     """
     RestoreHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.RestoreHoldRequest, _hold_pb2.Hold]  # type: ignore[assignment]
     """Undoes ConsumeHold when the booking could not be written."""
+    ConfirmClaim: _aio.UnaryUnaryMultiCallable[_hold_pb2.ConfirmClaimRequest, _hold_pb2.ConfirmClaimResponse]  # type: ignore[assignment]
+    """Makes a committed booking's pending claim last until the booking ends."""
+    ListPendingClaims: _aio.UnaryUnaryMultiCallable[_hold_pb2.ListPendingClaimsRequest, _hold_pb2.ListPendingClaimsResponse]  # type: ignore[assignment]
+    """Pending claims whose deadline is before `due_before`, oldest first."""
+    ForgetClaim: _aio.UnaryUnaryMultiCallable[_hold_pb2.ForgetClaimRequest, _hold_pb2.ForgetClaimResponse]  # type: ignore[assignment]
+    """Stops tracking a pending claim (it lapsed, or its booking is gone)."""
     ReserveInterval: _aio.UnaryUnaryMultiCallable[_hold_pb2.ReserveIntervalRequest, _hold_pb2.ReserveIntervalResponse]  # type: ignore[assignment]
     """Moves an existing booking's blocked interval (reschedule), or FAILED_PRECONDITION."""
     FreeInterval: _aio.UnaryUnaryMultiCallable[_hold_pb2.FreeIntervalRequest, _hold_pb2.FreeIntervalResponse]  # type: ignore[assignment]
@@ -83,8 +99,10 @@ class HoldServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hold_pb2.ConsumeHoldRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hold_pb2.Hold, _abc.Awaitable[_hold_pb2.Hold]]:
-        """Marks a hold as used by a booking and keeps its interval blocked until the
-        booking ends; a second consume of the same hold is NOT_FOUND.
+        """Marks a hold as used by a booking and turns its interval into a pending claim
+        that lapses after `pending_ms` unless ConfirmClaim makes it last until the
+        booking ends; consuming a hold used by another booking is NOT_FOUND, again by the
+        same booking refreshes the pending claim.
         """
 
     @_abc_1.abstractmethod
@@ -94,6 +112,30 @@ class HoldServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_hold_pb2.Hold, _abc.Awaitable[_hold_pb2.Hold]]:
         """Undoes ConsumeHold when the booking could not be written."""
+
+    @_abc_1.abstractmethod
+    def ConfirmClaim(
+        self,
+        request: _hold_pb2.ConfirmClaimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_hold_pb2.ConfirmClaimResponse, _abc.Awaitable[_hold_pb2.ConfirmClaimResponse]]:
+        """Makes a committed booking's pending claim last until the booking ends."""
+
+    @_abc_1.abstractmethod
+    def ListPendingClaims(
+        self,
+        request: _hold_pb2.ListPendingClaimsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_hold_pb2.ListPendingClaimsResponse, _abc.Awaitable[_hold_pb2.ListPendingClaimsResponse]]:
+        """Pending claims whose deadline is before `due_before`, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ForgetClaim(
+        self,
+        request: _hold_pb2.ForgetClaimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_hold_pb2.ForgetClaimResponse, _abc.Awaitable[_hold_pb2.ForgetClaimResponse]]:
+        """Stops tracking a pending claim (it lapsed, or its booking is gone)."""
 
     @_abc_1.abstractmethod
     def ReserveInterval(

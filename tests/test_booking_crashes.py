@@ -1,0 +1,262 @@
+"""A crash of booking-service between taking a slot in Redis and committing the booking
+in PostgreSQL never strands the slot, and never takes the slot from a committed booking.
+
+booking-service is restarted with BOOKING_FAULT_PAUSE_AT, so each booking hangs at the
+named point; the test kills it there with SIGKILL, as a crash would, and restarts it as
+it normally runs. The crashed process was started with a pending claim of
+PENDING_CLAIM_SECONDS=10 (the default is 20): the same mechanism, a shorter wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from calendence.devstack.stack import LocalStack
+from redis.asyncio import Redis
+
+from tests.api import Answer, created, tomorrow_at
+from tests.booking_helpers import JANE, Salon
+
+PENDING_CLAIM_SECONDS = 10
+# The promise: a slot whose booking did not commit can be held again this soon.
+RELEASED_WITHIN_SECONDS = 30
+
+
+def _restart_booking_service(stack: LocalStack, extra_env: dict[str, str]) -> None:
+    running = stack.services["booking-service"]
+    if running.running():
+        running.stop()
+    stack.start_service("booking-service", extra_env)
+    stack.wait_until_ready()
+
+
+class Crash:
+    """booking-service paused at one point: start a booking, then kill -9 it there."""
+
+    def __init__(self, stack: LocalStack, point: str) -> None:
+        self.stack = stack
+        self.point = point
+        self.log_path = stack.state_dir / "logs" / "booking-service.log"
+        self.log_offset = self.log_path.stat().st_size
+        self.killed_at = 0.0
+        self.restarted = False
+
+    async def booking_killed_at_the_point(
+        self, salon: Salon, token: str, hold_id: str, key: str | None = None
+    ) -> Answer:
+        headers = {"Idempotency-Key": key} if key else {}
+        attempt = asyncio.create_task(
+            salon.tenant.api.post(
+                "/api/v1/bookings", token, {"hold_id": hold_id, "client": JANE}, headers=headers
+            )
+        )
+        await self._paused()
+        self.stack.services["booking-service"].kill()
+        self.killed_at = time.monotonic()
+        return await attempt
+
+    async def _paused(self) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            logged = self.log_path.read_bytes()[self.log_offset :].decode(errors="replace")
+            for line in logged.splitlines():
+                if line.startswith("{") and "fault injection" in line:
+                    entry = json.loads(line)
+                    if entry["msg"] == "fault injection: paused":
+                        assert entry["point"] == self.point
+                        return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"booking-service never paused at {self.point}")
+
+    async def restart(self) -> None:
+        """Start booking-service again as it normally runs."""
+        await asyncio.to_thread(_restart_booking_service, self.stack, {})
+        self.restarted = True
+
+
+@asynccontextmanager
+async def crashable_booking_service(
+    stack: LocalStack,
+    pause_at: str = "",
+    *,
+    pending_claim_seconds: int | None = PENDING_CLAIM_SECONDS,
+) -> AsyncIterator[Crash]:
+    """booking-service pausing every booking at `pause_at` (if given), with short
+    pending claims unless told otherwise; the test kills it and restarts it as it
+    normally runs."""
+    env = {"BOOKING_FAULT_PAUSE_AT": pause_at}
+    if pending_claim_seconds is not None:
+        env["PENDING_CLAIM_SECONDS"] = str(pending_claim_seconds)
+    await asyncio.to_thread(_restart_booking_service, stack, env)
+    crash = Crash(stack, pause_at)
+    try:
+        yield crash
+    finally:
+        if not crash.restarted:  # the test failed early: never leave the faulty one
+            stack.services["booking-service"].kill()
+            await crash.restart()
+
+
+async def _sessions(salon: Salon) -> tuple[str, str]:
+    """Two session tokens, both known to the gateway: it checks keys with booking-service
+    (down after the crash) and then caches them, so both are used once now."""
+    tokens = (await salon.tenant.session_token(), await salon.tenant.session_token())
+    for token in tokens:
+        answer = await salon.tenant.api.get(
+            "/api/v1/availability",
+            token,
+            params={
+                "service_id": salon.service_id,
+                "location_id": salon.location_id,
+                "from": tomorrow_at(9).isoformat(),
+                "to": tomorrow_at(17).isoformat(),
+            },
+        )
+        assert answer.status == 200, answer.body
+    return tokens
+
+
+async def _first_hold_after(
+    salon: Salon, token: str, starts_at: datetime, since: float
+) -> tuple[float, dict[str, Any]]:
+    """Seconds from `since` until the session `token` could hold the slot, and the hold."""
+    while time.monotonic() - since < RELEASED_WITHIN_SECONDS + 5:
+        answer = await salon.hold(token, starts_at)
+        if answer.status == 201:
+            return time.monotonic() - since, answer.body
+        assert answer.status == 409, (answer.status, answer.body)
+        await asyncio.sleep(0.5)
+    raise AssertionError("the slot was never released")
+
+
+async def _bookings(salon: Salon) -> list[dict[str, Any]]:
+    listed = await salon.tenant.api.get("/api/v1/bookings", salon.tenant.business_key)
+    data: list[dict[str, Any]] = listed.body["data"]
+    return data
+
+
+@pytest.mark.parametrize("point", ["after_consume", "before_commit"])
+async def test_a_crash_before_commit_frees_the_slot_within_30_seconds(
+    stack: LocalStack, salon: Salon, point: str
+) -> None:
+    token, other = await _sessions(salon)
+    hold = created(await salon.hold(token, tomorrow_at(10)))
+    async with crashable_booking_service(stack, pause_at=point) as crash:
+        answer = await crash.booking_killed_at_the_point(salon, token, hold["hold_id"])
+        assert answer.status == 503, (answer.status, answer.body)
+        # The claim outlived the process that took it...
+        refused = await salon.hold(other, tomorrow_at(10))
+        assert refused.status == 409, refused.body
+        await crash.restart()
+        # ...and lapses by itself: nothing was committed behind it.
+        waited, _ = await _first_hold_after(salon, other, tomorrow_at(10), crash.killed_at)
+    assert waited <= RELEASED_WITHIN_SECONDS
+    assert await _bookings(salon) == []
+
+
+async def test_a_crash_right_after_commit_keeps_the_bookings_claim(
+    stack: LocalStack, salon: Salon
+) -> None:
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(11)))
+    async with crashable_booking_service(stack, pause_at="after_commit") as crash:
+        answer = await crash.booking_killed_at_the_point(salon, token, hold["hold_id"])
+        assert answer.status == 503, (answer.status, answer.body)
+        await crash.restart()
+        # Past the moment the pending claim would have lapsed had nothing confirmed it.
+        await asyncio.sleep(
+            max(0.0, crash.killed_at + PENDING_CLAIM_SECONDS + 3 - time.monotonic())
+        )
+        other = await salon.hold(await salon.tenant.session_token(), tomorrow_at(11))
+        assert other.status == 409, other.body
+        redis = Redis.from_url(stack.env["REDIS_URL"])
+        try:
+            resource = f"svc:{salon.location_id}:{salon.service_id}"
+            granules = [k async for k in redis.scan_iter(match=f"cal:{{r:{resource}}}:g:*")]
+            lifetimes = [await redis.pttl(k) for k in granules]
+        finally:
+            await redis.aclose()
+    assert granules
+    until_it_ends = (tomorrow_at(11, 30) - datetime.now(UTC)).total_seconds() * 1000
+    assert all(ttl > until_it_ends - 60_000 for ttl in lifetimes), lifetimes
+    [booking] = await _bookings(salon)
+    assert booking["hold_id"] == hold["hold_id"]
+    assert booking["status"] == "confirmed"
+
+
+async def _retried_after_crash(
+    stack: LocalStack, salon: Salon, token: str, hold_id: str, pause_at: str
+) -> Answer:
+    """Book with an Idempotency-Key, crash at `pause_at`, restart, retry with the key.
+    The crashed process keeps the default pending claim (20 s), which the retry beats."""
+    key = f"checkout-click-{pause_at}"
+    async with crashable_booking_service(stack, pause_at, pending_claim_seconds=None) as crash:
+        answer = await crash.booking_killed_at_the_point(salon, token, hold_id, key=key)
+        assert answer.status == 503, (answer.status, answer.body)
+        await crash.restart()
+        return await salon.tenant.api.post(
+            "/api/v1/bookings",
+            token,
+            {"hold_id": hold_id, "client": JANE},
+            headers={"Idempotency-Key": key},
+        )
+
+
+async def test_a_retry_with_the_same_key_after_a_crash_before_commit_books_the_slot(
+    stack: LocalStack, salon: Salon
+) -> None:
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(12)))
+    retry = await _retried_after_crash(stack, salon, token, hold["hold_id"], "before_commit")
+    booking = created(retry)
+    assert [b["id"] for b in await _bookings(salon)] == [booking["id"]]
+    other = await salon.hold(await salon.tenant.session_token(), tomorrow_at(12))
+    assert other.status == 409, other.body
+
+
+async def test_a_retry_with_the_same_key_after_a_crash_after_commit_replays_the_booking(
+    stack: LocalStack, salon: Salon
+) -> None:
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(13)))
+    retry = await _retried_after_crash(stack, salon, token, hold["hold_id"], "after_commit")
+    assert retry.status == 201, retry.body
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert [b["id"] for b in await _bookings(salon)] == [retry.body["id"]]
+
+
+async def test_after_a_kill_during_a_burst_every_slot_is_booked_or_bookable_again(
+    stack: LocalStack, salon: Salon
+) -> None:
+    token, other = await _sessions(salon)
+    starts = [tomorrow_at(9 + i // 2, 30 * (i % 2)) for i in range(16)]
+    holds = [created(await salon.hold(token, moment))["hold_id"] for moment in starts]
+    async with crashable_booking_service(stack) as crash:
+        attempts = [asyncio.create_task(salon.book(token, hold_id)) for hold_id in holds]
+        # Killed while the burst is in flight: some answered, some not yet.
+        await asyncio.wait(attempts, return_when=asyncio.FIRST_COMPLETED)
+        stack.services["booking-service"].kill()
+        killed_at = time.monotonic()
+        answers = await asyncio.gather(*attempts)
+        await crash.restart()
+    assert {a.status for a in answers} <= {201, 503}
+    committed = {b["hold_id"] for b in await _bookings(salon)}
+    answered = {hold_id for hold_id, a in zip(holds, answers, strict=True) if a.status == 201}
+    assert answered <= committed
+    await asyncio.sleep(max(0.0, killed_at + PENDING_CLAIM_SECONDS + 3 - time.monotonic()))
+    for hold_id, moment in zip(holds, starts, strict=True):
+        if hold_id in committed:
+            assert (await salon.hold(other, moment)).status == 409
+            continue
+        # Not booked: its client holds it again (its hold back, if the booking never
+        # reached it; a new one once the crashed booking's claim lapsed) and books it.
+        waited, hold = await _first_hold_after(salon, token, moment, killed_at)
+        assert waited <= RELEASED_WITHIN_SECONDS
+        created(await salon.book(token, hold["hold_id"]))
