@@ -1,8 +1,9 @@
 """`calendence-stack` (what `make run` runs): the whole platform on this machine.
 
 Starts PostgreSQL, Redis and NATS from pip-installed servers unless DATABASE_URL,
-REDIS_URL and NATS_URL point elsewhere; then the four services. Prints the gateway URL
-and demo keys, and writes them to <state>/stack.json. Ctrl-C stops everything it began.
+REDIS_URL and NATS_URL point elsewhere; then the four services, restarting any that
+exits unexpectedly (see calendence.devstack.supervisor). Prints the gateway URL and demo
+keys, and writes them to <state>/stack.json. Ctrl-C stops everything it began.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def main() -> None:
     previous = json.loads(stack_file.read_text()) if stack_file.exists() else {}
 
     # The development setting that lets webhooks reach a receiver on localhost.
-    stack = LocalStack(state_dir, service_env={"WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"})
+    stack = LocalStack(
+        state_dir, service_env={"WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"}, supervise=True
+    )
 
     def request_stop(*_: object) -> None:
         raise KeyboardInterrupt
