@@ -3,17 +3,19 @@ errors; authentication and rate limits."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from calendence.errors import DomainError, InvalidInput, NotFound
 from calendence.logs import log_fields, new_request_id, request_id_var
 
 from gateway import cors
-from gateway.appkeys import AUTHENTICATOR, NATS
+from gateway.appkeys import AUTHENTICATOR, NATS, SETTINGS
 from gateway.auth import BUSINESS_HEADER, Principal, bearer_token
 from gateway.metrics import LATENCY, REQUESTS
 from gateway.problems import problem_from_error, problem_from_http, problem_response
@@ -124,6 +126,57 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
+# What aiohttp decodes; any other Content-Encoding would reach handlers still encoded.
+_DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
+# "Client Closed Request" (nginx's code): what /metrics counts for a request whose client
+# left before its body arrived. No answer is sent; it is the client's doing, not a 5xx.
+CLIENT_CLOSED_REQUEST = 499
+
+
+@web.middleware
+async def read_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The whole body, read before any handler runs and within the body timeout.
+
+    Handlers then read it from memory. A client that announces a body and stalls gets
+    408, a body that its Content-Encoding does not decode 400, an encoding we do not
+    decode 415; each closes the connection, as the rest of the body cannot be trusted.
+    """
+    if not request.body_exists:
+        return await handler(request)
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in _DECODED_ENCODINGS:
+        return _closing(
+            problem_response(
+                415,
+                "the body's Content-Encoding is not supported; send it as is, gzip or deflate",
+                headers={"Accept-Encoding": "gzip, deflate"},
+            )
+        )
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].request_body_timeout_seconds):
+            await request.read()
+    except TimeoutError:
+        seconds = request.app[SETTINGS].request_body_timeout_seconds
+        return _closing(problem_response(408, f"the body did not arrive within {seconds:g} s"))
+    except RequestPayloadError:
+        # Nothing more can be read from it: without this aiohttp would try to read the
+        # rest after the answer and log the same error again, with a traceback.
+        request.content.feed_eof()
+        return _closing(problem_response(400, f"the body is not valid {encoding or 'HTTP'} data"))
+    except ConnectionResetError:
+        log.info(
+            "client left before sending the whole body",
+            extra=log_fields(method=request.method, route=_route_label(request)),
+        )
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
+    return await handler(request)
+
+
+def _closing(response: web.Response) -> web.Response:
+    response.force_close()
+    return response
+
+
 class RateLimited(Exception):
     def __init__(self, answer: web.Response) -> None:
         super().__init__("rate limited")
@@ -179,4 +232,6 @@ def public(handler: Handler) -> Handler:
     return handler
 
 
-MIDDLEWARES = [observe, edge, problems, authenticate]
+# The body is read before authentication: aiohttp would read (and discard) it after a
+# refusal anyway, and a stalled or undecodable one is then answered the same for all.
+MIDDLEWARES = [observe, edge, problems, read_body, authenticate]
