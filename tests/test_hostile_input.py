@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -576,3 +578,122 @@ async def test_hostile_input_gets_a_success_or_a_4xx_problem(
         line for line in new_log_lines(stack, offset) if line["level"] in ("error", "critical")
     ]
     assert errors == []
+
+
+STALLING_ROUTES = [
+    ("POST", "/api/v1/sessions", "business_key"),
+    ("POST", "/api/v1/bookings/hold", "session"),
+    ("PATCH", "/api/v1/locations/{location_id}", "business_key"),
+    ("POST", "/webhooks/stripe", ""),
+]
+
+
+async def _stall(stack: LocalStack, place: Place, method: str, path: str, key: str) -> float:
+    """Announce 1,000 bytes, send 10; seconds until the connection is closed."""
+    started = time.monotonic()
+    headers = [(b"Authorization", b"Bearer " + place.values[key].encode())] if key else []
+    request = http_request(
+        method, _fill(path.encode(), place).decode(), headers, content_length=1000
+    )
+    host, port = stack.gateway_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request + b'{"partial"')
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), ANSWER_WITHIN_SECONDS)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"application/problem+json" in answer
+    return time.monotonic() - started
+
+
+async def test_a_body_that_stalls_is_answered_408_and_the_connection_closed(
+    stack: LocalStack, place: Place
+) -> None:
+    """REQUEST_BODY_TIMEOUT_SECONDS (10 by default) after the headers, on every route."""
+    waited = await asyncio.gather(
+        *(_stall(stack, place, method, path, key) for method, path, key in STALLING_ROUTES)
+    )
+    # The answer came from the timeout (not from a read that ended early).
+    assert min(waited) >= 9, waited
+
+
+def _five_hundreds(metrics: str) -> float:
+    return sum(
+        float(value)
+        for value in re.findall(
+            r'^calendence_http_requests_total\{[^}]*status="5\d\d"[^}]*\} (\S+)$', metrics, re.M
+        )
+    )
+
+
+def _count(metrics: str, route: str, status: str) -> float:
+    labels = f'route="{route}",status="{status}"'
+    pattern = r"^calendence_http_requests_total\{[^}]*" + re.escape(labels) + r"\} (\S+)$"
+    found = re.findall(pattern, metrics, re.M)
+    return float(found[0]) if found else 0.0
+
+
+async def _metrics(api: Api) -> str:
+    answer = await api.get("/metrics")
+    assert answer.status == 200
+    return str(answer.body)
+
+
+async def test_a_client_protocol_error_is_a_warning_without_traceback_and_no_5xx(
+    stack: LocalStack, api: Api
+) -> None:
+    before = await _metrics(api)
+    offset = gateway_log(stack).stat().st_size
+    request = http_request("GET", "/api/v1/locations", [(b"X-Padding", b"a" * 9000)])
+    answer = await send_raw(stack.gateway_url, request)
+    assert answer.status == 400
+    await asyncio.sleep(0.1)
+
+    (line,) = [
+        line for line in new_log_lines(stack, offset) if line["msg"] == "unparsable request refused"
+    ]
+    assert line["level"] == "warning"
+    assert "exc" not in line and "Traceback" not in json.dumps(line)
+    assert _five_hundreds(await _metrics(api)) == _five_hundreds(before)
+
+
+async def test_a_client_leaving_mid_body_is_logged_at_info_and_counted_as_499_not_5xx(
+    stack: LocalStack, api: Api, place: Place
+) -> None:
+    before = await _metrics(api)
+    offset = gateway_log(stack).stat().st_size
+    headers = [(b"Authorization", b"Bearer " + place.values["business_key"].encode())]
+    host, port = stack.gateway_url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(http_request("POST", "/api/v1/sessions", headers, content_length=1000) + b"{")
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+
+    deadline = time.monotonic() + 5
+    while True:
+        lines = new_log_lines(stack, offset)
+        left = [
+            line for line in lines if line["msg"] == "client left before sending the whole body"
+        ]
+        if left or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert [line["level"] for line in left] == ["info"]
+    assert not [line for line in lines if line["level"] in ("error", "critical") or "exc" in line]
+    after = await _metrics(api)
+    assert _count(after, "/api/v1/sessions", "499") == _count(before, "/api/v1/sessions", "499") + 1
+    assert _five_hundreds(after) == _five_hundreds(before)
+
+
+def test_every_500_carries_the_same_problem_type() -> None:
+    """The gateway's own last-resort 500 and a service's InternalError look alike."""
+    from calendence.errors import InternalError
+    from gateway.problems import INTERNAL_ERROR_DETAIL, problem_from_error, problem_response
+
+    ours = json.loads(problem_response(500, INTERNAL_ERROR_DETAIL).body)  # type: ignore[arg-type]
+    theirs = json.loads(problem_from_error(InternalError(INTERNAL_ERROR_DETAIL)).body)  # type: ignore[arg-type]
+    assert ours == theirs
+    assert ours["type"] == "https://calendence.com/problems/internal-error"

@@ -145,24 +145,19 @@ async def read_body(request: web.Request, handler: Handler) -> web.StreamRespons
         return await handler(request)
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in _DECODED_ENCODINGS:
-        return _closing(
-            problem_response(
-                415,
-                "the body's Content-Encoding is not supported; send it as is, gzip or deflate",
-                headers={"Accept-Encoding": "gzip, deflate"},
-            )
-        )
+        detail = "the body's Content-Encoding is not supported; send it as is, gzip or deflate"
+        refusal = problem_response(415, detail, headers={"Accept-Encoding": "gzip, deflate"})
+        return _without_the_rest(request, refusal)
+    seconds = request.app[SETTINGS].request_body_timeout_seconds
     try:
-        async with asyncio.timeout(request.app[SETTINGS].request_body_timeout_seconds):
+        async with asyncio.timeout(seconds):
             await request.read()
     except TimeoutError:
-        seconds = request.app[SETTINGS].request_body_timeout_seconds
-        return _closing(problem_response(408, f"the body did not arrive within {seconds:g} s"))
+        refusal = problem_response(408, f"the body did not arrive within {seconds:g} s")
+        return _without_the_rest(request, refusal)
     except RequestPayloadError:
-        # Nothing more can be read from it: without this aiohttp would try to read the
-        # rest after the answer and log the same error again, with a traceback.
-        request.content.feed_eof()
-        return _closing(problem_response(400, f"the body is not valid {encoding or 'HTTP'} data"))
+        refusal = problem_response(400, f"the body is not valid {encoding or 'HTTP'} data")
+        return _without_the_rest(request, refusal)
     except ConnectionResetError:
         log.info(
             "client left before sending the whole body",
@@ -172,9 +167,17 @@ async def read_body(request: web.Request, handler: Handler) -> web.StreamRespons
     return await handler(request)
 
 
-def _closing(response: web.Response) -> web.Response:
-    response.force_close()
-    return response
+def _without_the_rest(request: web.Request, refusal: web.Response) -> web.Response:
+    """Answer without reading the rest of the body, then close the connection.
+
+    Left alone, aiohttp would keep the connection up to 10 s after the answer to read
+    the rest (which may never come), and log a body that does not decode a second
+    time, with a traceback.
+    """
+    request.protocol.close()  # whatever else arrives is dropped
+    request.content.feed_eof()  # and nothing is left to read after the answer
+    refusal.force_close()
+    return refusal
 
 
 class RateLimited(Exception):
