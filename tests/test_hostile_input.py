@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from calendence.devstack.stack import LocalStack
 
-from tests.api import Api, new_tenant, tomorrow_at
+from tests.api import AROUND_THE_CLOCK, Api, new_tenant, tomorrow_at
 from tests.booking_helpers import open_salon
 
 # Longer than the gateway's body timeout: a request that takes this long is hanging.
@@ -176,6 +176,21 @@ CASES = [
         201,
         body=hold_body("9999-11-30T14:00:00+00:00"),
         key="session",
+    ),
+    case(
+        "a day-long hold with a day of buffer, at UTC+14, at the last accepted start",
+        "POST",
+        "/api/v1/bookings/hold",
+        201,
+        body=b'{"service_id":"{long_service_id}","location_id":"{edge_location_id}",'
+        b'"starts_at":"9999-11-30T23:55:00+00:00"}',
+    ),
+    case(
+        "availability of a day-long service at UTC+14 up to the last accepted moment",
+        "GET",
+        "/api/v1/availability?service_id={long_service_id}&location_id={edge_location_id}"
+        "&from=9999-11-01T00:00:00Z&to=9999-11-30T23:59:59Z",
+        200,
     ),
     case(
         "availability to -23:59 past 9999",
@@ -530,6 +545,9 @@ async def place(api: Api, hub: dict[str, str]) -> Place:
     salon = await open_salon(tenant)
     booking = await salon.booking(tomorrow_at(11))
     staff = await tenant.staff([salon.service_id], [salon.location_id])
+    # Open around the clock in the earliest time zone, with the longest service.
+    edge = await tenant.location(timezone="Pacific/Kiritimati", opening_hours=AROUND_THE_CLOCK)
+    longest = await tenant.service([edge["id"]], duration_minutes=24 * 60, buffer_minutes=24 * 60)
     custom_field = await tenant.create(
         "custom-fields", {"key": "notes", "label": "Notes", "type": "text"}
     )
@@ -547,6 +565,8 @@ async def place(api: Api, hub: dict[str, str]) -> Place:
             "location_id": salon.location_id,
             "booking_id": booking["id"],
             "staff_id": staff["id"],
+            "edge_location_id": edge["id"],
+            "long_service_id": longest["id"],
             "field_id": custom_field["id"],
             "endpoint_id": endpoint["id"],
         }
