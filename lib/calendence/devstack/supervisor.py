@@ -58,7 +58,12 @@ class Supervisor:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop watching (before the services are stopped on purpose)."""
+        """Stop watching (before the services are stopped on purpose).
+
+        The services it restarted were started from its thread, and the kernel sends
+        them their stop signal when that thread ends (PR_SET_PDEATHSIG follows the
+        thread that forked): the same stop that the stack is about to make anyway.
+        """
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
