@@ -22,6 +22,7 @@ from calendence.devstack.stack import LocalStack
 
 from tests.api import AROUND_THE_CLOCK, Api, new_tenant, tomorrow_at
 from tests.booking_helpers import open_salon
+from tests.test_keys import replica
 
 # Longer than the gateway's body timeout: a request that takes this long is hanging.
 ANSWER_WITHIN_SECONDS = 20
@@ -717,3 +718,22 @@ def test_every_500_carries_the_same_problem_type() -> None:
     theirs = json.loads(problem_from_error(InternalError(INTERNAL_ERROR_DETAIL)).body)  # type: ignore[arg-type]
     assert ours == theirs
     assert ours["type"] == "https://calendence.com/problems/internal-error"
+
+
+async def test_a_request_whose_headers_never_end_is_closed_after_the_idle_timeout(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """IDLE_CONNECTION_TIMEOUT_SECONDS, short on a gateway replica of this test's own."""
+    with replica(stack, tmp_path, IDLE_CONNECTION_TIMEOUT_SECONDS="2") as url:
+        host, port = url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(b"GET /api/v1/locations HTTP/1.1\r\nHost: calendence.test\r\nX-Slow: ")
+            await writer.drain()
+            started = time.monotonic()
+            received = await asyncio.wait_for(reader.read(), ANSWER_WITHIN_SECONDS)
+            waited = time.monotonic() - started
+        finally:
+            writer.close()
+    assert received == b""  # closed, with nothing to answer to
+    assert 1.5 <= waited < 10, waited

@@ -10,12 +10,14 @@ are: one warning line, no traceback (a bug of ours, a 500, keeps its traceback).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from calendence.logs import log_fields, new_request_id
 
+from gateway.appkeys import SETTINGS
 from gateway.middleware import REQUEST_ID_HEADER, SERVER_NAME
 from gateway.problems import INTERNAL_ERROR_DETAIL, problem_response
 
@@ -62,7 +64,12 @@ class _ProblemServer(web.Server):
 
 
 class GatewayRunner(web.AppRunner):
-    """An AppRunner whose connections answer unparsable requests with problems."""
+    """An AppRunner whose connections answer unparsable requests with problems, and
+    close when idle (or when headers never end) for IDLE_CONNECTION_TIMEOUT_SECONDS."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs.setdefault("keepalive_timeout", app[SETTINGS].idle_connection_timeout_seconds)
+        super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
