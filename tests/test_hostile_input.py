@@ -336,6 +336,27 @@ CASES = [
         headers={"Accept": b"\xff/\xfe", "Cookie": b"a=\xff"},
     ),
     case(
+        "a header name of non-ASCII bytes",
+        "GET",
+        "/api/v1/locations",
+        400,
+        headers={"X-\xff\xfe": b"value"},
+    ),
+    case(
+        "a NUL byte in a header value",
+        "GET",
+        "/api/v1/services",
+        400,
+        headers={"X-Note": b"a\x00b"},
+    ),
+    case(
+        "forwarding headers of non-ASCII bytes",
+        "GET",
+        "/api/v1/staff",
+        200,
+        headers={"X-Forwarded-Host": b"\xff.example", "Forwarded": b"for=\xff;host=\xfe"},
+    ),
+    case(
         "a header line over 8 KiB",
         "GET",
         "/api/v1/locations",
@@ -522,7 +543,9 @@ def _fill(template: bytes, place: Place) -> bytes:
 def build(hostile: Case, place: Place) -> bytes:
     key = place.values[hostile.key].encode() if hostile.key else b""
     headers = [(b"Authorization", b"Bearer " + key)] if key else []
-    headers += [(name.encode(), _fill(value, place)) for name, value in hostile.headers.items()]
+    headers += [
+        (name.encode("latin-1"), _fill(value, place)) for name, value in hostile.headers.items()
+    ]
     if hostile.body is not None and "Content-Type" not in hostile.headers:
         headers.append((b"Content-Type", b"application/json"))
     path = _fill(hostile.path.encode("latin-1"), place).decode("latin-1")
