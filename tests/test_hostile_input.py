@@ -450,6 +450,27 @@ CASES = [
         body=zlib.compress(b'{"name":"Deflated"}'),
     ),
     case(
+        "a negative Content-Length",
+        "POST",
+        "/api/v1/sessions",
+        400,
+        headers={"Content-Length": b"-5"},
+    ),
+    case(
+        "a Content-Length that is not a number",
+        "PATCH",
+        "/api/v1/custom-fields/{field_id}",
+        400,
+        headers={"Content-Length": b"12abc"},
+    ),
+    case(
+        "a Content-Length past 64 bits",
+        "POST",
+        "/api/v1/bookings",
+        400,
+        headers={"Content-Length": b"99999999999999999999999"},
+    ),
+    case(
         "a chunk size that is not hex",
         "POST",
         "/api/v1/webhook-endpoints",
