@@ -150,8 +150,11 @@ async def read_body(request: web.Request, handler: Handler) -> web.StreamRespons
         return _without_the_rest(request, refusal)
     seconds = request.app[SETTINGS].request_body_timeout_seconds
     try:
-        async with asyncio.timeout(seconds):
+        if request.content.is_eof():  # all here already (the usual case): no timer needed
             await request.read()
+        else:
+            async with asyncio.timeout(seconds):
+                await request.read()
     except TimeoutError:
         refusal = problem_response(408, f"the body did not arrive within {seconds:g} s")
         return _without_the_rest(request, refusal)
