@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ class LocalStack:
     # Restart a service that exits unexpectedly (`make run`); tests that stop and start
     # services themselves leave it off.
     supervise: bool = False
+    # Told of each service the supervisor restarts (`make run` rewrites stack.json).
+    on_restart: Callable[[str, ManagedProcess], None] | None = None
     stores: dict[str, RunningStore] = field(default_factory=dict)
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -74,7 +77,10 @@ class LocalStack:
         self.wait_until_ready()
         if self.supervise:
             self.supervisor = Supervisor(
-                self.services, self._restart_service, self.state_dir / "logs" / "supervisor.log"
+                self.services,
+                self._restart_service,
+                self.state_dir / "logs" / "supervisor.log",
+                on_restart=self.on_restart,
             )
             self.supervisor.start()
 

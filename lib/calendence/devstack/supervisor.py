@@ -37,11 +37,13 @@ class Supervisor:
 
     `restart` starts the service again, waits until it listens, and puts the new
     process into `services`; an exception from it counts as one more failed start.
+    `on_restart`, if given, hears of each process that took over.
     """
 
     services: dict[str, ManagedProcess]
     restart: Callable[[str], ManagedProcess]
     log_path: Path
+    on_restart: Callable[[str, ManagedProcess], None] | None = None
     first_delay_seconds: float = 0.5
     max_delay_seconds: float = 30.0
     steady_after_seconds: float = 60.0
@@ -110,6 +112,8 @@ class Supervisor:
             self._log(f"{name} failed to start again: {error}")
             return
         self._log(f"{name} restarted (pid {started.pid})")
+        if self.on_restart is not None:
+            self.on_restart(name, started)
 
 
 def _exit_reason(process: ManagedProcess) -> str:
