@@ -71,6 +71,8 @@ OPTIONAL_SETTINGS = {
     "OUTBOX_RELAY_ENABLED": "on everywhere: replicas elect one relay by advisory lock",
     "AUTH_CACHE_SECONDS": "tuning: revocations evict cached keys at once anyway",
     "RPC_TIMEOUT_SECONDS": "tuning: the gateway's deadline per gRPC call",
+    "REQUEST_BODY_TIMEOUT_SECONDS": "tuning: how long a request body may take to arrive",
+    "IDLE_CONNECTION_TIMEOUT_SECONDS": "tuning: how long an idle client connection is kept",
     "IDEMPOTENCY_TTL_SECONDS": "the API keeps Idempotency-Key answers 24 hours",
     "STRIPE_API_BASE": "empty means Stripe itself; only the local stack points it elsewhere",
     "STRIPE_TIMEOUT_SECONDS": "tuning: deadline of each Stripe call",

@@ -135,9 +135,13 @@ def bearer_token(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     if not header:
         raise Unauthenticated("send your API key as 'Authorization: Bearer <key>'")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("the Authorization header must be 'Bearer <key>'")
-    return token.strip()
+    if not (token.isascii() and token.isprintable()):
+        # Keys are printable ASCII; other bytes (which could not even be sent on) name none.
+        raise Unauthenticated("the API key is malformed")
+    return token
 
 
 def principal_of(request: web.Request) -> Principal:

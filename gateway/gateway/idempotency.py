@@ -85,9 +85,10 @@ def idempotent(handler: Handler) -> Handler:
         key = request.headers.get(HEADER)
         if key is None:
             return await handler(request)
-        if not key or len(key) > MAX_KEY_LENGTH:
+        if not key or len(key) > MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
             raise InvalidInput(
-                "bad Idempotency-Key", fields={HEADER: f"must be 1 to {MAX_KEY_LENGTH} characters"}
+                "bad Idempotency-Key",
+                fields={HEADER: f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"},
             )
         principal = principal_of(request)
         scope = principal.business_id or f"hub-{principal.hub_id}"

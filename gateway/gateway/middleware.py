@@ -3,17 +3,19 @@ errors; authentication and rate limits."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from calendence.errors import STORE_BUSY_ERRORS, DomainError, InvalidInput, NotFound, Unavailable
 from calendence.logs import log_fields, new_request_id, request_id_var
 
 from gateway import cors
-from gateway.appkeys import AUTHENTICATOR, NATS
+from gateway.appkeys import AUTHENTICATOR, NATS, SETTINGS
 from gateway.auth import BUSINESS_HEADER, Principal, bearer_token
 from gateway.delivery import deliver
 from gateway.metrics import LATENCY, REQUESTS
@@ -129,6 +131,63 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
+# What aiohttp decodes; any other Content-Encoding would reach handlers still encoded.
+_DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
+# "Client Closed Request" (nginx's code): what /metrics counts for a request whose client
+# left before its body arrived. No answer is sent; it is the client's doing, not a 5xx.
+CLIENT_CLOSED_REQUEST = 499
+
+
+@web.middleware
+async def read_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The whole body, read before any handler runs and within the body timeout.
+
+    Handlers then read it from memory. A client that announces a body and stalls gets
+    408, a body that its Content-Encoding does not decode 400, an encoding we do not
+    decode 415; each closes the connection, as the rest of the body cannot be trusted.
+    """
+    if not request.body_exists:
+        return await handler(request)
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in _DECODED_ENCODINGS:
+        detail = "the body's Content-Encoding is not supported; send it as is, gzip or deflate"
+        refusal = problem_response(415, detail, headers={"Accept-Encoding": "gzip, deflate"})
+        return _without_the_rest(request, refusal)
+    seconds = request.app[SETTINGS].request_body_timeout_seconds
+    try:
+        if request.content.is_eof():  # all here already (the usual case): no timer needed
+            await request.read()
+        else:
+            async with asyncio.timeout(seconds):
+                await request.read()
+    except TimeoutError:
+        refusal = problem_response(408, f"the body did not arrive within {seconds:g} s")
+        return _without_the_rest(request, refusal)
+    except RequestPayloadError:
+        refusal = problem_response(400, f"the body is not valid {encoding or 'HTTP'} data")
+        return _without_the_rest(request, refusal)
+    except ConnectionResetError:
+        log.info(
+            "client left before sending the whole body",
+            extra=log_fields(method=request.method, route=_route_label(request)),
+        )
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
+    return await handler(request)
+
+
+def _without_the_rest(request: web.Request, refusal: web.Response) -> web.Response:
+    """Answer without reading the rest of the body, then close the connection.
+
+    Left alone, aiohttp would keep the connection up to 10 s after the answer to read
+    the rest (which may never come), and log a body that does not decode a second
+    time, with a traceback.
+    """
+    request.protocol.close()  # whatever else arrives is dropped
+    request.content.feed_eof()  # and nothing is left to read after the answer
+    refusal.force_close()
+    return refusal
+
+
 class RateLimited(Exception):
     def __init__(self, answer: web.Response) -> None:
         super().__init__("rate limited")
@@ -182,5 +241,7 @@ def public(handler: Handler) -> Handler:
     return handler
 
 
-# `deliver` outermost: it sends the finished answer itself (see gateway.delivery).
-MIDDLEWARES = [deliver, observe, edge, problems, authenticate]
+# `deliver` outermost: it sends the finished answer itself (see gateway.delivery). The
+# body is read before authentication: aiohttp would read (and discard) it after a
+# refusal anyway, and a stalled or undecodable one is then answered the same for all.
+MIDDLEWARES = [deliver, observe, edge, problems, read_body, authenticate]

@@ -44,6 +44,9 @@ def status_of(error: DomainError) -> tuple[int, str]:
     return 500, "internal-error"
 
 
+INTERNAL_ERROR_DETAIL = "something went wrong on our side; it has been logged"
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -55,6 +58,10 @@ def problem_response(
     extensions: dict[str, object] | None = None,
 ) -> web.Response:
     phrase = HTTPStatus(status).phrase
+    if status == 500 and slug is None:
+        # Every 500 alike, whichever layer caught the bug (a service's InternalError
+        # or the gateway's own): one problem type to look for.
+        slug, title = "internal-error", title or InternalError.title
     body: dict[str, object] = {
         "type": PROBLEM_TYPE_BASE + (slug or phrase.lower().replace(" ", "-")),
         "title": title or phrase,

@@ -117,6 +117,12 @@ class GatewaySettings(CommonSettings):
     auth_cache_seconds: float = 30.0
     # Deadline for every gRPC call the gateway makes.
     rpc_timeout_seconds: float = 5.0
+    # A request body must arrive within this many seconds of its headers; a client that
+    # announces a body and stalls is answered 408 and disconnected.
+    request_body_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A connection that sends nothing (or never finishes its headers) for this long is
+    # closed; aiohttp's own default would keep it for an hour.
+    idle_connection_timeout_seconds: float = Field(default=75.0, gt=0)
     # Idempotency-Key replays (and later rate limits) live here, shared by replicas.
     redis_url: str = "redis://127.0.0.1:6379/0"
     idempotency_ttl_seconds: int = 24 * 3600

@@ -1,8 +1,9 @@
 """`calendence-stack` (what `make run` runs): the whole platform on this machine.
 
 Starts PostgreSQL, Redis and NATS from pip-installed servers unless DATABASE_URL,
-REDIS_URL and NATS_URL point elsewhere; then the four services. Prints the gateway URL
-and demo keys, and writes them to <state>/stack.json. Ctrl-C stops everything it began.
+REDIS_URL and NATS_URL point elsewhere; then the four services, restarting any that
+exits unexpectedly (see calendence.devstack.supervisor). Prints the gateway URL and demo
+keys, and writes them to <state>/stack.json. Ctrl-C stops everything it began.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import json
 import os
 import signal
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from calendence.devstack.processes import ManagedProcess
 from calendence.devstack.stack import LocalStack
 
 
@@ -44,8 +47,29 @@ def main() -> None:
     stack_file = state_dir / "stack.json"
     previous = json.loads(stack_file.read_text()) if stack_file.exists() else {}
 
+    info: dict[str, Any] = {}
+    info_lock = threading.Lock()  # the supervisor's thread rewrites it too
+
+    def write_info() -> None:
+        # Whole or not at all, for a script reading it meanwhile.
+        partial = stack_file.with_suffix(".json.partial")
+        partial.write_text(json.dumps(info, indent=2) + "\n")
+        os.replace(partial, stack_file)
+
+    def note_restart(name: str, process: ManagedProcess) -> None:
+        """Keep stack.json's pids those of the running services."""
+        with info_lock:
+            if info:
+                info["services"][name] = process.pid
+                write_info()
+
     # The development setting that lets webhooks reach a receiver on localhost.
-    stack = LocalStack(state_dir, service_env={"WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"})
+    stack = LocalStack(
+        state_dir,
+        service_env={"WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"},
+        supervise=True,
+        on_restart=note_restart,
+    )
 
     def request_stop(*_: object) -> None:
         raise KeyboardInterrupt
@@ -59,16 +83,17 @@ def main() -> None:
         demo = previous.get("demo") or {}
         if not _keys_still_work(stack.gateway_url, demo):
             demo = stack.admin("demo")
-        info = {
-            "gateway_url": stack.gateway_url,
-            "state_dir": str(state_dir),
-            "logs": str(state_dir / "logs"),
-            "stores": {name: store.url for name, store in stack.stores.items()},
-            "services": {name: process.pid for name, process in stack.services.items()},
-            "demo": demo,
-        }
-        stack_file.write_text(json.dumps(info, indent=2) + "\n")
-        print(json.dumps(info, indent=2))
+        with info_lock:
+            info |= {
+                "gateway_url": stack.gateway_url,
+                "state_dir": str(state_dir),
+                "logs": str(state_dir / "logs"),
+                "stores": {name: store.url for name, store in stack.stores.items()},
+                "services": {name: process.pid for name, process in stack.services.items()},
+                "demo": demo,
+            }
+            write_info()
+            print(json.dumps(info, indent=2))
         print(f"\nCalendence is up at {stack.gateway_url}  (Ctrl-C stops it)", flush=True)
         while True:
             signal.pause()

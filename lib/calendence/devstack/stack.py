@@ -10,12 +10,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
 from calendence.devstack.stores import RunningStore, start_nats, start_postgres, start_redis
+from calendence.devstack.supervisor import Supervisor
 
 SERVICES = ("booking-service", "notify-service", "hold-service", "gateway")
 _MODULES = {
@@ -33,10 +35,18 @@ class LocalStack:
     persist: bool = True
     # Extra environment for every service, e.g. a short HOLD_TTL_SECONDS in tests.
     service_env: dict[str, str] = field(default_factory=dict)
+    # Restart a service that exits unexpectedly (`make run`); tests that stop and start
+    # services themselves leave it off.
+    supervise: bool = False
+    # Told of each service the supervisor restarts (`make run` rewrites stack.json).
+    on_restart: Callable[[str, ManagedProcess], None] | None = None
     stores: dict[str, RunningStore] = field(default_factory=dict)
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
+    supervisor: Supervisor | None = None
+    # The extra environment each service was last started with, reused by restarts.
+    _extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +75,14 @@ class LocalStack:
         for name in SERVICES:
             self.start_service(name)
         self.wait_until_ready()
+        if self.supervise:
+            self.supervisor = Supervisor(
+                self.services,
+                self._restart_service,
+                self.state_dir / "logs" / "supervisor.log",
+                on_restart=self.on_restart,
+            )
+            self.supervisor.start()
 
     def _store_urls(self) -> dict[str, str]:
         database = os.environ.get("DATABASE_URL")
@@ -121,10 +139,15 @@ class LocalStack:
             self.state_dir / "logs" / f"{name}.log",
             env={**self.env, **(extra_env or {})},
         )
+        self._extra_env[name] = extra_env or {}
         self.services[name] = process
         port_var = "GATEWAY_PORT" if name == "gateway" else f"{_MODULES[name].upper()}_PORT"
         wait_for_port(int(self.env[port_var]), 60, process)
         return process
+
+    def _restart_service(self, name: str) -> ManagedProcess:
+        self.services[name].stop()  # gone already: this only closes its log
+        return self.start_service(name, self._extra_env.get(name))
 
     def wait_until_ready(self, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -153,6 +176,8 @@ class LocalStack:
         return json.loads(done.stdout)
 
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
         for name in reversed(SERVICES):
             if name in self.services:
                 self.services[name].stop()

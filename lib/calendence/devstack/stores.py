@@ -99,10 +99,31 @@ def start_postgres(state_dir: Path, port: int | None = None) -> RunningStore:
         stop_signal=signal.SIGINT,  # "fast" shutdown: roll back clients, then exit
         user=user,
     )
-    wait_for_port(port, 60, process)
+    _wait_until_accepting(data_dir / "postmaster.pid", process)
     base = f"postgresql://postgres@127.0.0.1:{port}"
     _create_databases(bin_dir, port, user)
     return RunningStore("postgres", base, process)
+
+
+def _wait_until_accepting(pid_file: Path, process: ManagedProcess, timeout: float = 60) -> None:
+    """Wait for the server to say it accepts connections, without connecting.
+
+    The port opens before recovery ends, and every connection tried before then (a
+    probe with pg_isready too) leaves a FATAL line in postgres.log. The server writes
+    its state as the last line of postmaster.pid instead: "ready" once it accepts.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.running():
+            raise RuntimeError(f"postgres exited early; see {process.log_path}")
+        try:
+            lines = pid_file.read_text().splitlines()
+        except FileNotFoundError:
+            lines = []
+        if len(lines) >= 8 and lines[7].strip() == "ready":
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"PostgreSQL is not ready after {timeout}s; see {process.log_path}")
 
 
 def _remove_stale_pid_file(pid_file: Path) -> None:
@@ -122,15 +143,6 @@ def _remove_stale_pid_file(pid_file: Path) -> None:
 
 
 def _create_databases(bin_dir: Path, port: int, user: str | None) -> None:
-    for _ in range(100):
-        ready = subprocess.run(
-            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-            capture_output=True,
-            user=user,
-        )
-        if ready.returncode == 0:
-            break
-        time.sleep(0.1)
     psql = [
         str(bin_dir / "psql"),
         "-h",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -140,8 +141,30 @@ def _iso_text(value: Any) -> Any:
     )
 
 
-# A moment in a request: ISO 8601 with an offset (naive times are refused too).
-Moment = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+# The range of moments a request may name, in UTC. Python's calendar ends with
+# 9999-12-31; the weeks kept free before that leave room for what is worked out from a
+# moment (a slot's end and buffer, up to two days; its local day in any time zone; an
+# availability range), so no arithmetic on an accepted moment can leave the calendar.
+# The days kept free after 0001-01-01 do the same for offsets up to +23:59.
+EARLIEST_MOMENT = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_MOMENT = datetime(9999, 12, 1, tzinfo=UTC)
+
+
+def _within_calendar(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T20:00:00-14:00 is in year 10000 in UTC
+        utc = None
+    if utc is None or not EARLIEST_MOMENT <= utc < LATEST_MOMENT:
+        raise ValueError(
+            f"must be from {EARLIEST_MOMENT.isoformat()} up to {LATEST_MOMENT.isoformat()}"
+        )
+    return value
+
+
+# A moment in a request: ISO 8601 with an offset (naive times are refused too), inside
+# the range above.
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_within_calendar)]
 
 # A moment in an answer, written as the Bookings page writes it: UTC, "+00:00".
 Instant = Annotated[
