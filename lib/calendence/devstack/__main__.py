@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from calendence.devstack.stack import LocalStack
+from calendence.devstack.stack import RUN_SERVICE_ENV, LocalStack
 
 
 def _keys_still_work(gateway_url: str, demo: dict[str, Any]) -> bool:
@@ -44,8 +44,7 @@ def main() -> None:
     stack_file = state_dir / "stack.json"
     previous = json.loads(stack_file.read_text()) if stack_file.exists() else {}
 
-    # The development setting that lets webhooks reach a receiver on localhost.
-    stack = LocalStack(state_dir, service_env={"WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"})
+    stack = LocalStack(state_dir, service_env=RUN_SERVICE_ENV)
 
     def request_stop(*_: object) -> None:
         raise KeyboardInterrupt
