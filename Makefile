@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test lint protos bench-holds bench-bookings bench-webhooks clean
+.PHONY: install browser run test lint protos bench wrk bench-holds bench-bookings bench-webhooks clean
 
 install: $(VENV)/.installed
 
@@ -43,14 +43,26 @@ lint: install
 protos: install
 	$(BIN)/python protos/generate.py
 
-bench-holds: install
-	$(BIN)/python bench/holds.py
+## Every hot path against its naive floor, on a throw-away stack set up as `make run`'s:
+## throughput, open-loop latency, CPU per request per process (bench/run.py --help).
+BENCH_ARGS ?=
+bench: install wrk
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-bench-bookings: install
-	$(BIN)/python bench/bookings.py
+bench-holds:
+	$(MAKE) bench BENCH_ARGS="--paths holds $(BENCH_ARGS)"
 
-bench-webhooks: install
-	$(BIN)/python bench/webhooks.py
+bench-bookings:
+	$(MAKE) bench BENCH_ARGS="--paths book $(BENCH_ARGS)"
+
+bench-webhooks:
+	$(MAKE) bench BENCH_ARGS="--paths events $(BENCH_ARGS)"
+
+## The load generator, from Debian's packages (CI and this machine run as root).
+wrk:
+	@command -v wrk >/dev/null || apt-get install -y wrk || \
+		(apt-get update && apt-get install -y wrk) || \
+		{ echo "wrk is missing: install it with your package manager (apt-get install wrk)" >&2; exit 1; }
 
 clean:
 	rm -rf $(VENV) .calendence .pytest_cache .mypy_cache .ruff_cache

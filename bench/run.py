@@ -372,10 +372,14 @@ class Bench:
             waited.cancel()
         answered = {b: (s, a, status) for b, s, a, status in phase.run.answered}
         after_answer = [
-            (receiver.arrivals[b] * 1e6 - a) for b, (_, a, _) in answered.items() if b in receiver.arrivals
+            (receiver.arrivals[b] * 1e6 - a)
+            for b, (_, a, _) in answered.items()
+            if b in receiver.arrivals
         ]
         after_schedule = [
-            (receiver.arrivals[b] * 1e6 - s) for b, (s, _, _) in answered.items() if b in receiver.arrivals
+            (receiver.arrivals[b] * 1e6 - s)
+            for b, (s, _, _) in answered.items()
+            if b in receiver.arrivals
         ]
         ends = [receiver.arrivals[b] for b in load.ids if b in receiver.arrivals]
         first_sent = min((s for s, _, _ in answered.values()), default=0.0) / 1e6
@@ -427,7 +431,9 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) 
         connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=60)
     ) as http:
         print(f"making a business, {args.keys} keys and {args.sessions} session tokens ...")
-        business = await create_business(Api(http, stack.gateway_url), stack, args.keys, args.sessions)
+        business = await create_business(
+            Api(http, stack.gateway_url), stack, args.keys, args.sessions
+        )
     tokens_file, keys_file = scratch / "sessions.txt", scratch / "keys.txt"
     tokens_file.write_text("\n".join(business.sessions) + "\n")
     keys_file.write_text("\n".join(business.keys) + "\n")
@@ -442,9 +448,9 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) 
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-    roots = process_roots(
-        stack, {"naive-hold-app": naive_hold, "naive-book-app": naive_book}
-    ) | {"bench receiver": os.getpid()}
+    roots = process_roots(stack, {"naive-hold-app": naive_hold, "naive-book-app": naive_book}) | {
+        "bench receiver": os.getpid()
+    }
     tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
         days=1
     )
@@ -485,7 +491,9 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) 
         {
             "name": p.name,
             "statuses": dict(sorted(p.run.statuses.items())),
-            "socket_errors": {k: v for k, v in p.run.errors.items() if k in ("connect", "read", "write")},
+            "socket_errors": {
+                k: v for k, v in p.run.errors.items() if k in ("connect", "read", "write")
+            },
             "seconds": round(p.run.seconds, 2),
             "cpu_seconds": {k: round(v, 3) for k, v in p.cpu.items()},
         }
@@ -562,7 +570,10 @@ def report(results: dict[str, Any]) -> str:
         )
     if "events" in results:
         e = results["events"]
-        for part, label in (("saturation", f"{e['in_flight']} in flight"), ("half_rate", "open loop")):
+        for part, label in (
+            ("saturation", f"{e['in_flight']} in flight"),
+            ("half_rate", "open loop"),
+        ):
             s = e[part]
             lat = s["answer_to_webhook"]
             lines.append(
@@ -575,12 +586,17 @@ def report(results: dict[str, Any]) -> str:
                     else ""
                 )
             )
-    lines += ["", "CPU microseconds per unit at saturation (holds: per hold; hold+book: per booking,"]
+    lines += [
+        "",
+        "CPU microseconds per unit at saturation (holds: per hold; hold+book: per booking,",
+    ]
     lines.append("both requests; events: per cancellation, its webhook included)")
     columns: list[tuple[str, dict[str, float]]] = []
     for path in ("holds", "book"):
         if path in results:
-            columns.append((f"{names[path]}", results[path]["full"]["saturation"]["cpu_us_per_unit"]))
+            columns.append(
+                (f"{names[path]}", results[path]["full"]["saturation"]["cpu_us_per_unit"])
+            )
             columns.append(("floor", results[path]["floor"]["saturation"]["cpu_us_per_unit"]))
     if "events" in results:
         columns.append(("events", results["events"]["saturation"]["cpu_us_per_unit"]))
@@ -596,7 +612,9 @@ def report(results: dict[str, Any]) -> str:
             for name, cpu in columns
         ]
         lines.append(f"{row:<18}" + "".join(f"{cell:>12}" for cell in cells))
-    totals = [sum(v for k, v in cpu.items() if k not in ("wrk", "bench receiver")) for _, cpu in columns]
+    totals = [
+        sum(v for k, v in cpu.items() if k not in ("wrk", "bench receiver")) for _, cpu in columns
+    ]
     lines.append(f"{'all but the load':<18}" + "".join(f"{fmt(v):>12}" for v in totals))
     statuses: Counter[str] = Counter()
     for phase in results["phases"]:
@@ -614,15 +632,25 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--sessions", type=int, default=1000, help="session tokens (1000)")
     parser.add_argument("--keys", type=int, default=10, help="business API keys (10)")
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections at saturation (64)")
-    parser.add_argument("--open-connections", type=int, default=100, help="wrk connections in open loops (100)")
-    parser.add_argument("--seconds", type=float, default=12, help="saturation seconds per target (12)")
+    parser.add_argument(
+        "--connections", type=int, default=64, help="wrk connections at saturation (64)"
+    )
+    parser.add_argument(
+        "--open-connections", type=int, default=100, help="wrk connections in open loops (100)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=12, help="saturation seconds per target (12)"
+    )
     parser.add_argument("--turns", type=int, default=3, help="turns full path and floor take (3)")
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per target (2)")
     parser.add_argument("--open-seconds", type=float, default=10, help="open loop seconds (10)")
-    parser.add_argument("--cancels", type=int, default=300, help="cancellations per events phase (300)")
+    parser.add_argument(
+        "--cancels", type=int, default=300, help="cancellations per events phase (300)"
+    )
     parser.add_argument("--in-flight", type=int, default=50, help="cancellations in flight (50)")
-    parser.add_argument("--event-timeout", type=float, default=60, help="longest events phase (60 s)")
+    parser.add_argument(
+        "--event-timeout", type=float, default=60, help="longest events phase (60 s)"
+    )
     parser.add_argument("--idle-seconds", type=float, default=2, help="idle CPU sample (2 s)")
     parser.add_argument("--tiny", action="store_true", help="seconds per phase: proves it works")
     parser.add_argument("--keep-stack", action="store_true", help="keep the stack's folder")
