@@ -29,7 +29,7 @@ browser:
 	fi
 
 ## Lint, type-check and run every test against real servers the session starts.
-test: install browser lint
+test: install browser lint wrk
 	@$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
 	exit $$status
