@@ -37,6 +37,9 @@ local first_slot = tonumber(os.getenv("BENCH_FIRST_SLOT") or "0")
 local slot_seconds = tonumber(os.getenv("BENCH_SLOT_SECONDS") or "1800")
 local slot_base = tonumber(os.getenv("BENCH_SLOT_BASE") or "0")
 local out_path = os.getenv("BENCH_OUT")
+-- "sequential" in warm-ups, so that the gateway has seen every token before measuring;
+-- otherwise each request picks a token at random, as many widgets at once would.
+local token_order = os.getenv("BENCH_TOKEN_ORDER") or "random"
 
 local function read_lines(path)
   local lines = {}
@@ -106,8 +109,18 @@ local function send(what, method, path, token, body, scheduled, extra)
   return wrk.format(method, path, headers, body)
 end
 
+local tokens_used = 0
+
+local function next_token()
+  if token_order == "sequential" then
+    tokens_used = tokens_used + 1
+    return (tokens_used * nthreads + tid) % #tokens + 1
+  end
+  return math.random(#tokens)
+end
+
 local function hold_request(scheduled)
-  local token = math.random(#tokens)
+  local token = next_token()
   local body = '{"service_id":"' .. service_id .. '","location_id":"' .. location_id
     .. '","starts_at":"' .. next_slot_iso() .. '"}'
   return send("hold", "POST", "/api/v1/bookings/hold", token, body, scheduled)

@@ -90,6 +90,7 @@ class Load:
     first_slot: int = 0
     slot_base: int = 0
     threads: int = 2
+    token_order: str = "random"  # or "sequential": every token in turn (warm-ups)
 
 
 @dataclass
@@ -156,6 +157,7 @@ async def run_phase(
             "BENCH_FIRST_SLOT": str(load.first_slot),
             "BENCH_SLOT_BASE": str(load.slot_base),
             "BENCH_OUT": str(out),
+            "BENCH_TOKEN_ORDER": load.token_order,
         }
         before = cpu_seconds(roots)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -290,7 +290,9 @@ class Bench:
         targets = (("full", full_url), ("floor", floor_url))
         for who, url in targets:
             await self.phase(
-                f"{path} {who} warm-up", url, Load(kind, "closed", a.connections, a.warmup)
+                f"{path} {who} warm-up",
+                url,
+                Load(kind, "closed", a.connections, a.warmup, token_order="sequential"),
             )
         turns: dict[str, list[Phase]] = {"full": [], "floor": []}
         for turn in range(a.turns):
@@ -642,7 +644,7 @@ def main() -> None:
         "--seconds", type=float, default=12, help="saturation seconds per target (12)"
     )
     parser.add_argument("--turns", type=int, default=3, help="turns full path and floor take (3)")
-    parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per target (2)")
+    parser.add_argument("--warmup", type=float, default=4, help="warm-up seconds per target (4)")
     parser.add_argument("--open-seconds", type=float, default=10, help="open loop seconds (10)")
     parser.add_argument(
         "--cancels", type=int, default=300, help="cancellations per events phase (300)"
