@@ -10,7 +10,8 @@ and many session tokens, and drives it with wrk (bench/load.lua), a C load gener
 so that the load takes little CPU from the services. For each path:
 
 - holds: POST /api/v1/bookings/hold on distinct future slots, against
-  bench/naive_hold_app.py (one aiohttp process doing SET NX on the same Redis);
+  bench/naive_hold_app.py (one aiohttp process doing SET NX on the same Redis); then
+  500 clients race for one slot, 5 rounds: one 201 per round, the rest 409;
 - book: a hold, then POST /api/v1/bookings with it and the same session token, against
   bench/naive_book_app.py (GETDEL the hold, one PostgreSQL transaction inserting the
   booking under the same exclusion constraint and an outbox row);
@@ -23,7 +24,8 @@ turns in slices of the same run), then latency in an open loop at half that rate
 (p50/p99/p99.9 from each request's scheduled time, so a stall is not hidden), and the
 CPU microseconds each process spent per request (from /proc, PostgreSQL's backends
 included, counted until the stack is quiet again). Every answer's status is counted;
-any 5xx, socket error, lost or badly signed webhook fails the run (exit status 1).
+any 5xx, socket error, lost or badly signed webhook, or a race round without exactly
+one winner fails the run (exit status 1).
 
 Results: bench/results/bench-<time>.json and .txt (the printed summary).
 """
@@ -318,6 +320,44 @@ class Bench:
         result["ratio"] = round(full_rate / floor_rate, 3) if floor_rate else None
         return result
 
+    async def race(self) -> dict[str, Any]:
+        """`racers` session tokens ask for one slot at once, `rounds` times: exactly one
+        201 per round, every other answer a 409 (anything else fails the run)."""
+        a = self.args
+        tokens = self.business.sessions[: a.racers]
+        rounds: list[dict[str, int]] = []
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
+        ) as http:
+
+            async def hold(token: str, body: bytes) -> int:
+                async with http.post(
+                    self.stack.gateway_url + "/api/v1/bookings/hold",
+                    data=body,
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Content-Type": "application/json",
+                    },
+                ) as answer:
+                    await answer.read()
+                    return answer.status
+
+            for _ in range(a.rounds):
+                starts_at = datetime.fromtimestamp(
+                    self.first_slot + self.next_slot * SERVICE_MINUTES * 60, UTC
+                )
+                self.next_slot += 1
+                body = orjson.dumps(
+                    {
+                        "service_id": self.business.service_id,
+                        "location_id": self.business.location_id,
+                        "starts_at": starts_at.isoformat(),
+                    }
+                )
+                answers = await asyncio.gather(*(hold(token, body) for token in tokens))
+                rounds.append({str(k): v for k, v in sorted(Counter(answers).items())})
+        return {"racers": len(tokens), "rounds": rounds}
+
     async def events(self, receiver: Receiver, receiver_url: str) -> dict[str, Any]:
         a = self.args
         await self.phase_settled()
@@ -474,6 +514,8 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) 
             results["holds"] = await bench.against_floor(
                 "holds", "hold", naive_hold_url, "bench/naive_hold_app.py"
             )
+            print(f"holds: {args.racers} clients racing for one slot, {args.rounds} rounds")
+            results["holds"]["race"] = await bench.race()
         if "book" in args.paths or "events" in args.paths:
             print("hold then book: full path against bench/naive_book_app.py", flush=True)
             results["book"] = await bench.against_floor(
@@ -516,6 +558,9 @@ def failures(phases: list[Phase], results: dict[str, Any]) -> list[str]:
                 found.append(f"{phase.name}: {phase.run.errors[name]} socket {name} errors")
         if phase.run.statuses.get("unknown"):
             found.append(f"{phase.name}: answers without the request id sent")
+    for number, answers in enumerate(results.get("holds", {}).get("race", {}).get("rounds", [])):
+        if answers.get("201") != 1 or set(answers) - {"201", "409"}:
+            found.append(f"race round {number + 1}: {answers} (one 201, the rest 409 expected)")
     events = results.get("events", {})
     for part in ("saturation", "half_rate"):
         missing = events.get(part, {}).get("webhooks_missing")
@@ -569,6 +614,12 @@ def report(results: dict[str, Any]) -> str:
             f"{names[path]:<12}{fmt(full['saturation']['per_second']):>9}"
             f"{fmt(floor['saturation']['per_second']):>9}{r['ratio'] or 0:>6.2f}x   "
             f"{at_half(full):<49}{at_half(floor)}"
+        )
+    race = results.get("holds", {}).get("race")
+    if race:
+        lines.append(
+            f"{'race':<12}{race['racers']} clients for one slot, answers per round: "
+            + "; ".join(", ".join(f"{k} x{v}" for k, v in r.items()) for r in race["rounds"])
         )
     if "events" in results:
         e = results["events"]
@@ -654,6 +705,8 @@ def main() -> None:
         "--event-timeout", type=float, default=60, help="longest events phase (60 s)"
     )
     parser.add_argument("--idle-seconds", type=float, default=2, help="idle CPU sample (2 s)")
+    parser.add_argument("--racers", type=int, default=500, help="clients racing for a slot")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of that race (5)")
     parser.add_argument("--tiny", action="store_true", help="seconds per phase: proves it works")
     parser.add_argument("--keep-stack", action="store_true", help="keep the stack's folder")
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
@@ -662,6 +715,7 @@ def main() -> None:
         args.sessions, args.keys, args.connections, args.open_connections = 40, 2, 8, 8
         args.seconds, args.turns, args.warmup, args.open_seconds = 1, 1, 1, 1
         args.cancels, args.in_flight, args.idle_seconds = 10, 5, 0.5
+        args.racers, args.rounds = 20, 2
     with throwaway_stack(keep=args.keep_stack) as stack:
         scratch = stack.state_dir / "bench"
         scratch.mkdir(exist_ok=True)

@@ -151,6 +151,8 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         cpu = measured["full"]["saturation"]["cpu_us_per_unit"]
         assert set(STACK_PROCESSES) <= set(cpu)
         assert cpu["gateway"] > 0 and cpu["hold-service"] > 0
+    race = results["holds"]["race"]
+    assert race["rounds"] == [{"201": 1, "409": race["racers"] - 1}] * len(race["rounds"])
     assert results["book"]["full"]["saturation"]["cpu_us_per_unit"]["postgres"] > 0
     events = results["events"]
     for part in ("saturation", "half_rate"):
