@@ -62,7 +62,7 @@ end
 tid = 0
 local tokens, ids
 local issued = 0 -- request numbers
-local waiting = {} -- request number -> {what, scheduled, token, id}
+local waiting = {} -- request number -> {what, scheduled, token, extra (booking id)}
 local bookings_due = {} -- holds answered 201 whose booking is still to be sent
 local bookings_reserved = 0 -- connections woken for one of them
 local schedule = {} -- scheduled times claimed by sleeping connections, oldest first
