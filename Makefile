@@ -58,11 +58,13 @@ bench-bookings:
 bench-webhooks:
 	$(MAKE) bench BENCH_ARGS="--paths events $(BENCH_ARGS)"
 
-## The load generator, from Debian's packages (CI and this machine run as root).
+## The load generator, from Debian's packages (apt; as root, or through sudo).
 wrk:
-	@command -v wrk >/dev/null || apt-get install -y wrk || \
-		(apt-get update && apt-get install -y wrk) || \
-		{ echo "wrk is missing: install it with your package manager (apt-get install wrk)" >&2; exit 1; }
+	@if ! command -v wrk >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; \
+	fi
 
 clean:
 	rm -rf $(VENV) .calendence .pytest_cache .mypy_cache .ruff_cache
