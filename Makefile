@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test lint protos bench-holds bench-bookings bench-webhooks clean
+.PHONY: install browser run test lint protos bench wrk bench-holds bench-bookings bench-webhooks clean
 
 install: $(VENV)/.installed
 
@@ -29,7 +29,7 @@ browser:
 	fi
 
 ## Lint, type-check and run every test against real servers the session starts.
-test: install browser lint
+test: install browser lint wrk
 	@$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
 	exit $$status
@@ -43,14 +43,28 @@ lint: install
 protos: install
 	$(BIN)/python protos/generate.py
 
-bench-holds: install
-	$(BIN)/python bench/holds.py
+## Every hot path against its naive floor, on a throw-away stack set up as `make run`'s:
+## throughput, open-loop latency, CPU per request per process (bench/run.py --help).
+BENCH_ARGS ?=
+bench: install wrk
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-bench-bookings: install
-	$(BIN)/python bench/bookings.py
+bench-holds:
+	$(MAKE) bench BENCH_ARGS="--paths holds $(BENCH_ARGS)"
 
-bench-webhooks: install
-	$(BIN)/python bench/webhooks.py
+bench-bookings:
+	$(MAKE) bench BENCH_ARGS="--paths book $(BENCH_ARGS)"
+
+bench-webhooks:
+	$(MAKE) bench BENCH_ARGS="--paths events $(BENCH_ARGS)"
+
+## The load generator, from Debian's packages (apt; as root, or through sudo).
+wrk:
+	@if ! command -v wrk >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; \
+	fi
 
 clean:
 	rm -rf $(VENV) .calendence .pytest_cache .mypy_cache .ruff_cache

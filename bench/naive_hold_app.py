@@ -2,7 +2,8 @@
 
 It answers POST /api/v1/bookings/hold like the real endpoint does on its happy and
 its conflict path, minus everything that makes it correct: no key check, no schema,
-no catalogue, no intervals (one key per start time), no gRPC hop.
+no catalogue, no intervals (one key per start time), no gRPC hop. Like the gateway, it
+echoes X-Request-Id (bench/load.lua matches answers to requests by it).
 
     REDIS_URL=redis://127.0.0.1:6379/0 NAIVE_PORT=8099 python bench/naive_hold_app.py
 """
@@ -20,6 +21,18 @@ from redis.asyncio import Redis
 
 TTL = timedelta(minutes=10)
 REDIS = web.AppKey("redis", Redis)
+REQUEST_ID = "X-Request-Id"
+
+
+@web.middleware
+async def echo_request_id(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    response = await handler(request)
+    response.headers[REQUEST_ID] = request.headers.get(REQUEST_ID, "")
+    return response
+
+
+async def alive(request: web.Request) -> web.Response:
+    return web.Response(status=200, body=b'{"status":"alive"}', content_type="application/json")
 
 
 async def hold(request: web.Request) -> web.Response:
@@ -55,7 +68,8 @@ async def redis_client(app: web.Application):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    app = web.Application()
+    app = web.Application(middlewares=[echo_request_id])
+    app.router.add_get("/healthz", alive)
     app.router.add_post("/api/v1/bookings/hold", hold)
     app.cleanup_ctx.append(redis_client)
     web.run_app(

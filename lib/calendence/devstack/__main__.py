@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from calendence.devstack.processes import ManagedProcess
-from calendence.devstack.stack import LocalStack
+from calendence.devstack.stack import RUN_SERVICE_ENV, LocalStack
 
 
 def _keys_still_work(gateway_url: str, demo: dict[str, Any]) -> bool:
@@ -63,10 +63,9 @@ def main() -> None:
                 info["services"][name] = process.pid
                 write_info()
 
-    # The development setting that lets webhooks reach a receiver on localhost.
     stack = LocalStack(
         state_dir,
-        service_env={"WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"},
+        service_env=RUN_SERVICE_ENV,
         supervise=True,
         on_restart=note_restart,
     )

@@ -1,0 +1,196 @@
+"""One measured phase: wrk with bench/load.lua against a URL, and the CPU every process
+spent on it, counted from the start until the stack is quiet again (work a request
+leaves behind, such as an outbox relay or a webhook, belongs to it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import shutil
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cpu import cpu_seconds, spent
+
+HERE = Path(__file__).resolve().parent
+LOAD_SCRIPT = HERE / "load.lua"
+QUIET_CPU_SHARE = 0.05  # of one core, over QUIET_WINDOW: the stack has settled
+QUIET_WINDOW = 0.5
+QUIET_LIMIT = 20.0
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("wrk is missing: `make bench` installs it (apt-get install wrk)")
+    return found
+
+
+@dataclass
+class WrkRun:
+    """What one wrk run reported (see done() in load.lua)."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    latencies_us: list[float] = field(default_factory=list)
+    answered: list[tuple[str, float, float, int]] = field(default_factory=list)
+    booked: list[str] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    wrk_latency_us: dict[str, int] = field(default_factory=dict)
+    max_slot: int = -1
+    seconds: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> WrkRun:
+        run = cls()
+        for line in text.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "status":
+                what, status, number = rest.split()
+                run.statuses[f"{what} {status}"] += int(number)
+            elif kind == "latency_us":
+                run.latencies_us.append(float(rest))
+            elif kind == "answered":
+                booking_id, scheduled, answered, status = rest.split()
+                run.answered.append((booking_id, float(scheduled), float(answered), int(status)))
+            elif kind == "booked":
+                run.booked.append(rest)
+            elif kind == "error":
+                name, number = rest.split()
+                run.errors[name] = int(number)
+            elif kind == "wrk_latency_us":
+                quantile, value = rest.split()
+                run.wrk_latency_us[quantile] = int(value)
+            elif kind == "max_slot":
+                run.max_slot = max(run.max_slot, int(rest))
+            elif kind == "duration_us":
+                run.seconds = int(rest) / 1e6
+        return run
+
+
+@dataclass
+class Load:
+    """How to drive wrk: see the header of bench/load.lua for kind and mode."""
+
+    kind: str  # hold | book | cancel
+    mode: str  # closed | open
+    connections: int
+    seconds: float
+    rate: float = 0.0
+    tokens_file: Path | None = None
+    ids: list[str] = field(default_factory=list)
+    service_id: str = ""
+    location_id: str = ""
+    first_slot: int = 0
+    slot_base: int = 0
+    threads: int = 2
+    token_order: str = "random"  # or "sequential": every token in turn (warm-ups)
+
+
+@dataclass
+class Phase:
+    """A wrk run and the CPU seconds of each process tree while it and its aftermath ran."""
+
+    name: str
+    load: Load
+    run: WrkRun
+    cpu: dict[str, float]
+    wall: float
+
+    def units(self, outcome: str) -> int:
+        return self.run.statuses[outcome]
+
+    def five_hundreds(self) -> dict[str, int]:
+        return {
+            key: number
+            for key, number in self.run.statuses.items()
+            if key.split()[1].startswith("5")
+        }
+
+    def cpu_us_per(self, units: int) -> dict[str, float]:
+        return {name: seconds * 1e6 / units for name, seconds in self.cpu.items()} if units else {}
+
+
+async def settle(roots: dict[str, int]) -> None:
+    """Wait until the stack spends almost no CPU (or QUIET_LIMIT passes)."""
+    deadline = time.monotonic() + QUIET_LIMIT
+    previous = cpu_seconds(roots)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(QUIET_WINDOW)
+        now = cpu_seconds(roots)
+        if sum(spent(previous, now).values()) <= QUIET_CPU_SHARE * QUIET_WINDOW:
+            return
+        previous = now
+
+
+async def run_phase(
+    name: str,
+    url: str,
+    load: Load,
+    roots: dict[str, int],
+    *,
+    finished: Awaitable[Any] | None = None,
+) -> Phase:
+    """Run wrk for load.seconds (or until `finished` completes, when given) and return
+    what it counted and the CPU each process tree in `roots` spent meanwhile."""
+    with tempfile.TemporaryDirectory(prefix="calendence-wrk-") as scratch:
+        out = Path(scratch) / "out.txt"
+        ids_file = Path(scratch) / "ids.txt"
+        ids_file.write_text("\n".join(load.ids) + "\n")
+        threads = max(1, min(load.threads, load.connections))
+        env = {
+            **os.environ,
+            "BENCH_KIND": load.kind,
+            "BENCH_MODE": load.mode,
+            "BENCH_THREADS": str(threads),
+            "BENCH_RATE": f"{load.rate:.3f}",
+            "BENCH_TOKENS": str(load.tokens_file or ""),
+            "BENCH_IDS": str(ids_file),
+            "BENCH_SERVICE_ID": load.service_id,
+            "BENCH_LOCATION_ID": load.location_id,
+            "BENCH_FIRST_SLOT": str(load.first_slot),
+            "BENCH_SLOT_BASE": str(load.slot_base),
+            "BENCH_OUT": str(out),
+            "BENCH_TOKEN_ORDER": load.token_order,
+        }
+        before = cpu_seconds(roots)
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
+        wrk = await asyncio.create_subprocess_exec(
+            wrk_binary(),
+            f"-t{threads}",
+            f"-c{load.connections}",
+            f"-d{max(1, round(load.seconds))}s",
+            "--timeout",
+            "120s",
+            "-s",
+            str(LOAD_SCRIPT),
+            url,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        if finished is not None:
+            # wrk ends on SIGINT as at the end of its duration, results and all.
+            waiting = asyncio.ensure_future(wrk.wait())
+            done, _ = await asyncio.wait(
+                {waiting, asyncio.ensure_future(finished)}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if waiting not in done:
+                wrk.send_signal(signal.SIGINT)
+        stderr = await wrk.stderr.read() if wrk.stderr else b""
+        if await wrk.wait() != 0 or not out.exists():
+            raise RuntimeError(f"wrk failed ({wrk.returncode}): {stderr.decode()}")
+        children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        await settle(roots)
+        cpu = spent(before, cpu_seconds(roots))
+        cpu["wrk"] = (children_after.ru_utime + children_after.ru_stime) - (
+            children_before.ru_utime + children_before.ru_stime
+        )
+        return Phase(name, load, WrkRun.parse(out.read_text()), cpu, time.monotonic() - started)

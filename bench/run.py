@@ -1,0 +1,734 @@
+"""`make bench`: what users get from the hot paths, against their naive floors.
+
+    make bench                                  # about four minutes
+    make bench BENCH_ARGS="--paths holds"       # one path; --help for every setting
+    .venv/bin/python bench/run.py --tiny        # seconds per phase, to see that it works
+
+It starts the stack `make run` starts, with the same settings, in a temporary folder,
+makes a business (a 24/7 location, a 30-minute service without staff), business keys
+and many session tokens, and drives it with wrk (bench/load.lua), a C load generator,
+so that the load takes little CPU from the services. For each path:
+
+- holds: POST /api/v1/bookings/hold on distinct future slots, against
+  bench/naive_hold_app.py (one aiohttp process doing SET NX on the same Redis); then
+  500 clients race for one slot, 5 rounds: one 201 per round, the rest 409;
+- book: a hold, then POST /api/v1/bookings with it and the same session token, against
+  bench/naive_book_app.py (GETDEL the hold, one PostgreSQL transaction inserting the
+  booking under the same exclusion constraint and an outbox row);
+- events: DELETE /api/v1/bookings/<id> (bookings the book path made) until the
+  booking.cancelled webhook arrives at a receiver in this process, which checks every
+  signature; no floor.
+
+it measures throughput at saturation (closed loop; the full path and its floor take
+turns in slices of the same run), then latency in an open loop at half that rate
+(p50/p99/p99.9 from each request's scheduled time, so a stall is not hidden), and the
+CPU microseconds each process spent per request (from /proc, PostgreSQL's backends
+included, counted until the stack is quiet again). Every answer's status is counted;
+any 5xx, socket error, lost or badly signed webhook, or a race round without exactly
+one winner fails the run (exit status 1).
+
+Results: bench/results/bench-<time>.json and .txt (the printed summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import uvloop
+from aiohttp import web
+from calendence.devstack.bench import throwaway_stack
+from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
+from calendence.devstack.stack import LocalStack
+from cpu import cpu_seconds, spent
+from loadgen import HERE, Load, Phase, run_phase
+from standardwebhooks import Webhook
+
+SERVICE_MINUTES = 30
+AROUND_THE_CLOCK = {
+    day: [{"opens": "00:00", "closes": "24:00"}]
+    for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+}
+PATHS = ("holds", "book", "events")
+# What each path counts as one unit done, in wrk's "<request> <status>" terms.
+DONE = {"holds": "hold 201", "book": "book 201", "events": "cancel 200"}
+STACK_PROCESSES = (
+    "gateway",
+    "hold-service",
+    "booking-service",
+    "notify-service",
+    "postgres",
+    "redis",
+    "nats",
+)
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+class Api:
+    def __init__(self, http: aiohttp.ClientSession, base_url: str) -> None:
+        self.http = http
+        self.base_url = base_url
+
+    async def post(
+        self, path: str, key: str, document: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        async with self.http.post(
+            self.base_url + path,
+            json=document,
+            headers={"Authorization": f"Bearer {key}", **(headers or {})},
+        ) as answer:
+            body = await answer.read()
+            if answer.status != 201:
+                raise RuntimeError(f"POST {path}: {answer.status} {body!r}")
+            return orjson.loads(body)
+
+
+@dataclass
+class Business:
+    business_id: str
+    location_id: str
+    service_id: str
+    keys: list[str]  # business API keys: one bucket each, like as many integrations
+    sessions: list[str]  # session tokens, like as many booking widgets
+
+
+async def create_business(api: Api, stack: LocalStack, key_count: int, sessions: int) -> Business:
+    hub = stack.admin("create-hub", "--name", "Bench Hub")
+    hub_key = stack.admin("create-key", "--kind", "hub", "--hub-id", hub["id"])["token"]
+    business = await api.post("/api/v1/businesses", hub_key, {"name": "Bench Business"})
+    as_business = {"Calendence-Business": business["id"]}
+    keys = [
+        (await api.post("/api/v1/api-keys", hub_key, headers=as_business))["token"]
+        for _ in range(key_count)
+    ]
+    location = await api.post(
+        "/api/v1/locations",
+        keys[0],
+        {"name": "Always Open", "timezone": "UTC", "opening_hours": AROUND_THE_CLOCK},
+    )
+    service = await api.post(
+        "/api/v1/services",
+        keys[0],
+        {
+            "name": "Bench Service",
+            "duration_minutes": SERVICE_MINUTES,
+            "price_amount": 1000,
+            "currency": "EUR",
+            "location_ids": [location["id"]],
+        },
+    )
+    # Each key makes its share of the sessions; a key's bucket allows a burst of them.
+    made: list[str] = []
+    per_key = math.ceil(sessions / key_count)
+    for first in range(0, sessions, per_key * key_count):
+        batch = await asyncio.gather(
+            *(
+                api.post("/api/v1/sessions", keys[i % key_count])
+                for i in range(first, min(sessions, first + per_key * key_count))
+            )
+        )
+        made.extend(answer["token"] for answer in batch)
+    return Business(business["id"], location["id"], service["id"], keys, made)
+
+
+@dataclass
+class Receiver:
+    """Webhook receiver: when each booking's booking.cancelled arrived (time.monotonic,
+    the clock load.lua reads); checks every signature."""
+
+    secret: str = ""
+    arrivals: dict[str, float] = field(default_factory=dict)
+    bad_signatures: int = 0
+    duplicates: int = 0
+    expected: set[str] = field(default_factory=set)
+    all_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        arrived = time.monotonic()
+        try:
+            Webhook(self.secret).verify(body, dict(request.headers))
+        except Exception:
+            self.bad_signatures += 1
+            return web.Response(status=400)
+        document = orjson.loads(body)
+        if document["type"] == "booking.cancelled":
+            booking_id = document["data"]["id"]
+            if booking_id in self.arrivals:
+                self.duplicates += 1
+            else:
+                self.arrivals[booking_id] = arrived
+                if self.expected and self.expected <= self.arrivals.keys():
+                    self.all_arrived.set()
+        return web.Response(status=204)
+
+    def expect(self, booking_ids: list[str]) -> asyncio.Event:
+        self.expected = set(booking_ids)
+        self.all_arrived = asyncio.Event()
+        return self.all_arrived
+
+
+def start_naive(app: str, stack: LocalStack, extra: dict[str, str]) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    process = ManagedProcess(
+        app,
+        [sys.executable, str(HERE / f"{app.replace('-', '_')}.py")],
+        stack.state_dir / "logs" / f"{app}.log",
+        env={**stack.env, "NAIVE_PORT": str(port), **extra},
+    )
+    wait_for_port(port, 30, process)
+    return process, f"http://127.0.0.1:{port}"
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def quantile_ms(values_us: list[float], q: float) -> float:
+    if not values_us:
+        return float("nan")
+    ordered = sorted(values_us)
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return round(ordered[index] / 1000, 2)
+
+
+def latency_summary(values_us: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values_us),
+        "p50_ms": quantile_ms(values_us, 0.50),
+        "p99_ms": quantile_ms(values_us, 0.99),
+        "p99_9_ms": quantile_ms(values_us, 0.999),
+        "max_ms": quantile_ms(values_us, 1.0),
+    }
+
+
+def merged(phases: list[Phase], done: str) -> dict[str, Any]:
+    """Turns of one target at saturation, taken together."""
+    units = sum(p.units(done) for p in phases)
+    seconds = sum(p.run.seconds for p in phases)
+    cpu: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    for phase in phases:
+        cpu.update(phase.cpu)
+        statuses.update(phase.run.statuses)
+    return {
+        "per_second": round(units / seconds, 1) if seconds else 0.0,
+        "units": units,
+        "seconds": round(seconds, 2),
+        "statuses": dict(sorted(statuses.items())),
+        "closed_loop_latency_ms": {  # wrk's own, from sending: coordinated omission and all
+            q: round(statistics.median(p.run.wrk_latency_us[q] for p in phases) / 1000, 2)
+            for q in ("50", "99", "99.9")
+        },
+        "cpu_us_per_unit": {name: round(s * 1e6 / units, 1) for name, s in cpu.items()}
+        if units
+        else {},
+    }
+
+
+def open_summary(phase: Phase, done: str) -> dict[str, Any]:
+    units = phase.units(done)
+    return {
+        "target_rate": round(phase.load.rate, 1),
+        "achieved_rate": round(units / phase.run.seconds, 1) if phase.run.seconds else 0.0,
+        "latency_from_schedule": latency_summary(phase.run.latencies_us),
+        "statuses": dict(sorted(phase.run.statuses.items())),
+        "cpu_us_per_unit": {k: round(v, 1) for k, v in phase.cpu_us_per(units).items()},
+    }
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    stack: LocalStack
+    business: Business
+    tokens_file: Path
+    keys_file: Path
+    roots: dict[str, int]
+    first_slot: int
+    next_slot: int = 0
+    phases: list[Phase] = field(default_factory=list)
+    booked: list[str] = field(default_factory=list)
+
+    async def phase(self, name: str, url: str, load: Load, **kwargs: Any) -> Phase:
+        load.tokens_file = load.tokens_file or self.tokens_file
+        load.service_id = self.business.service_id
+        load.location_id = self.business.location_id
+        load.first_slot = self.first_slot
+        load.slot_base = self.next_slot
+        print(f"  {name} ...", flush=True)
+        done = await run_phase(name, url, load, self.roots, **kwargs)
+        self.next_slot = max(self.next_slot, done.run.max_slot + 1)
+        if url == self.stack.gateway_url:
+            self.booked.extend(done.run.booked)
+        self.phases.append(done)
+        return done
+
+    async def against_floor(
+        self, path: str, kind: str, floor_url: str, floor_name: str
+    ) -> dict[str, Any]:
+        """Saturation in turns, then each target in an open loop at half its own peak."""
+        a = self.args
+        full_url = self.stack.gateway_url
+        targets = (("full", full_url), ("floor", floor_url))
+        for who, url in targets:
+            await self.phase(
+                f"{path} {who} warm-up",
+                url,
+                Load(kind, "closed", a.connections, a.warmup, token_order="sequential"),
+            )
+        turns: dict[str, list[Phase]] = {"full": [], "floor": []}
+        for turn in range(a.turns):
+            for who, url in targets:
+                turns[who].append(
+                    await self.phase(
+                        f"{path} {who} saturation {turn + 1}/{a.turns}",
+                        url,
+                        Load(kind, "closed", a.connections, a.seconds / a.turns),
+                    )
+                )
+        result: dict[str, Any] = {"floor": floor_name, "connections": a.connections}
+        for who, url in targets:
+            peak = merged(turns[who], DONE[path])
+            half = await self.phase(
+                f"{path} {who} open loop",
+                url,
+                Load(kind, "open", a.open_connections, a.open_seconds, rate=peak["per_second"] / 2),
+            )
+            result[who] = {"saturation": peak, "half_rate": open_summary(half, DONE[path])}
+        full_rate = result["full"]["saturation"]["per_second"]
+        floor_rate = result["floor"]["saturation"]["per_second"]
+        result["ratio"] = round(full_rate / floor_rate, 3) if floor_rate else None
+        return result
+
+    async def race(self) -> dict[str, Any]:
+        """`racers` session tokens ask for one slot at once, `rounds` times: exactly one
+        201 per round, every other answer a 409 (anything else fails the run)."""
+        a = self.args
+        tokens = self.business.sessions[: a.racers]
+        rounds: list[dict[str, int]] = []
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
+        ) as http:
+
+            async def hold(token: str, body: bytes) -> int:
+                async with http.post(
+                    self.stack.gateway_url + "/api/v1/bookings/hold",
+                    data=body,
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "Content-Type": "application/json",
+                    },
+                ) as answer:
+                    await answer.read()
+                    return answer.status
+
+            for _ in range(a.rounds):
+                starts_at = datetime.fromtimestamp(
+                    self.first_slot + self.next_slot * SERVICE_MINUTES * 60, UTC
+                )
+                self.next_slot += 1
+                body = orjson.dumps(
+                    {
+                        "service_id": self.business.service_id,
+                        "location_id": self.business.location_id,
+                        "starts_at": starts_at.isoformat(),
+                    }
+                )
+                answers = await asyncio.gather(*(hold(token, body) for token in tokens))
+                rounds.append({str(k): v for k, v in sorted(Counter(answers).items())})
+        return {"racers": len(tokens), "rounds": rounds}
+
+    async def events(self, receiver: Receiver, receiver_url: str) -> dict[str, Any]:
+        a = self.args
+        await self.phase_settled()
+        endpoint_key = self.business.keys[0]
+        api_http = aiohttp.ClientSession()
+        try:
+            endpoint = await Api(api_http, self.stack.gateway_url).post(
+                "/api/v1/webhook-endpoints",
+                endpoint_key,
+                {"url": receiver_url, "description": "bench receiver"},
+            )
+        finally:
+            await api_http.close()
+        receiver.secret = endpoint["secret"]
+        needed = a.cancels * 2
+        while len(self.booked) < needed:
+            await self.phase(
+                "events: more bookings to cancel",
+                self.stack.gateway_url,
+                Load("book", "closed", a.connections, max(1.0, a.seconds / a.turns)),
+            )
+        burst_ids, rest = self.booked[: a.cancels], self.booked[a.cancels : needed]
+        self.booked = self.booked[needed:]
+
+        burst = await self.cancel_phase(
+            f"events: {a.in_flight} cancellations in flight",
+            Load("cancel", "closed", a.in_flight, a.event_timeout, ids=burst_ids, threads=1),
+            receiver,
+        )
+        rate = burst["cancels_per_second"] / 2
+        open_ids = rest[: max(1, int(rate * a.open_seconds))]
+        half = await self.cancel_phase(
+            "events: open loop at half that rate",
+            Load(
+                "cancel",
+                "open",
+                a.in_flight,
+                a.event_timeout,
+                rate=rate,
+                ids=open_ids,
+                threads=1,
+            ),
+            receiver,
+        )
+        return {"in_flight": a.in_flight, "saturation": burst, "half_rate": half}
+
+    async def cancel_phase(self, name: str, load: Load, receiver: Receiver) -> dict[str, Any]:
+        load.tokens_file = self.keys_file
+        arrived = receiver.expect(load.ids)
+        waited = asyncio.ensure_future(arrived.wait())
+        try:
+            phase = await self.phase(name, self.stack.gateway_url, load, finished=waited)
+        finally:
+            waited.cancel()
+        answered = {b: (s, a, status) for b, s, a, status in phase.run.answered}
+        after_answer = [
+            (receiver.arrivals[b] * 1e6 - a)
+            for b, (_, a, _) in answered.items()
+            if b in receiver.arrivals
+        ]
+        after_schedule = [
+            (receiver.arrivals[b] * 1e6 - s)
+            for b, (s, _, _) in answered.items()
+            if b in receiver.arrivals
+        ]
+        ends = [receiver.arrivals[b] for b in load.ids if b in receiver.arrivals]
+        first_sent = min((s for s, _, _ in answered.values()), default=0.0) / 1e6
+        span = (max(ends) - first_sent) if ends else 0.0
+        cancelled = phase.units(DONE["events"])
+        return {
+            "cancellations": len(load.ids),
+            "answered": len(answered),
+            "webhooks_arrived": len(ends),
+            "webhooks_missing": len(load.ids) - len(ends),
+            "cancels_per_second": round(len(ends) / span, 1) if span else 0.0,
+            "target_rate": round(load.rate, 1) if load.mode == "open" else None,
+            "answer_to_webhook": latency_summary(after_answer),
+            "schedule_to_webhook": latency_summary(after_schedule),
+            "delete_latency": latency_summary(phase.run.latencies_us)
+            if load.mode == "open"
+            else {
+                "p50_ms": phase.run.wrk_latency_us.get("50", 0) / 1000,
+                "p99_ms": phase.run.wrk_latency_us.get("99", 0) / 1000,
+            },
+            "statuses": dict(sorted(phase.run.statuses.items())),
+            "cpu_us_per_unit": {
+                k: round(v, 1) for k, v in phase.cpu_us_per(cancelled or len(ends)).items()
+            },
+        }
+
+    async def phase_settled(self) -> None:
+        from loadgen import settle
+
+        await settle(self.roots)
+
+
+def process_roots(stack: LocalStack, extra: dict[str, ManagedProcess]) -> dict[str, int]:
+    roots = {name: process.pid for name, process in stack.services.items()}
+    roots |= {name: stack.stores[name].process.pid for name in ("postgres", "redis", "nats")}
+    roots |= {name: process.pid for name, process in extra.items()}
+    return roots
+
+
+async def idle_cpu(roots: dict[str, int], seconds: float) -> dict[str, float]:
+    before = cpu_seconds(roots)
+    await asyncio.sleep(seconds)
+    return {k: round(v / seconds * 100, 2) for k, v in spent(before, cpu_seconds(roots)).items()}
+
+
+async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) -> dict[str, Any]:
+    load_at_start = os.getloadavg()
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=60)
+    ) as http:
+        print(f"making a business, {args.keys} keys and {args.sessions} session tokens ...")
+        business = await create_business(
+            Api(http, stack.gateway_url), stack, args.keys, args.sessions
+        )
+    tokens_file, keys_file = scratch / "sessions.txt", scratch / "keys.txt"
+    tokens_file.write_text("\n".join(business.sessions) + "\n")
+    keys_file.write_text("\n".join(business.keys) + "\n")
+    naive_hold, naive_hold_url = start_naive("naive-hold-app", stack, {})
+    naive_book, naive_book_url = start_naive(
+        "naive-book-app", stack, {"NAIVE_BUSINESS_ID": business.business_id}
+    )
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    roots = process_roots(stack, {"naive-hold-app": naive_hold, "naive-book-app": naive_book}) | {
+        "bench receiver": os.getpid()
+    }
+    tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
+        days=1
+    )
+    bench = Bench(args, stack, business, tokens_file, keys_file, roots, int(tomorrow.timestamp()))
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": [round(x, 2) for x in load_at_start],
+        },
+        "settings": {k: v for k, v in vars(args).items() if k != "results_dir"}
+        | {"service_env": "as make run sets it", "wrk": wrk_version()},
+    }
+    try:
+        results["idle_cpu_percent"] = await idle_cpu(roots, args.idle_seconds)
+        if "holds" in args.paths:
+            print("holds: full path against bench/naive_hold_app.py", flush=True)
+            results["holds"] = await bench.against_floor(
+                "holds", "hold", naive_hold_url, "bench/naive_hold_app.py"
+            )
+            print(f"holds: {args.racers} clients racing for one slot, {args.rounds} rounds")
+            results["holds"]["race"] = await bench.race()
+        if "book" in args.paths or "events" in args.paths:
+            print("hold then book: full path against bench/naive_book_app.py", flush=True)
+            results["book"] = await bench.against_floor(
+                "book", "book", naive_book_url, "bench/naive_book_app.py"
+            )
+        if "events" in args.paths:
+            print("events: DELETE answered -> booking.cancelled webhook received", flush=True)
+            results["events"] = await bench.events(receiver, f"http://127.0.0.1:{port}/hook")
+            results["events"]["bad_signatures"] = receiver.bad_signatures
+            results["events"]["duplicates"] = receiver.duplicates
+    finally:
+        await runner.cleanup()
+        naive_hold.stop()
+        naive_book.stop()
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["phases"] = [
+        {
+            "name": p.name,
+            "statuses": dict(sorted(p.run.statuses.items())),
+            "socket_errors": {
+                k: v for k, v in p.run.errors.items() if k in ("connect", "read", "write")
+            },
+            "seconds": round(p.run.seconds, 2),
+            "cpu_seconds": {k: round(v, 3) for k, v in p.cpu.items()},
+        }
+        for p in bench.phases
+    ]
+    results["failures"] = failures(bench.phases, results)
+    return results
+
+
+def failures(phases: list[Phase], results: dict[str, Any]) -> list[str]:
+    """What makes the run fail: any 5xx, socket error, lost or badly signed webhook."""
+    found = []
+    for phase in phases:
+        for key, number in phase.five_hundreds().items():
+            found.append(f"{phase.name}: {number} x {key}")
+        for name in ("connect", "read", "write"):
+            if phase.run.errors.get(name):
+                found.append(f"{phase.name}: {phase.run.errors[name]} socket {name} errors")
+        if phase.run.statuses.get("unknown"):
+            found.append(f"{phase.name}: answers without the request id sent")
+    for number, answers in enumerate(results.get("holds", {}).get("race", {}).get("rounds", [])):
+        if answers.get("201") != 1 or set(answers) - {"201", "409"}:
+            found.append(f"race round {number + 1}: {answers} (one 201, the rest 409 expected)")
+    events = results.get("events", {})
+    for part in ("saturation", "half_rate"):
+        missing = events.get(part, {}).get("webhooks_missing")
+        if missing:
+            found.append(f"events {part}: {missing} booking.cancelled webhooks never arrived")
+    if events.get("bad_signatures"):
+        found.append(f"events: {events['bad_signatures']} webhooks with a bad signature")
+    return found
+
+
+def wrk_version() -> str:
+    done = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+    return (done.stdout or done.stderr).splitlines()[0].split(" [")[0]
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.0f}{unit}" if value >= 100 else f"{value:,.1f}{unit}"
+
+
+def report(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Calendence bench, {results['started_at']}: {m['cpus']} CPUs; load average "
+        f"{m['load_average_at_start'][0]:.2f} at start, {m['load_average_at_end'][0]:.2f} at end "
+        "(other work on the machine weighs on every figure)",
+        "",
+        f"{'path':<12}{'full/s':>9}{'floor/s':>9}{'ratio':>7}   "
+        f"{'open loop at half the full rate (from schedule)':<49}{'floor, same at its half':<30}",
+    ]
+    names = {"holds": "holds", "book": "hold+book"}
+    for path in ("holds", "book"):
+        if path not in results:
+            continue
+        r = results[path]
+        full, floor = r["full"], r["floor"]
+
+        def at_half(side: dict[str, Any]) -> str:
+            half = side["half_rate"]
+            lat = half["latency_from_schedule"]
+            return (
+                f"{fmt(half['achieved_rate'])}/s p50 {fmt(lat['p50_ms'])} p99 {fmt(lat['p99_ms'])}"
+                f" p99.9 {fmt(lat['p99_9_ms'])} ms"
+            )
+
+        lines.append(
+            f"{names[path]:<12}{fmt(full['saturation']['per_second']):>9}"
+            f"{fmt(floor['saturation']['per_second']):>9}{r['ratio'] or 0:>6.2f}x   "
+            f"{at_half(full):<49}{at_half(floor)}"
+        )
+    race = results.get("holds", {}).get("race")
+    if race:
+        lines.append(
+            f"{'race':<12}{race['racers']} clients for one slot, answers per round: "
+            + "; ".join(", ".join(f"{k} x{v}" for k, v in r.items()) for r in race["rounds"])
+        )
+    if "events" in results:
+        e = results["events"]
+        for part, label in (
+            ("saturation", f"{e['in_flight']} in flight"),
+            ("half_rate", "open loop"),
+        ):
+            s = e[part]
+            lat = s["answer_to_webhook"]
+            lines.append(
+                f"{'events':<12}{fmt(s['cancels_per_second']):>9}{'':>9}{'':>7}   "
+                f"{label}: DELETE answered -> webhook p50 {fmt(lat['p50_ms'])} p99 "
+                f"{fmt(lat['p99_ms'])} p99.9 {fmt(lat['p99_9_ms'])} ms"
+                + (
+                    f" (from schedule p99 {fmt(s['schedule_to_webhook']['p99_ms'])} ms)"
+                    if part == "half_rate"
+                    else ""
+                )
+            )
+    lines += [
+        "",
+        "CPU microseconds per unit at saturation (holds: per hold; hold+book: per booking,",
+    ]
+    lines.append("both requests; events: per cancellation, its webhook included)")
+    columns: list[tuple[str, dict[str, float]]] = []
+    for path in ("holds", "book"):
+        if path in results:
+            columns.append(
+                (f"{names[path]}", results[path]["full"]["saturation"]["cpu_us_per_unit"])
+            )
+            columns.append(("floor", results[path]["floor"]["saturation"]["cpu_us_per_unit"]))
+    if "events" in results:
+        columns.append(("events", results["events"]["saturation"]["cpu_us_per_unit"]))
+    rows = [*STACK_PROCESSES, "naive-hold-app", "naive-book-app", "bench receiver", "wrk"]
+    lines.append(f"{'process':<18}" + "".join(f"{name:>12}" for name, _ in columns))
+    for row in rows:
+        if row == "bench receiver" and "events" not in results:
+            continue
+        # The receiver runs in this process, which also samples /proc: only the events
+        # column counts it as part of the path.
+        cells = [
+            "-" if row == "bench receiver" and name != "events" else fmt(cpu.get(row, 0.0))
+            for name, cpu in columns
+        ]
+        lines.append(f"{row:<18}" + "".join(f"{cell:>12}" for cell in cells))
+    totals = [
+        sum(v for k, v in cpu.items() if k not in ("wrk", "bench receiver")) for _, cpu in columns
+    ]
+    lines.append(f"{'all but the load':<18}" + "".join(f"{fmt(v):>12}" for v in totals))
+    statuses: Counter[str] = Counter()
+    for phase in results["phases"]:
+        statuses.update(phase["statuses"])
+    lines += ["", "answers counted: " + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))]
+    if results["failures"]:
+        lines += ["", "FAILED:", *(f"  {f}" for f in results["failures"])]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--sessions", type=int, default=1000, help="session tokens (1000)")
+    parser.add_argument("--keys", type=int, default=10, help="business API keys (10)")
+    parser.add_argument(
+        "--connections", type=int, default=64, help="wrk connections at saturation (64)"
+    )
+    parser.add_argument(
+        "--open-connections", type=int, default=100, help="wrk connections in open loops (100)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=12, help="saturation seconds per target (12)"
+    )
+    parser.add_argument("--turns", type=int, default=3, help="turns full path and floor take (3)")
+    parser.add_argument("--warmup", type=float, default=4, help="warm-up seconds per target (4)")
+    parser.add_argument("--open-seconds", type=float, default=10, help="open loop seconds (10)")
+    parser.add_argument(
+        "--cancels", type=int, default=300, help="cancellations per events phase (300)"
+    )
+    parser.add_argument("--in-flight", type=int, default=50, help="cancellations in flight (50)")
+    parser.add_argument(
+        "--event-timeout", type=float, default=60, help="longest events phase (60 s)"
+    )
+    parser.add_argument("--idle-seconds", type=float, default=2, help="idle CPU sample (2 s)")
+    parser.add_argument("--racers", type=int, default=500, help="clients racing for a slot")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of that race (5)")
+    parser.add_argument("--tiny", action="store_true", help="seconds per phase: proves it works")
+    parser.add_argument("--keep-stack", action="store_true", help="keep the stack's folder")
+    parser.add_argument("--results-dir", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    if args.tiny:
+        args.sessions, args.keys, args.connections, args.open_connections = 40, 2, 8, 8
+        args.seconds, args.turns, args.warmup, args.open_seconds = 1, 1, 1, 1
+        args.cancels, args.in_flight, args.idle_seconds = 10, 5, 0.5
+        args.racers, args.rounds = 20, 2
+    with throwaway_stack(keep=args.keep_stack) as stack:
+        scratch = stack.state_dir / "bench"
+        scratch.mkdir(exist_ok=True)
+        results = uvloop.run(benchmark(args, stack, scratch))
+    text = report(results)
+    print("\n" + text)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.results_dir / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    stem.with_suffix(".txt").write_text(text + "\n")
+    print(f"\nwritten to {stem}.json and .txt")
+    sys.exit(1 if results["failures"] else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The benchmark itself (`make bench`): it runs end to end, counts every answer's status,
+fails on a 5xx, and measures open-loop latency from each request's scheduled time.
+
+No figure is asserted as fast or slow: speed is the benchmark's to report, not a test's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from calendence.devstack.processes import free_port
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import loadgen  # noqa: E402
+import run as bench_run  # noqa: E402
+
+STACK_PROCESSES = bench_run.STACK_PROCESSES
+
+
+@dataclass
+class Holds:
+    """A stand-in for the hold endpoint: answers `status` after `pause` seconds,
+    echoing X-Request-Id as the gateway does."""
+
+    url: str = ""
+    status: int = 201
+    pause: float = 0.0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        if self.pause:
+            await asyncio.sleep(self.pause)
+        return web.Response(
+            status=self.status,
+            body=b'{"hold_id": "00000000-0000-0000-0000-000000000000"}',
+            content_type="application/json",
+            headers={"X-Request-Id": request.headers.get("X-Request-Id", "")},
+        )
+
+
+@pytest.fixture
+async def holds() -> AsyncIterator[Holds]:
+    served = Holds()
+    app = web.Application()
+    app.router.add_post("/api/v1/bookings/hold", served.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    served.url = f"http://127.0.0.1:{port}"
+    try:
+        yield served
+    finally:
+        await runner.cleanup()
+
+
+def hold_load(
+    tmp_path: Path, mode: str, connections: int, seconds: float, rate: float = 0.0
+) -> loadgen.Load:
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("token-a\ntoken-b\n")
+    return loadgen.Load(
+        "hold",
+        mode,
+        connections,
+        seconds,
+        rate=rate,
+        tokens_file=tokens,
+        service_id="svc",
+        location_id="loc",
+        first_slot=2_000_000_000,
+    )
+
+
+async def test_every_5xx_answer_is_counted_and_fails_the_run(holds: Holds, tmp_path: Path) -> None:
+    holds.status = 503
+    phase = await loadgen.run_phase(
+        "holds against a failing server", holds.url, hold_load(tmp_path, "closed", 4, 1), {}
+    )
+    answered = phase.run.statuses["hold 503"]
+    assert answered > 0
+    assert set(phase.run.statuses) == {"hold 503"}
+    assert bench_run.failures([phase], {}) == [
+        f"holds against a failing server: {answered} x hold 503"
+    ]
+
+
+async def test_success_and_client_errors_do_not_fail_the_run(holds: Holds, tmp_path: Path) -> None:
+    holds.status = 409
+    phase = await loadgen.run_phase(
+        "holds on taken slots", holds.url, hold_load(tmp_path, "closed", 4, 1), {}
+    )
+    assert phase.run.statuses["hold 409"] > 0
+    assert bench_run.failures([phase], {}) == []
+
+
+async def test_open_loop_latency_counts_from_the_scheduled_time_not_the_send(
+    holds: Holds, tmp_path: Path
+) -> None:
+    # One connection, a server that takes 0.1 s per request and 40 requests due per
+    # second: requests wait for the connection, and that wait is part of their latency.
+    holds.pause = 0.1
+    phase = await loadgen.run_phase(
+        "open loop behind a slow server",
+        holds.url,
+        hold_load(tmp_path, "open", 1, 2, rate=40),
+        {},
+    )
+    from_schedule = bench_run.latency_summary(phase.run.latencies_us)
+    from_send_p50_ms = phase.run.wrk_latency_us["50"] / 1000
+    assert from_schedule["n"] == phase.run.statuses["hold 201"] > 0
+    assert from_send_p50_ms >= 100
+    # By the end, requests were due a second or more before the connection was free.
+    assert from_schedule["max_ms"] > 5 * from_send_p50_ms
+
+
+def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--tiny", "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
+    summary = next(tmp_path.glob("bench-*.txt")).read_text()
+    assert summary in done.stdout
+    assert results["failures"] == []
+    assert len(results["machine"]["load_average_at_start"]) == 3
+    for path, unit in (("holds", "hold 201"), ("book", "book 201")):
+        measured = results[path]
+        assert measured["ratio"] == pytest.approx(
+            measured["full"]["saturation"]["per_second"]
+            / measured["floor"]["saturation"]["per_second"],
+            abs=0.001,
+        )
+        assert measured["full"]["saturation"]["statuses"][unit] > 0
+        half = measured["full"]["half_rate"]
+        assert half["latency_from_schedule"]["n"] > 0
+        assert half["latency_from_schedule"]["p99_ms"] >= half["latency_from_schedule"]["p50_ms"]
+        cpu = measured["full"]["saturation"]["cpu_us_per_unit"]
+        assert set(STACK_PROCESSES) <= set(cpu)
+        assert cpu["gateway"] > 0 and cpu["hold-service"] > 0
+    race = results["holds"]["race"]
+    assert race["rounds"] == [{"201": 1, "409": race["racers"] - 1}] * len(race["rounds"])
+    assert results["book"]["full"]["saturation"]["cpu_us_per_unit"]["postgres"] > 0
+    events = results["events"]
+    for part in ("saturation", "half_rate"):
+        assert events[part]["webhooks_missing"] == 0
+        assert events[part]["webhooks_arrived"] == events[part]["cancellations"] > 0
+        assert events[part]["answer_to_webhook"]["n"] == events[part]["cancellations"]
+    assert events["bad_signatures"] == 0
+    for line in ("holds ", "hold+book ", "events ", "CPU microseconds per unit", "gateway "):
+        assert line in summary
