@@ -45,6 +45,9 @@ class ConsumedHold:
 
 
 class HoldClient:
+    """hold-service's calls. Each waits for a hold-service that just restarted (up to its
+    deadline) instead of failing at once with UNAVAILABLE while the channel reconnects."""
+
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.stub = hold_pb2_grpc.HoldServiceStub(channel)
 
@@ -66,6 +69,7 @@ class HoldClient:
                 holder_id=holder_id,
                 pending_ms=int(pending.total_seconds() * 1000),
             ),
+            wait_for_ready=True,
         )
         return ConsumedHold(
             hold_id=UUID(hold.hold_id),
@@ -90,6 +94,7 @@ class HoldClient:
                 blocked_until=to_timestamp(claim.blocked_until),
                 force=force,
             ),
+            wait_for_ready=True,
         )
         return bool(answer.confirmed)
 
@@ -97,6 +102,7 @@ class HoldClient:
         answer = await rpc.unary(
             self.stub.ListPendingClaims,
             hold_pb2.ListPendingClaimsRequest(due_before=to_timestamp(due_before), limit=limit),
+            wait_for_ready=True,
         )
         return [
             PendingClaim(UUID(claim.booking_id), from_timestamp(claim.deadline))
@@ -109,6 +115,7 @@ class HoldClient:
             hold_pb2.ForgetClaimRequest(
                 booking_id=str(claim.booking_id), deadline=to_timestamp(claim.deadline)
             ),
+            wait_for_ready=True,
         )
 
     async def restore(self, business_id: UUID, hold_id: UUID, booking_id: UUID) -> None:
@@ -117,6 +124,7 @@ class HoldClient:
             hold_pb2.RestoreHoldRequest(
                 business_id=str(business_id), hold_id=str(hold_id), booking_id=str(booking_id)
             ),
+            wait_for_ready=True,
         )
 
     async def free(
@@ -130,6 +138,7 @@ class HoldClient:
                 starts_at=to_timestamp(starts_at),
                 blocked_until=to_timestamp(blocked_until),
             ),
+            wait_for_ready=True,
         )
 
     async def move(
@@ -160,5 +169,6 @@ class HoldClient:
                 previous_starts_at=to_timestamp(previous[0]),
                 previous_blocked_until=to_timestamp(previous[1]),
             ),
+            wait_for_ready=True,
         )
         return from_timestamp(answer.blocked_until)
