@@ -312,7 +312,15 @@ class Bench:
             half = await self.phase(
                 f"{path} {who} open loop",
                 url,
-                Load(kind, "open", a.open_connections, a.open_seconds, rate=peak["per_second"] / 2),
+                # At least one a second: a saturation turn too short for any unit to
+                # finish (a tiny run on a busy machine) still gets an open loop.
+                Load(
+                    kind,
+                    "open",
+                    a.open_connections,
+                    a.open_seconds,
+                    rate=max(1.0, peak["per_second"] / 2),
+                ),
             )
             result[who] = {"saturation": peak, "half_rate": open_summary(half, DONE[path])}
         full_rate = result["full"]["saturation"]["per_second"]
