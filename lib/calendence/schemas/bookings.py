@@ -116,7 +116,9 @@ class BookingPatch(Schema):
     """Reschedule, move the status along, or edit the notes (business and hub keys)."""
 
     starts_at: Moment | None = Field(default=None, description="Reschedule start time")
-    ends_at: Moment | None = Field(default=None, description="Reschedule end time")
+    ends_at: Moment | None = Field(
+        default=None, description="Reschedule end time, after starts_at (sent or stored)"
+    )
     status: BookingStatus | None = Field(
         default=None,
         description="pending -> confirmed -> in_progress -> completed; any live status -> "

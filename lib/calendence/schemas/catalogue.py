@@ -210,7 +210,8 @@ DayRanges = Annotated[list[TimeRange], AfterValidator(_ordered)]
 
 
 class WeeklyHours(Schema):
-    """Opening ranges per weekday, in the location's local time."""
+    """Opening ranges per weekday, in the location's local time; each day's ranges open
+    before they close (24:00 is midnight at the end of the day) and do not overlap."""
 
     monday: DayRanges = []
     tuesday: DayRanges = []
@@ -239,7 +240,7 @@ class ServiceFields(Schema):
     duration_minutes: Annotated[int, Field(gt=0, le=24 * 60), WHOLE_NUMBER]
     price_amount: Amount
     currency: Currency
-    deposit_amount: Amount = 0
+    deposit_amount: Annotated[Amount, Field(description="At most price_amount")] = 0
     buffer_minutes: Annotated[int, Field(ge=0, le=24 * 60), WHOLE_NUMBER] = 0
     active: bool = True
     location_ids: Annotated[Ids, Field(min_length=1)]

@@ -106,6 +106,8 @@ _NO_MAIL_DOMAINS = "[@.](?:{})$".format(
     "|".join(_any_case(name) for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
 )
 
+_BARE_ADDRESS = r'^[^\s<>"\[\]@]+@[^\s<>"\[\]@]+$'
+
 # An email address: JSON Schema's `email` format (RFC 5321 syntax), less the reserved
 # domains. Whether mail arrives is not checked.
 Email = Annotated[
@@ -117,6 +119,8 @@ Email = Annotated[
             "type": "string",
             "format": "email",
             "maxLength": 320,
+            # A bare address: no display name, quoted part or address literal.
+            "pattern": _BARE_ADDRESS,
             "not": {"pattern": _NO_MAIL_DOMAINS},
             "examples": ["jane@example.com"],
         }

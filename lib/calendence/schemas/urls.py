@@ -32,8 +32,9 @@ _LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # A DNS name (letters, digits, hyphens; an optional root dot) or a bracketed IPv6 address.
 HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[(?:{_IPV6})\])"
 PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
-# RFC 3986's unreserved and sub-delims characters, ":" and "@", or a %XX escape.
-_PCHAR = "(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})"
+# RFC 3986's unreserved and sub-delims characters, ":" and "@", or a %XX escape; and
+# braces, for templates such as Stripe's `?session_id={CHECKOUT_SESSION_ID}`.
+_PCHAR = "(?:[A-Za-z0-9._~!$&'()*+,;=:@{}-]|%[0-9A-Fa-f]{2})"
 _TAIL = rf"(?:/(?:{_PCHAR}|/)*)?(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?"
 
 # A browser origin: scheme, host and optional port, nothing more.
