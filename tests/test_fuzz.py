@@ -111,6 +111,9 @@ ALLOWED_REFUSALS: tuple[AllowedRefusal, ...] = (
     ),
     # Earlier requests.
     AllowedRefusal(
+        _EVERY, "^$", "If-Match", "an If-Match naming a version since replaced", status=412
+    ),
+    AllowedRefusal(
         _EVERY, "^Idempotency-Key$", "already used", "the key went with another request before"
     ),
     # Where a webhook URL points: DNS, and the deployment (https only in production).
@@ -126,7 +129,18 @@ ALLOWED_REFUSALS: tuple[AllowedRefusal, ...] = (
     ),
     # Rules between two values, which JSON Schema cannot state (the document says them).
     AllowedRefusal(_AVAILABILITY, "^(to|from)$", "after|days", "`to` after `from`, within 31 days"),
-    AllowedRefusal(_MOVE, "^ends_at$", "after", "`ends_at` after `starts_at` (perhaps the stored)"),
+    AllowedRefusal(
+        _EVERY, "^ends_at$", "after starts_at", "`ends_at` after `starts_at` (perhaps the stored)"
+    ),
+    AllowedRefusal(
+        _MOVE, "^cancellation_reason$", "cancelled", 'a reason only with `"status": "cancelled"`'
+    ),
+    *(
+        AllowedRefusal(
+            op, "^(staff_id|location_id)$", "exactly one", "time off of a staff member or a place"
+        )
+        for op in ("POST /api/v1/time-off", "PATCH /api/v1/time-off/{id}")
+    ),
     *(
         AllowedRefusal(
             op, "^starts_at$", "minute boundary", "a start on the 5-minute grid, offset included"
