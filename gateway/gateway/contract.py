@@ -174,8 +174,9 @@ def _checked(operation: Operation, handler: Handler) -> Handler:
             if body.required:
                 raw = await read_body(request)
             else:
-                raw = await request.read()
-                raw = raw if raw.strip() else b"{}"
+                # No body at all is `{}`; whitespace alone is not JSON (422), as the
+                # document, which allows no body or a JSON object, says.
+                raw = await request.read() or b"{}"
             request[BODY] = parse_json(body.model, raw)
         return await handler(request)
 

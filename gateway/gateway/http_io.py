@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -15,6 +16,10 @@ from gateway.appkeys import SETTINGS
 Reply = TypeVar("Reply")
 MAX_BODY_BYTES = 1024 * 1024
 MAX_PAGE_SIZE = 100
+# Cursors the API gives out: base64url without padding, a position in a list. Checked
+# here because base64 decoding would otherwise skip characters outside its alphabet.
+CURSOR_PATTERN = "^[A-Za-z0-9_-]{0,64}$"
+CURSOR = re.compile(CURSOR_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -56,7 +61,12 @@ def page_params(request: web.Request) -> tuple[str, int]:
         raise InvalidInput(
             "bad page size", fields={"limit": f"must be a whole number from 1 to {MAX_PAGE_SIZE}"}
         )
-    return request.query.get("cursor", ""), int(limit_text)
+    cursor = request.query.get("cursor", "")
+    if not CURSOR.fullmatch(cursor):
+        raise InvalidInput(
+            "the cursor is not one this API gave out", fields={"cursor": "invalid cursor"}
+        )
+    return cursor, int(limit_text)
 
 
 def path_uuid(request: web.Request, name: str) -> str:

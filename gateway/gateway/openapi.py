@@ -20,7 +20,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway.auth import BUSINESS_HEADER, KeyKind
 from gateway.contract import Operation, operation_of
-from gateway.http_io import MAX_BODY_BYTES, MAX_PAGE_SIZE
+from gateway.http_io import CURSOR_PATTERN, MAX_BODY_BYTES, MAX_PAGE_SIZE
 from gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER
 from gateway.problems import PROBLEM_TYPE_BASE
@@ -310,6 +310,9 @@ class _Schemas:
         if name not in self.components:
             schema = copy.deepcopy(self.components[full])
             schema.pop("required", None)
+            # Rules between fields hold for the merged document, not for the patch alone.
+            for keyword in ("if", "then", "else"):
+                schema.pop(keyword, None)
             schema["title"] = name
             schema["description"] = (
                 f"Any of {full}'s fields; those sent replace the stored ones, and the "
@@ -412,7 +415,7 @@ def _parameters(op: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
                 "in": "query",
                 "required": False,
                 "description": "`next_cursor` of the previous page",
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": CURSOR_PATTERN},
             },
             {
                 "name": "limit",

@@ -209,7 +209,10 @@ routes = [
             description="Frees the slot at once. A session token releases only its own holds.",
             replies=(Reply(204, None, "Released"),),
             conflicts=False,
-            errors={404: "No such live hold (expired, used, or another session's)"},
+            errors={
+                403: "A session token releasing another session's hold",
+                404: "No such live hold (expired, used, or never made)",
+            },
         ),
         release_hold,
     ),

@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import phonenumbers
-from pydantic import AfterValidator, EmailStr, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from calendence.schemas.common import (
     ANSWER_CONFIG,
     Answer,
+    Email,
     FieldError,
     Moment,
     Schema,
@@ -30,19 +31,34 @@ MAX_NOTES = 1000
 MAX_CANCELLATION_REASON = 500
 
 
+# E.164's shape: "+", then a country code and number of at most 15 digits in all.
+E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"
+
+
 def _e164(value: str) -> str:
+    """Beyond the shape (the field's pattern): a number its country's plan allows."""
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
-        raise ValueError("must be a phone number in E.164 form, such as +15551234567") from None
-    if not phonenumbers.is_possible_number(number) or value != phonenumbers.format_number(
-        number, phonenumbers.PhoneNumberFormat.E164
+        number = None
+    if (
+        number is None
+        or not phonenumbers.is_possible_number(number)
+        or value != phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     ):
-        raise ValueError("must be a phone number in E.164 form, such as +15551234567")
+        raise ValueError("not a number its country's numbering plan allows")
     return value
 
 
-Phone = Annotated[str, AfterValidator(_e164)]
+Phone = Annotated[
+    str,
+    Field(
+        pattern=E164_PATTERN,
+        description="E.164 (+15551234567), a number its country's numbering plan allows",
+        examples=["+15551234567"],
+    ),
+    AfterValidator(_e164),
+]
 Notes = Annotated[str, Field(max_length=MAX_NOTES)]
 CancellationReason = Annotated[
     str, Field(max_length=MAX_CANCELLATION_REASON, description="Why it is cancelled")
@@ -74,7 +90,7 @@ LIVE_STATUSES = (BookingStatus.PENDING, BookingStatus.CONFIRMED, BookingStatus.I
 class Client(Schema):
     first_name: PersonName = Field(description="Client's first name")
     last_name: PersonName = Field(description="Client's last name")
-    email: EmailStr = Field(description="Client's email")
+    email: Email = Field(description="Client's email")
     phone: Phone | None = Field(
         default=None, description="Client's phone number, E.164 (+15551234567)"
     )
@@ -100,7 +116,9 @@ class BookingPatch(Schema):
     """Reschedule, move the status along, or edit the notes (business and hub keys)."""
 
     starts_at: Moment | None = Field(default=None, description="Reschedule start time")
-    ends_at: Moment | None = Field(default=None, description="Reschedule end time")
+    ends_at: Moment | None = Field(
+        default=None, description="Reschedule end time, after starts_at (sent or stored)"
+    )
     status: BookingStatus | None = Field(
         default=None,
         description="pending -> confirmed -> in_progress -> completed; any live status -> "

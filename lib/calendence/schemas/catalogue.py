@@ -12,13 +12,31 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, EmailStr, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
-from calendence.schemas.common import ANSWER_CONFIG, FieldError, Schema, page_of
+from calendence.schemas.common import (
+    ANSWER_CONFIG,
+    WHOLE_NUMBER,
+    Email,
+    FieldError,
+    Schema,
+    page_of,
+)
 from calendence.schemas.scheduling import BookingPolicy, BookingPolicyOverride
+from calendence.schemas.urls import HTTP_URL_PATTERN, ORIGIN_PATTERN
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_CLOCK = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
+# Digits are ASCII only: Python's \d would also take other scripts' digits.
+CLOCK_PATTERN = r"^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+_CLOCK = re.compile(CLOCK_PATTERN)
 # Amounts travel as JSON numbers; above 2**53 - 1 a JavaScript client silently loses
 # precision (and PostgreSQL's bigint would overflow not much further up).
 MAX_AMOUNT = 2**53 - 1
@@ -50,9 +68,17 @@ def _timezone(value: str) -> str:
     return value
 
 
+@functools.cache
+def _currency_codes() -> tuple[str, ...]:
+    """ISO 4217 codes, in upper case as answers show them and in lower case as Stripe
+    writes them; both are taken."""
+    upper = sorted(currency.alpha_3 for currency in pycountry.currencies)
+    return (*upper, *(code.lower() for code in upper))
+
+
 def _currency(value: str) -> str:
-    if len(value) != 3 or pycountry.currencies.get(alpha_3=value.upper()) is None:
-        raise ValueError("must be an ISO 4217 currency code such as EUR")
+    if value not in _currency_codes():
+        raise ValueError("must be an ISO 4217 currency code such as EUR (or eur)")
     return value.upper()
 
 
@@ -100,21 +126,65 @@ def _origin(value: str) -> str:
 
 
 def _distinct_origins(values: list[str]) -> list[str]:
-    if len(set(values)) != len(values):
-        raise ValueError("must not name the same origin twice")
+    """The list as sent may not repeat an entry (the document's `uniqueItems`); entries
+    that differ only in how they are written (`https://Shop.Example:443` beside
+    `https://shop.example`) are one origin, kept once."""
+    return list(dict.fromkeys(values))
+
+
+def _no_repeated_text(values: Any) -> Any:
+    """Before the entries are read: the same string twice is refused."""
+    if isinstance(values, list) and all(isinstance(item, str) for item in values):
+        if len(set(values)) != len(values):
+            raise ValueError("must not name the same origin twice")
     return values
 
 
-Clock = Annotated[str, AfterValidator(_clock)]
-TimeZone = Annotated[str, AfterValidator(_timezone)]
-Currency = Annotated[str, AfterValidator(_currency)]
+Clock = Annotated[str, Field(pattern=CLOCK_PATTERN, examples=["09:00"]), AfterValidator(_clock)]
+TimeZone = Annotated[
+    str,
+    AfterValidator(_timezone),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": sorted(_iana_zones()),
+            "description": "An IANA time zone name",
+            "examples": ["Europe/London"],
+        }
+    ),
+]
+Currency = Annotated[
+    str,
+    AfterValidator(_currency),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": list(_currency_codes()),
+            "description": "An ISO 4217 currency code, in upper or lower case; answers show "
+            "it in upper case",
+            "examples": ["EUR"],
+        }
+    ),
+]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
-Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT, description="In the currency's minor unit")]
-Ids = Annotated[list[UUID], AfterValidator(_distinct)]
-HttpUrl = Annotated[str, Field(max_length=2000), AfterValidator(_http_url)]
+Amount = Annotated[
+    int, Field(ge=0, le=MAX_AMOUNT, description="In the currency's minor unit"), WHOLE_NUMBER
+]
+Ids = Annotated[
+    list[UUID], AfterValidator(_distinct), Field(json_schema_extra={"uniqueItems": True})
+]
+HttpUrl = Annotated[
+    str,
+    Field(
+        max_length=2000,
+        pattern=HTTP_URL_PATTERN,
+        examples=["https://shop.example/booked"],
+    ),
+    AfterValidator(_http_url),
+]
 Origin = Annotated[
     str,
-    Field(max_length=300, pattern=r"^https?://[^/?#@]+$", examples=["https://shop.example"]),
+    Field(max_length=300, pattern=ORIGIN_PATTERN, examples=["https://shop.example"]),
     AfterValidator(_origin),
 ]
 
@@ -140,7 +210,8 @@ DayRanges = Annotated[list[TimeRange], AfterValidator(_ordered)]
 
 
 class WeeklyHours(Schema):
-    """Opening ranges per weekday, in the location's local time."""
+    """Opening ranges per weekday, in the location's local time; each day's ranges open
+    before they close (24:00 is midnight at the end of the day) and do not overlap."""
 
     monday: DayRanges = []
     tuesday: DayRanges = []
@@ -166,11 +237,11 @@ class LocationFields(Schema):
 
 class ServiceFields(Schema):
     name: Name
-    duration_minutes: Annotated[int, Field(gt=0, le=24 * 60)]
+    duration_minutes: Annotated[int, Field(gt=0, le=24 * 60), WHOLE_NUMBER]
     price_amount: Amount
     currency: Currency
-    deposit_amount: Amount = 0
-    buffer_minutes: Annotated[int, Field(ge=0, le=24 * 60)] = 0
+    deposit_amount: Annotated[Amount, Field(description="At most price_amount")] = 0
+    buffer_minutes: Annotated[int, Field(ge=0, le=24 * 60), WHOLE_NUMBER] = 0
     active: bool = True
     location_ids: Annotated[Ids, Field(min_length=1)]
     booking_policy: BookingPolicyOverride = Field(
@@ -187,7 +258,7 @@ class ServiceFields(Schema):
 
 class StaffFields(Schema):
     name: Name
-    email: EmailStr | None = None
+    email: Email | None = None
     service_ids: Ids = []
     location_ids: Annotated[Ids, Field(min_length=1)]
     # None: works whenever the location is open.
@@ -202,11 +273,26 @@ class CustomFieldType(StrEnum):
 
 
 class CustomFieldFields(Schema):
+    # A select field needs options, other types take none: said in JSON Schema too.
+    model_config = Schema.model_config | ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "select"}}, "required": ["type"]},
+            "then": {"properties": {"options": {"minItems": 1}}, "required": ["options"]},
+            "else": {"properties": {"options": {"maxItems": 0}}},
+        }
+    )
+
     key: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
     label: Name
     type: CustomFieldType
     required: bool = False
-    options: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
+    options: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=200)]],
+        Field(
+            json_schema_extra={"uniqueItems": True},
+            description="The choices of a select field (at least one); other types take none",
+        ),
+    ] = []
 
     @model_validator(mode="after")
     def _options_match_type(self) -> CustomFieldFields:
@@ -229,7 +315,10 @@ class BusinessFields(Schema):
         default=None, description="Where Stripe Checkout sends a client who gives up"
     )
     allowed_origins: Annotated[
-        list[Origin], Field(max_length=MAX_ALLOWED_ORIGINS), AfterValidator(_distinct_origins)
+        list[Origin],
+        Field(max_length=MAX_ALLOWED_ORIGINS, json_schema_extra={"uniqueItems": True}),
+        BeforeValidator(_no_repeated_text),
+        AfterValidator(_distinct_origins),
     ] = Field(
         default=[],
         description="Web origins whose pages may call the API with this business's session "

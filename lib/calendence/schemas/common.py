@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
+import email_validator
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -13,12 +14,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PlainSerializer,
     ValidationError,
     WithJsonSchema,
     create_model,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from calendence.errors import InvalidInput
 from calendence.timefmt import to_iso
@@ -46,10 +50,96 @@ def _has_nul(value: object) -> bool:
     return False
 
 
+# Every request string without a rule of its own refuses NUL (see Schema); the document
+# says so with this pattern.
+_NO_NUL_PATTERN = "^[^\u0000]*$"
+# What makes a string schema's own rule: then NUL is refused by that rule already.
+_STRING_RULES = ("pattern", "enum", "const", "format")
+
+
+def _state_no_nul(schema: Any) -> None:
+    """Add the NUL rule to every plain string in a JSON Schema (not inside other models,
+    which are `$ref`s and get it from their own class)."""
+    if isinstance(schema, list):
+        for item in schema:
+            _state_no_nul(item)
+        return
+    if not isinstance(schema, dict) or "$ref" in schema:
+        return
+    if schema.get("type") == "string" and not any(rule in schema for rule in _STRING_RULES):
+        schema["pattern"] = _NO_NUL_PATTERN
+    for key in ("properties", "patternProperties", "$defs"):
+        for sub in (schema.get(key) or {}).values():
+            _state_no_nul(sub)
+    for key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems"):
+        if key in schema:
+            _state_no_nul(schema[key])
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON Schema counts 59.0 as an integer, and so does the API (strict mode would not)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Put last on an integer in a request (after its bounds): also takes 59.0.
+WHOLE_NUMBER = BeforeValidator(_whole_number)
+
+
+def _email(value: str) -> str:
+    try:
+        checked = email_validator.validate_email(
+            value, check_deliverability=False, globally_deliverable=False
+        )
+    except email_validator.EmailNotValidError as error:
+        raise ValueError(f"must be an email address: {error}") from None
+    return str(checked.normalized)
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{letter}{letter.upper()}]" for letter in word)
+
+
+# Domains that never receive mail (`x@shop.test`), which the address check refuses.
+_NO_MAIL_DOMAINS = "[@.](?:{})$".format(
+    "|".join(_any_case(name) for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+)
+
+_BARE_ADDRESS = r'^[^\s<>"\[\]@]+@[^\s<>"\[\]@]+$'
+
+# An email address: JSON Schema's `email` format (RFC 5321 syntax), less the reserved
+# domains. Whether mail arrives is not checked.
+Email = Annotated[
+    str,
+    Field(max_length=320),
+    AfterValidator(_email),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "maxLength": 320,
+            # A bare address: no display name, quoted part or address literal.
+            "pattern": _BARE_ADDRESS,
+            "not": {"pattern": _NO_MAIL_DOMAINS},
+            "examples": ["jane@example.com"],
+        }
+    ),
+]
+
+
 class Schema(BaseModel):
     """Base for request bodies: unknown fields and loose types are errors."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        _state_no_nul(handler.resolve_ref_schema(json_schema))
+        return json_schema
 
     @field_validator("*", mode="after")
     @classmethod

@@ -27,7 +27,8 @@ class HoldRequest(Schema):
         description="Preferred staff member; omitted, one who is free is assigned",
     )
     starts_at: Moment = Field(
-        description="Slot start time (ISO 8601 with an offset, must be in the future)"
+        description="Slot start time (ISO 8601 with an offset, must be in the future, on a "
+        "5-minute boundary)"
     )
 
 

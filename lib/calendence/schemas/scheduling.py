@@ -8,7 +8,15 @@ from uuid import UUID
 
 from pydantic import Field, model_validator
 
-from calendence.schemas.common import ANSWER_CONFIG, Answer, FieldError, Moment, Schema, page_of
+from calendence.schemas.common import (
+    ANSWER_CONFIG,
+    WHOLE_NUMBER,
+    Answer,
+    FieldError,
+    Moment,
+    Schema,
+    page_of,
+)
 
 # Holds claim time in 5-minute granules; availability steps must land on them.
 GRANULE_MINUTES = 5
@@ -21,12 +29,14 @@ _STEP = "How far apart availability lists start times (a multiple of 5)"
 _CANCEL = "Client self-service may cancel until this many minutes before the start"
 _RESCHEDULE = "Client self-service may reschedule until this many minutes before the start"
 
-NoticeMinutes = Annotated[int, Field(ge=0, le=366 * 24 * 60, description=_NOTICE)]
-AdvanceDays = Annotated[int, Field(ge=1, le=3650, description=_ADVANCE)]
+NoticeMinutes = Annotated[int, Field(ge=0, le=366 * 24 * 60, description=_NOTICE), WHOLE_NUMBER]
+AdvanceDays = Annotated[int, Field(ge=1, le=3650, description=_ADVANCE), WHOLE_NUMBER]
 StepMinutes = Annotated[
-    int, Field(ge=GRANULE_MINUTES, le=24 * 60, multiple_of=GRANULE_MINUTES, description=_STEP)
+    int,
+    Field(ge=GRANULE_MINUTES, le=24 * 60, multiple_of=GRANULE_MINUTES, description=_STEP),
+    WHOLE_NUMBER,
 ]
-CutoffMinutes = Annotated[int, Field(ge=0, le=366 * 24 * 60)]
+CutoffMinutes = Annotated[int, Field(ge=0, le=366 * 24 * 60), WHOLE_NUMBER]
 
 
 class BookingPolicy(Schema):

@@ -7,12 +7,13 @@ notify-service validates endpoint bodies with the same `EndpointFields` and
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from uuid import UUID
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from calendence.schemas.common import Answer, Schema, page_of
+from calendence.schemas.urls import HTTP_URL_PATTERN
 
 ALL_EVENTS: Literal["*"] = "*"
 
@@ -37,11 +38,40 @@ def _event_list(values: list[str]) -> list[str]:
     return values
 
 
+_NAMED_EVENTS = [event for event in get_args(EventType) if event != ALL_EVENTS]
+# `_event_list`'s rules in JSON Schema: ["*"] alone, or distinct named events.
+_EVENTS_SCHEMA = {
+    "anyOf": [
+        {"type": "array", "items": {"const": ALL_EVENTS}, "minItems": 1, "maxItems": 1},
+        {
+            "type": "array",
+            "items": {"type": "string", "enum": _NAMED_EVENTS},
+            "minItems": 1,
+            "uniqueItems": True,
+        },
+    ],
+    "default": [ALL_EVENTS],
+    "description": '`["*"]` for every event, present and future, or the event types wanted',
+}
+
+
 class EndpointFields(Schema):
-    url: Annotated[str, Field(min_length=1, max_length=2000)]
-    events: Annotated[list[EventType], Field(min_length=1), AfterValidator(_event_list)] = [
-        ALL_EVENTS
+    url: Annotated[
+        str,
+        Field(
+            max_length=2000,
+            pattern=HTTP_URL_PATTERN,
+            description="An absolute https URL (in development also http); where it points "
+            "is checked when saved and on every delivery",
+            examples=["https://hooks.example.com/calendence"],
+        ),
     ]
+    events: Annotated[
+        list[EventType],
+        Field(min_length=1),
+        AfterValidator(_event_list),
+        WithJsonSchema(_EVENTS_SCHEMA),
+    ] = [ALL_EVENTS]
     description: Annotated[str, Field(max_length=500)] = ""
     enabled: bool = True
 
