@@ -210,8 +210,7 @@ routes = [
             replies=(Reply(204, None, "Released"),),
             conflicts=False,
             errors={
-                403: "A session token releasing another session's hold",
-                404: "No such live hold (expired, used, or never made)",
+                404: "No such live hold (expired, used, never made, or another session's)",
             },
         ),
         release_hold,
