@@ -91,6 +91,15 @@ ALLOWED_REFUSALS: tuple[AllowedRefusal, ...] = (
     AllowedRefusal(
         "PATCH /api/v1/custom-fields/{id}", "^options$", "select", "the stored field's type"
     ),
+    *(
+        AllowedRefusal(
+            op,
+            "^location_ids$",
+            "at least 1 item",
+            "every location it named was deleted since (a PATCH must leave it one)",
+        )
+        for op in ("PATCH /api/v1/staff/{id}", "PATCH /api/v1/services/{id}")
+    ),
     # A database no pattern can hold (as the time zone database is an enum).
     AllowedRefusal(
         _BOOKINGS, r"^client\.phone$", "numbering plan", "the number's country's numbering plan"

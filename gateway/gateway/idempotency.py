@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -24,6 +25,9 @@ from gateway.problems import problem_from_error
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
+# Printable ASCII, no space at either end (HTTP would strip it): the document says the same.
+KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
+KEY_SHAPE = re.compile(KEY_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def idempotent(handler: Handler) -> Handler:
         key = request.headers.get(HEADER)
         if key is None:
             return await handler(request)
-        if not key or len(key) > MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
+        if len(key) > MAX_KEY_LENGTH or not KEY_SHAPE.fullmatch(key):
             raise InvalidInput(
                 "bad Idempotency-Key",
                 fields={HEADER: f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters"},

@@ -22,6 +22,7 @@ from gateway.auth import BUSINESS_HEADER, KeyKind
 from gateway.contract import Operation, operation_of
 from gateway.http_io import CURSOR_PATTERN, MAX_BODY_BYTES, MAX_PAGE_SIZE
 from gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
+from gateway.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
 from gateway.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER
 from gateway.problems import PROBLEM_TYPE_BASE
 
@@ -395,7 +396,12 @@ def _parameters(op: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
                 "required": False,
                 "description": "Retry safely: the same key and body replays the first answer "
                 "for 24 hours",
-                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_KEY_LENGTH,
+                    "pattern": IDEMPOTENCY_KEY_PATTERN,
+                },
             }
         )
     for name, (description, required) in op.headers.items():
