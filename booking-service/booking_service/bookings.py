@@ -35,6 +35,7 @@ from booking_service.catalogue import decode_cursor, encode_cursor
 from booking_service.checkout import Checkout, Deposit
 from booking_service.hold_client import HoldClient
 from booking_service.outbox import record_event
+from booking_service.reminder_repository import ReminderSchedule
 
 log = logging.getLogger("booking_service.bookings")
 
@@ -177,8 +178,10 @@ class BookingDesk:
         *,
         checkout_expiry: timedelta,
         fallback_url: str,
+        reminders: ReminderSchedule,
     ) -> None:
         self.pool = pool
+        self.reminders = reminders
         self.repository = repository
         self.holds = holds
         self.checkout = checkout
@@ -253,6 +256,7 @@ class BookingDesk:
                         session.url,
                         session.expires_at,
                     )
+                await self.reminders.rearm(connection, booking_id)
                 document = render(await self._must_get(business_id, booking_id, connection))
                 await record_event(connection, "booking.created", business_id, document)
         except asyncpg.ExclusionViolationError:
@@ -403,6 +407,7 @@ class BookingDesk:
             events.append("booking.updated")
         if changes:
             await self.repository.update(connection, booking_id, changes)
+            await self.reminders.rearm(connection, booking_id)
         document = render(await self._must_get(business_id, booking_id, connection))
         for event in dict.fromkeys(events):
             await record_event(connection, event, business_id, document)

@@ -26,6 +26,8 @@ from booking_service.checkout import Checkout
 from booking_service.grpc_api import AuthServicer, CatalogueServicer
 from booking_service.hold_client import HoldClient
 from booking_service.outbox import OutboxRelay
+from booking_service.reminder_repository import ReminderSchedule
+from booking_service.reminders import ReminderSender
 from booking_service.tenancy import Tenancy
 from booking_service.tenancy_repository import TenancyRepository
 from booking_service.time_off import TimeOffBook
@@ -54,8 +56,9 @@ async def serve(settings: BookingServiceSettings) -> None:
             events.CATALOGUE_CHANGED_SUBJECT, orjson.dumps({"business_id": str(business_id)})
         )
 
+    reminders = ReminderSchedule(timedelta(seconds=settings.reminder_minute_seconds))
     tenancy = Tenancy(
-        TenancyRepository(pool),
+        TenancyRepository(pool, reminders),
         timedelta(seconds=settings.session_ttl_seconds),
         announce_revocation,
     )
@@ -65,13 +68,15 @@ async def serve(settings: BookingServiceSettings) -> None:
     checkout = Checkout(
         settings.stripe_secret_key, settings.stripe_api_base, settings.stripe_timeout_seconds
     )
+    bookings = BookingRepository(pool)
     desk = BookingDesk(
         pool,
-        BookingRepository(pool),
+        bookings,
         HoldClient(hold_channel),
         checkout,
         checkout_expiry=timedelta(seconds=settings.checkout_expiry_seconds),
         fallback_url=settings.checkout_fallback_url,
+        reminders=reminders,
     )
 
     async def postgres_probe() -> None:
@@ -95,6 +100,9 @@ async def serve(settings: BookingServiceSettings) -> None:
         settings.booking_service_port,
     )
     sweeper = asyncio.create_task(_sweep_forever(desk, settings.payment_sweep_seconds))
+    reminding = asyncio.create_task(
+        ReminderSender(pool, reminders, bookings, settings.reminder_poll_seconds).run()
+    )
     relay = None
     if settings.outbox_relay_enabled:
         relay = asyncio.create_task(OutboxRelay(pool, js, settings.outbox_poll_seconds).run())
@@ -102,6 +110,9 @@ async def serve(settings: BookingServiceSettings) -> None:
         await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
     finally:
         sweeper.cancel()
+        reminding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reminding
         if relay is not None:
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):

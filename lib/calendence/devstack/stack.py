@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
+from calendence.devstack.smtp_local import start_smtp
 from calendence.devstack.stores import RunningStore, start_nats, start_postgres, start_redis
 
 SERVICES = ("booking-service", "notify-service", "hold-service", "gateway")
@@ -37,6 +38,8 @@ class LocalStack:
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
+    # Where the local SMTP server keeps the mails it received (None: SMTP_URL given).
+    mailbox: Path | None = None
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +47,7 @@ class LocalStack:
         ports = {name: free_port() for name in SERVICES}
         self.gateway_url = f"http://127.0.0.1:{ports['gateway']}"
         stripe_env = self._stripe_env()
+        mail_env = self._mail_env()
         self.env = {
             **os.environ,
             "DATABASE_URL": urls["database"],
@@ -58,6 +62,7 @@ class LocalStack:
             "HOLD_SERVICE_ADDR": f"127.0.0.1:{ports['hold-service']}",
             "NOTIFY_SERVICE_ADDR": f"127.0.0.1:{ports['notify-service']}",
             **stripe_env,
+            **mail_env,
             **self.service_env,
         }
         for name in SERVICES:
@@ -111,6 +116,21 @@ class LocalStack:
             "STRIPE_API_BASE": url,
             "STRIPE_WEBHOOK_SECRET": secret,
         }
+
+    def _mail_env(self) -> dict[str, str]:
+        """The given SMTP server when SMTP_URL is set; otherwise a local one that keeps
+        every mail as a file in <state>/mailbox."""
+        if os.environ.get("SMTP_URL"):
+            return {}
+        url, self.mailbox, process = start_smtp(self.state_dir)
+        self.stores["smtp"] = RunningStore("smtp", url, process)
+        return {"SMTP_URL": url, "MAIL_FROM": "Calendence <bookings@calendence.localhost>"}
+
+    def restart_smtp(self) -> None:
+        """Start the local SMTP server again on its port (after a test stopped it)."""
+        port = int(self.stores["smtp"].url.rsplit(":", 1)[1])
+        url, self.mailbox, process = start_smtp(self.state_dir, port)
+        self.stores["smtp"] = RunningStore("smtp", url, process)
 
     def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
         process = ManagedProcess(

@@ -15,6 +15,13 @@ import pycountry
 from pydantic import AfterValidator, BaseModel, EmailStr, Field, model_validator
 
 from calendence.schemas.common import ANSWER_CONFIG, FieldError, Schema, page_of
+from calendence.schemas.messaging import (
+    CLIENT_EMAILS,
+    CLIENT_EMAILS_DESCRIPTION,
+    REMINDERS_DESCRIPTION,
+    ClientEmails,
+    Reminders,
+)
 from calendence.schemas.scheduling import BookingPolicy, BookingPolicyOverride
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -239,6 +246,10 @@ class BusinessFields(Schema):
         default=BookingPolicy(),
         description="Notice, advance and step rules for holds and availability; a PATCH "
         "changes the fields it names and keeps the others",
+    )
+    reminders: Reminders = Field(default=[], description=REMINDERS_DESCRIPTION)
+    client_emails: ClientEmails = Field(
+        default=list(CLIENT_EMAILS), description=CLIENT_EMAILS_DESCRIPTION
     )
 
 

@@ -26,6 +26,7 @@ EventType = Literal[
     "booking.cancelled",
     "booking.completed",
     "booking.no_show",
+    "booking.reminder",
 ]
 
 
