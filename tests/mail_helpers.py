@@ -8,7 +8,6 @@ import email
 import email.policy
 import math
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -94,14 +93,6 @@ def lead_for(starts_at: datetime, due_in: float) -> int:
     """The reminder offset (in test minutes, which last a second) that makes a reminder
     of a booking at `starts_at` fall due `due_in` seconds from now."""
     return int((starts_at - datetime.now(UTC)).total_seconds() - due_in)
-
-
-@dataclass
-class Reminded:
-    """A booking and the reminder offsets its business has."""
-
-    booking: dict[str, Any]
-    leads: list[int]
 
 
 async def set_messaging(tenant: Tenant, **fields: Any) -> dict[str, Any]:
