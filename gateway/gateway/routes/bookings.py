@@ -277,7 +277,7 @@ routes = [
             "GET",
             "/api/v1/bookings/{booking_id}/messages",
             summary="List a booking's client emails",
-            tag=TAG,
+            tag="Client emails",
             keys=MANAGING_KINDS,
             description="Every email sent (or being sent) to the booking's client, oldest "
             "first: confirmation, cancellation, reschedule and reminder mails, each with "
