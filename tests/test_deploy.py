@@ -82,11 +82,16 @@ OPTIONAL_SETTINGS = {
     "WEBHOOKS_MAX_IN_FLIGHT": "tuning: concurrent deliveries per replica",
     "WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT": "tuning: concurrent deliveries per endpoint",
     "WEBHOOKS_POLL_SECONDS": "tuning: new events wake the sender at once anyway",
+    "REMINDER_POLL_SECONDS": "tuning: how often due reminders are looked for at most",
+    "REMINDER_MINUTE_SECONDS": "a reminder minute is 60 s; only tests shorten it",
+    "SMTP_TIMEOUT_SECONDS": "tuning: how long one email send may take",
+    "MAIL_POLL_SECONDS": "tuning: new messages wake the mail sender at once anyway",
 }
 # Outbound traffic beyond the platform's own services and stores.
 EXTERNAL_EGRESS = {
     "booking-service": {443},  # Stripe's API
-    "notify-service": {443},  # customers' webhook endpoints (HTTPS only in production)
+    # customers' webhook endpoints (HTTPS only in production), the SMTP server
+    "notify-service": {443, 587},
 }
 # URL schemes of the stores, by the store that serves them.
 STORE_SCHEMES = {
