@@ -4,11 +4,13 @@ server (the local one, which keeps each mail as an .eml file), and their records
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import icalendar
 from calendence.devstack.smtp_local import REFUSED_DOMAIN
 from calendence.devstack.stack import LocalStack
+from notify_service.mail import compose
 
 from tests.api import AROUND_THE_CLOCK, Api, Tenant, created, iso, new_tenant, tomorrow_at
 from tests.booking_helpers import JANE, Salon
@@ -203,3 +205,24 @@ async def test_a_deposit_booking_awaiting_payment_gets_no_confirmation_mail(
     # booking.created before it was handled too, and made no mail.
     await wait_for_mails(stack, booking["id"], "cancellation")
     assert [m["kind"] for m in await messages(tenant, booking["id"])] == ["cancellation"]
+
+
+async def test_the_manage_link_is_in_both_parts_and_in_the_calendar_file(tenant: Tenant) -> None:
+    salon = await open_all_day_salon(tenant)
+    booking = await salon.booking(tomorrow_at(12))
+    # A booking document as the API shows it, with the link to change or cancel it.
+    link = "https://book.example.com/manage/tok_<&>"
+    event = {
+        "id": str(uuid.uuid4()),
+        "type": "booking.created",
+        "timestamp": booking["created_at"],
+        "business_id": tenant.business_id,
+        "business": {"name": "Cuts", "client_emails": ["confirmation"]},
+        "data": {**booking, "manage_url": link},
+    }
+    mail = compose("confirmation", event, uuid.uuid4(), "Cuts <bookings@example.com>")
+    bodies = parts(mail)
+    assert link in bodies["text/plain"]
+    assert 'href="https://book.example.com/manage/tok_&lt;&amp;&gt;"' in bodies["text/html"]
+    [calendar_event] = icalendar.Calendar.from_ical(attachment(mail)).walk("VEVENT")
+    assert str(calendar_event["url"]) == link
