@@ -256,7 +256,7 @@ class BookingDesk:
                         session.url,
                         session.expires_at,
                     )
-                await self.reminders.rearm(connection, booking_id)
+                await self.reminders.arm(connection, booking_id)
                 document = render(await self._must_get(business_id, booking_id, connection))
                 await record_event(connection, "booking.created", business_id, document)
         except asyncpg.ExclusionViolationError:
@@ -407,7 +407,8 @@ class BookingDesk:
             events.append("booking.updated")
         if changes:
             await self.repository.update(connection, booking_id, changes)
-            await self.reminders.rearm(connection, booking_id)
+            if changes.keys() & {"status", "starts_at"}:
+                await self.reminders.rearm(connection, booking_id)
         document = render(await self._must_get(business_id, booking_id, connection))
         for event in dict.fromkeys(events):
             await record_event(connection, event, business_id, document)

@@ -39,6 +39,10 @@ class ReminderSchedule:
         # The length of a reminder's minute: 60 s, except in tests that cannot wait hours.
         self.minute_seconds = minute.total_seconds()
 
+    async def arm(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
+        """Schedule a new booking's reminders, inside the transaction that makes it."""
+        await connection.execute(_ARM.format(target="b.id = $1"), booking_id, self.minute_seconds)
+
     async def rearm(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
         """Make the booking's pending reminders match its start time and status, inside
         the transaction that changed it. A cancelled booking keeps none; a moved one
