@@ -194,17 +194,20 @@ async def test_a_business_that_wants_no_confirmation_mail_gets_none_but_cancella
     assert [m["kind"] for m in await messages(tenant, booking["id"])] == ["cancellation"]
 
 
-async def test_a_deposit_booking_awaiting_payment_gets_no_confirmation_mail(
+async def test_a_deposit_booking_is_confirmed_by_mail_once_paid_not_before(
     stack: LocalStack, tenant: Tenant
 ) -> None:
     salon = await open_all_day_salon(tenant)
     booking = await salon.booking(tomorrow_at(9), service_id=salon.deposit_service_id)
     assert booking["status"] == "pending"
-    await tenant.api.delete(f"/api/v1/bookings/{booking['id']}", tenant.business_key)
-    # Events of a booking are taken in order: once the cancellation is queued, the
-    # booking.created before it was handled too, and made no mail.
-    await wait_for_mails(stack, booking["id"], "cancellation")
-    assert [m["kind"] for m in await messages(tenant, booking["id"])] == ["cancellation"]
+    # The local Stripe server's payment page: paying confirms the booking.
+    async with tenant.api.session.post(booking["redirect_url"]) as paid:
+        assert paid.status == 200
+    [mail] = await wait_for_mails(stack, booking["id"], "confirmation")
+    assert mail["Subject"].startswith("Booking confirmed: ")
+    # Events of a booking are taken in order: the pending booking.created before the
+    # booking.confirmed made no mail of its own.
+    assert [m["kind"] for m in await messages(tenant, booking["id"])] == ["confirmation"]
 
 
 async def test_the_manage_link_is_in_both_parts_and_in_the_calendar_file(tenant: Tenant) -> None:
