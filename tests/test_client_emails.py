@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import icalendar
+from calendence.devstack.processes import free_port, wait_for_port
 from calendence.devstack.smtp_local import REFUSED_DOMAIN
 from calendence.devstack.stack import LocalStack
 from notify_service.mail import compose
@@ -229,3 +231,26 @@ async def test_the_manage_link_is_in_both_parts_and_in_the_calendar_file(tenant:
     assert 'href="https://book.example.com/manage/tok_&lt;&amp;&gt;"' in bodies["text/html"]
     [calendar_event] = icalendar.Calendar.from_ical(attachment(mail)).walk("VEVENT")
     assert str(calendar_event["url"]) == link
+
+
+async def test_two_notify_service_replicas_send_each_mail_once(
+    stack: LocalStack, tenant: Tenant
+) -> None:
+    original = stack.services["notify-service"]
+    port = free_port()
+    replica = stack.start_service("notify-service", {"NOTIFY_SERVICE_PORT": str(port)})
+    # start_service tracks the newest process under the name: the stack keeps the first.
+    stack.services["notify-service"] = original
+    wait_for_port(port, 60, replica)
+    try:
+        salon = await open_all_day_salon(tenant)
+        bookings = await asyncio.gather(
+            *(salon.booking(tomorrow_at(9) + timedelta(minutes=30 * i)) for i in range(12))
+        )
+        for booking in bookings:
+            await wait_for_mails(stack, booking["id"], "confirmation")
+        await asyncio.sleep(1)
+        for booking in bookings:
+            assert len(mails_of(stack, booking["id"])) == 1
+    finally:
+        replica.stop()
