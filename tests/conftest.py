@@ -33,6 +33,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             "RATE_LIMIT_SESSION_BURST": "10000",
             "RATE_LIMIT_PER_SECOND": "10000",
             "RATE_LIMIT_BURST": "10000",
+            # A reminder's "minute" lasts a second, so that a reminder test waits
+            # seconds, not hours; due reminders are looked for five times a second.
+            "REMINDER_MINUTE_SECONDS": "1",
+            "REMINDER_POLL_SECONDS": "0.2",
         },
     )
     try:

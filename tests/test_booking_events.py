@@ -44,7 +44,14 @@ async def test_each_change_publishes_its_event_with_the_full_booking(
     assert tap.of(booking["id"]) == expected
     assert last["business_id"] == salon.tenant.business_id
     assert last["data"] == (await salon.tenant.api.get(path, key)).body
-    assert {"id", "type", "timestamp", "business_id", "data"} == last.keys()
+    assert {"id", "type", "timestamp", "business_id", "data", "business"} == last.keys()
+    # What notify-service needs for client emails, as the business was at the change.
+    assert last["business"]["client_emails"] == [
+        "confirmation",
+        "cancellation",
+        "reschedule",
+        "reminder",
+    ]
 
 
 async def test_cancelling_publishes_booking_cancelled(salon: Salon, tap: EventTap) -> None:

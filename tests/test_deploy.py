@@ -99,11 +99,16 @@ OPTIONAL_SETTINGS = {
     "RATE_LIMIT_FALLBACK_SHARE": "tuning: each replica's share of a bucket while Redis is down",
     "GATEWAY_FAULT_AFTER_HOLD_PLACED": "fault injection for tests; off everywhere else",
     "GATEWAY_FAULT_PAUSE_SECONDS": "fault injection for tests; off everywhere else",
+    "REMINDER_POLL_SECONDS": "tuning: how often due reminders are looked for at most",
+    "REMINDER_MINUTE_SECONDS": "a reminder minute is 60 s; only tests shorten it",
+    "SMTP_TIMEOUT_SECONDS": "tuning: how long one email send may take",
+    "MAIL_POLL_SECONDS": "tuning: new messages wake the mail sender at once anyway",
 }
 # Outbound traffic beyond the platform's own services and stores.
 EXTERNAL_EGRESS = {
     "booking-service": {443},  # Stripe's API
-    "notify-service": {443},  # customers' webhook endpoints (HTTPS only in production)
+    # customers' webhook endpoints (HTTPS only in production), the SMTP server
+    "notify-service": {443, 587},
 }
 # URL schemes of the stores, by the store that serves them.
 STORE_SCHEMES = {

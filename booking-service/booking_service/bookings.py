@@ -46,6 +46,7 @@ from booking_service.catalogue import decode_cursor, encode_cursor
 from booking_service.checkout import Checkout, Deposit
 from booking_service.hold_client import Claim, HoldClient
 from booking_service.outbox import record_event
+from booking_service.reminder_repository import ReminderSchedule
 
 log = logging.getLogger("booking_service.bookings")
 
@@ -202,12 +203,14 @@ class BookingDesk:
         *,
         checkout_expiry: timedelta,
         fallback_url: str,
+        reminders: ReminderSchedule,
         manage_url: Callable[[dict[str, Any]], str | None] = lambda row: None,
         pending_claim: timedelta = timedelta(seconds=20),
         idempotency_ttl_seconds: int = 24 * 3600,
         fault_pause_at: str = "",
     ) -> None:
         self.pool = pool
+        self.reminders = reminders
         self.pending_claim = pending_claim
         # A booking commits within three quarters of its pending claim or not at all.
         self.commit_budget = pending_claim.total_seconds() * 0.75
@@ -320,6 +323,7 @@ class BookingDesk:
                         session.url,
                         session.expires_at,
                     )
+                await self.reminders.arm(connection, booking_id)
                 document = render(await self._must_get(business_id, booking_id, connection))
                 await record_event(connection, "booking.created", business_id, document)
                 if idempotency_key and not await self.repository.remember_request(
@@ -590,6 +594,8 @@ class BookingDesk:
             events.append("booking.updated")
         if changes:
             await self.repository.update(connection, booking_id, changes)
+            if changes.keys() & {"status", "starts_at"}:
+                await self.reminders.rearm(connection, booking_id)
         document = render(await self._must_get(business_id, booking_id, connection))
         for event in dict.fromkeys(events):
             data = (

@@ -40,8 +40,15 @@ async def record_event(
         "business_id": str(business_id),
         "data": data,
     }
+    # The business's name and client email choices as of this change ride along for
+    # notify-service (webhook bodies carry only type, timestamp and data).
     await connection.execute(
-        "INSERT INTO outbox (id, type, business_id, payload) VALUES ($1, $2, $3, $4)",
+        """
+        INSERT INTO outbox (id, type, business_id, payload)
+        VALUES ($1, $2, $3, $4::jsonb || jsonb_build_object('business', (
+            SELECT jsonb_build_object('name', name, 'client_emails', client_emails)
+            FROM businesses WHERE id = $3)))
+        """,
         event_id,
         event_type,
         business_id,

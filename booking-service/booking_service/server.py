@@ -32,6 +32,8 @@ from booking_service.manage_grpc import CalendarServicer, ManageServicer
 from booking_service.manage_links import ManageLinks
 from booking_service.manage_repository import ManageRepository
 from booking_service.outbox import OutboxRelay
+from booking_service.reminder_repository import ReminderSchedule
+from booking_service.reminders import ReminderSender
 from booking_service.tenancy import Tenancy
 from booking_service.tenancy_repository import TenancyRepository
 from booking_service.time_off import TimeOffBook
@@ -66,8 +68,9 @@ async def serve(settings: BookingServiceSettings) -> None:
             events.CATALOGUE_CHANGED_SUBJECT, orjson.dumps({"business_id": str(business_id)})
         )
 
+    reminders = ReminderSchedule(timedelta(seconds=settings.reminder_minute_seconds))
     tenancy = Tenancy(
-        TenancyRepository(pool),
+        TenancyRepository(pool, reminders),
         timedelta(seconds=settings.session_ttl_seconds),
         announce_revocation,
     )
@@ -81,13 +84,15 @@ async def serve(settings: BookingServiceSettings) -> None:
     manage_repository = ManageRepository(pool)
     links = ManageLinks(manage_repository, settings.public_base_url)
     await rpc.connect_with_retry("postgres", links.load)
+    bookings = BookingRepository(pool)
     desk = BookingDesk(
         pool,
-        BookingRepository(pool),
+        bookings,
         HoldClient(hold_channel),
         checkout,
         checkout_expiry=timedelta(seconds=settings.checkout_expiry_seconds),
         fallback_url=settings.checkout_fallback_url,
+        reminders=reminders,
         pending_claim=timedelta(seconds=settings.pending_claim_seconds),
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         fault_pause_at=settings.booking_fault_pause_at,
@@ -126,6 +131,9 @@ async def serve(settings: BookingServiceSettings) -> None:
     sweeper = asyncio.create_task(_sweep_forever(desk, settings.payment_sweep_seconds))
     repair = asyncio.create_task(_repair_claims_forever(desk, settings.claim_repair_seconds))
     link_keys = asyncio.create_task(_refresh_link_keys_forever(links))
+    reminding = asyncio.create_task(
+        ReminderSender(pool, reminders, bookings, settings.reminder_poll_seconds).run()
+    )
     relay = None
     if settings.outbox_relay_enabled:
         relay = asyncio.create_task(OutboxRelay(pool, js, settings.outbox_poll_seconds).run())
@@ -135,6 +143,9 @@ async def serve(settings: BookingServiceSettings) -> None:
         sweeper.cancel()
         link_keys.cancel()
         repair.cancel()
+        reminding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reminding
         if relay is not None:
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):

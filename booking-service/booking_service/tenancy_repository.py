@@ -12,6 +12,7 @@ import asyncpg
 from calendence.schemas.scheduling import DEFAULT_POLICY
 
 from booking_service.catalogue_repository import take_turn
+from booking_service.reminder_repository import ReminderSchedule
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,16 @@ class StoredKey:
 
 _KEY_COLUMNS = "id, kind, hub_id, business_id, created_at, expires_at, revoked_at, last_used_at"
 _BUSINESS_COLUMNS = (
-    "id, hub_id, name, success_url, cancel_url, allowed_origins, booking_policy, seq, "
-    "created_at, updated_at"
+    "id, hub_id, name, success_url, cancel_url, allowed_origins, booking_policy, reminders, "
+    "client_emails, seq, created_at, updated_at"
 )
 
 
 class TenancyRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
+    def __init__(self, db: asyncpg.Pool, reminders: ReminderSchedule | None = None) -> None:
         self.db = db
+        # Re-arms the business's bookings' reminders when its reminders change.
+        self.reminders = reminders
 
     async def insert_hub(self, hub_id: UUID, name: str) -> dict[str, Any]:
         row = await self.db.fetchrow(
@@ -61,8 +64,8 @@ class TenancyRepository:
                 f"""
                 INSERT INTO businesses
                     (id, hub_id, name, success_url, cancel_url, allowed_origins,
-                     booking_policy)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     booking_policy, reminders, client_emails)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                 RETURNING {_BUSINESS_COLUMNS}
                 """,
                 business_id,
@@ -72,6 +75,7 @@ class TenancyRepository:
                 fields.get("cancel_url"),
                 list(fields.get("allowed_origins") or ()),
                 fields.get("booking_policy") or DEFAULT_POLICY,
+                *_messaging_columns(fields),
             )
         return dict(row)
 
@@ -99,7 +103,7 @@ class TenancyRepository:
                 f"""
                 UPDATE businesses
                 SET name = $2, success_url = $3, cancel_url = $4, allowed_origins = $5,
-                    booking_policy = $6, updated_at = now()
+                    booking_policy = $6, reminders = $7, client_emails = $8, updated_at = now()
                 WHERE id = $1
                 RETURNING {_BUSINESS_COLUMNS}
                 """,
@@ -109,7 +113,10 @@ class TenancyRepository:
                 fields.get("cancel_url"),
                 list(fields.get("allowed_origins") or ()),
                 fields.get("booking_policy") or DEFAULT_POLICY,
+                *_messaging_columns(fields),
             )
+            if self.reminders is not None and row["reminders"] != current["reminders"]:
+                await self.reminders.rearm_business(conn, business_id)
         return dict(row)
 
     async def list_businesses(
@@ -192,3 +199,8 @@ class TenancyRepository:
         await self.db.execute(
             "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1", key_id
         )
+
+
+def _messaging_columns(fields: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The reminders and client emails columns of a business's fields."""
+    return list(fields.get("reminders") or ()), list(fields.get("client_emails") or ())

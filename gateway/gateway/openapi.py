@@ -51,7 +51,8 @@ TAGS = (
     ("Sessions and keys", "Session tokens for widgets, business keys, revocation."),
     (
         "Businesses",
-        "A hub's businesses, and each business's settings (CORS origins, booking policy).",
+        "A hub's businesses and their settings (CORS origins, booking policy, reminders, "
+        "client emails).",
     ),
     ("Locations", "Places, their time zone and opening hours."),
     ("Services", "What can be booked."),
@@ -59,6 +60,7 @@ TAGS = (
     ("Custom fields", "Extra questions a booking answers."),
     ("Time off", "A staff member away, or a location closed, for a while."),
     ("Webhook endpoints", "Signed event deliveries to your servers."),
+    ("Client emails", "Emails to a booking's client, and what became of each."),
     ("Stripe", "Stripe's own webhooks (deposits)."),
     (
         "Client self-service",
@@ -117,6 +119,20 @@ business carry `Access-Control-Allow-Origin` for those origins only (401 answers
 reveal nothing, for any origin, so a widget can tell its token expired). Preflight
 requests (`OPTIONS`, which carry no key) are answered for any origin with the methods
 of the path and the headers the API reads; the answer itself decides.
+
+## Reminders and client emails
+
+A business sets `reminders` (up to 5, e.g. `[{{"before_minutes": 1440}},
+{{"before_minutes": 120}}]`) and `client_emails` (which of `confirmation`,
+`cancellation`, `reschedule`, `reminder` its clients get; all four unless changed) with
+`PATCH /api/v1/businesses/{{business_id}}`. Each reminder makes one `booking.reminder`
+webhook event per live booking at its time (`data` is the booking plus `reminder`:
+`before_minutes` and `due_at`), never for a cancelled booking, moved with a rescheduled
+one, and skipped when its time had already passed when the booking was made or moved.
+Client emails (plain text and HTML, times in the location's time zone, the booking as
+an `.ics` attachment) are retried with backoff and listed with their state at
+`GET /api/v1/bookings/{{booking_id}}/messages`; a refused or failing email never holds
+up a booking or a webhook.
 
 ## Conventions
 

@@ -83,6 +83,11 @@ class BookingServiceSettings(CommonSettings):
     # Fault injection for crash tests, never in production: pause every booking at
     # this point until the process is killed.
     booking_fault_pause_at: Literal["", "after_consume", "before_commit", "after_commit"] = ""
+    # How often due reminders are looked for at most (sooner when one falls due).
+    reminder_poll_seconds: float = 5.0
+    # The length of a reminder's "minute" in seconds: 60, except in tests, which
+    # shorten it so that a 2-minute reminder does not take 2 minutes.
+    reminder_minute_seconds: float = Field(default=60.0, gt=0)
 
 
 class NotifyServiceSettings(CommonSettings):
@@ -105,6 +110,13 @@ class NotifyServiceSettings(CommonSettings):
     webhooks_max_in_flight_per_endpoint: int = 4
     # How often due retries are looked for (new events wake the sender at once).
     webhooks_poll_seconds: float = 1.0
+    # Client emails: the SMTP server (`smtp://user:password@host:587`, or `smtps://`);
+    # empty sends none (webhooks, reminders included, still go out).
+    smtp_url: str = ""
+    mail_from: str = "Calendence <bookings@calendence.localhost>"
+    smtp_timeout_seconds: float = 10.0
+    # How often due email retries are looked for (new messages wake the sender at once).
+    mail_poll_seconds: float = 1.0
 
 
 class GatewaySettings(CommonSettings):

@@ -14,6 +14,8 @@ from calendence.timefmt import to_timestamp
 
 from notify_service.deliveries import Deliveries
 from notify_service.endpoints import Endpoints
+from notify_service.mailer import render_message
+from notify_service.message_store import MessageStore
 from notify_service.receipts import ReceiptRepository
 
 
@@ -29,11 +31,16 @@ def _page(items: list[dict[str, Any]], next_cursor: str) -> notify_pb2.WebhookPa
 
 class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
     def __init__(
-        self, receipts: ReceiptRepository, endpoints: Endpoints, deliveries: Deliveries
+        self,
+        receipts: ReceiptRepository,
+        endpoints: Endpoints,
+        deliveries: Deliveries,
+        messages: MessageStore,
     ) -> None:
         self.receipts = receipts
         self.endpoints = endpoints
         self.deliveries = deliveries
+        self.messages = messages
 
     async def GetEventReceipt(
         self, request: notify_pb2.GetEventReceiptRequest, context: ServicerContext
@@ -100,6 +107,15 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
         return _document(
             await self.deliveries.redeliver(business_id, endpoint_id, request.body_json)
         )
+
+    async def ListMessages(
+        self, request: notify_pb2.ListMessagesRequest, context: ServicerContext
+    ) -> notify_pb2.WebhookPage:
+        rows = await self.messages.for_booking(
+            parse_uuid(request.business_id, "business_id"),
+            parse_uuid(request.booking_id, "booking_id"),
+        )
+        return _page([render_message(row) for row in rows], "")
 
 
 def _ref(

@@ -24,6 +24,8 @@ from notify_service.dispatcher import Dispatcher, Limits
 from notify_service.endpoint_store import EndpointStore
 from notify_service.endpoints import Endpoints
 from notify_service.grpc_api import NotifyServicer
+from notify_service.mailer import Mailer, SmtpServer
+from notify_service.message_store import MessageStore
 from notify_service.receipts import ReceiptRepository
 from notify_service.sender import Sender
 
@@ -70,8 +72,23 @@ async def serve(settings: NotifyServiceSettings) -> None:
         ),
     )
 
+    messages = MessageStore(pool)
+    mailer = None
+    if settings.smtp_url:
+        mailer = Mailer(
+            messages,
+            SmtpServer.from_url(settings.smtp_url),
+            settings.mail_from,
+            timeout_seconds=settings.smtp_timeout_seconds,
+            poll_seconds=settings.mail_poll_seconds,
+        )
+    else:
+        log.warning("SMTP_URL is not set: no client emails (webhooks still go out)")
+
     async def handle(batch: list[tuple[dict[str, Any], int]]) -> None:
         made = await store.record_events(batch)
+        if mailer is not None:
+            await mailer.queue([event for event, _ in batch])
         if log.isEnabledFor(logging.INFO):
             for event, _ in batch:
                 if event["id"] in made:
@@ -91,6 +108,7 @@ async def serve(settings: NotifyServiceSettings) -> None:
         ReceiptRepository(pool),
         Endpoints(EndpointStore(pool), settings.webhooks_allow_private_targets),
         Deliveries(store, dispatcher.wake),
+        messages,
     )
     server = rpc.build_server(
         [lambda s: notify_pb2_grpc.add_NotifyServiceServicer_to_server(servicer, s)],
@@ -100,6 +118,7 @@ async def serve(settings: NotifyServiceSettings) -> None:
     async with sender:
         consumer = asyncio.create_task(consume_events(js, handle, dispatcher.events_stored))
         delivering = asyncio.create_task(dispatcher.run())
+        mailing = asyncio.create_task(mailer.run()) if mailer is not None else None
         try:
             await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
         finally:
@@ -107,6 +126,11 @@ async def serve(settings: NotifyServiceSettings) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
             await dispatcher.stop(settings.shutdown_grace_seconds)
+            if mailer is not None and mailing is not None:
+                await mailer.stop(settings.shutdown_grace_seconds)
+                mailing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await mailing
             delivering.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await delivering

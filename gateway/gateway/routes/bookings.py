@@ -7,6 +7,7 @@ import re
 import orjson
 from aiohttp import web
 from calendence.booking.v1 import booking_pb2
+from calendence.notify.v1 import notify_pb2
 from calendence.schemas.bookings import (
     BOOKING_EXAMPLE,
     BOOKING_REQUEST_EXAMPLE,
@@ -18,6 +19,7 @@ from calendence.schemas.bookings import (
     BookingRequest,
     Cancellation,
 )
+from calendence.schemas.messaging import ClientMessageList
 
 from gateway.appkeys import DOWNSTREAM
 from gateway.auth import ALL_KINDS, MANAGING_KINDS, KeyKind, principal_of
@@ -134,6 +136,23 @@ _IF_MATCH = {
     )
 }
 _PRECONDITION = {412: "If-Match names another version: the booking changed meanwhile"}
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """The booking must be this business's (404 otherwise); notify-service keeps the
+    messages."""
+    business_id, booking_id = _business(request), request.match_info["booking_id"]
+    await call(
+        request,
+        request.app[DOWNSTREAM].bookings.GetBooking,
+        booking_pb2.GetBookingRequest(business_id=business_id, booking_id=booking_id),
+    )
+    page = await call(
+        request,
+        request.app[DOWNSTREAM].notify.ListMessages,
+        notify_pb2.ListMessagesRequest(business_id=business_id, booking_id=booking_id),
+    )
+    return page_response(list(page.items_json), "")
 
 
 async def list_bookings(request: web.Request) -> web.Response:
@@ -264,4 +283,19 @@ routes = [
         cancel_booking,
     ),
     route(LIST_BOOKINGS, list_bookings),
+    route(
+        Operation(
+            "GET",
+            "/api/v1/bookings/{booking_id}/messages",
+            summary="List a booking's client emails",
+            tag="Client emails",
+            keys=MANAGING_KINDS,
+            description="Every email sent (or being sent) to the booking's client, oldest "
+            "first: confirmation, cancellation, reschedule and reminder mails, each with "
+            "its status and send attempts. Which kinds are sent is the business's "
+            "`client_emails`; with no SMTP server configured none are.",
+            replies=(Reply(200, ClientMessageList, "The booking's messages (one page)"),),
+        ),
+        list_messages,
+    ),
 ]

@@ -87,12 +87,15 @@ def main() -> None:
                 "gateway_url": stack.gateway_url,
                 "state_dir": str(state_dir),
                 "logs": str(state_dir / "logs"),
+                "mailbox": str(stack.mailbox) if stack.mailbox else None,
                 "stores": {name: store.url for name, store in stack.stores.items()},
                 "services": {name: process.pid for name, process in stack.services.items()},
                 "demo": demo,
             }
             write_info()
             print(json.dumps(info, indent=2))
+        if stack.mailbox:
+            print(f"\nClient emails land in {stack.mailbox} (one .eml file each)")
         print(f"\nCalendence is up at {stack.gateway_url}  (Ctrl-C stops it)", flush=True)
         while True:
             signal.pause()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
+from calendence.devstack.smtp_local import start_smtp
 from calendence.devstack.stores import RunningStore, start_nats, start_postgres, start_redis
 from calendence.devstack.supervisor import Supervisor
 
@@ -53,6 +54,8 @@ class LocalStack:
     supervisor: Supervisor | None = None
     # The extra environment each service was last started with, reused by restarts.
     _extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Where the local SMTP server keeps the mails it received (None: SMTP_URL given).
+    mailbox: Path | None = None
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -60,6 +63,7 @@ class LocalStack:
         ports = {name: free_port() for name in SERVICES}
         self.gateway_url = f"http://127.0.0.1:{ports['gateway']}"
         stripe_env = self._stripe_env()
+        mail_env = self._mail_env()
         self.env = {
             **os.environ,
             "DATABASE_URL": urls["database"],
@@ -76,6 +80,7 @@ class LocalStack:
             # Manage links in booking answers point at this gateway.
             "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", self.gateway_url),
             **stripe_env,
+            **mail_env,
             **self.service_env,
         }
         for name in SERVICES:
@@ -137,6 +142,21 @@ class LocalStack:
             "STRIPE_API_BASE": url,
             "STRIPE_WEBHOOK_SECRET": secret,
         }
+
+    def _mail_env(self) -> dict[str, str]:
+        """The given SMTP server when SMTP_URL is set; otherwise a local one that keeps
+        every mail as a file in <state>/mailbox."""
+        if os.environ.get("SMTP_URL"):
+            return {}
+        url, self.mailbox, process = start_smtp(self.state_dir)
+        self.stores["smtp"] = RunningStore("smtp", url, process)
+        return {"SMTP_URL": url, "MAIL_FROM": "Calendence <bookings@calendence.localhost>"}
+
+    def restart_smtp(self) -> None:
+        """Start the local SMTP server again on its port (after a test stopped it)."""
+        port = int(self.stores["smtp"].url.rsplit(":", 1)[1])
+        url, self.mailbox, process = start_smtp(self.state_dir, port)
+        self.stores["smtp"] = RunningStore("smtp", url, process)
 
     def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
         process = ManagedProcess(

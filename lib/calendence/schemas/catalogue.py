@@ -30,6 +30,13 @@ from calendence.schemas.common import (
     Schema,
     page_of,
 )
+from calendence.schemas.messaging import (
+    CLIENT_EMAILS,
+    CLIENT_EMAILS_DESCRIPTION,
+    REMINDERS_DESCRIPTION,
+    ClientEmails,
+    Reminders,
+)
 from calendence.schemas.scheduling import BookingPolicy, BookingPolicyOverride
 from calendence.schemas.urls import HTTP_URL_PATTERN, ORIGIN_PATTERN
 
@@ -328,6 +335,10 @@ class BusinessFields(Schema):
         default=BookingPolicy(),
         description="Notice, advance and step rules for holds and availability; a PATCH "
         "changes the fields it names and keeps the others",
+    )
+    reminders: Reminders = Field(default=[], description=REMINDERS_DESCRIPTION)
+    client_emails: ClientEmails = Field(
+        default=list(CLIENT_EMAILS), description=CLIENT_EMAILS_DESCRIPTION
     )
 
 

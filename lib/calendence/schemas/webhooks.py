@@ -27,6 +27,7 @@ EventType = Literal[
     "booking.cancelled",
     "booking.completed",
     "booking.no_show",
+    "booking.reminder",
 ]
 
 

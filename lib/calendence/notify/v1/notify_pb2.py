@@ -25,35 +25,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!calendence/notify/v1/notify.proto\x12\x14\x63\x61lendence.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n\x16GetEventReceiptRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"\x88\x01\n\x0c\x45ventReceipt\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndeliveries\x18\x05 \x01(\x05\"?\n\x15\x43reateEndpointRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\"7\n\x0b\x45ndpointRef\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\"J\n\x14ListEndpointsRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"U\n\x15UpdateEndpointRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x12\n\npatch_json\x18\x03 \x01(\x0c\"\x18\n\x16\x44\x65leteEndpointResponse\"`\n\x15ListDeliveriesRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"O\n\x10RedeliverRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x11\n\tbody_json\x18\x03 \x01(\x0c\"\x1f\n\x0fWebhookDocument\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"6\n\x0bWebhookPage\x12\x12\n\nitems_json\x18\x01 \x03(\x0c\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t2\xfc\x06\n\rNotifyService\x12\x63\n\x0fGetEventReceipt\x12,.calendence.notify.v1.GetEventReceiptRequest\x1a\".calendence.notify.v1.EventReceipt\x12\x64\n\x0e\x43reateEndpoint\x12+.calendence.notify.v1.CreateEndpointRequest\x1a%.calendence.notify.v1.WebhookDocument\x12^\n\rListEndpoints\x12*.calendence.notify.v1.ListEndpointsRequest\x1a!.calendence.notify.v1.WebhookPage\x12W\n\x0bGetEndpoint\x12!.calendence.notify.v1.EndpointRef\x1a%.calendence.notify.v1.WebhookDocument\x12\x64\n\x0eUpdateEndpoint\x12+.calendence.notify.v1.UpdateEndpointRequest\x1a%.calendence.notify.v1.WebhookDocument\x12\x61\n\x0e\x44\x65leteEndpoint\x12!.calendence.notify.v1.EndpointRef\x1a,.calendence.notify.v1.DeleteEndpointResponse\x12`\n\x14RotateEndpointSecret\x12!.calendence.notify.v1.EndpointRef\x1a%.calendence.notify.v1.WebhookDocument\x12`\n\x0eListDeliveries\x12+.calendence.notify.v1.ListDeliveriesRequest\x1a!.calendence.notify.v1.WebhookPage\x12Z\n\tRedeliver\x12&.calendence.notify.v1.RedeliverRequest\x1a%.calendence.notify.v1.WebhookDocumentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!calendence/notify/v1/notify.proto\x12\x14\x63\x61lendence.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\">\n\x13ListMessagesRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\nbooking_id\x18\x02 \x01(\t\"*\n\x16GetEventReceiptRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"\x88\x01\n\x0c\x45ventReceipt\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x13\n\x0b\x62usiness_id\x18\x03 \x01(\t\x12/\n\x0breceived_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndeliveries\x18\x05 \x01(\x05\"?\n\x15\x43reateEndpointRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\"7\n\x0b\x45ndpointRef\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\"J\n\x14ListEndpointsRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"U\n\x15UpdateEndpointRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x12\n\npatch_json\x18\x03 \x01(\x0c\"\x18\n\x16\x44\x65leteEndpointResponse\"`\n\x15ListDeliveriesRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"O\n\x10RedeliverRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x02 \x01(\t\x12\x11\n\tbody_json\x18\x03 \x01(\x0c\"\x1f\n\x0fWebhookDocument\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"6\n\x0bWebhookPage\x12\x12\n\nitems_json\x18\x01 \x03(\x0c\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t2\xda\x07\n\rNotifyService\x12\x63\n\x0fGetEventReceipt\x12,.calendence.notify.v1.GetEventReceiptRequest\x1a\".calendence.notify.v1.EventReceipt\x12\x64\n\x0e\x43reateEndpoint\x12+.calendence.notify.v1.CreateEndpointRequest\x1a%.calendence.notify.v1.WebhookDocument\x12^\n\rListEndpoints\x12*.calendence.notify.v1.ListEndpointsRequest\x1a!.calendence.notify.v1.WebhookPage\x12W\n\x0bGetEndpoint\x12!.calendence.notify.v1.EndpointRef\x1a%.calendence.notify.v1.WebhookDocument\x12\x64\n\x0eUpdateEndpoint\x12+.calendence.notify.v1.UpdateEndpointRequest\x1a%.calendence.notify.v1.WebhookDocument\x12\x61\n\x0e\x44\x65leteEndpoint\x12!.calendence.notify.v1.EndpointRef\x1a,.calendence.notify.v1.DeleteEndpointResponse\x12`\n\x14RotateEndpointSecret\x12!.calendence.notify.v1.EndpointRef\x1a%.calendence.notify.v1.WebhookDocument\x12`\n\x0eListDeliveries\x12+.calendence.notify.v1.ListDeliveriesRequest\x1a!.calendence.notify.v1.WebhookPage\x12Z\n\tRedeliver\x12&.calendence.notify.v1.RedeliverRequest\x1a%.calendence.notify.v1.WebhookDocument\x12\\\n\x0cListMessages\x12).calendence.notify.v1.ListMessagesRequest\x1a!.calendence.notify.v1.WebhookPageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'calendence.notify.v1.notify_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETEVENTRECEIPTREQUEST']._serialized_start=92
-  _globals['_GETEVENTRECEIPTREQUEST']._serialized_end=134
-  _globals['_EVENTRECEIPT']._serialized_start=137
-  _globals['_EVENTRECEIPT']._serialized_end=273
-  _globals['_CREATEENDPOINTREQUEST']._serialized_start=275
-  _globals['_CREATEENDPOINTREQUEST']._serialized_end=338
-  _globals['_ENDPOINTREF']._serialized_start=340
-  _globals['_ENDPOINTREF']._serialized_end=395
-  _globals['_LISTENDPOINTSREQUEST']._serialized_start=397
-  _globals['_LISTENDPOINTSREQUEST']._serialized_end=471
-  _globals['_UPDATEENDPOINTREQUEST']._serialized_start=473
-  _globals['_UPDATEENDPOINTREQUEST']._serialized_end=558
-  _globals['_DELETEENDPOINTRESPONSE']._serialized_start=560
-  _globals['_DELETEENDPOINTRESPONSE']._serialized_end=584
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=586
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=682
-  _globals['_REDELIVERREQUEST']._serialized_start=684
-  _globals['_REDELIVERREQUEST']._serialized_end=763
-  _globals['_WEBHOOKDOCUMENT']._serialized_start=765
-  _globals['_WEBHOOKDOCUMENT']._serialized_end=796
-  _globals['_WEBHOOKPAGE']._serialized_start=798
-  _globals['_WEBHOOKPAGE']._serialized_end=852
-  _globals['_NOTIFYSERVICE']._serialized_start=855
-  _globals['_NOTIFYSERVICE']._serialized_end=1747
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=92
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=154
+  _globals['_GETEVENTRECEIPTREQUEST']._serialized_start=156
+  _globals['_GETEVENTRECEIPTREQUEST']._serialized_end=198
+  _globals['_EVENTRECEIPT']._serialized_start=201
+  _globals['_EVENTRECEIPT']._serialized_end=337
+  _globals['_CREATEENDPOINTREQUEST']._serialized_start=339
+  _globals['_CREATEENDPOINTREQUEST']._serialized_end=402
+  _globals['_ENDPOINTREF']._serialized_start=404
+  _globals['_ENDPOINTREF']._serialized_end=459
+  _globals['_LISTENDPOINTSREQUEST']._serialized_start=461
+  _globals['_LISTENDPOINTSREQUEST']._serialized_end=535
+  _globals['_UPDATEENDPOINTREQUEST']._serialized_start=537
+  _globals['_UPDATEENDPOINTREQUEST']._serialized_end=622
+  _globals['_DELETEENDPOINTRESPONSE']._serialized_start=624
+  _globals['_DELETEENDPOINTRESPONSE']._serialized_end=648
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=650
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=746
+  _globals['_REDELIVERREQUEST']._serialized_start=748
+  _globals['_REDELIVERREQUEST']._serialized_end=827
+  _globals['_WEBHOOKDOCUMENT']._serialized_start=829
+  _globals['_WEBHOOKDOCUMENT']._serialized_end=860
+  _globals['_WEBHOOKPAGE']._serialized_start=862
+  _globals['_WEBHOOKPAGE']._serialized_end=916
+  _globals['_NOTIFYSERVICE']._serialized_start=919
+  _globals['_NOTIFYSERVICE']._serialized_end=1905
 # @@protoc_insertion_point(module_scope)

@@ -79,6 +79,11 @@ class NotifyServiceStub:
                 request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.RedeliverRequest.SerializeToString,
                 response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
                 _registered_method=True)
+        self.ListMessages = channel.unary_unary(
+                '/calendence.notify.v1.NotifyService/ListMessages',
+                request_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.ListMessagesRequest.SerializeToString,
+                response_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookPage.FromString,
+                _registered_method=True)
 
 
 class NotifyServiceServicer:
@@ -143,6 +148,13 @@ class NotifyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMessages(self, request, context):
+        """The emails sent (or being sent) to one booking's client, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotifyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +202,11 @@ def add_NotifyServiceServicer_to_server(servicer, server):
                     servicer.Redeliver,
                     request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.RedeliverRequest.FromString,
                     response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.SerializeToString,
+            ),
+            'ListMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMessages,
+                    request_deserializer=calendence_dot_notify_dot_v1_dot_notify__pb2.ListMessagesRequest.FromString,
+                    response_serializer=calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -435,6 +452,33 @@ class NotifyService:
             '/calendence.notify.v1.NotifyService/Redeliver',
             calendence_dot_notify_dot_v1_dot_notify__pb2.RedeliverRequest.SerializeToString,
             calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.notify.v1.NotifyService/ListMessages',
+            calendence_dot_notify_dot_v1_dot_notify__pb2.ListMessagesRequest.SerializeToString,
+            calendence_dot_notify_dot_v1_dot_notify__pb2.WebhookPage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,8 @@ class NotifyServiceStub:
     """An endpoint's deliveries, newest first, each with its attempts."""
     Redeliver: _grpc.UnaryUnaryMultiCallable[_notify_pb2.RedeliverRequest, _notify_pb2.WebhookDocument]
     """Deliver one stored event of the business to the endpoint again."""
+    ListMessages: _grpc.UnaryUnaryMultiCallable[_notify_pb2.ListMessagesRequest, _notify_pb2.WebhookPage]
+    """The emails sent (or being sent) to one booking's client, oldest first."""
 
 @_typing.type_check_only
 class NotifyServiceAsyncStub(NotifyServiceStub):
@@ -68,6 +70,8 @@ class NotifyServiceAsyncStub(NotifyServiceStub):
     """An endpoint's deliveries, newest first, each with its attempts."""
     Redeliver: _aio.UnaryUnaryMultiCallable[_notify_pb2.RedeliverRequest, _notify_pb2.WebhookDocument]  # type: ignore[assignment]
     """Deliver one stored event of the business to the endpoint again."""
+    ListMessages: _aio.UnaryUnaryMultiCallable[_notify_pb2.ListMessagesRequest, _notify_pb2.WebhookPage]  # type: ignore[assignment]
+    """The emails sent (or being sent) to one booking's client, oldest first."""
 
 class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -138,5 +142,13 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_notify_pb2.WebhookDocument, _abc.Awaitable[_notify_pb2.WebhookDocument]]:
         """Deliver one stored event of the business to the endpoint again."""
+
+    @_abc_1.abstractmethod
+    def ListMessages(
+        self,
+        request: _notify_pb2.ListMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notify_pb2.WebhookPage, _abc.Awaitable[_notify_pb2.WebhookPage]]:
+        """The emails sent (or being sent) to one booking's client, oldest first."""
 
 def add_NotifyServiceServicer_to_server(servicer: NotifyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,105 @@
+"""SQL for the reminder schedule: armed in the transaction of each booking change,
+claimed when due by one replica at a time per row (FOR UPDATE SKIP LOCKED)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+
+# Every reminder of the business that is still ahead, for the bookings the WHERE names.
+_ARM = """
+INSERT INTO reminder_schedule (booking_id, business_id, before_minutes, starts_at, due_at)
+SELECT b.id, b.business_id, r.before_minutes, b.starts_at,
+       b.starts_at - make_interval(secs => r.before_minutes * $2::float8)
+FROM bookings b
+JOIN businesses biz ON biz.id = b.business_id
+CROSS JOIN LATERAL jsonb_to_recordset(biz.reminders) AS r(before_minutes integer)
+WHERE {target} AND b.status IN ('pending', 'confirmed')
+  AND b.starts_at - make_interval(secs => r.before_minutes * $2::float8) > now()
+ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass(frozen=True)
+class DueReminder:
+    booking_id: UUID
+    business_id: UUID
+    before_minutes: int
+    starts_at: datetime
+    due_at: datetime
+    # Whether the booking is still one a client should be reminded of.
+    live: bool
+
+
+class ReminderSchedule:
+    def __init__(self, minute: timedelta) -> None:
+        # The length of a reminder's minute: 60 s, except in tests that cannot wait hours.
+        self.minute_seconds = minute.total_seconds()
+
+    async def arm(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
+        """Schedule a new booking's reminders, inside the transaction that makes it."""
+        await connection.execute(_ARM.format(target="b.id = $1"), booking_id, self.minute_seconds)
+
+    async def rearm(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
+        """Make the booking's pending reminders match its start time and status, inside
+        the transaction that changed it. A cancelled booking keeps none; a moved one
+        gets those of its new time that are still ahead. Reminders already sent stay."""
+        await connection.execute(
+            "DELETE FROM reminder_schedule WHERE booking_id = $1 AND fired_at IS NULL",
+            booking_id,
+        )
+        await connection.execute(_ARM.format(target="b.id = $1"), booking_id, self.minute_seconds)
+
+    async def rearm_business(self, connection: asyncpg.Connection, business_id: UUID) -> None:
+        """After the business changed its reminders: every upcoming booking's anew."""
+        await connection.execute(
+            "DELETE FROM reminder_schedule WHERE business_id = $1 AND fired_at IS NULL",
+            business_id,
+        )
+        await connection.execute(
+            _ARM.format(target="b.business_id = $1 AND b.starts_at > now()"),
+            business_id,
+            self.minute_seconds,
+        )
+
+    async def claim_due(self, connection: asyncpg.Connection, limit: int) -> list[DueReminder]:
+        """Lock due reminders no other replica holds, until the caller's transaction
+        ends. A booking being changed right now is skipped (its change re-arms it)."""
+        rows = await connection.fetch(
+            """
+            SELECT r.booking_id, r.business_id, r.before_minutes, r.starts_at, r.due_at,
+                   b.status IN ('pending', 'confirmed') AND b.starts_at = r.starts_at AS live
+            FROM reminder_schedule r JOIN bookings b ON b.id = r.booking_id
+            WHERE r.fired_at IS NULL AND r.due_at <= now()
+            ORDER BY r.due_at
+            LIMIT $1
+            FOR UPDATE OF r SKIP LOCKED
+            FOR SHARE OF b SKIP LOCKED
+            """,
+            limit,
+        )
+        return [DueReminder(**dict(row)) for row in rows]
+
+    async def mark_fired(
+        self, connection: asyncpg.Connection, due: DueReminder, event_id: UUID | None
+    ) -> None:
+        """Done with: its event written (or none, for a booking no longer live)."""
+        await connection.execute(
+            """
+            UPDATE reminder_schedule SET fired_at = now(), event_id = $4
+            WHERE booking_id = $1 AND before_minutes = $2 AND starts_at = $3
+            """,
+            due.booking_id,
+            due.before_minutes,
+            due.starts_at,
+            event_id,
+        )
+
+    async def next_due(self, connection: asyncpg.Connection) -> datetime | None:
+        due: datetime | None = await connection.fetchval(
+            "SELECT min(due_at) FROM reminder_schedule WHERE fired_at IS NULL"
+        )
+        return due

@@ -1,0 +1,114 @@
+"""Client emails: which booking events make one, and the email itself (plain text and
+HTML from the template files, times in the location's time zone, the booking as an
+.ics attachment)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import jinja2
+from calendence.ics import booking_ics
+from calendence.schemas.messaging import ClientEmail
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("notify_service", "templates"),
+    # HTML templates escape every value; the plain-text ones must not.
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+_SUBJECTS: dict[ClientEmail, str] = {
+    "confirmation": "Booking confirmed: {service} on {day}",
+    "cancellation": "Booking cancelled: {service} on {day}",
+    "reschedule": "Booking moved: {service}, now on {day}",
+    "reminder": "Reminder: {service} on {day}",
+}
+
+
+def email_kind(event: dict[str, Any]) -> ClientEmail | None:
+    """The client email an event calls for, if the business wants that kind."""
+    data = event["data"]
+    kind: ClientEmail | None = None
+    if event["type"] == "booking.created" and data.get("status") == "confirmed":
+        kind = "confirmation"  # a deposit booking is confirmed later, when paid
+    elif event["type"] == "booking.confirmed":
+        kind = "confirmation"
+    elif event["type"] == "booking.cancelled":
+        kind = "cancellation"
+    elif event["type"] == "booking.rescheduled":
+        kind = "reschedule"
+    elif event["type"] == "booking.reminder":
+        kind = "reminder"
+    wanted = (event.get("business") or {}).get("client_emails") or []
+    client = data.get("client") or {}
+    if kind is None or kind not in wanted or not client.get("email"):
+        return None
+    return kind
+
+
+def _local(moment: str, zone: ZoneInfo) -> datetime:
+    return datetime.fromisoformat(moment).astimezone(zone)
+
+
+def _duration(minutes: int) -> str:
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+    return " ".join(f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n)
+
+
+def subject_of(kind: ClientEmail, event: dict[str, Any]) -> str:
+    booking = event["data"]
+    starts = _local(booking["starts_at"], ZoneInfo(booking["location"]["timezone"]))
+    day = f"{starts:%A} {starts.day} {starts:%B %Y, %H:%M}"
+    return _SUBJECTS[kind].format(service=booking["service"]["name"], day=day)
+
+
+def compose(
+    kind: ClientEmail, event: dict[str, Any], message_id: UUID, sender: str
+) -> EmailMessage:
+    booking = event["data"]
+    business_name = str((event.get("business") or {}).get("name") or "")
+    zone = ZoneInfo(booking["location"]["timezone"])
+    starts = _local(booking["starts_at"], zone)
+    ends = _local(booking["ends_at"], zone)
+    subject = subject_of(kind, event)
+    client = booking["client"]
+    context = {
+        "subject": subject,
+        "business_name": business_name,
+        "client_name": client["first_name"],
+        "service_name": booking["service"]["name"],
+        "location_name": booking["location"]["name"],
+        "location_address": booking["location"].get("address"),
+        "staff_name": (booking.get("staff") or {}).get("name"),
+        "starts": f"{starts:%A} {starts.day} {starts:%B %Y, %H:%M}",
+        "ends_time": f"{ends:%H:%M}",
+        "timezone": booking["location"]["timezone"],
+        "manage_url": booking.get("manage_url"),
+        "starts_in": _duration(int((booking.get("reminder") or {}).get("before_minutes", 0))),
+    }
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = formataddr((f"{client['first_name']} {client['last_name']}", client["email"]))
+    message["Date"] = format_datetime(datetime.fromisoformat(event["timestamp"]))
+    # The same id on every retry: a mailbox that got it once can tell a repeat.
+    message["Message-ID"] = f"<{message_id}@calendence>"
+    message["Calendence-Booking-Id"] = booking["id"]
+    message["Calendence-Message-Kind"] = kind
+    message.set_content(_TEMPLATES.get_template(f"{kind}.txt").render(context))
+    message.add_alternative(_TEMPLATES.get_template(f"{kind}.html").render(context), subtype="html")
+    message.add_attachment(
+        booking_ics(booking, business_name),
+        maintype="text",
+        subtype="calendar",
+        filename="booking.ics",
+        params={"method": "PUBLISH"},
+    )
+    return message

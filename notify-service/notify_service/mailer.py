@@ -1,0 +1,229 @@
+"""Client emails: queued from booking events, sent through SMTP with retries.
+
+Queuing happens with the event's receipt (one message per event, however often
+JetStream delivers it); sending happens in a loop every replica runs, apart from
+bookings and webhooks, so a slow, refusing or absent mail server never holds up
+either. A temporary failure (no connection, a 4xx answer) is retried on the webhook
+schedule (5 s, 20 s, 80 s, ... for about a day); a 5xx answer (the server refuses the
+recipient: a bounce) fails the message at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+import aiosmtplib
+from calendence.logs import log_fields
+from calendence.timefmt import to_iso
+
+from notify_service import mail
+from notify_service.message_store import MessageClaim, MessageStore, NewMessage
+from notify_service.schedule import retry_in
+
+log = logging.getLogger("notify_service.mailer")
+
+_MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where mail goes: `smtp://[user:password@]host[:port]` (STARTTLS when the server
+    offers it) or `smtps://...` (TLS from the first byte)."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    implicit_tls: bool
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpServer:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("SMTP_URL must look like smtp://user:password@host:587")
+        tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if tls else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            implicit_tls=tls,
+        )
+
+
+class Permanent(Exception):
+    """The server refused the message for good: retrying cannot help."""
+
+
+async def smtp_send(server: SmtpServer, message: EmailMessage, timeout: float) -> None:
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password,
+            use_tls=server.implicit_tls,
+            timeout=timeout,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as refused:
+        codes = [r.code for r in refused.recipients]
+        if all(code >= 500 for code in codes):
+            raise Permanent(str(refused)) from None
+        raise
+    except aiosmtplib.SMTPResponseException as answer:
+        if answer.code >= 500:
+            raise Permanent(f"{answer.code} {answer.message}") from None
+        raise
+
+
+def messages_for(event: dict[str, Any]) -> list[NewMessage]:
+    """The client email an event calls for, if any."""
+    kind = mail.email_kind(event)
+    if kind is None:
+        return []
+    booking = event["data"]
+    return [
+        NewMessage(
+            event_id=UUID(event["id"]),
+            business_id=UUID(event["business_id"]),
+            booking_id=UUID(booking["id"]),
+            kind=kind,
+            recipient=booking["client"]["email"],
+            subject=mail.subject_of(kind, event),
+        )
+    ]
+
+
+def render_message(row: dict[str, Any]) -> dict[str, Any]:
+    """A message as GET /api/v1/bookings/{id}/messages shows it."""
+    return {
+        "object": "message",
+        "id": str(row["id"]),
+        "booking_id": str(row["booking_id"]),
+        "event_id": str(row["event_id"]),
+        "kind": row["kind"],
+        "channel": row["channel"],
+        "to": row["recipient"],
+        "subject": row["subject"],
+        "status": row["status"],
+        "attempts": [
+            {
+                "attempt": a["attempt"],
+                "attempted_at": to_iso(datetime.fromisoformat(a["attempted_at"])),
+                "error": a["error"],
+            }
+            for a in row["attempts"]
+        ],
+        "created_at": to_iso(row["created_at"]),
+        "sent_at": to_iso(row["sent_at"]) if row["sent_at"] else None,
+    }
+
+
+class Mailer:
+    def __init__(
+        self,
+        store: MessageStore,
+        server: SmtpServer,
+        sender: str,
+        *,
+        timeout_seconds: float,
+        poll_seconds: float,
+        max_in_flight: int = 10,
+    ) -> None:
+        self.store = store
+        self.server = server
+        self.sender = sender
+        self.timeout_seconds = timeout_seconds
+        self.poll_seconds = poll_seconds
+        self.max_in_flight = max_in_flight
+        # A send not reported within this is taken over by another claim.
+        self.lease = timedelta(seconds=timeout_seconds * 3 + 20)
+        self._wake = asyncio.Event()
+        self._running: dict[asyncio.Task[None], MessageClaim] = {}
+        self._stopping = False
+
+    async def queue(self, events: list[dict[str, Any]]) -> None:
+        """Queue the messages these (stored) events call for, and wake the loop."""
+        wanted: list[NewMessage] = []
+        for event in events:
+            try:
+                wanted += messages_for(event)
+            except (KeyError, TypeError, ValueError) as error:
+                # A booking document without what a mail needs: webhooks still go out.
+                log.error(
+                    "no client email for a malformed booking event",
+                    extra=log_fields(event_id=event["id"], error=repr(error)),
+                )
+        made = await self.store.enqueue(wanted)
+        if made:
+            self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                room = self.max_in_flight - len(self._running)
+                if room > 0:
+                    for claim in await self.store.claim(room, self.lease):
+                        task = asyncio.create_task(self._send(claim))
+                        self._running[task] = claim
+                        task.add_done_callback(self._done)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("claiming messages failed", extra=log_fields(error=repr(error)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sending a message failed", exc_info=task.exception())
+        self._wake.set()
+
+    async def _send(self, claim: MessageClaim) -> None:
+        attempted_at = datetime.now(UTC)
+        error: str | None = None
+        wait: timedelta | None = None
+        try:
+            message = mail.compose(claim.kind, claim.event, claim.message_id, self.sender)
+            await smtp_send(self.server, message, self.timeout_seconds)
+        except Permanent as refused:
+            error = f"refused: {refused}"[:_MAX_ERROR_CHARS]
+        except Exception as failure:  # an outage or a 4xx: try again later
+            error = (repr(failure) if not str(failure) else str(failure))[:_MAX_ERROR_CHARS]
+            wait = retry_in(claim.attempt)
+        log.info(
+            "client email attempt",
+            extra=log_fields(
+                message_id=str(claim.message_id),
+                kind=claim.kind,
+                attempt=claim.attempt,
+                error=error,
+            ),
+        )
+        await self.store.finish(claim, attempted_at, error, wait)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop claiming; let sends finish within the grace, give the rest back."""
+        self._stopping = True
+        self._wake.set()
+        running = dict(self._running)
+        if running:
+            await asyncio.wait(running, timeout=grace_seconds)
+        for task, claim in running.items():
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                with contextlib.suppress(Exception):
+                    await self.store.release(claim)

@@ -1,0 +1,157 @@
+"""SQL for client messages: queue one per event, claim due ones, record attempts.
+
+A claim leases the message (its `next_attempt_at` moves one lease ahead, FOR UPDATE
+SKIP LOCKED so replicas never take the same one); a replica that dies mid-send only
+delays it until the lease runs out. Results come back with the lease's token, and one
+whose lease was taken over meanwhile is recorded but no longer steers the message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from calendence.schemas.messaging import ClientEmail
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    event_id: UUID
+    business_id: UUID
+    booking_id: UUID
+    kind: ClientEmail
+    recipient: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class MessageClaim:
+    message_id: UUID
+    attempt: int
+    lease_token: UUID
+    kind: ClientEmail
+    event: dict[str, Any]
+
+
+class MessageStore:
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self.db = db
+
+    async def enqueue(self, messages: list[NewMessage]) -> int:
+        """Queue messages; one an event made before (a redelivery) is left as it is."""
+        if not messages:
+            return 0
+        made = await self.db.fetch(
+            """
+            INSERT INTO client_messages
+                (id, event_id, business_id, booking_id, kind, recipient, subject)
+            SELECT gen_random_uuid(), * FROM unnest(
+                $1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[])
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING id
+            """,
+            [m.event_id for m in messages],
+            [m.business_id for m in messages],
+            [m.booking_id for m in messages],
+            [m.kind for m in messages],
+            [m.recipient for m in messages],
+            [m.subject for m in messages],
+        )
+        return len(made)
+
+    async def claim(self, want: int, lease: timedelta) -> list[MessageClaim]:
+        token = uuid.uuid4()
+        rows = await self.db.fetch(
+            """
+            WITH due AS (
+                SELECT id FROM client_messages
+                WHERE status = 'pending' AND next_attempt_at <= now()
+                ORDER BY next_attempt_at
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE client_messages m
+            SET attempt_count = m.attempt_count + 1, next_attempt_at = now() + $2,
+                lease_token = $3
+            FROM due, event_receipts r
+            WHERE m.id = due.id AND r.event_id = m.event_id
+            RETURNING m.id, m.attempt_count, m.kind, r.payload
+            """,
+            want,
+            lease,
+            token,
+        )
+        return [
+            MessageClaim(row["id"], row["attempt_count"], token, row["kind"], row["payload"])
+            for row in rows
+        ]
+
+    async def finish(
+        self,
+        claim: MessageClaim,
+        attempted_at: datetime,
+        error: str | None,
+        retry_in: timedelta | None,
+    ) -> None:
+        """Record the attempt; then `sent` (no error), due again after `retry_in`, or
+        `failed` (an error and no retry left, or one no retry can cure)."""
+        async with self.db.acquire() as connection, connection.transaction():
+            await connection.execute(
+                "INSERT INTO client_message_attempts (message_id, attempt, attempted_at, error) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                claim.message_id,
+                claim.attempt,
+                attempted_at,
+                error,
+            )
+            await connection.execute(
+                """
+                UPDATE client_messages
+                SET status = CASE WHEN $3::text IS NULL THEN 'sent'
+                                  WHEN $4::interval IS NULL THEN 'failed'
+                                  ELSE 'pending' END,
+                    sent_at = CASE WHEN $3::text IS NULL THEN $5::timestamptz END,
+                    next_attempt_at = CASE WHEN $4::interval IS NULL THEN next_attempt_at
+                                           ELSE now() + $4::interval END,
+                    lease_token = NULL
+                WHERE id = $1 AND lease_token = $2 AND status = 'pending'
+                """,
+                claim.message_id,
+                claim.lease_token,
+                error,
+                retry_in,
+                attempted_at,
+            )
+
+    async def release(self, claim: MessageClaim) -> None:
+        """Give an unfinished claim back, due at once (a clean shutdown)."""
+        await self.db.execute(
+            "UPDATE client_messages SET next_attempt_at = now(), lease_token = NULL, "
+            "attempt_count = attempt_count - 1 WHERE id = $1 AND lease_token = $2",
+            claim.message_id,
+            claim.lease_token,
+        )
+
+    async def for_booking(self, business_id: UUID, booking_id: UUID) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            """
+            SELECT m.id, m.booking_id, m.event_id, m.kind, m.channel, m.recipient, m.subject,
+                   m.status, m.created_at, m.sent_at,
+                   coalesce(jsonb_agg(jsonb_build_object(
+                       'attempt', a.attempt, 'attempted_at', a.attempted_at, 'error', a.error)
+                       ORDER BY a.attempt) FILTER (WHERE a.attempt IS NOT NULL),
+                       '[]') AS attempts
+            FROM client_messages m
+            LEFT JOIN client_message_attempts a ON a.message_id = m.id
+            WHERE m.business_id = $1 AND m.booking_id = $2
+            GROUP BY m.id
+            ORDER BY m.seq
+            """,
+            business_id,
+            booking_id,
+        )
+        return [dict(row) for row in rows]
