@@ -16,6 +16,7 @@ from calendence.devstack.stack import LocalStack
 from tests.api import Answer, Api, created, iso, tomorrow_at
 from tests.booking_helpers import Salon
 from tests.manage_helpers import managed, token_of
+from tests.test_booking_outcomes import started_booking
 
 
 def parse(answer: Answer) -> icalendar.Calendar:
@@ -68,6 +69,21 @@ async def test_the_file_keeps_its_uid_and_raises_sequence_when_the_booking_moves
     assert after["uid"] == before["uid"]
     assert after.decoded("sequence") > before.decoded("sequence")
     assert starts(after) == tomorrow_at(14)
+
+
+async def test_a_no_show_stays_in_the_calendar_as_it_was(salon: Salon, stack: LocalStack) -> None:
+    booking_id = await started_booking(stack, salon)
+    tenant = salon.tenant
+    marked = await tenant.api.patch(
+        f"/api/v1/bookings/{booking_id}", tenant.business_key, {"status": "no_show"}
+    )
+    assert marked.status == 200, marked.body
+    calendar = parse(
+        await tenant.api.get(f"/api/v1/bookings/{booking_id}.ics", tenant.business_key)
+    )
+    (event,) = calendar.walk("VEVENT")
+    assert str(event["status"]) == "CONFIRMED"
+    assert event["sequence"] == marked.body["version"]
 
 
 async def test_a_session_token_gets_its_business_file_but_not_anothers(salon: Salon) -> None:

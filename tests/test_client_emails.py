@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import icalendar
@@ -61,8 +61,24 @@ async def test_a_confirmed_booking_mails_the_client_text_html_and_the_booking_as
     calendar = icalendar.Calendar.from_ical(attachment(mail))
     [event] = calendar.walk("VEVENT")
     assert str(event["uid"]).startswith(booking["id"])
-    assert iso(event.decoded("dtstart")) == booking["starts_at"]
+    assert event.decoded("dtstart") == datetime.fromisoformat(booking["starts_at"])
+    assert event["dtstart"].params["TZID"] == "America/New_York"
     assert event["status"] == "CONFIRMED"
+
+
+async def test_the_mailed_event_is_the_one_the_calendar_file_serves(
+    stack: LocalStack, tenant: Tenant
+) -> None:
+    salon = await open_all_day_salon(tenant)
+    booking = await salon.booking(tomorrow_at(15))
+    [mail] = await wait_for_mails(stack, booking["id"], "confirmation")
+    [mailed] = icalendar.Calendar.from_ical(attachment(mail)).walk("VEVENT")
+    served = await tenant.api.get(f"/api/v1/bookings/{booking['id']}.ics", tenant.business_key)
+    [event] = icalendar.Calendar.from_ical(served.body).walk("VEVENT")
+    # One appointment in the client's calendar, whichever file it was added from.
+    assert mailed["uid"] == event["uid"]
+    assert mailed["sequence"] == event["sequence"] == booking["version"]
+    assert mailed["dtstart"].params["TZID"] == event["dtstart"].params["TZID"]
 
 
 async def test_html_mail_escapes_what_the_business_typed(stack: LocalStack, tenant: Tenant) -> None:

@@ -12,40 +12,27 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from calendence.errors import NotFound
-from calendence.schemas.bookings import BookingStatus
+from calendence.ics import EVENT_STATUS, booking_uid, finish, new_calendar
 from calendence.timefmt import to_iso, utcnow
-from icalendar import Calendar, Event
+from icalendar import Event
 
 from booking_service.manage import RulesOf
 from booking_service.manage_links import ManageLinks
 from booking_service.manage_repository import ManageRepository
 
-PRODUCT_ID = "-//Calendence//Bookings//EN"
-UID_DOMAIN = "calendence.com"
 # How far back a staff member's feed reaches.
 FEED_PAST = timedelta(days=30)
 # The most appointments one feed lists.
 FEED_LIMIT = 5000
 # How often a subscribed feed should be fetched again (REFRESH-INTERVAL, X-PUBLISHED-TTL).
 FEED_REFRESH = timedelta(minutes=15)
-_STATUS = {
-    BookingStatus.PENDING: "TENTATIVE",
-    BookingStatus.CONFIRMED: "CONFIRMED",
-    BookingStatus.IN_PROGRESS: "CONFIRMED",
-    BookingStatus.COMPLETED: "CONFIRMED",
-    BookingStatus.CANCELLED: "CANCELLED",
-}
 _FEED_TOKEN_PREFIX = "cal_feed_"
-
-
-def booking_uid(booking_id: UUID) -> str:
-    return f"{booking_id}@{UID_DOMAIN}"
 
 
 def sequence_of(row: dict[str, Any]) -> int:
@@ -67,7 +54,7 @@ def booking_event(row: dict[str, Any], *, for_staff: bool) -> Event:
     event.add("last-modified", row["updated_at"])
     event.add("dtstart", row["starts_at"].astimezone(zone))
     event.add("dtend", row["ends_at"].astimezone(zone))
-    event.add("status", _STATUS[BookingStatus(row["status"])])
+    event.add("status", EVENT_STATUS[row["status"]])
     where = ", ".join(p for p in (row["location_name"], row["location_address"]) if p)
     event.add("location", where)
     client = f"{row['client_first_name']} {row['client_last_name']}"
@@ -85,27 +72,18 @@ def booking_event(row: dict[str, Any], *, for_staff: bool) -> Event:
 
 
 def calendar_file(rows: list[dict[str, Any]], *, name: str, for_staff: bool) -> bytes:
-    calendar = Calendar()
-    calendar.add("prodid", PRODUCT_ID)
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", "PUBLISH")
-    calendar.add("x-wr-calname", name)
+    calendar = new_calendar(name)
     if for_staff:
         # A subscribed feed: how often calendar apps should fetch it again.
         calendar.add("refresh-interval", FEED_REFRESH, parameters={"VALUE": "DURATION"})
         calendar.add("x-published-ttl", f"PT{FEED_REFRESH.seconds // 60}M")
     for row in rows:
         calendar.add_component(booking_event(row, for_staff=for_staff))
-    # A VTIMEZONE for every TZID used, so apps without the IANA database agree; its
-    # transitions cover the events' years only (the whole span bloats every file).
-    if rows:
-        first = min(row["starts_at"] for row in rows).date()
-        last = max(row["ends_at"] for row in rows).date()
-        calendar.add_missing_timezones(
-            first_date=date(first.year, 1, 1), last_date=date(last.year + 1, 12, 31)
-        )
-    return bytes(calendar.to_ical())
+    if not rows:
+        return bytes(calendar.to_ical())
+    first = min(row["starts_at"] for row in rows).date()
+    last = max(row["ends_at"] for row in rows).date()
+    return finish(calendar, first, last)
 
 
 def _hash(token: str) -> bytes:

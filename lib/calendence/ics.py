@@ -1,35 +1,76 @@
-"""A booking as an iCalendar (RFC 5545) file, for calendar apps."""
+"""Bookings as iCalendar (RFC 5545): what every calendar file of the platform shares.
+
+Each booking is one VEVENT whose UID never changes, so a calendar app updates the one
+appointment in place whichever file it came from (a mail's attachment, the manage page,
+a staff feed) as the booking moves or is cancelled; SEQUENCE is the booking's version.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import icalendar
 
 PRODUCT_ID = "-//Calendence//Bookings//EN"
+UID_DOMAIN = "calendence.com"
+# Booking status -> VEVENT STATUS.
+EVENT_STATUS = {
+    "pending": "TENTATIVE",
+    "confirmed": "CONFIRMED",
+    "in_progress": "CONFIRMED",
+    "completed": "CONFIRMED",
+    "no_show": "CONFIRMED",
+    "cancelled": "CANCELLED",
+}
 
 
-def booking_ics(booking: dict[str, Any], business_name: str = "") -> bytes:
-    """One VEVENT for the booking document (the public shape, times in ISO 8601). Its
-    UID is the booking's, so a calendar updates one entry as the booking moves or is
-    cancelled (STATUS:CANCELLED)."""
+def booking_uid(booking_id: UUID | str) -> str:
+    return f"{booking_id}@{UID_DOMAIN}"
+
+
+def new_calendar(name: str | None = None) -> icalendar.Calendar:
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODUCT_ID)
     calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
     calendar.add("method", "PUBLISH")
+    if name:
+        calendar.add("x-wr-calname", name)
+    return calendar
+
+
+def finish(calendar: icalendar.Calendar, first: date, last: date) -> bytes:
+    """The file, with a VTIMEZONE for every TZID used (so apps without the IANA database
+    agree) covering the events' years only (the whole span bloats every file)."""
+    calendar.add_missing_timezones(
+        first_date=date(first.year, 1, 1), last_date=date(last.year + 1, 12, 31)
+    )
+    return bytes(calendar.to_ical())
+
+
+def booking_ics(booking: dict[str, Any], business_name: str = "") -> bytes:
+    """The client's copy of one booking document (its public shape, times in ISO 8601),
+    in the location's time zone."""
+    zone = ZoneInfo(booking["location"]["timezone"])
+    starts_at = datetime.fromisoformat(booking["starts_at"]).astimezone(zone)
+    ends_at = datetime.fromisoformat(booking["ends_at"]).astimezone(zone)
     event = icalendar.Event()
-    event.add("uid", f"{booking['id']}@calendence")
+    event.add("uid", booking_uid(booking["id"]))
+    event.add("sequence", int(booking.get("version") or 1))
     event.add("dtstamp", datetime.fromisoformat(booking["updated_at"]))
-    event.add("dtstart", datetime.fromisoformat(booking["starts_at"]))
-    event.add("dtend", datetime.fromisoformat(booking["ends_at"]))
+    event.add("dtstart", starts_at)
+    event.add("dtend", ends_at)
     service = booking["service"]["name"]
     event.add("summary", f"{service} at {business_name}" if business_name else service)
     location = booking["location"]
     event.add("location", ", ".join(p for p in (location["name"], location["address"]) if p))
-    event.add("status", "CANCELLED" if booking["status"] == "cancelled" else "CONFIRMED")
+    event.add("status", EVENT_STATUS[booking["status"]])
     if booking.get("manage_url"):
         event.add("url", booking["manage_url"])
-        event.add("description", f"Change or cancel: {booking['manage_url']}")
+        event.add("description", f"View, move or cancel: {booking['manage_url']}")
+    calendar = new_calendar()
     calendar.add_component(event)
-    return bytes(calendar.to_ical())
+    return finish(calendar, starts_at.date(), ends_at.date())
