@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, Field
 
-from calendence.schemas.common import Answer, Schema, page_of
+from calendence.schemas.common import WHOLE_NUMBER, Answer, Schema, page_of
 
 MAX_REMINDERS = 5
 # A reminder goes out at most 30 days before its booking.
@@ -19,7 +19,7 @@ CLIENT_EMAILS: list[ClientEmail] = ["confirmation", "cancellation", "reschedule"
 
 
 class Reminder(Schema):
-    before_minutes: Annotated[int, Field(ge=1, le=MAX_REMINDER_MINUTES)] = Field(
+    before_minutes: Annotated[int, Field(ge=1, le=MAX_REMINDER_MINUTES), WHOLE_NUMBER] = Field(
         description="How long before the booking starts the reminder goes out, in minutes"
     )
 
@@ -36,10 +36,15 @@ def _distinct_emails(values: list[str]) -> list[str]:
     return values
 
 
+# Repeats are refused, and the document says so (`uniqueItems`).
+_UNIQUE = Field(json_schema_extra={"uniqueItems": True})
 Reminders = Annotated[
-    list[Reminder], Field(max_length=MAX_REMINDERS), AfterValidator(_distinct_reminders)
+    list[Reminder],
+    Field(max_length=MAX_REMINDERS),
+    _UNIQUE,
+    AfterValidator(_distinct_reminders),
 ]
-ClientEmails = Annotated[list[ClientEmail], AfterValidator(_distinct_emails)]
+ClientEmails = Annotated[list[ClientEmail], _UNIQUE, AfterValidator(_distinct_emails)]
 
 REMINDERS_DESCRIPTION = (
     f"Up to {MAX_REMINDERS} reminders: each sends a `booking.reminder` event (and, when "
