@@ -27,7 +27,13 @@ from calendence.errors import (
     error_from_status,
     error_metadata,
 )
-from calendence.logs import REQUEST_ID_METADATA_KEY, log_fields, new_request_id, request_id_var
+from calendence.logs import (
+    REQUEST_ID_METADATA_KEY,
+    access_log,
+    log_fields,
+    new_request_id,
+    request_id_var,
+)
 
 log = logging.getLogger("calendence.rpc")
 
@@ -122,6 +128,11 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
         return wrapped
 
 
+# Outcomes that are the service's failure, always logged (a domain error such as a
+# taken slot is the caller's answer, not ours).
+_FAILED = frozenset({"UNAVAILABLE", "INTERNAL"})
+
+
 def _mapped(method: str, inner: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: ServicerContext) -> Any:
         incoming = dict(context.invocation_metadata() or ())
@@ -148,8 +159,9 @@ def _mapped(method: str, inner: Callable[..., Any]) -> Callable[..., Awaitable[A
             log.exception("unhandled error", extra=log_fields(method=method))
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         finally:
-            if log.isEnabledFor(logging.INFO):
-                elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+            elapsed = time.perf_counter() - started
+            if access_log.wanted(elapsed, outcome in _FAILED) and log.isEnabledFor(logging.INFO):
+                elapsed_ms = round(elapsed * 1000, 3)
                 log.info("rpc", extra=log_fields(method=method, status=outcome, ms=elapsed_ms))
             request_id_var.reset(token)
 
