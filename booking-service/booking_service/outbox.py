@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 from calendence.events import event_subject
 from calendence.logs import log_fields
+from calendence.storage import mark_session_changed
 from calendence.timefmt import to_iso, utcnow
 from nats.js import JetStreamContext
 
@@ -94,6 +95,8 @@ class OutboxRelay:
             await asyncio.sleep(self.poll_seconds)
 
     async def _relay_while_leader(self, connection: asyncpg.Connection) -> None:
+        # A session-level lock and a LISTEN: the pool resets this connection in full.
+        mark_session_changed(connection)
         if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK_ID):
             return
 
