@@ -22,6 +22,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         state_dir,
         persist=False,
         service_env={
+            # Every request and RPC gets its access line (in production a sample does):
+            # tests follow a request id through the services' logs.
+            "ACCESS_LOG_SAMPLE_RATE": "1",
             # The sweeper looks for expired checkouts every second instead of every 30.
             "PAYMENT_SWEEP_SECONDS": "1",
             # Test receivers listen on 127.0.0.1, as they may in development only.

@@ -414,6 +414,19 @@ async def test_a_hold_on_a_service_deleted_since_cannot_be_booked(salon: Salon) 
     assert listed.body["data"] == []
 
 
+async def test_a_hold_at_a_location_deleted_since_cannot_be_booked(salon: Salon) -> None:
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(16)))
+    deleted = await salon.tenant.api.delete(
+        f"/api/v1/locations/{salon.location_id}", salon.tenant.business_key
+    )
+    assert deleted.status == 204
+    answer = await salon.book(token, hold["hold_id"])
+    assert answer.status == 409
+    listed = await salon.tenant.api.get("/api/v1/bookings", salon.tenant.business_key)
+    assert listed.body["data"] == []
+
+
 async def test_postgres_refuses_a_double_booking_when_redis_lost_the_hold(
     salon: Salon, stack: LocalStack
 ) -> None:

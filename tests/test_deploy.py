@@ -63,6 +63,8 @@ NAME_LABEL = "app.kubernetes.io/name"
 # lists these too (test_deploy_readme_lists_the_optional_settings).
 OPTIONAL_SETTINGS = {
     "HOLD_TTL_SECONDS": "the API's 10-minute hold is contract; only tests shorten it",
+    "SLOW_REQUEST_MS": "tuning: calls slower than this always get an access line",
+    "ACCESS_LOG_SAMPLE_RATE": "tuning: share of the other calls that get an access line",
     "CATALOGUE_CACHE_SECONDS": "tuning: upper bound on a cached catalogue's age",
     "SESSION_TTL_SECONDS": "session tokens live 2 hours",
     "DB_POOL_MIN": "tuning: booking-service's connection pool, per replica",

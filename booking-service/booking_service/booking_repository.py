@@ -70,19 +70,35 @@ class BookingRepository:
     def __init__(self, db: asyncpg.Pool) -> None:
         self.db = db
 
-    async def insert(self, connection: asyncpg.Connection, booking: NewBooking) -> None:
-        await connection.execute(
+    async def insert_if_catalogue_live(
+        self, connection: asyncpg.Connection, booking: NewBooking
+    ) -> bool:
+        """Insert the booking if what its hold named still exists; False if not.
+
+        One statement: FOR KEY SHARE on the service, location and staff rows makes a
+        concurrent delete (FOR UPDATE on the same row) wait for this booking, or this
+        for it; the row goes in only if all of them were found.
+        """
+        status = await connection.execute(
             """
+            WITH service AS (SELECT 1 FROM services WHERE id = $3 AND business_id = $2
+                             AND deleted_at IS NULL FOR KEY SHARE),
+                 location AS (SELECT 1 FROM locations WHERE id = $4 AND business_id = $2
+                              AND deleted_at IS NULL FOR KEY SHARE),
+                 member AS (SELECT 1 FROM staff WHERE id = $5 AND business_id = $2
+                            AND deleted_at IS NULL FOR KEY SHARE)
             INSERT INTO bookings (
                 id, business_id, service_id, location_id, staff_id, resource_id, hold_id,
                 status, starts_at, ends_at, blocked_until, client_first_name,
                 client_last_name, client_email, client_phone, custom_field_values, notes,
                 policy)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                    -- The rules in force now: the business's, with the service's own on top.
-                    (SELECT bu.booking_policy || s.booking_policy
-                     FROM services s JOIN businesses bu ON bu.id = s.business_id
-                     WHERE s.id = $3 AND bu.id = $2))
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                   -- The rules in force now: the business's, with the service's own on top.
+                   (SELECT bu.booking_policy || s.booking_policy
+                    FROM services s JOIN businesses bu ON bu.id = s.business_id
+                    WHERE s.id = $3 AND bu.id = $2)
+            WHERE EXISTS (SELECT 1 FROM service) AND EXISTS (SELECT 1 FROM location)
+              AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM member))
             """,
             booking.id,
             booking.business_id,
@@ -102,6 +118,7 @@ class BookingRepository:
             booking.custom_field_values,
             booking.notes,
         )
+        return bool(status == "INSERT 0 1")
 
     async def earlier_request(
         self, business_id: UUID, key: bytes, ttl_seconds: int
@@ -159,34 +176,6 @@ class BookingRepository:
             booking_id,
         )
         return dict(row) if row else None
-
-    async def catalogue_still_live(
-        self,
-        connection: asyncpg.Connection,
-        business_id: UUID,
-        service_id: UUID,
-        location_id: UUID,
-        staff_id: UUID | None,
-    ) -> bool:
-        """Whether what a hold named still exists. FOR KEY SHARE makes a concurrent
-        delete (FOR UPDATE on the same row) wait for this booking, or this for it."""
-        found = await connection.fetchval(
-            """
-            WITH service AS (SELECT 1 FROM services WHERE id = $1 AND business_id = $4
-                             AND deleted_at IS NULL FOR KEY SHARE),
-                 location AS (SELECT 1 FROM locations WHERE id = $2 AND business_id = $4
-                              AND deleted_at IS NULL FOR KEY SHARE),
-                 member AS (SELECT 1 FROM staff WHERE id = $3 AND business_id = $4
-                            AND deleted_at IS NULL FOR KEY SHARE)
-            SELECT (SELECT count(*) FROM service) + (SELECT count(*) FROM location)
-                   + (SELECT count(*) FROM member)
-            """,
-            service_id,
-            location_id,
-            staff_id,
-            business_id,
-        )
-        return bool(found == (3 if staff_id is not None else 2))
 
     async def get(
         self, business_id: UUID, booking_id: UUID, connection: asyncpg.Connection | None = None

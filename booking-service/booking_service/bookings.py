@@ -281,14 +281,7 @@ class BookingDesk:
                     )
                 )
             async with self.pool.acquire() as connection, connection.transaction():
-                if not await self.repository.catalogue_still_live(
-                    connection, business_id, hold.service_id, hold.location_id, hold.staff_id
-                ):
-                    raise Conflict(
-                        "the service, location or staff member of this hold "
-                        "was removed after it was placed"
-                    )
-                await self.repository.insert(
+                if not await self.repository.insert_if_catalogue_live(
                     connection,
                     NewBooking(
                         id=booking_id,
@@ -312,7 +305,11 @@ class BookingDesk:
                         custom_field_values=answers,
                         notes=request.notes,
                     ),
-                )
+                ):
+                    raise Conflict(
+                        "the service, location or staff member of this hold "
+                        "was removed after it was placed"
+                    )
                 if session is not None:
                     await self.repository.insert_payment(
                         connection,

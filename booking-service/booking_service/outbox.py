@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 from calendence.events import event_subject
 from calendence.logs import log_fields
+from calendence.storage import mark_session_changed
 from calendence.timefmt import to_iso, utcnow
 from nats.js import JetStreamContext
 
@@ -41,20 +42,24 @@ async def record_event(
         "data": data,
     }
     # The business's name and client email choices as of this change ride along for
-    # notify-service (webhook bodies carry only type, timestamp and data).
+    # notify-service (webhook bodies carry only type, timestamp and data). One round
+    # trip: the row and the relay's wake-up (sent by PostgreSQL on commit).
     await connection.execute(
         """
-        INSERT INTO outbox (id, type, business_id, payload)
-        VALUES ($1, $2, $3, $4::jsonb || jsonb_build_object('business', (
-            SELECT jsonb_build_object('name', name, 'client_emails', client_emails)
-            FROM businesses WHERE id = $3)))
+        WITH added AS (
+            INSERT INTO outbox (id, type, business_id, payload)
+            VALUES ($1, $2, $3, $4::jsonb || jsonb_build_object('business', (
+                SELECT jsonb_build_object('name', name, 'client_emails', client_emails)
+                FROM businesses WHERE id = $3)))
+            RETURNING id)
+        SELECT pg_notify($5, '') FROM added
         """,
         event_id,
         event_type,
         business_id,
         payload,
+        _WAKE_CHANNEL,
     )
-    await connection.execute("SELECT pg_notify($1, '')", _WAKE_CHANNEL)
     return event_id
 
 
@@ -94,6 +99,8 @@ class OutboxRelay:
             await asyncio.sleep(self.poll_seconds)
 
     async def _relay_while_leader(self, connection: asyncpg.Connection) -> None:
+        # A session-level lock and a LISTEN: the pool resets this connection in full.
+        mark_session_changed(connection)
         if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK_ID):
             return
 

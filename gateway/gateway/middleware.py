@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from calendence.errors import STORE_BUSY_ERRORS, DomainError, InvalidInput, NotFound, Unavailable
-from calendence.logs import log_fields, new_request_id, request_id_var
+from calendence.logs import access_log, log_fields, new_request_id, request_id_var
 
 from gateway import cors
 from gateway.appkeys import AUTHENTICATOR, NATS, SETTINGS
@@ -55,7 +55,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     route, status = _route_label(request), str(response.status)
     REQUESTS.labels(route, request.method, status).inc()
     LATENCY.labels(route, request.method, status).observe(elapsed)
-    if response.status >= 500 or log.isEnabledFor(logging.DEBUG):
+    if access_log.wanted(elapsed, response.status >= 500) and log.isEnabledFor(logging.INFO):
         log.info(
             "request",
             extra=log_fields(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from datetime import timedelta
 from typing import Any
@@ -73,12 +72,6 @@ async def serve(settings: HoldServiceSettings) -> None:
         health,
         settings.hold_service_port,
     )
-    # Start-up objects (modules, the catalogue code, gRPC and Redis clients) never die:
-    # moved out of the collector's sight, full collections stay short. The young
-    # generation keeps its default size: the calls leave cyclic garbage behind, and a
-    # larger one made single collections long enough to show in the p99.
-    gc.collect()
-    gc.freeze()
     try:
         await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
     finally:

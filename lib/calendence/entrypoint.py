@@ -23,7 +23,12 @@ def run_service(
     migrations: tuple[str, str] | None = None,
 ) -> None:
     """Run a service until SIGTERM; `migrations` is (database URL, package) if it has any."""
-    configure_logging(name, settings.log_level)
+    configure_logging(
+        name,
+        settings.log_level,
+        slow_request_ms=settings.slow_request_ms,
+        access_log_sample_rate=settings.access_log_sample_rate,
+    )
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
     if command == "serve":
         uvloop.run(serve(settings))

@@ -15,6 +15,10 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     log_level: str = "INFO"
+    # Requests and RPCs logged at INFO: failures, those slower than this, and a sample
+    # of the rest (a share from 0 to 1). At LOG_LEVEL=DEBUG every one is logged.
+    slow_request_ms: float = Field(default=250.0, ge=0)
+    access_log_sample_rate: float = Field(default=0.01, ge=0, le=1)
     # Seconds a service waits for in-flight calls after SIGTERM before it exits.
     shutdown_grace_seconds: float = 10.0
     nats_url: str = "nats://127.0.0.1:4222"

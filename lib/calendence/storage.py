@@ -22,6 +22,37 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
         )
 
 
+class TrackedConnection(asyncpg.Connection):  # type: ignore[misc]  # no type hints
+    """A pooled connection that knows whether its session state changed."""
+
+    session_changed = False
+
+    def mark_session_changed(self) -> None:
+        self.session_changed = True
+
+
+def mark_session_changed(connection: asyncpg.Connection) -> None:
+    """Tell the pool this connection's session state changed (a session-level lock,
+    LISTEN, SET): it runs the full reset query when the connection comes back."""
+    connection.mark_session_changed()  # through the pool's proxy, on the connection
+
+
+async def _reset_if_changed(connection: TrackedConnection) -> None:
+    """The pool's reset, run on every release.
+
+    asyncpg has already rolled back an open transaction and dropped the listeners'
+    callbacks by then. Its default would send one more statement each time (`SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`), a round trip per
+    release; our queries change no session state, so only a connection marked by
+    `mark_session_changed` pays it.
+    """
+    if connection.session_changed:
+        query = connection.get_reset_query()
+        if query:
+            await connection.execute(query)
+        connection.session_changed = False
+
+
 class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type hints
     """A pool whose every wait for a connection is bounded.
 
@@ -43,7 +74,8 @@ class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type hi
 async def open_pool(
     dsn: str, min_size: int, max_size: int, acquire_timeout: float = 3.0
 ) -> asyncpg.Pool:
-    # asyncpg.create_pool's own defaults for the rest.
+    # asyncpg.create_pool's own defaults for the rest, among them a cache of 100
+    # prepared statements per connection (every query text is prepared once).
     pool = BoundedPool(
         dsn,
         min_size=min_size,
@@ -51,8 +83,9 @@ async def open_pool(
         max_queries=50000,
         max_inactive_connection_lifetime=300.0,
         init=_init_connection,
+        reset=_reset_if_changed,
         loop=None,
-        connection_class=asyncpg.Connection,
+        connection_class=TrackedConnection,
         record_class=asyncpg.Record,
         acquire_timeout=acquire_timeout,
     )

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from calendence.logs import log_fields
+from calendence.logs import access_log, log_fields
 
 from notify_service.delivery_store import AttemptResult, Claim, DeliveryStore
 from notify_service.schedule import retry_in
@@ -131,7 +131,8 @@ class Dispatcher:
             ms=result.latency_ms,
             error=result.error,
         )
-        log.info("webhook attempt", extra=log_fields(**fields))
+        if access_log.wanted(result.latency_ms / 1000, not result.succeeded):
+            log.info("webhook attempt", extra=log_fields(**fields))
         disabled = await self.store.finish(claim, result, wait)
         if disabled:
             log.warning("endpoint disabled", extra=log_fields(**fields, reason=disabled))

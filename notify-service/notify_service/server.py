@@ -89,13 +89,13 @@ async def serve(settings: NotifyServiceSettings) -> None:
         made = await store.record_events(batch)
         if mailer is not None:
             await mailer.queue([event for event, _ in batch])
-        if log.isEnabledFor(logging.INFO):
+        if log.isEnabledFor(logging.DEBUG):  # one line per event: not at INFO
             for event, _ in batch:
                 if event["id"] in made:
                     fields = log_fields(
                         event_id=event["id"], type=event["type"], deliveries=made[event["id"]]
                     )
-                    log.info("event received", extra=fields)
+                    log.debug("event received", extra=fields)
 
     async def postgres_probe() -> None:
         await pool.fetchval("SELECT 1")
