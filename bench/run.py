@@ -112,7 +112,13 @@ class Business:
 async def create_business(api: Api, stack: LocalStack, key_count: int, sessions: int) -> Business:
     hub = stack.admin("create-hub", "--name", "Bench Hub")
     hub_key = stack.admin("create-key", "--kind", "hub", "--hub-id", hub["id"])["token"]
-    business = await api.post("/api/v1/businesses", hub_key, {"name": "Bench Business"})
+    # Holds take consecutive slots: the longest horizon allowed (ten years) keeps a long
+    # run's slots within the booking policy.
+    business = await api.post(
+        "/api/v1/businesses",
+        hub_key,
+        {"name": "Bench Business", "booking_policy": {"max_advance_days": 3650}},
+    )
     as_business = {"Calendence-Business": business["id"]}
     keys = [
         (await api.post("/api/v1/api-keys", hub_key, headers=as_business))["token"]
