@@ -10,12 +10,12 @@ import orjson
 from aiohttp import web
 from calendence import rpc
 from calendence.errors import InvalidInput, NotFound
+from calendence.pages import MAX_PAGE_SIZE as MAX_PAGE_SIZE
 
 from gateway.appkeys import SETTINGS
 
 Reply = TypeVar("Reply")
 MAX_BODY_BYTES = 1024 * 1024
-MAX_PAGE_SIZE = 100
 # Cursors the API gives out: base64url without padding, a position in a list. Checked
 # here because base64 decoding would otherwise skip characters outside its alphabet.
 CURSOR_PATTERN = "^[A-Za-z0-9_-]{0,64}$"
