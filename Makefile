@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test lint protos bench wrk bench-holds bench-bookings bench-webhooks clean
+.PHONY: install browser run test test-unit lint protos bench wrk bench-holds bench-bookings bench-webhooks clean
 
 install: $(VENV)/.installed
 
@@ -28,11 +28,22 @@ browser:
 			chromium chromium-driver; \
 	fi
 
-## Lint, type-check and run every test against real servers the session starts.
-test: install browser lint wrk
-	@$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
+# pytest with the given arguments; collecting no tests (exit 5) fails too, so a typo in a
+# path or marker never passes as green.
+define run_pytest
+	@$(BIN)/pytest $(1); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
 	exit $$status
+endef
+
+## Lint, type-check and run every test (unit and live-stack) against real servers the
+## session starts.
+test: install browser lint wrk
+	$(call run_pytest,$(PYTEST_ARGS))
+
+## Only the pure-module tests in tests/unit: no servers, a few seconds.
+test-unit: install
+	$(call run_pytest,tests/unit $(PYTEST_ARGS))
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""GET /api/v1/availability: bookable starts that the hold endpoint accepts (issue 4)."""
+"""GET /api/v1/availability: bookable starts that the hold endpoint accepts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /api/v1/bookings/hold and DELETE /api/v1/bookings/hold/{id}: issue 4."""
+"""POST /api/v1/bookings/hold and DELETE /api/v1/bookings/hold/{id}: placing and releasing holds."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from calendence.errors import (
     Unavailable,
 )
 from calendence.logs import log_fields
+from calendence.pages import PageRequest
 from calendence.schemas.bookings import (
     LIVE_STATUSES,
     Actor,
@@ -42,7 +43,6 @@ from calendence.schemas.common import parse_json
 from calendence.timefmt import to_iso, utcnow
 
 from booking_service.booking_repository import BookingRepository, NewBooking
-from booking_service.catalogue import decode_cursor, encode_cursor
 from booking_service.checkout import Checkout, Deposit
 from booking_service.hold_client import Claim, HoldClient
 from booking_service.outbox import record_event
@@ -76,7 +76,6 @@ _STATUS_EVENTS = {
 }
 # Statuses that end a booking before it was served: its slot is given back.
 _RELEASING = (BookingStatus.CANCELLED, BookingStatus.NO_SHOW)
-MAX_PAGE = 100
 # Booking ids of retries with an Idempotency-Key are derived in this namespace.
 _RETRY_IDS = uuid.UUID("6f1c7f64-3c55-4c5e-9a0e-4d8f2b7a9c10")
 # Hosts' clocks may differ this much when a pending claim's deadline is compared.
@@ -471,12 +470,12 @@ class BookingDesk:
         self, business_id: UUID, filters_json: bytes, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
         filters = parse_json(BookingFilters, filters_json or b"{}")
-        limit = max(1, min(limit or 20, MAX_PAGE))
+        page = PageRequest.of(cursor, limit)
         rows = await self.repository.list_page(
-            business_id, filters.model_dump(by_alias=True), decode_cursor(cursor), limit + 1
+            business_id, filters.model_dump(by_alias=True), page.after, page.fetch
         )
-        next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else ""
-        return [render(r | {"manage_url": self.manage_url(r)}) for r in rows[:limit]], next_cursor
+        shown, next_cursor = page.cut(rows)
+        return [render(r | {"manage_url": self.manage_url(r)}) for r in shown], next_cursor
 
     async def cancel(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -13,6 +12,7 @@ import asyncpg
 import orjson
 from calendence import jsonfmt
 from calendence.errors import Conflict, InvalidInput, NotFound
+from calendence.pages import PageRequest
 from calendence.schemas.catalogue import CATALOGUE_FIELDS, WEEKDAYS, merge_patch
 from calendence.schemas.common import Schema, parse_json
 from calendence.schemas.scheduling import BookingPolicyOverride
@@ -22,34 +22,10 @@ from booking_service.catalogue_repository import TABLES, CatalogueRepository
 
 ChangeListener = Callable[[UUID], Awaitable[None]]
 
-MAX_PAGE = 100
 _HIDDEN_COLUMNS = {"seq", "deleted_at", "business_id"}
 # Which id lists must name live rows of which table.
 _REFERENCES = {"location_ids": "locations", "service_ids": "services"}
 _WEEKLY_COLUMNS = ("opening_hours", "weekly_hours")
-# seq is a PostgreSQL bigint; a cursor beyond it names no position.
-_MAX_SEQ = 2**63 - 1
-
-
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    if not cursor:
-        return 0
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        seq = int(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        seq = -1
-    if not 0 <= seq <= _MAX_SEQ:
-        raise InvalidInput(
-            "the cursor is not one this API gave out", fields={"cursor": "invalid cursor"}
-        )
-    return seq
-
-
 OBJECT_NAMES = {
     "locations": "location",
     "services": "service",
@@ -126,12 +102,10 @@ class Catalogue:
     async def list_page(
         self, kind: str, business_id: UUID, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
-        limit = max(1, min(limit or 20, MAX_PAGE))
-        rows = await self.repository.list_page(
-            TABLES[kind], business_id, decode_cursor(cursor), limit + 1
-        )
-        next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else ""
-        return [render(kind, r) for r in rows[:limit]], next_cursor
+        page = PageRequest.of(cursor, limit)
+        rows = await self.repository.list_page(TABLES[kind], business_id, page.after, page.fetch)
+        shown, next_cursor = page.cut(rows)
+        return [render(kind, r) for r in shown], next_cursor
 
     async def update(
         self, kind: str, business_id: UUID, row_id: UUID, patch: bytes

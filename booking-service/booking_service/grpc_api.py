@@ -7,12 +7,13 @@ from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.errors import InvalidInput
 from calendence.ids import optional_uuid, parse_uuid
+from calendence.pages import PageRequest
 from calendence.rpc import ServicerContext
 from calendence.schemas.catalogue import BusinessFields
 from calendence.schemas.common import parse_json
 from calendence.timefmt import to_timestamp
 
-from booking_service.catalogue import Catalogue, decode_cursor, encode_cursor
+from booking_service.catalogue import Catalogue
 from booking_service.tenancy import IssuedKey, KeyKind, Tenancy
 from booking_service.time_off import TimeOffBook
 
@@ -166,13 +167,13 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def ListBusinesses(
         self, request: catalogue_pb2.ListBusinessesRequest, context: ServicerContext
     ) -> catalogue_pb2.ResourcePage:
-        limit = max(1, min(request.limit or 20, 100))
+        page = PageRequest.of(request.cursor, request.limit)
         rows = await self.tenancy.repository.list_businesses(
-            parse_uuid(request.hub_id, "hub_id"), decode_cursor(request.cursor), limit + 1
+            parse_uuid(request.hub_id, "hub_id"), page.after, page.fetch
         )
-        next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else ""
+        shown, next_cursor = page.cut(rows)
         return catalogue_pb2.ResourcePage(
-            items_json=[jsonfmt.dumps(render_business(r)) for r in rows[:limit]],
+            items_json=[jsonfmt.dumps(render_business(r)) for r in shown],
             next_cursor=next_cursor,
         )
 

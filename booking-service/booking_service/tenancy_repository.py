@@ -36,6 +36,17 @@ _BUSINESS_COLUMNS = (
 )
 
 
+def _business_values(fields: dict[str, Any]) -> tuple[Any, ...]:
+    """A business's editable columns, in the order INSERT and UPDATE bind them."""
+    return (
+        fields["name"],
+        fields.get("success_url"),
+        fields.get("cancel_url"),
+        list(fields.get("allowed_origins") or ()),
+        fields.get("booking_policy") or DEFAULT_POLICY,
+    )
+
+
 class TenancyRepository:
     def __init__(self, db: asyncpg.Pool, reminders: ReminderSchedule | None = None) -> None:
         self.db = db
@@ -70,11 +81,7 @@ class TenancyRepository:
                 """,
                 business_id,
                 hub_id,
-                fields["name"],
-                fields.get("success_url"),
-                fields.get("cancel_url"),
-                list(fields.get("allowed_origins") or ()),
-                fields.get("booking_policy") or DEFAULT_POLICY,
+                *_business_values(fields),
                 *_messaging_columns(fields),
             )
         return dict(row)
@@ -108,11 +115,7 @@ class TenancyRepository:
                 RETURNING {_BUSINESS_COLUMNS}
                 """,
                 business_id,
-                fields["name"],
-                fields.get("success_url"),
-                fields.get("cancel_url"),
-                list(fields.get("allowed_origins") or ()),
-                fields.get("booking_policy") or DEFAULT_POLICY,
+                *_business_values(fields),
                 *_messaging_columns(fields),
             )
             if self.reminders is not None and row["reminders"] != current["reminders"]:

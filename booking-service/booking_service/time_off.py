@@ -11,13 +11,12 @@ from typing import Any
 from uuid import UUID
 
 from calendence.errors import InvalidInput, NotFound
+from calendence.pages import PageRequest
 from calendence.schemas.common import parse_json
 from calendence.schemas.scheduling import TimeOffFields, TimeOffFilters
 
-from booking_service.catalogue import ChangeListener, decode_cursor, encode_cursor
+from booking_service.catalogue import ChangeListener
 from booking_service.time_off_repository import TimeOffRepository
-
-MAX_PAGE = 100
 
 
 def render(row: dict[str, Any]) -> dict[str, Any]:
@@ -52,12 +51,12 @@ class TimeOffBook:
         self, business_id: UUID, filters_json: bytes, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
         filters = parse_json(TimeOffFilters, filters_json or b"{}")
-        limit = max(1, min(limit or 20, MAX_PAGE))
+        page = PageRequest.of(cursor, limit)
         rows = await self.repository.list_page(
-            business_id, filters.model_dump(by_alias=True), decode_cursor(cursor), limit + 1
+            business_id, filters.model_dump(by_alias=True), page.after, page.fetch
         )
-        next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else ""
-        return [render(r) for r in rows[:limit]], next_cursor
+        shown, next_cursor = page.cut(rows)
+        return [render(r) for r in shown], next_cursor
 
     async def delete(self, business_id: UUID, time_off_id: UUID) -> None:
         if not await self.repository.delete(business_id, time_off_id):

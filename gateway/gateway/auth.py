@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from uuid import UUID
 
 from aiohttp import web
 from calendence import rpc
 from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
 from calendence.errors import Forbidden, InvalidInput, Unauthenticated
+from calendence.ids import parse_uuid
 from calendence.timefmt import from_timestamp
 
 BUSINESS_HEADER = "Calendence-Business"
@@ -84,13 +84,11 @@ class Authenticator:
             # Stale or expired: ask again (an expired key gets its 401 from booking-service).
             self._cache.pop(cache_key, None)
         if business_id:
-            try:
-                UUID(business_id)
-            except ValueError:
-                raise InvalidInput(
-                    f"the {BUSINESS_HEADER} header is not a business id",
-                    fields={BUSINESS_HEADER: "must be a UUID"},
-                ) from None
+            parse_uuid(
+                business_id,
+                BUSINESS_HEADER,
+                detail=f"the {BUSINESS_HEADER} header is not a business id",
+            )
         revocations_before = self._revocations
         answer = await rpc.unary(
             self.stub.Authenticate,

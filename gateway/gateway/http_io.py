@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import re
 from typing import Any, TypeVar
-from uuid import UUID
 
 import orjson
 from aiohttp import web
 from calendence import rpc
-from calendence.errors import InvalidInput, NotFound
+from calendence.errors import InvalidInput
+from calendence.ids import existing_id
+from calendence.pages import MAX_PAGE_SIZE as MAX_PAGE_SIZE
 
 from gateway.appkeys import SETTINGS
 
 Reply = TypeVar("Reply")
 MAX_BODY_BYTES = 1024 * 1024
-MAX_PAGE_SIZE = 100
 # Cursors the API gives out: base64url without padding, a position in a list. Checked
 # here because base64 decoding would otherwise skip characters outside its alphabet.
 CURSOR_PATTERN = "^[A-Za-z0-9_-]{0,64}$"
@@ -72,10 +72,7 @@ def page_params(request: web.Request) -> tuple[str, int]:
 def path_uuid(request: web.Request, name: str) -> str:
     """An id from the path; a malformed one names nothing, so it is 404 like a missing one."""
     value = request.match_info[name]
-    try:
-        UUID(value)
-    except ValueError:
-        raise NotFound(f"no such {name.removesuffix('_id')}") from None
+    existing_id(value, f"no such {name.removesuffix('_id')}")
     return value
 
 

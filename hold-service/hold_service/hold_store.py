@@ -26,6 +26,12 @@ from redis.exceptions import NoScriptError
 
 PENDING_CLAIMS_KEY = "cal:claims:pending"
 
+# Places a hold when every granule is free; a granule holding a hold with the same
+# fingerprint means this request was already served (an idempotent retry).
+# KEYS[1]: the hold record; KEYS[2..]: the slot's granules. ARGV[1]: the granule value
+# `<hold id>|<fingerprint>`; ARGV[2]: the hold's TTL in ms; ARGV[3]: the fingerprint;
+# ARGV[4]: the hold document; ARGV[5]: the holder id. Returns {0, ''} placed,
+# {1, earlier hold id} already placed by the same request, {2, ''} the slot is taken.
 _PLACE = """
 local fingerprint = ARGV[3]
 for i = 2, #KEYS do
@@ -49,6 +55,12 @@ return {0, ''}
 # Turns a live hold into a pending claim of `booking` that lapses after ARGV[2] ms
 # unless _CONFIRM makes it long: a crash between this and the booking's commit frees
 # the slot by itself. The same booking consuming again (a retry) renews the claim.
+# KEYS[1]: the hold record; KEYS[2]: the resource's bookings-per-day counter;
+# KEYS[3..]: the hold's granules. ARGV[1]: the booking id; ARGV[2]: how long the pending
+# claim lasts, in ms; ARGV[3]: the booking's granule value (`booking_value`); ARGV[4]:
+# the holder id that must own the hold, or '' for any. Returns {1, hold document}
+# consumed, {0, ''} the hold is gone, someone else's, or used by another booking,
+# {2, ''} a granule is taken by someone else.
 _CONSUME = """
 local doc = redis.call('HGET', KEYS[1], 'doc')
 if not doc then return {0, ''} end
@@ -80,6 +92,9 @@ return {1, doc}
 # cancel may have freed them). With it (the repair, for a booking it found committed
 # and live under a row lock) lapsed granules and holds are taken too; another
 # booking's never. Answers how many granules are not this booking's now.
+# KEYS[1]: the hold record; KEYS[2..]: the booking's granules. ARGV[1]: the booking's
+# granule value; ARGV[2]: when the claim ends (Unix ms, the booking's blocked end);
+# ARGV[3]: '1' to repair, '0' to confirm only an intact claim.
 _CONFIRM = """
 local missing = 0
 for i = 2, #KEYS do
@@ -100,6 +115,8 @@ return missing
 """
 
 # Forget a pending claim only if no retry renewed it since it was looked at.
+# KEYS[1]: the pending-claims sorted set. ARGV[1]: the booking id; ARGV[2]: the deadline
+# it had when looked at. Returns 1 forgotten, 0 renewed since (or already gone).
 _FORGET = """
 if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then
   return redis.call('ZREM', KEYS[1], ARGV[1])
@@ -107,6 +124,13 @@ end
 return 0
 """
 
+# Gives a consumed hold back to its holder when its booking could not be written:
+# granules still this booking's pending claim become
+# the hold's again, and the day's booking count drops.
+# KEYS[1]: the hold record; KEYS[2]: the resource's bookings-per-day counter;
+# KEYS[3..]: the hold's granules. ARGV[1]: the booking id that consumed it; ARGV[2]:
+# when the restored hold expires (Unix ms); ARGV[3]: the booking's granule value.
+# Returns 1 restored, 0 the hold was not consumed by this booking.
 _RESTORE = """
 if redis.call('HGET', KEYS[1], 'consumed_by') ~= ARGV[1] then return 0 end
 local value = redis.call('HGET', KEYS[1], 'value')
@@ -121,6 +145,10 @@ redis.call('DECR', KEYS[2])
 return 1
 """
 
+# The holder lets go of an unused hold: its granules are freed and the record deleted.
+# KEYS[1]: the hold record; KEYS[2..]: the hold's granules. ARGV[1]: the holder id that
+# must own the hold, or '' for any. Returns 1 released, 0 gone or already consumed,
+# -1 held by someone else.
 _RELEASE = """
 local value = redis.call('HGET', KEYS[1], 'value')
 if not value or redis.call('HEXISTS', KEYS[1], 'consumed_by') == 1 then return 0 end
@@ -132,6 +160,10 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+# Frees a cancelled booking's granules (only those still the booking's) and, when any
+# were, takes the booking off the day's count used for fair assignment.
+# KEYS[1]: the resource's bookings-per-day counter; KEYS[2..]: the booking's granules.
+# ARGV[1]: the booking's granule value. Returns 1 when something was freed, else 0.
 _FREE = """
 local freed = 0
 for i = 2, #KEYS do
@@ -148,6 +180,9 @@ return freed
 
 # Moves a booking's claim to a new interval in one step: the new granules must be free
 # or already this booking's; the old ones not in the new interval are released.
+# KEYS[1..ARGV[3]]: the new interval's granules; the KEYS after them: old granules
+# outside the new interval. ARGV[1]: the booking's granule value; ARGV[2]: when the
+# claim ends (Unix ms); ARGV[3]: how many KEYS are new. Returns 1 moved, 0 taken.
 _MOVE = """
 local n_new = tonumber(ARGV[3])
 for i = 1, n_new do

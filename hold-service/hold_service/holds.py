@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from calendence.errors import HoldConflict, InvalidInput, NotFound
+from calendence.ids import existing_id
 
 from hold_service.catalogue_cache import CatalogueCache
 from hold_service.hold_store import HoldLocator, HoldStore, ms
@@ -161,10 +162,7 @@ class HoldBook:
         return [candidate for *_, candidate in sorted(ranked)]
 
     async def _locate(self, business_id: UUID, hold_id: str) -> HoldLocator:
-        try:
-            UUID(hold_id)
-        except ValueError:
-            raise NotFound("no such hold") from None
+        existing_id(hold_id, "no such hold")
         locator = await self.store.locate(hold_id)
         if locator is None or locator.business_id != str(business_id):
             raise NotFound("the hold has expired or does not exist")

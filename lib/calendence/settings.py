@@ -139,7 +139,7 @@ class GatewaySettings(CommonSettings):
     # A connection that sends nothing (or never finishes its headers) for this long is
     # closed; aiohttp's own default would keep it for an hour.
     idle_connection_timeout_seconds: float = Field(default=75.0, gt=0)
-    # Idempotency-Key replays (and later rate limits) live here, shared by replicas.
+    # Idempotency-Key replays and the rate-limit buckets live here, shared by replicas.
     redis_url: str = "redis://127.0.0.1:6379/0"
     idempotency_ttl_seconds: int = 24 * 3600
     # Redis connections per replica for Idempotency-Key records. A request holds one

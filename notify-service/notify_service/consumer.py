@@ -12,11 +12,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from uuid import UUID
 
 import nats.errors
 import orjson
 from calendence.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
+from calendence.ids import is_uuid
 from calendence.logs import log_fields
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -45,11 +45,8 @@ def parse_event(raw: bytes) -> dict[str, Any]:
     for name, kind in _REQUIRED.items():
         if not isinstance(event.get(name), kind):
             raise MalformedEvent(f"{name} is missing or not a {kind.__name__}")
-    try:
-        UUID(event["id"])
-        UUID(event["business_id"])
-    except ValueError:
-        raise MalformedEvent("id and business_id must be UUIDs") from None
+    if not (is_uuid(event["id"]) and is_uuid(event["business_id"])):
+        raise MalformedEvent("id and business_id must be UUIDs")
     return event
 
 

@@ -8,11 +8,11 @@ from typing import Any
 from uuid import UUID
 
 from calendence.errors import Conflict, DomainError, NotFound
+from calendence.pages import PageRequest
 from calendence.schemas.common import parse_json
 from calendence.schemas.webhooks import RedeliverRequest
 from calendence.timefmt import to_iso
 
-from notify_service import pages
 from notify_service.delivery_store import DeliveryStore
 
 # What DeliveryStore.redeliver reports missing -> the error the caller sees.
@@ -59,13 +59,13 @@ class Deliveries:
     async def list_page(
         self, business_id: UUID, endpoint_id: UUID, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
-        limit = pages.page_size(limit)
-        rows = await self.store.list_page(
-            business_id, endpoint_id, pages.decode_cursor(cursor), limit + 1
-        )
+        page = PageRequest.of(cursor, limit)
+        # Newest first: the page shows deliveries before the position (all on the first).
+        rows = await self.store.list_page(business_id, endpoint_id, page.position, page.fetch)
         if rows is None:
             raise NotFound("no such webhook endpoint")
-        return [render(r) for r in rows[:limit]], pages.next_cursor(rows, limit)
+        shown, next_cursor = page.cut(rows)
+        return [render(r) for r in shown], next_cursor
 
     async def redeliver(self, business_id: UUID, endpoint_id: UUID, body: bytes) -> dict[str, Any]:
         wanted = parse_json(RedeliverRequest, body or b"{}")

@@ -48,7 +48,7 @@ class EndpointStore:
         return dict(row) if row else None
 
     async def list_page(
-        self, business_id: UUID, after_seq: int | None, limit: int
+        self, business_id: UUID, after_seq: int, limit: int
     ) -> list[dict[str, Any]]:
         rows = await self.db.fetch(
             f"""
@@ -56,7 +56,7 @@ class EndpointStore:
             WHERE business_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
             """,
             business_id,
-            after_seq or 0,
+            after_seq,
             limit,
         )
         return [dict(r) for r in rows]

@@ -14,11 +14,12 @@ from uuid import UUID
 import orjson
 from calendence import jsonfmt
 from calendence.errors import InvalidInput, NotFound
+from calendence.pages import PageRequest
 from calendence.schemas.common import parse_json
 from calendence.schemas.webhooks import EndpointFields
 from calendence.timefmt import to_iso
 
-from notify_service import pages, targets
+from notify_service import targets
 from notify_service.endpoint_store import EndpointStore
 from notify_service.signing import new_secret
 
@@ -80,9 +81,10 @@ class Endpoints:
     async def list_page(
         self, business_id: UUID, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
-        limit = pages.page_size(limit)
-        rows = await self.store.list_page(business_id, pages.decode_cursor(cursor), limit + 1)
-        return [render(r) for r in rows[:limit]], pages.next_cursor(rows, limit)
+        page = PageRequest.of(cursor, limit)
+        rows = await self.store.list_page(business_id, page.after, page.fetch)
+        shown, next_cursor = page.cut(rows)
+        return [render(r) for r in shown], next_cursor
 
     async def update(self, business_id: UUID, endpoint_id: UUID, patch: bytes) -> dict[str, Any]:
         """Replace the fields `patch` names, then validate the whole merged document."""

@@ -4,6 +4,7 @@ with a plain instant-by-instant reading of the schedule, across clock changes.""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -182,6 +183,92 @@ def test_with_everyone_away_the_slot_is_refused() -> None:
     with pytest.raises(InvalidInput) as refused:
         hold_check(built, TEN)
     assert refused.value.fields["starts_at"] == "no staff member works then"
+
+
+def test_asking_for_a_staff_member_outside_their_hours_names_why() -> None:
+    mornings: Week = tuple(((540, 720),) for _ in range(7))
+    built = catalogue(staff=((mornings, ()),))
+    with pytest.raises(InvalidInput) as refused:
+        hold_check(built, datetime(2030, 1, 7, 13, 0, tzinfo=UTC), staff_id=built[3][0])
+    assert refused.value.fields["starts_at"] == "outside the staff member's hours"
+
+
+def test_a_slot_running_past_closing_is_refused() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        hold_check(catalogue(), datetime(2030, 1, 7, 16, 45, tzinfo=UTC))
+    assert refused.value.fields["starts_at"] == "outside the location's opening hours"
+
+
+def test_a_business_without_staff_claims_the_service_at_the_location() -> None:
+    assert hold_check(catalogue(), TEN) == [None]
+
+
+# --- ids: which service, location and staff member --------------------------------------
+
+
+def test_unknown_ids_are_each_named_by_their_field() -> None:
+    cat, *_ = catalogue()
+    with pytest.raises(InvalidInput) as refused:
+        resolve_offer(cat, service_id=uuid4(), location_id=uuid4(), staff_id=uuid4())
+    assert refused.value.fields == {
+        "service_id": "no such service",
+        "location_id": "no such location",
+        "staff_id": "no such staff member",
+    }
+
+
+def test_an_inactive_service_cannot_be_held() -> None:
+    cat, service_id, location_id, _ = catalogue()
+    cat.services[service_id] = replace(cat.services[service_id], active=False)
+    with pytest.raises(InvalidInput) as refused:
+        resolve_offer(cat, service_id=service_id, location_id=location_id, staff_id=None)
+    assert refused.value.fields == {"service_id": "the service is not active"}
+
+
+def test_a_service_is_held_only_where_it_is_offered() -> None:
+    cat, service_id, _, _ = catalogue()
+    elsewhere = Location(uuid4(), "UTC", NINE_TO_FIVE)
+    cat.locations[elsewhere.id] = elsewhere
+    with pytest.raises(InvalidInput) as refused:
+        resolve_offer(cat, service_id=service_id, location_id=elsewhere.id, staff_id=None)
+    assert refused.value.fields == {"location_id": "the service is not offered at this location"}
+
+
+def test_a_staff_member_who_does_not_perform_the_service_cannot_be_chosen() -> None:
+    cat, service_id, location_id, _ = catalogue()
+    stranger = StaffMember(uuid4(), frozenset(), frozenset({location_id}), None)
+    cat.staff[stranger.id] = stranger
+    with pytest.raises(InvalidInput) as refused:
+        resolve_offer(cat, service_id=service_id, location_id=location_id, staff_id=stranger.id)
+    assert refused.value.fields == {
+        "staff_id": "this staff member does not perform the service at this location"
+    }
+
+
+def test_without_a_chosen_member_every_qualified_one_is_a_candidate() -> None:
+    built = catalogue(staff=((None, ()), (None, ())))
+    cat, service_id, location_id, members = built
+    outsider = StaffMember(uuid4(), frozenset(), frozenset({location_id}), None)
+    cat.staff[outsider.id] = outsider
+    offer = resolve_offer(cat, service_id=service_id, location_id=location_id, staff_id=None)
+    assert sorted(m.id for m in offer.staff) == sorted(members)
+
+
+def test_a_bad_start_and_a_bad_id_are_reported_together() -> None:
+    cat, _, location_id, _ = catalogue()
+    with pytest.raises(InvalidInput) as refused:
+        check_slot(
+            cat,
+            service_id=uuid4(),
+            location_id=location_id,
+            staff_id=None,
+            starts_at=NOW - timedelta(hours=1),
+            now=NOW,
+        )
+    assert refused.value.fields == {
+        "service_id": "no such service",
+        "starts_at": "must be in the future",
+    }
 
 
 # --- property: availability, holds and the schedule agree ---------------------------------

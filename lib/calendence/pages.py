@@ -1,0 +1,75 @@
+"""Cursor pages over a table's `seq` column, the same way in every service.
+
+A cursor is an opaque position: the seq the previous page ended on. Each list fetches
+one row more than it shows; that look-ahead row says whether another page follows.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from calendence.errors import InvalidInput
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+# seq is a PostgreSQL bigint; a cursor beyond it names no position.
+_MAX_SEQ = 2**63 - 1
+
+Row = TypeVar("Row", bound=Mapping[str, Any])
+
+
+def page_size(limit: int) -> int:
+    """The rows a page shows: the default when none was asked, never above the maximum."""
+    return max(1, min(limit or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """None for the first page, else the seq the previous page ended on."""
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        seq = int(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (ValueError, UnicodeDecodeError):
+        seq = -1
+    if not 0 <= seq <= _MAX_SEQ:
+        raise InvalidInput(
+            "the cursor is not one this API gave out", fields={"cursor": "invalid cursor"}
+        )
+    return seq
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One page asked for: how many rows, and from where."""
+
+    size: int
+    # The seq the previous page ended on; None on the first page.
+    position: int | None
+
+    @classmethod
+    def of(cls, cursor: str, limit: int) -> PageRequest:
+        return cls(page_size(limit), decode_cursor(cursor))
+
+    @property
+    def after(self) -> int:
+        """For oldest-first lists: show rows whose seq is above this (seqs start at 1)."""
+        return self.position or 0
+
+    @property
+    def fetch(self) -> int:
+        """Rows to ask storage for: the page and one look-ahead row."""
+        return self.size + 1
+
+    def cut(self, rows: Sequence[Row]) -> tuple[Sequence[Row], str]:
+        """The rows to show, and the next page's cursor ('' on the last page)."""
+        if len(rows) > self.size:
+            return rows[: self.size], encode_cursor(rows[self.size - 1]["seq"])
+        return rows, ""
