@@ -18,6 +18,7 @@ from datetime import timedelta
 from calendence.logs import access_log, log_fields
 
 from notify_service.delivery_store import AttemptResult, Claim, DeliveryStore
+from notify_service.leased_work import finish_or_give_back
 from notify_service.schedule import retry_in
 
 log = logging.getLogger("notify_service.dispatcher")
@@ -143,13 +144,8 @@ class Dispatcher:
         at once."""
         self._stopping = True
         self.wake()
-        running = dict(self._running)
-        if running:
-            await asyncio.wait(running, timeout=grace_seconds)
-        for task, claim in running.items():
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                with contextlib.suppress(Exception):
-                    await self.store.release(claim.lease_token, claim.delivery_id)
+
+        async def give_back(claim: Claim) -> None:
+            await self.store.release(claim.lease_token, claim.delivery_id)
+
+        await finish_or_give_back(self._running, grace_seconds, give_back)

@@ -25,6 +25,7 @@ from calendence.logs import log_fields
 from calendence.timefmt import to_iso
 
 from notify_service import mail
+from notify_service.leased_work import finish_or_give_back
 from notify_service.message_store import MessageClaim, MessageStore, NewMessage
 from notify_service.schedule import retry_in
 
@@ -217,13 +218,4 @@ class Mailer:
         """Stop claiming; let sends finish within the grace, give the rest back."""
         self._stopping = True
         self._wake.set()
-        running = dict(self._running)
-        if running:
-            await asyncio.wait(running, timeout=grace_seconds)
-        for task, claim in running.items():
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                with contextlib.suppress(Exception):
-                    await self.store.release(claim)
+        await finish_or_give_back(self._running, grace_seconds, self.store.release)
