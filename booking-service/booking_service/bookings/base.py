@@ -1,0 +1,77 @@
+"""What every part of the booking desk shares: its dependencies and the reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from calendence.errors import NotFound
+from calendence.pages import PageRequest
+from calendence.schemas.bookings import BookingFilters
+from calendence.schemas.common import parse_json
+
+from booking_service.booking_repository import BookingRepository
+from booking_service.bookings.document import render
+from booking_service.checkout import Checkout
+from booking_service.hold_client import HoldClient
+from booking_service.reminder_repository import ReminderSchedule
+
+
+class DeskBase:
+    """The dependencies every job of the desk uses, and reading bookings."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        repository: BookingRepository,
+        holds: HoldClient,
+        checkout: Checkout,
+        *,
+        checkout_expiry: timedelta,
+        fallback_url: str,
+        reminders: ReminderSchedule,
+        manage_url: Callable[[dict[str, Any]], str | None] = lambda row: None,
+        pending_claim: timedelta = timedelta(seconds=20),
+        idempotency_ttl_seconds: int = 24 * 3600,
+        fault_pause_at: str = "",
+    ) -> None:
+        self.pool = pool
+        self.reminders = reminders
+        self.pending_claim = pending_claim
+        # A booking commits within three quarters of its pending claim or not at all.
+        self.commit_budget = pending_claim.total_seconds() * 0.75
+        self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        self.fault_pause_at = fault_pause_at
+        self.repository = repository
+        self.holds = holds
+        self.checkout = checkout
+        self.checkout_expiry = checkout_expiry
+        self.fallback_url = fallback_url
+        # The client's manage link for a booking row (None once it no longer works).
+        self.manage_url = manage_url
+
+    async def _must_get(
+        self, business_id: UUID, booking_id: UUID, connection: asyncpg.Connection | None = None
+    ) -> dict[str, Any]:
+        row = await self.repository.get(business_id, booking_id, connection)
+        if row is None:
+            raise NotFound("no such booking")
+        row["manage_url"] = self.manage_url(row)
+        return row
+
+    async def get(self, business_id: UUID, booking_id: UUID) -> dict[str, Any]:
+        return render(await self._must_get(business_id, booking_id))
+
+    async def list_page(
+        self, business_id: UUID, filters_json: bytes, cursor: str, limit: int
+    ) -> tuple[list[dict[str, Any]], str]:
+        filters = parse_json(BookingFilters, filters_json or b"{}")
+        page = PageRequest.of(cursor, limit)
+        rows = await self.repository.list_page(
+            business_id, filters.model_dump(by_alias=True), page.after, page.fetch
+        )
+        shown, next_cursor = page.cut(rows)
+        return [render(r | {"manage_url": self.manage_url(r)}) for r in shown], next_cursor

@@ -1,0 +1,224 @@
+"""Changing a booking: status moves, reschedules and notes, each with its events; the
+claim in Redis moved back when the transaction fails, the slot freed after commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from calendence.errors import Conflict, HoldConflict, NotFound, PreconditionFailed
+from calendence.logs import log_fields
+from calendence.schemas.bookings import LIVE_STATUSES, Actor, BookingPatch, BookingStatus
+from calendence.timefmt import utcnow
+
+from booking_service.bookings.base import DeskBase
+from booking_service.bookings.document import render
+from booking_service.bookings.status import (
+    EVENTS_WITH_ACTOR,
+    RELEASING,
+    STATUS_EVENTS,
+    TRANSITIONS,
+    refusal,
+)
+from booking_service.outbox import record_event
+
+log = logging.getLogger("booking_service.bookings")
+
+
+class Changes(DeskBase):
+    """Changing and cancelling bookings."""
+
+    async def cancel(
+        self,
+        business_id: UUID,
+        booking_id: UUID,
+        reason: str | None = None,
+        if_match: Collection[int] | None = None,
+        *,
+        actor: Actor = Actor.BUSINESS,
+    ) -> dict[str, Any]:
+        """Cancel a live booking; cancelling a cancelled one changes nothing."""
+        return await self.update(
+            business_id,
+            booking_id,
+            BookingPatch(status=BookingStatus.CANCELLED, cancellation_reason=reason),
+            if_match,
+            actor=actor,
+        )
+
+    async def update(
+        self,
+        business_id: UUID,
+        booking_id: UUID,
+        patch: BookingPatch,
+        if_match: Collection[int] | None = None,
+        *,
+        actor: Actor = Actor.BUSINESS,
+    ) -> dict[str, Any]:
+        """Apply `patch`; with `if_match`, only while the booking's version is one of it."""
+        change = Change(actor=actor)
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                document = await self._apply(
+                    connection, business_id, booking_id, patch, change, if_match
+                )
+        except asyncpg.ExclusionViolationError:
+            await self._move_back(business_id, booking_id, change.moved)
+            raise HoldConflict("the new time clashes with another booking") from None
+        except BaseException:
+            await self._move_back(business_id, booking_id, change.moved)
+            raise
+        await self._after_commit(booking_id, change)
+        return document
+
+    async def _apply(
+        self,
+        connection: asyncpg.Connection,
+        business_id: UUID,
+        booking_id: UUID,
+        patch: BookingPatch,
+        change: Change,
+        if_match: Collection[int] | None = None,
+    ) -> dict[str, Any]:
+        """Apply a change inside the caller's transaction, with its events."""
+        current = await self.repository.lock(connection, business_id, booking_id)
+        if current is None:
+            raise NotFound("no such booking")
+        # Under the row lock: of two changes made against one version, one wins.
+        if if_match is not None and current["version"] not in if_match:
+            raise PreconditionFailed(
+                f"the booking is at version {current['version']}, not the one If-Match names; "
+                "fetch it again"
+            )
+        status = BookingStatus(current["status"])
+        if patch.status is BookingStatus.CANCELLED is status:
+            # DELETE twice: the second changes nothing and answers the same.
+            return render(await self._must_get(business_id, booking_id, connection))
+        changes: dict[str, Any] = {}
+        events: list[str] = []
+        if patch.status is not None:
+            if patch.status not in TRANSITIONS[status]:
+                raise Conflict(refusal(status, patch.status))
+            if patch.status is BookingStatus.NO_SHOW and current["starts_at"] > utcnow():
+                raise Conflict("a booking becomes a no-show only once its start time has passed")
+            changes["status"] = patch.status.value
+            events.append(STATUS_EVENTS[patch.status])
+            if patch.status is BookingStatus.CANCELLED:
+                changes["cancelled_at"] = utcnow()
+                changes["cancellation_reason"] = patch.cancellation_reason
+                changes["cancelled_by"] = change.actor.value
+            if patch.status in RELEASING:
+                # An unpaid deposit must not be payable for a cancelled booking.
+                change.unpaid_checkout = await self.repository.close_unpaid_checkout(
+                    connection, booking_id
+                )
+                change.freed = (
+                    current["resource_id"],
+                    current["starts_at"],
+                    current["blocked_until"],
+                )
+        if patch.starts_at is not None or patch.ends_at is not None:
+            if status not in LIVE_STATUSES or change.freed is not None:
+                raise Conflict(f"a {status.value} booking cannot be rescheduled")
+            starts_at = patch.starts_at or current["starts_at"]
+            ends_at = patch.ends_at or starts_at + (current["ends_at"] - current["starts_at"])
+            blocked_until = await self.holds.move(
+                business_id=business_id,
+                booking_id=booking_id,
+                resource_id=current["resource_id"],
+                service_id=current["service_id"],
+                location_id=current["location_id"],
+                staff_id=current["staff_id"],
+                previous=(current["starts_at"], current["blocked_until"]),
+                starts_at=starts_at,
+                ends_at=ends_at,
+            )
+            change.moved = Move(current, starts_at, ends_at, blocked_until)
+            changes |= {"starts_at": starts_at, "ends_at": ends_at, "blocked_until": blocked_until}
+            events.append("booking.rescheduled")
+        if patch.notes is not None and patch.notes != current["notes"]:
+            changes["notes"] = patch.notes
+            events.append("booking.updated")
+        if changes:
+            await self.repository.update(connection, booking_id, changes)
+            if changes.keys() & {"status", "starts_at"}:
+                await self.reminders.rearm(connection, booking_id)
+        document = render(await self._must_get(business_id, booking_id, connection))
+        for event in dict.fromkeys(events):
+            data = (
+                document | {"actor": change.actor.value} if event in EVENTS_WITH_ACTOR else document
+            )
+            await record_event(connection, event, business_id, data)
+        return document
+
+    async def _after_commit(self, booking_id: UUID, change: Change) -> None:
+        if change.freed is not None:
+            await self._free(booking_id, *change.freed)
+        if change.unpaid_checkout is not None:
+            try:
+                await self.checkout.expire(change.unpaid_checkout)
+            except Exception as error:  # the sweeper-free path: Stripe expires it anyway
+                log.warning(
+                    "could not expire the checkout of a cancelled booking",
+                    extra=log_fields(booking_id=str(booking_id), error=repr(error)),
+                )
+
+    async def _free(
+        self, booking_id: UUID, resource_id: str, starts_at: datetime, blocked_until: datetime
+    ) -> None:
+        try:
+            await self.holds.free(booking_id, resource_id, starts_at, blocked_until)
+        except Exception as error:
+            # PostgreSQL already let the slot go; Redis keeps it only until blocked_until.
+            log.warning(
+                "could not free the slot in hold-service",
+                extra=log_fields(booking_id=str(booking_id), error=repr(error)),
+            )
+
+    async def _move_back(self, business_id: UUID, booking_id: UUID, moved: Move | None) -> None:
+        """Put a booking's claim in Redis back where PostgreSQL still has it."""
+        if moved is None:
+            return
+        old = moved.before
+        try:
+            await self.holds.move(
+                business_id=business_id,
+                booking_id=booking_id,
+                resource_id=old["resource_id"],
+                service_id=old["service_id"],
+                location_id=old["location_id"],
+                staff_id=old["staff_id"],
+                previous=(moved.starts_at, moved.blocked_until),
+                starts_at=old["starts_at"],
+                ends_at=old["ends_at"],
+            )
+        except Exception as error:  # PostgreSQL still guards the slot; Redis lags only
+            log.warning(
+                "could not move the claim back",
+                extra=log_fields(booking_id=str(booking_id), error=repr(error)),
+            )
+
+
+@dataclass
+class Change:
+    """What a change did in Redis, to undo on failure or finish after commit."""
+
+    actor: Actor = Actor.BUSINESS
+    moved: Move | None = None
+    freed: tuple[str, datetime, datetime] | None = None
+    unpaid_checkout: str | None = None
+
+
+@dataclass(frozen=True)
+class Move:
+    """A reschedule claimed in Redis but not yet committed in PostgreSQL."""
+
+    before: dict[str, Any]
+    starts_at: datetime
+    ends_at: datetime
+    blocked_until: datetime

@@ -1,0 +1,243 @@
+"""Booking a hold: the Stripe deposit before the transaction, and on any failure the
+hold given back (compensation); a retry with the same Idempotency-Key replays the first."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from calendence.errors import Conflict, HoldConflict, InvalidInput, Unavailable
+from calendence.logs import log_fields
+from calendence.schemas.bookings import BookingRequest, BookingStatus
+from calendence.schemas.common import parse_json
+from calendence.timefmt import utcnow
+
+from booking_service.booking_repository import NewBooking
+from booking_service.bookings.base import DeskBase
+from booking_service.bookings.custom_fields import check_custom_fields
+from booking_service.bookings.document import render
+from booking_service.checkout import Deposit
+from booking_service.hold_client import Claim
+from booking_service.outbox import record_event
+
+log = logging.getLogger("booking_service.bookings")
+
+# Booking ids of retries with an Idempotency-Key are derived in this namespace.
+_RETRY_IDS = uuid.UUID("6f1c7f64-3c55-4c5e-9a0e-4d8f2b7a9c10")
+
+
+class _SameKeyCommitted(Exception):
+    """A concurrent request with the same Idempotency-Key committed first."""
+
+
+class Creation(DeskBase):
+    """Turning a hold into a booking."""
+
+    async def create(
+        self,
+        business_id: UUID,
+        body: bytes,
+        *,
+        holder_id: str = "",
+        idempotency_key: bytes = b"",
+    ) -> tuple[dict[str, Any], bool]:
+        """Book a hold; the booking and whether it is an earlier request's, replayed.
+
+        `holder_id` empty means a business or hub key books (any hold of the business);
+        a session books only its own. With an Idempotency-Key the key is recorded with
+        the booking, and a retry is answered from PostgreSQL whatever Redis forgot."""
+        request = parse_json(BookingRequest, body)
+        request_hash = hashlib.sha256(body).digest()
+        if idempotency_key:
+            earlier = await self._earlier(business_id, idempotency_key, request_hash)
+            if earlier is not None:
+                return earlier, True
+        answers = check_custom_fields(
+            await self.repository.custom_fields(business_id), request.custom_field_values
+        )
+        # A retry of the same request books under the same id: after a crash before
+        # commit it takes over the claim its first attempt left pending.
+        booking_id = (
+            uuid.uuid5(_RETRY_IDS, f"{business_id}/{request.hold_id}/{idempotency_key.hex()}")
+            if idempotency_key
+            else uuid.uuid4()
+        )
+        consumed_at = time.monotonic()
+        hold = await self.holds.consume(
+            business_id,
+            request.hold_id,
+            booking_id,
+            holder_id=holder_id,
+            pending=self.pending_claim,
+        )
+        await self._pause_if_asked("after_consume")
+        try:
+            terms = await self.repository.deposit_terms(business_id, hold.service_id)
+            session = None
+            if terms.amount > 0:
+                # Before the transaction: if Stripe is down nothing is written and the
+                # client keeps the hold to try again.
+                session = await self.checkout.start(
+                    Deposit(
+                        booking_id=booking_id,
+                        amount=terms.amount,
+                        currency=terms.currency,
+                        description=f"Deposit: {terms.service_name}",
+                        client_email=str(request.client.email),
+                        success_url=terms.success_url or self.fallback_url,
+                        cancel_url=terms.cancel_url or self.fallback_url,
+                        expires_at=utcnow() + self.checkout_expiry,
+                    )
+                )
+            async with self.pool.acquire() as connection, connection.transaction():
+                if not await self.repository.insert_if_catalogue_live(
+                    connection,
+                    NewBooking(
+                        id=booking_id,
+                        business_id=business_id,
+                        service_id=hold.service_id,
+                        location_id=hold.location_id,
+                        staff_id=hold.staff_id,
+                        resource_id=hold.resource_id,
+                        hold_id=hold.hold_id,
+                        # A deposit keeps the booking pending until it is paid.
+                        status=(
+                            BookingStatus.PENDING if session else BookingStatus.CONFIRMED
+                        ).value,
+                        starts_at=hold.starts_at,
+                        ends_at=hold.ends_at,
+                        blocked_until=hold.blocked_until,
+                        client_first_name=request.client.first_name,
+                        client_last_name=request.client.last_name,
+                        client_email=str(request.client.email),
+                        client_phone=request.client.phone,
+                        custom_field_values=answers,
+                        notes=request.notes,
+                    ),
+                ):
+                    raise Conflict(
+                        "the service, location or staff member of this hold "
+                        "was removed after it was placed"
+                    )
+                if session is not None:
+                    await self.repository.insert_payment(
+                        connection,
+                        booking_id,
+                        session.id,
+                        terms.amount,
+                        terms.currency,
+                        session.url,
+                        session.expires_at,
+                    )
+                await self.reminders.arm(connection, booking_id)
+                document = render(await self._must_get(business_id, booking_id, connection))
+                await record_event(connection, "booking.created", business_id, document)
+                if idempotency_key and not await self.repository.remember_request(
+                    connection,
+                    business_id,
+                    idempotency_key,
+                    request_hash,
+                    booking_id,
+                    document,
+                    self.idempotency_ttl_seconds,
+                ):
+                    raise _SameKeyCommitted()
+                # Committing later could outlive the pending claim: give up instead.
+                if time.monotonic() - consumed_at > self.commit_budget:
+                    raise Unavailable("the booking took too long; nothing was written")
+                await self._pause_if_asked("before_commit")
+        except (_SameKeyCommitted, asyncpg.UniqueViolationError):
+            return await self._committed_meanwhile(
+                business_id, idempotency_key, request_hash, booking_id, hold.hold_id
+            )
+        except asyncpg.ExclusionViolationError:
+            await self._give_back(business_id, hold.hold_id, booking_id)
+            raise HoldConflict("the slot was booked meanwhile") from None
+        except BaseException:
+            await self._give_back(business_id, hold.hold_id, booking_id)
+            raise
+        await self._pause_if_asked("after_commit")
+        await self._confirm_claim(booking_id, hold.claim)
+        return document, False
+
+    async def _committed_meanwhile(
+        self,
+        business_id: UUID,
+        idempotency_key: bytes,
+        request_hash: bytes,
+        booking_id: UUID,
+        hold_id: UUID,
+    ) -> tuple[dict[str, Any], bool]:
+        """A concurrent request with the same key committed first: replay its booking.
+        When that is this very booking id its claim is shared, so it is not given back."""
+        try:
+            earlier = (
+                await self._earlier(business_id, idempotency_key, request_hash)
+                if idempotency_key
+                else None
+            )
+        except BaseException:
+            await self._give_back(business_id, hold_id, booking_id)
+            raise
+        if earlier is None or earlier["id"] != str(booking_id):
+            await self._give_back(business_id, hold_id, booking_id)
+        if earlier is None:
+            raise Conflict("the hold was used by another booking meanwhile")
+        return earlier, True
+
+    async def _earlier(
+        self, business_id: UUID, key: bytes, request_hash: bytes
+    ) -> dict[str, Any] | None:
+        """The booking an earlier request with this Idempotency-Key made, if any."""
+        earlier = await self.repository.earlier_request(
+            business_id, key, self.idempotency_ttl_seconds
+        )
+        if earlier is None:
+            return None
+        if earlier.request_hash != request_hash:
+            raise InvalidInput(
+                "this Idempotency-Key was used with another request",
+                fields={"Idempotency-Key": "already used with a different body or path"},
+            )
+        return earlier.response
+
+    async def _pause_if_asked(self, point: str) -> None:
+        """Fault injection for crash tests: hang here, even past the caller's deadline,
+        until the process is killed."""
+        if self.fault_pause_at != point:
+            return
+        log.warning("fault injection: paused", extra=log_fields(point=point))
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue
+
+    async def _confirm_claim(self, booking_id: UUID, claim: Claim) -> None:
+        """Make a committed booking's claim last until the booking ends; if this fails
+        the claim stays pending and the repair (repair_claims) confirms it."""
+        try:
+            if await self.holds.confirm(booking_id, claim, force=False):
+                return
+            reason = "the claim is no longer the booking's"
+        except Exception as error:
+            reason = repr(error)
+        log.warning(
+            "claim left pending for the repair",
+            extra=log_fields(booking_id=str(booking_id), error=reason),
+        )
+
+    async def _give_back(self, business_id: UUID, hold_id: UUID, booking_id: UUID) -> None:
+        """Undo a consumed hold when its booking could not be written."""
+        try:
+            await self.holds.restore(business_id, hold_id, booking_id)
+        except Exception as error:  # the hold expires on its own; nothing is lost
+            log.warning(
+                "could not restore hold", extra=log_fields(hold_id=str(hold_id), error=repr(error))
+            )

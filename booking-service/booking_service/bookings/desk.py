@@ -1,0 +1,10 @@
+"""The booking desk: every job on bookings behind one object the gRPC layer calls."""
+
+from __future__ import annotations
+
+from booking_service.bookings.creation import Creation
+from booking_service.bookings.sweeps import Sweeps
+
+
+class BookingDesk(Creation, Sweeps):
+    """Creates, reads, changes, settles and repairs bookings."""

@@ -1,0 +1,59 @@
+"""Periodic repairs: unpaid bookings whose checkout expired without Stripe's webhook, and
+claims left pending in Redis by a process that died around its commit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from calendence.schemas.bookings import LIVE_STATUSES
+from calendence.timefmt import utcnow
+
+from booking_service.bookings.settlement import Settlement
+from booking_service.hold_client import Claim
+
+# Hosts' clocks may differ this much when a pending claim's deadline is compared.
+_CLOCK_SLACK = timedelta(seconds=2)
+
+
+class Sweeps(Settlement):
+    """The periodic repairs the server runs."""
+
+    async def sweep_expired_checkouts(self) -> int:
+        """Settle unpaid bookings whose checkout expired, had Stripe's webhook never come."""
+        settled = 0
+        for session_id in await self.repository.expired_checkouts(utcnow()):
+            status, payment_status = await self.checkout.outcome(session_id)
+            paid = payment_status == "paid"
+            if not paid and status == "open":
+                await self.checkout.expire(session_id)
+            if await self.settle_checkout(f"sweep:{session_id}", "sweep", session_id, paid):
+                settled += 1
+        return settled
+
+    async def repair_claims(self) -> int:
+        """Compare pending claims near their deadline with PostgreSQL: a committed, live
+        booking gets its long claim (it committed but its process died before saying so
+        to Redis); one that never committed has lapsed by itself and is forgotten."""
+        now = utcnow()
+        repaired = 0
+        for pending in await self.holds.pending_claims(now + self.pending_claim / 2, 100):
+            async with self.pool.acquire() as connection, connection.transaction():
+                row = await self.repository.lock_claim(connection, pending.booking_id)
+                if row is not None and row["status"] in LIVE_STATUSES:
+                    await self.holds.confirm(
+                        pending.booking_id,
+                        Claim(
+                            row["hold_id"],
+                            row["resource_id"],
+                            row["starts_at"],
+                            row["blocked_until"],
+                        ),
+                        force=True,
+                    )
+                    repaired += 1
+                    continue
+            # No booking after the deadline (plus slack for clocks): none can commit
+            # any more, since a booking commits before its claim's deadline or not at all.
+            if row is not None or pending.deadline < now - _CLOCK_SLACK:
+                await self.holds.forget(pending)
+        return repaired
