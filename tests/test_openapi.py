@@ -123,6 +123,41 @@ def test_the_document_lists_the_bookings_routes_first(document: dict[str, Any]) 
     } == bookings
 
 
+VERB_NOUN = re.compile(
+    r"^(create|list|get|update|delete|cancel|release|revoke|rotate|redeliver|reschedule"
+    r"|receive|check)_[a-z]+(_[a-z]+)*$"
+)
+
+
+def test_every_operation_id_is_a_verb_noun_name(document: dict[str, Any]) -> None:
+    names = [op["operationId"] for _, _, op in operations(document)]
+    assert [name for name in names if not VERB_NOUN.match(name)] == []
+    assert len(set(names)) == len(names)
+
+
+def test_operation_ids_name_what_each_route_does(document: dict[str, Any]) -> None:
+    named = {(method, path): op["operationId"] for method, path, op in operations(document)}
+    expected = {
+        ("post", "/api/v1/bookings/hold"): "create_hold",
+        ("delete", "/api/v1/bookings/hold/{hold_id}"): "release_hold",
+        ("get", "/api/v1/availability"): "get_availability",
+        ("post", "/api/v1/bookings"): "create_booking",
+        ("get", "/api/v1/bookings"): "list_bookings",
+        ("get", "/api/v1/bookings/{booking_id}"): "get_booking",
+        ("patch", "/api/v1/bookings/{booking_id}"): "update_booking",
+        ("delete", "/api/v1/bookings/{booking_id}"): "cancel_booking",
+        ("post", "/api/v1/staff"): "create_staff_member",
+        ("get", "/api/v1/staff"): "list_staff",
+        ("delete", "/api/v1/custom-fields/{id}"): "delete_custom_field",
+        ("delete", "/api/v1/api-keys/{key_id}"): "revoke_api_key",
+        ("post", "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): (
+            "rotate_webhook_endpoint_secret"
+        ),
+        ("post", "/api/v1/manage/{token}/reschedule"): "reschedule_managed_booking",
+    }
+    assert {route: named[route] for route in expected} == expected
+
+
 def test_the_hold_examples_are_the_bookings_pages(document: dict[str, Any]) -> None:
     hold = document["paths"]["/api/v1/bookings/hold"]["post"]
     assert any(

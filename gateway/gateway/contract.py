@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -70,10 +70,13 @@ class Reply:
 class Operation:
     method: str
     path: str
+    # The operationId, a verb_noun name (`create_hold`, `list_bookings`): what a client
+    # generated from the OpenAPI document calls the method.
+    name: str
     summary: str
     tag: str
     # Who may call it; () is public (no key, or another proof such as a signature).
-    keys: tuple[KeyKind, ...]
+    key_kinds: tuple[KeyKind, ...]
     replies: tuple[Reply, ...]
     body: Body | None = None
     # Query parameters, validated as one document (unknown names are 422).
@@ -107,7 +110,7 @@ class Operation:
     @property
     def restricted(self) -> bool:
         """Some key kinds are refused (403)."""
-        return bool(self.keys) and set(self.keys) != set(KeyKind)
+        return bool(self.key_kinds) and set(self.key_kinds) != set(KeyKind)
 
 
 @functools.cache
@@ -156,11 +159,11 @@ def _checked(operation: Operation, handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def checked(request: web.Request) -> web.StreamResponse:
-        if operation.keys:
+        if operation.key_kinds:
             if operation.needs_business:
-                business_of(request, *operation.keys)
+                business_of(request, *operation.key_kinds)
             else:
-                require_kind(request, *operation.keys)
+                require_kind(request, *operation.key_kinds)
         for name in operation.path_ids:
             path_uuid(request, name)
         if operation.paged:
@@ -219,7 +222,7 @@ def route(operation: Operation, handler: Handler) -> web.RouteDef:
     if is_idempotent(handler) != operation.idempotent:
         raise ValueError(f"{operation.method} {operation.path}: Idempotency-Key handling differs")
     wrapped = _checked(operation, handler)
-    if not operation.keys:
+    if not operation.key_kinds:
         wrapped = public(wrapped)
     setattr(wrapped, HANDLER_OPERATION, operation)
     kwargs: dict[str, Any] = {"allow_head": False} if operation.method == "GET" else {}
@@ -227,23 +230,3 @@ def route(operation: Operation, handler: Handler) -> web.RouteDef:
     # on it is 405, not "no such booking").
     pattern = _PATH_PARAMETER.sub(_path_pattern, operation.path)
     return web.route(operation.method, pattern, wrapped, **kwargs)
-
-
-def adopt(routes: Iterable[web.AbstractRouteDef], table: Iterable[Operation]) -> list[web.RouteDef]:
-    """Routes defined elsewhere (with their own decorators), put behind this table's
-    checks with the entries that describe them; an undescribed route is an error."""
-    by_route = {(op.method, op.path): op for op in table}
-    adopted = []
-    for definition in routes:
-        if not isinstance(definition, web.RouteDef):
-            raise TypeError(f"cannot adopt {definition!r}")
-        operation = by_route.pop((definition.method, definition.path), None)
-        if operation is None:
-            raise LookupError(
-                f"{definition.method} {definition.path} is not in the route table; "
-                "describe it in the route table"
-            )
-        adopted.append(route(operation, definition.handler))  # type: ignore[arg-type]
-    if by_route:
-        raise LookupError(f"the route table describes routes that do not exist: {list(by_route)}")
-    return adopted

@@ -394,7 +394,7 @@ def _parameters(op: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
         }
         for name in op.path_secrets
     ]
-    if KeyKind.HUB in op.keys and op.needs_business:
+    if KeyKind.HUB in op.key_kinds and op.needs_business:
         parameters.append(
             {
                 "name": BUSINESS_HEADER,
@@ -459,7 +459,7 @@ def _parameters(op: Operation, schemas: _Schemas) -> list[dict[str, Any]]:
 
 def _error_statuses(op: Operation) -> set[int]:
     statuses = set(op.errors)
-    if op.keys:
+    if op.key_kinds:
         statuses |= {401, 404, 422, 429, 503}
         if op.restricted:
             statuses.add(403)
@@ -471,7 +471,7 @@ def _error_statuses(op: Operation) -> set[int]:
 
 
 def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
-    limited = ("X-Request-Id", *_RATE_LIMIT_HEADERS) if op.keys else ("X-Request-Id",)
+    limited = ("X-Request-Id", *_RATE_LIMIT_HEADERS) if op.key_kinds else ("X-Request-Id",)
     responses: dict[str, Any] = {}
     for reply in op.replies:
         headers = limited + ((REPLAYED_HEADER,) if op.idempotent else ()) + reply.headers
@@ -515,19 +515,19 @@ def _responses(op: Operation, schemas: _Schemas) -> dict[str, Any]:
 
 
 def _operation(op: Operation, schemas: _Schemas) -> dict[str, Any]:
-    kinds = [kind.value for kind in KeyKind if kind in op.keys]
+    kinds = [kind.value for kind in KeyKind if kind in op.key_kinds]
     description = op.description
     if kinds:
         description = (description + "\n\n" if description else "") + (
             "**Keys:** " + ", ".join(f"{kind}" for kind in kinds) + "."
         )
     document: dict[str, Any] = {
-        "operationId": _operation_id(op),
+        "operationId": op.name,
         "summary": op.summary,
         "description": description,
         "tags": [op.tag],
         "x-key-kinds": kinds,
-        "security": [{"bearerAuth": []}] if op.keys else [],
+        "security": [{"bearerAuth": []}] if op.key_kinds else [],
         "parameters": _parameters(op, schemas),
         "responses": _responses(op, schemas),
     }
@@ -547,13 +547,6 @@ def _operation(op: Operation, schemas: _Schemas) -> dict[str, Any]:
             "content": {"application/json": content},
         }
     return document
-
-
-def _operation_id(op: Operation) -> str:
-    words = [op.method.lower()]
-    for part in op.path.removeprefix("/api/v1").strip("/").split("/"):
-        words.append(part.strip("{}").replace("-", "_"))
-    return "_".join(word for word in words if word)
 
 
 def build_document(app: web.Application) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from nats.aio.msg import Msg
 
 from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, NATS, REDIS, SETTINGS
 from gateway.auth import Authenticator
-from gateway.contract import adopt
 from gateway.downstream import Downstream
 from gateway.http_io import MAX_BODY_BYTES
 from gateway.idempotency import IDEMPOTENCY, IdempotencyStore
@@ -34,7 +33,6 @@ from gateway.routes import (
     time_off,
     webhooks,
 )
-from gateway.routes.webhooks_contract import WEBHOOK_OPERATIONS
 
 log = logging.getLogger("gateway")
 
@@ -48,7 +46,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app.add_routes(tenancy.routes)
     app.add_routes(catalogue.routes)
     app.add_routes(time_off.routes)
-    app.add_routes(adopt(webhooks.routes, WEBHOOK_OPERATIONS))
+    app.add_routes(webhooks.routes)
     app.add_routes(stripe_webhooks.routes)
     app.add_routes(manage.routes)
     app.add_routes(manage.page_routes)

@@ -174,9 +174,10 @@ async def list_bookings(request: web.Request) -> web.Response:
 LIST_BOOKINGS = Operation(
     "GET",
     "/api/v1/bookings",
+    name="list_bookings",
     summary="List bookings",
     tag=TAG,
-    keys=MANAGING_KINDS,
+    key_kinds=MANAGING_KINDS,
     description="In the order they were made, one page at a time (pass `next_cursor` back "
     "as `cursor`). "
     "Filters combine; `from`/`to` select bookings starting in [from, to).",
@@ -190,9 +191,10 @@ routes = [
         Operation(
             "POST",
             "/api/v1/bookings",
+            name="create_booking",
             summary="Create a booking",
             tag=TAG,
-            keys=ALL_KINDS,
+            key_kinds=ALL_KINDS,
             description="Convert a hold into a booking; the hold is consumed, so one hold "
             "makes at most one booking. If the hold has expired (or was used), a 404 is "
             "returned. If the service requires a deposit, the booking is `pending` and the "
@@ -226,9 +228,10 @@ routes = [
         Operation(
             "GET",
             "/api/v1/bookings/{booking_id}",
+            name="get_booking",
             summary="Show a booking",
             tag=TAG,
-            keys=ALL_KINDS,
+            key_kinds=ALL_KINDS,
             description="Available to all key types. Returns the booking with relationships. "
             "The `ETag` header is its `version`, for `If-Match` on PATCH and DELETE.",
             replies=(
@@ -247,9 +250,10 @@ routes = [
         Operation(
             "PATCH",
             "/api/v1/bookings/{booking_id}",
+            name="update_booking",
             summary="Update a booking",
             tag=TAG,
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             description="Requires a business or hub API key — not available to session "
             "tokens. Reschedule (`starts_at`, and `ends_at` to change the length), move the "
             "status along, or edit the notes. An illegal status change is 409 with the reason. "
@@ -267,9 +271,10 @@ routes = [
         Operation(
             "DELETE",
             "/api/v1/bookings/{booking_id}",
+            name="cancel_booking",
             summary="Cancel a booking",
             tag=TAG,
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             description="Requires a business or hub API key. Sets status to cancelled and "
             "records cancelled_at; frees the slot. Triggers the booking.cancelled webhook "
             "event. Idempotent: cancelling a cancelled booking answers it unchanged. An "
@@ -287,9 +292,10 @@ routes = [
         Operation(
             "GET",
             "/api/v1/bookings/{booking_id}/messages",
+            name="list_booking_messages",
             summary="List a booking's client emails",
             tag="Client emails",
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             description="Every email sent (or being sent) to the booking's client, oldest "
             "first: confirmation, cancellation, reschedule and reminder mails, each with "
             "its status and send attempts. Which kinds are sent is the business's "

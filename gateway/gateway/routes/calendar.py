@@ -54,9 +54,10 @@ routes = [
         Operation(
             "GET",
             "/api/v1/bookings/{booking_id}.ics",
+            name="get_booking_calendar_file",
             summary="A booking as a calendar file",
             tag=TAG,
-            keys=ALL_KINDS,
+            key_kinds=ALL_KINDS,
             description="An RFC 5545 VCALENDAR (`text/calendar`) with one VEVENT: UID "
             "`<booking id>@calendence.com` (the same for every version of the booking, so "
             "calendar apps update it in place), SEQUENCE (grows with each change), STATUS "
@@ -71,9 +72,10 @@ routes = [
         Operation(
             "POST",
             "/api/v1/staff/{staff_id}/calendar-feed",
+            name="create_staff_calendar_feed",
             summary="Make or rotate a staff member's calendar feed",
             tag=TAG,
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             description="A secret URL (`GET /calendar/{feed_token}.ics`) a calendar app "
             "subscribes to: the staff member's bookings from 30 days back to the booking "
             "horizon, cancelled ones as STATUS:CANCELLED. The URL is shown this once; "
@@ -88,9 +90,10 @@ routes = [
         Operation(
             "GET",
             "/calendar/{feed_token}.ics",
+            name="get_staff_calendar_feed",
             summary="A staff member's calendar feed",
             tag=TAG,
-            keys=(),
+            key_kinds=(),
             description="The feed's secret in the URL is the only proof (no key). An RFC "
             "5545 VCALENDAR (`text/calendar`), one VEVENT per booking as in `GET "
             "/api/v1/bookings/{booking_id}.ics`, with the client's name and contact.",

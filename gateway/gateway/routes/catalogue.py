@@ -22,6 +22,8 @@ class Collection:
     tag: str
     one: str  # how the docs name one item
     about: str
+    noun: str  # one item in operation names: `create_{noun}`, `get_{noun}`
+    nouns: str  # the collection in operation names: `list_{nouns}`
 
 
 COLLECTIONS = (
@@ -32,6 +34,8 @@ COLLECTIONS = (
         "Locations",
         "location",
         "Places with an IANA time zone and weekly opening hours (local time).",
+        "location",
+        "locations",
     ),
     Collection(
         "services",
@@ -40,6 +44,8 @@ COLLECTIONS = (
         "Services",
         "service",
         "What can be booked: duration, price, optional deposit and buffer, where.",
+        "service",
+        "services",
     ),
     Collection(
         "staff",
@@ -48,6 +54,8 @@ COLLECTIONS = (
         "Staff",
         "staff member",
         "Who performs services, where, and (optionally) their own weekly hours.",
+        "staff_member",
+        "staff",
     ),
     Collection(
         "custom-fields",
@@ -56,6 +64,8 @@ COLLECTIONS = (
         "Custom fields",
         "custom field",
         "Questions a booking answers in `custom_field_values`.",
+        "custom_field",
+        "custom_fields",
     ),
 )
 
@@ -124,9 +134,10 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
             Operation(
                 "POST",
                 base,
+                name=f"create_{collection.noun}",
                 summary=f"Create a {one}",
                 tag=tag,
-                keys=MANAGING_KINDS,
+                key_kinds=MANAGING_KINDS,
                 description=collection.about,
                 body=Body(schema),
                 replies=(Reply(201, item, f"The new {one}"),),
@@ -139,9 +150,10 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
             Operation(
                 "GET",
                 base,
+                name=f"list_{collection.nouns}",
                 summary=f"List {collection.tag.lower()}",
                 tag=tag,
-                keys=MANAGING_KINDS,
+                key_kinds=MANAGING_KINDS,
                 paged=True,
                 replies=(Reply(200, page, "One page, in the order they were made"),),
             ),
@@ -151,9 +163,10 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
             Operation(
                 "GET",
                 base + "/{id}",
+                name=f"get_{collection.noun}",
                 summary=f"Show a {one}",
                 tag=tag,
-                keys=MANAGING_KINDS,
+                key_kinds=MANAGING_KINDS,
                 replies=(Reply(200, item, f"The {one}"),),
                 errors=missing,
             ),
@@ -163,9 +176,10 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
             Operation(
                 "PATCH",
                 base + "/{id}",
+                name=f"update_{collection.noun}",
                 summary=f"Update a {one}",
                 tag=tag,
-                keys=MANAGING_KINDS,
+                key_kinds=MANAGING_KINDS,
                 description="Send only the fields to change; the result must be a valid "
                 f"{one} as a whole.",
                 body=Body(schema, required=False, checked=False, partial=True),
@@ -178,9 +192,10 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
             Operation(
                 "DELETE",
                 base + "/{id}",
+                name=f"delete_{collection.noun}",
                 summary=f"Delete a {one}",
                 tag=tag,
-                keys=MANAGING_KINDS,
+                key_kinds=MANAGING_KINDS,
                 description="Bookings made against it keep its details; it leaves the id "
                 "lists that named it.",
                 replies=(Reply(204, None, "Deleted"),),

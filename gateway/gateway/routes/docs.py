@@ -92,9 +92,10 @@ routes = [
         Operation(
             "GET",
             OPENAPI_PATH,
+            name="get_openapi_document",
             summary="This OpenAPI document",
             tag="API description",
-            keys=(),
+            key_kinds=(),
             description="Public. Rendered for people at `/docs`.",
             replies=(Reply(200, OpenApiDocument, "The OpenAPI 3.1 document"),),
         ),

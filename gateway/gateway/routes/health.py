@@ -90,9 +90,10 @@ routes = [
         Operation(
             "GET",
             "/healthz",
+            name="check_liveness",
             summary="Liveness",
             tag=TAG,
-            keys=(),
+            key_kinds=(),
             description="The gateway process answers; nothing behind it is asked.",
             replies=(Reply(200, Liveness, "Alive"),),
         ),
@@ -102,9 +103,10 @@ routes = [
         Operation(
             "GET",
             "/readyz",
+            name="check_readiness",
             summary="Readiness, per dependency",
             tag=TAG,
-            keys=(),
+            key_kinds=(),
             description="200 when every service and store behind the gateway answers; 503 "
             "(a problem listing each dependency) when any does not.",
             replies=(

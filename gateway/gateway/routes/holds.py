@@ -176,9 +176,10 @@ routes = [
         Operation(
             "POST",
             "/api/v1/bookings/hold",
+            name="create_hold",
             summary="Hold a slot",
             tag=TAG,
-            keys=ALL_KINDS,
+            key_kinds=ALL_KINDS,
             description="Before creating a booking, place a hold on the time slot to prevent "
             "double bookings. Holds expire after 10 minutes. A hold covers the service's "
             "whole duration of one resource (the staff member, or the location when the "
@@ -203,9 +204,10 @@ routes = [
         Operation(
             "DELETE",
             "/api/v1/bookings/hold/{hold_id}",
+            name="release_hold",
             summary="Release a hold early",
             tag=TAG,
-            keys=ALL_KINDS,
+            key_kinds=ALL_KINDS,
             description="Frees the slot at once. A session token releases only its own holds.",
             replies=(Reply(204, None, "Released"),),
             conflicts=False,
@@ -219,9 +221,10 @@ routes = [
         Operation(
             "GET",
             "/api/v1/availability",
+            name="get_availability",
             summary="Bookable start times",
             tag=TAG,
-            keys=ALL_KINDS,
+            key_kinds=ALL_KINDS,
             description="The start times at which the service can be held, net of bookings "
             "and live holds, in the location's time zone; at most 31 days per call.",
             query=AvailabilityQuery,

@@ -394,9 +394,10 @@ routes = [
         Operation(
             "GET",
             "/api/v1/manage/{token}",
+            name="get_managed_booking",
             summary="Show a booking to its client",
             tag=TAG,
-            keys=(),
+            key_kinds=(),
             description=f"{_LINK} is the only proof; no key. The booking as its client may "
             "see it (no notes, custom fields or staff contacts), with what they may still do "
             "(`can_cancel`, `can_reschedule`) under the business's client cutoffs. "
@@ -410,9 +411,10 @@ routes = [
         Operation(
             "POST",
             "/api/v1/manage/{token}/cancel",
+            name="cancel_managed_booking",
             summary="Cancel a booking as its client",
             tag=TAG,
-            keys=(),
+            key_kinds=(),
             description="Cancels the booking and frees the slot, as `DELETE "
             "/api/v1/bookings/{booking_id}` does, with `cancelled_by: client` and the "
             "optional reason; a `booking.cancelled` event follows. The link stops working.",
@@ -432,9 +434,10 @@ routes = [
         Operation(
             "GET",
             "/api/v1/manage/{token}/availability",
+            name="list_managed_booking_times",
             summary="Times a client may move their booking to",
             tag=TAG,
-            keys=(),
+            key_kinds=(),
             description="The booking's service, location and staff member's free start "
             "times, by the same rules as `GET /api/v1/availability` (default: the next 14 "
             "days; at most 31 days per call).",
@@ -448,9 +451,10 @@ routes = [
         Operation(
             "POST",
             "/api/v1/manage/{token}/reschedule",
+            name="reschedule_managed_booking",
             summary="Move a booking as its client",
             tag=TAG,
-            keys=(),
+            key_kinds=(),
             description="The new time is claimed and the booking moved in one step: if the "
             "time is taken the answer is 409 and the booking keeps its slot; there is no "
             "moment when both or neither slot is held. A `booking.rescheduled` event "
@@ -472,9 +476,10 @@ routes = [
         Operation(
             "GET",
             "/manage/{token}/booking.ics",
+            name="get_managed_booking_calendar_file",
             summary="The booking as a calendar file, for its client",
             tag=TAG,
-            keys=(),
+            key_kinds=(),
             description="An RFC 5545 VCALENDAR with one VEVENT (see `GET "
             "/api/v1/bookings/{booking_id}.ics`).",
             replies=(Reply(200, None, "The calendar file", media_type="text/calendar"),),

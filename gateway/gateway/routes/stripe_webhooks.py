@@ -74,10 +74,11 @@ routes = [
         Operation(
             "POST",
             "/webhooks/stripe",
+            name="receive_stripe_event",
             summary="Stripe's webhooks",
             tag="Stripe",
             # Authenticated by Stripe's signature, not by a key.
-            keys=(),
+            key_kinds=(),
             description="Where Stripe sends Checkout events: `checkout.session.completed` "
             "confirms a deposit booking, `checkout.session.expired` cancels it. Verified with "
             "STRIPE_WEBHOOK_SECRET; each event id is acted on once. Not for API clients.",

@@ -147,9 +147,10 @@ routes = [
         Operation(
             "POST",
             "/api/v1/sessions",
+            name="create_session",
             summary="Create a session token",
             tag=SESSIONS,
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             needs_business=False,
             description="A short-lived token (`cal_ses_...`, 2 hours) for a booking widget in "
             "a browser: it may read availability, hold and release slots, create and show "
@@ -166,9 +167,10 @@ routes = [
         Operation(
             "POST",
             "/api/v1/businesses",
+            name="create_business",
             summary="Create a business",
             tag=BUSINESSES,
-            keys=(KeyKind.HUB,),
+            key_kinds=(KeyKind.HUB,),
             needs_business=False,
             body=Body(BusinessFields),
             replies=(Reply(201, Business, "The new business"),),
@@ -180,9 +182,10 @@ routes = [
         Operation(
             "GET",
             "/api/v1/businesses",
+            name="list_businesses",
             summary="List the hub's businesses",
             tag=BUSINESSES,
-            keys=(KeyKind.HUB,),
+            key_kinds=(KeyKind.HUB,),
             needs_business=False,
             paged=True,
             replies=(Reply(200, BusinessList, "One page of businesses"),),
@@ -193,9 +196,10 @@ routes = [
         Operation(
             "GET",
             "/api/v1/businesses/{business_id}",
+            name="get_business",
             summary="Show a business",
             tag=BUSINESSES,
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             needs_business=False,
             replies=(Reply(200, Business, "The business"),),
             errors={404: "Not this key's business (nor one of its hub's)"},
@@ -206,9 +210,10 @@ routes = [
         Operation(
             "PATCH",
             "/api/v1/businesses/{business_id}",
+            name="update_business",
             summary="Update a business",
             tag=BUSINESSES,
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             needs_business=False,
             description="Send only the fields to change. `allowed_origins` lists the web "
             "origins (such as `https://shop.example`) whose pages may call the API with this "
@@ -226,9 +231,10 @@ routes = [
         Operation(
             "POST",
             "/api/v1/api-keys",
+            name="create_api_key",
             summary="Create a business key",
             tag=SESSIONS,
-            keys=(KeyKind.HUB,),
+            key_kinds=(KeyKind.HUB,),
             description="A hub key makes a business API key (`cal_biz_...`) for the "
             "business named in the Calendence-Business header.",
             body=Body(BusinessKeyRequest, required=False),
@@ -241,9 +247,10 @@ routes = [
         Operation(
             "DELETE",
             "/api/v1/api-keys/{key_id}",
+            name="revoke_api_key",
             summary="Revoke a key",
             tag=SESSIONS,
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             needs_business=False,
             description="Revokes a business key or session token of the caller's business "
             "(a hub key: of any of its businesses). Every gateway refuses it within a second.",

@@ -67,9 +67,10 @@ async def delete_time_off(request: web.Request) -> web.Response:
 LIST_TIME_OFF = Operation(
     "GET",
     BASE,
+    name="list_time_off",
     summary="List time off and closures",
     tag=TAG,
-    keys=MANAGING_KINDS,
+    key_kinds=MANAGING_KINDS,
     description="In the order they were made. `staff_id` or `location_id` pick one "
     "subject; `from`/`to` select time off overlapping [from, to).",
     query=TimeOffFilters,
@@ -83,9 +84,10 @@ routes = [
         Operation(
             "POST",
             BASE,
+            name="create_time_off",
             summary="Give a staff member time off, or close a location",
             tag=TAG,
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             description="Exactly one of `staff_id` (time off) and `location_id` (a "
             "closure); at most 366 days long. Availability stops offering the time and "
             "holds inside it are 422 naming `starts_at`; with no `staff_id` asked for, "
@@ -104,9 +106,10 @@ routes = [
         Operation(
             "GET",
             BASE + "/{id}",
+            name="get_time_off",
             summary="Show time off",
             tag=TAG,
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             replies=(Reply(200, TimeOff, "The time off"),),
             errors=_MISSING,
         ),
@@ -116,9 +119,10 @@ routes = [
         Operation(
             "DELETE",
             BASE + "/{id}",
+            name="delete_time_off",
             summary="Remove time off",
             tag=TAG,
-            keys=MANAGING_KINDS,
+            key_kinds=MANAGING_KINDS,
             description="The time is offered again wherever hours allow.",
             replies=(Reply(204, None, "Removed"),),
             conflicts=False,
