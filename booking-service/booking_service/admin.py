@@ -13,7 +13,6 @@ import secrets
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -21,15 +20,15 @@ import orjson
 from calendence import events, jsonfmt
 from calendence.errors import DomainError, NotFound
 from calendence.migrations import migrate
+from calendence.principals import KeyKind
 from calendence.schemas.catalogue import BusinessFields
 from calendence.settings import BookingServiceSettings
 from calendence.storage import open_pool
 
 from booking_service.catalogue import Catalogue
-from booking_service.catalogue_repository import CatalogueRepository
+from booking_service.domain import build_domain
 from booking_service.manage_repository import ManageRepository
-from booking_service.tenancy import IssuedKey, KeyKind, Tenancy
-from booking_service.tenancy_repository import TenancyRepository
+from booking_service.tenancy import IssuedKey, Tenancy
 
 _DEMO_NAMESPACE = UUID("9b4e0c1e-5a8c-4c55-9a1e-6f1d2c3b4a50")
 
@@ -57,19 +56,9 @@ async def _domain(settings: BookingServiceSettings) -> AsyncIterator[tuple[Tenan
         if nc is not None:
             await nc.publish(subject, orjson.dumps(payload))
 
-    tenancy = Tenancy(
-        TenancyRepository(pool),
-        timedelta(seconds=settings.session_ttl_seconds),
-        lambda key_id: announce(events.KEY_REVOKED_SUBJECT, {"key_id": str(key_id)}),
-    )
-    catalogue = Catalogue(
-        CatalogueRepository(pool),
-        lambda business_id: announce(
-            events.CATALOGUE_CHANGED_SUBJECT, {"business_id": str(business_id)}
-        ),
-    )
+    domain = build_domain(pool, settings, announce)
     try:
-        yield tenancy, catalogue
+        yield domain.tenancy, domain.catalogue
     finally:
         if nc is not None:
             await nc.drain()

@@ -9,12 +9,11 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
 from calendence import jsonfmt
 from calendence.errors import Conflict, InvalidInput, NotFound
 from calendence.pages import PageRequest
 from calendence.schemas.catalogue import CATALOGUE_FIELDS, WEEKDAYS, merge_patch
-from calendence.schemas.common import Schema, parse_json
+from calendence.schemas.common import Schema, parse_json, patch_document
 from calendence.schemas.scheduling import BookingPolicyOverride
 from calendence.timefmt import utcnow
 
@@ -63,23 +62,6 @@ def _custom_field_keys_unique() -> Iterator[None]:
         ) from None
 
 
-def _patch_document(patch: bytes, model: type[Schema]) -> dict[str, Any]:
-    """The fields a PATCH body names, after refusing anything but known fields."""
-    try:
-        changes = orjson.loads(patch)
-    except orjson.JSONDecodeError:
-        raise InvalidInput("the body is not valid JSON", fields={"body": "invalid JSON"}) from None
-    if not isinstance(changes, dict):
-        raise InvalidInput("the body must be a JSON object", fields={"body": "not an object"})
-    unknown = set(changes) - set(model.model_fields)
-    if unknown:
-        raise InvalidInput(
-            "the request has invalid fields",
-            fields={name: "unknown field" for name in sorted(unknown)},
-        )
-    return changes
-
-
 class Catalogue:
     def __init__(self, repository: CatalogueRepository, on_change: ChangeListener) -> None:
         self.repository = repository
@@ -112,7 +94,7 @@ class Catalogue:
     ) -> dict[str, Any]:
         """Replace the fields `patch` names, then validate the whole merged document."""
         model = CATALOGUE_FIELDS[kind]
-        changes = _patch_document(patch, model)
+        changes = patch_document(patch, model)
 
         async def merged(current: dict[str, Any]) -> dict[str, Any]:
             editable = {k: current[k] for k in model.model_fields}

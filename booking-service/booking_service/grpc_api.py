@@ -8,20 +8,16 @@ from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.errors import InvalidInput
 from calendence.ids import optional_uuid, parse_uuid
 from calendence.pages import PageRequest
+from calendence.principals import PROTO_BY_KIND, KeyKind, principal_message
 from calendence.rpc import ServicerContext
 from calendence.schemas.catalogue import BusinessFields
 from calendence.schemas.common import parse_json
 from calendence.timefmt import to_timestamp
 
 from booking_service.catalogue import Catalogue
-from booking_service.tenancy import IssuedKey, KeyKind, Tenancy
+from booking_service.tenancy import IssuedKey, Tenancy
 from booking_service.time_off import TimeOffBook
 
-_KIND_TO_PROTO = {
-    KeyKind.HUB: auth_pb2.KEY_KIND_HUB,
-    KeyKind.BUSINESS: auth_pb2.KEY_KIND_BUSINESS,
-    KeyKind.SESSION: auth_pb2.KEY_KIND_SESSION,
-}
 _RESOURCE_KINDS = {
     catalogue_pb2.RESOURCE_KIND_LOCATION: "locations",
     catalogue_pb2.RESOURCE_KIND_SERVICE: "services",
@@ -33,7 +29,7 @@ _RESOURCE_KINDS = {
 def issued_key_message(issued: IssuedKey) -> auth_pb2.IssuedKey:
     message = auth_pb2.IssuedKey(
         key_id=str(issued.key.id),
-        kind=_KIND_TO_PROTO[KeyKind(issued.key.kind)],
+        kind=PROTO_BY_KIND[KeyKind(issued.key.kind)],
         token=issued.secret,
         business_id=str(issued.key.business_id or ""),
         hub_id=str(issued.key.hub_id or ""),
@@ -54,16 +50,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         principal = await self.tenancy.authenticate(
             request.token, optional_uuid(request.business_id, "business_id")
         )
-        message = auth_pb2.Principal(
-            key_id=str(principal.key_id),
-            kind=_KIND_TO_PROTO[principal.kind],
-            hub_id=str(principal.hub_id or ""),
-            business_id=str(principal.business_id or ""),
-            allowed_origins=principal.allowed_origins,
-        )
-        if principal.expires_at is not None:
-            message.expires_at.CopyFrom(to_timestamp(principal.expires_at))
-        return message
+        return principal_message(principal)
 
     async def CreateSession(
         self, request: auth_pb2.CreateSessionRequest, context: ServicerContext

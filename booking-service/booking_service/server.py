@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
-from uuid import UUID
 
 import orjson
 from calendence import events, rpc
@@ -22,9 +21,8 @@ from booking_service.booking_repository import BookingRepository
 from booking_service.bookings import BookingDesk
 from booking_service.bookings_grpc import BookingServicer
 from booking_service.calendars import Calendars
-from booking_service.catalogue import Catalogue
-from booking_service.catalogue_repository import CatalogueRepository
 from booking_service.checkout import Checkout
+from booking_service.domain import build_domain
 from booking_service.grpc_api import AuthServicer, CatalogueServicer
 from booking_service.hold_client import HoldClient
 from booking_service.manage import SelfService, rules_of_businesses
@@ -32,12 +30,7 @@ from booking_service.manage_grpc import CalendarServicer, ManageServicer
 from booking_service.manage_links import ManageLinks
 from booking_service.manage_repository import ManageRepository
 from booking_service.outbox import OutboxRelay
-from booking_service.reminder_repository import ReminderSchedule
 from booking_service.reminders import ReminderSender
-from booking_service.tenancy import Tenancy
-from booking_service.tenancy_repository import TenancyRepository
-from booking_service.time_off import TimeOffBook
-from booking_service.time_off_repository import TimeOffRepository
 
 log = logging.getLogger("booking_service")
 
@@ -60,23 +53,12 @@ async def serve(settings: BookingServiceSettings) -> None:
     js = nc.jetstream()
     await rpc.connect_with_retry("nats", lambda: events.ensure_events_stream(js))
 
-    async def announce_revocation(key_id: UUID) -> None:
-        await nc.publish(events.KEY_REVOKED_SUBJECT, orjson.dumps({"key_id": str(key_id)}))
+    async def publish(subject: str, payload: dict[str, str]) -> None:
+        await nc.publish(subject, orjson.dumps(payload))
 
-    async def announce_catalogue_change(business_id: UUID) -> None:
-        await nc.publish(
-            events.CATALOGUE_CHANGED_SUBJECT, orjson.dumps({"business_id": str(business_id)})
-        )
-
-    reminders = ReminderSchedule(timedelta(seconds=settings.reminder_minute_seconds))
-    tenancy = Tenancy(
-        TenancyRepository(pool, reminders),
-        timedelta(seconds=settings.session_ttl_seconds),
-        announce_revocation,
-    )
-    catalogue_repository = CatalogueRepository(pool)
-    catalogue = Catalogue(catalogue_repository, announce_catalogue_change)
-    time_off = TimeOffBook(TimeOffRepository(pool), announce_catalogue_change)
+    domain = build_domain(pool, settings, publish)
+    tenancy, catalogue, time_off = domain.tenancy, domain.catalogue, domain.time_off
+    reminders = domain.reminders
     hold_channel = rpc.open_channel(settings.hold_service_addr)
     checkout = Checkout(
         settings.stripe_secret_key, settings.stripe_api_base, settings.stripe_timeout_seconds
@@ -98,7 +80,7 @@ async def serve(settings: BookingServiceSettings) -> None:
         fault_pause_at=settings.booking_fault_pause_at,
         manage_url=links.url_for,
     )
-    rules_of = rules_of_businesses(catalogue_repository)
+    rules_of = rules_of_businesses(domain.catalogue_repository)
     calendars = Calendars(manage_repository, links, rules_of, settings.public_base_url)
     self_service = SelfService(desk, links, manage_repository, rules_of)
 

@@ -8,25 +8,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from calendence import jsonfmt
 from calendence.errors import NotFound, Unauthenticated
+from calendence.principals import KeyKind, Principal
 from calendence.schemas.catalogue import BusinessFields, merge_patch
-from calendence.schemas.common import parse_json
+from calendence.schemas.common import parse_json, patch_document
 from calendence.timefmt import utcnow
 
-from booking_service.catalogue import _patch_document
 from booking_service.tenancy_repository import StoredKey, TenancyRepository
-
-
-class KeyKind(StrEnum):
-    HUB = "hub"
-    BUSINESS = "business"
-    SESSION = "session"
-
 
 PREFIXES = {KeyKind.HUB: "cal_hub_", KeyKind.BUSINESS: "cal_biz_", KeyKind.SESSION: "cal_ses_"}
 # 32 random bytes: 256 bits, well above the 128 the platform promises.
@@ -51,17 +43,6 @@ class IssuedKey:
 
     key: StoredKey
     secret: str
-
-
-@dataclass(frozen=True)
-class Principal:
-    key_id: UUID
-    kind: KeyKind
-    hub_id: UUID | None
-    business_id: UUID | None
-    expires_at: datetime | None
-    # The business's allowed origins (CORS), for the gateway to cache with the key.
-    allowed_origins: tuple[str, ...] = ()
 
 
 class Tenancy:
@@ -123,7 +104,14 @@ class Tenancy:
                 # Another tenant's business looks exactly like a missing one.
                 raise NotFound("no such business")
             resolved, origins = business_id, tuple(business["allowed_origins"])
-        return Principal(key.id, kind, key.hub_id, resolved, key.expires_at, origins)
+        return Principal(
+            key_id=str(key.id),
+            kind=kind,
+            hub_id=str(key.hub_id or ""),
+            business_id=str(resolved or ""),
+            expires_at=key.expires_at,
+            allowed_origins=frozenset(origins),
+        )
 
     async def create_session(self, business_id: UUID) -> IssuedKey:
         business = await self.repository.get_business(business_id)
@@ -167,7 +155,7 @@ class Tenancy:
 
     async def update_business(self, business_id: UUID, patch: bytes) -> dict[str, Any]:
         """Replace the fields `patch` names, then validate the whole merged business."""
-        changes = _patch_document(patch or b"{}", BusinessFields)
+        changes = patch_document(patch, BusinessFields)
 
         def merged(current: dict[str, Any]) -> dict[str, Any]:
             editable = {name: current[name] for name in BusinessFields.model_fields}

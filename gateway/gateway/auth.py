@@ -7,42 +7,17 @@ Revocations arrive on NATS and evict the key at once, on every gateway replica.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from enum import StrEnum
 
 from aiohttp import web
 from calendence import rpc
 from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
 from calendence.errors import Forbidden, InvalidInput, Unauthenticated
 from calendence.ids import parse_uuid
-from calendence.timefmt import from_timestamp
+from calendence.principals import KeyKind, Principal, principal_from_message
+from calendence.timefmt import utcnow
 
 BUSINESS_HEADER = "Calendence-Business"
 _MAX_CACHE_ENTRIES = 100_000
-
-
-class KeyKind(StrEnum):
-    HUB = "hub"
-    BUSINESS = "business"
-    SESSION = "session"
-
-
-KINDS_BY_PROTO = {
-    auth_pb2.KEY_KIND_HUB: KeyKind.HUB,
-    auth_pb2.KEY_KIND_BUSINESS: KeyKind.BUSINESS,
-    auth_pb2.KEY_KIND_SESSION: KeyKind.SESSION,
-}
-
-
-@dataclass(frozen=True)
-class Principal:
-    key_id: str
-    kind: KeyKind
-    hub_id: str
-    business_id: str
-    expires_at_unix: float | None
-    # The business's allowed web origins (CORS), cached with the key.
-    allowed_origins: frozenset[str] = frozenset()
 
 
 class Authenticator:
@@ -78,7 +53,7 @@ class Authenticator:
         if cached is not None:
             principal = cached[1]
             if cached[0] > now and (
-                principal.expires_at_unix is None or principal.expires_at_unix > time.time()
+                principal.expires_at is None or principal.expires_at > utcnow()
             ):
                 return principal
             # Stale or expired: ask again (an expired key gets its 401 from booking-service).
@@ -95,18 +70,7 @@ class Authenticator:
             auth_pb2.AuthenticateRequest(token=token, business_id=business_id),
             timeout=self.rpc_timeout,
         )
-        principal = Principal(
-            key_id=answer.key_id,
-            kind=KINDS_BY_PROTO[answer.kind],
-            hub_id=answer.hub_id,
-            business_id=answer.business_id,
-            expires_at_unix=(
-                from_timestamp(answer.expires_at).timestamp()
-                if answer.HasField("expires_at")
-                else None
-            ),
-            allowed_origins=frozenset(answer.allowed_origins),
-        )
+        principal = principal_from_message(answer)
         if self._revocations != revocations_before or not self._link_up:
             # A revocation arrived while this answer was on its way (it may be for this
             # very key, answered valid just before), or one could not arrive at all:

@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
+from calendence.principals import KeyKind
 from calendence.schemas.common import parse_json
 from pydantic import BaseModel
 
-from gateway.auth import KeyKind, business_of, require_kind
+from gateway.auth import business_of, require_kind
 from gateway.http_io import page_params, path_uuid, read_body
 from gateway.idempotency import idempotent, is_idempotent
 from gateway.middleware import Handler, public

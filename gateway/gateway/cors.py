@@ -16,8 +16,8 @@ key from booking-service and is cached with it, so checking costs no call.
 from __future__ import annotations
 
 from aiohttp import web
+from calendence.principals import KeyKind, Principal
 
-from gateway.auth import KeyKind, Principal
 from gateway.problems import problem_from_http
 
 ALLOWED_HEADERS = (

@@ -13,10 +13,11 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from calendence.errors import STORE_BUSY_ERRORS, DomainError, InvalidInput, NotFound, Unavailable
 from calendence.logs import access_log, log_fields, new_request_id, request_id_var
+from calendence.principals import Principal
 
 from gateway import cors
 from gateway.appkeys import AUTHENTICATOR, NATS, SETTINGS
-from gateway.auth import BUSINESS_HEADER, Principal, bearer_token
+from gateway.auth import BUSINESS_HEADER, bearer_token
 from gateway.delivery import deliver
 from gateway.metrics import LATENCY, REQUESTS
 from gateway.problems import problem_from_error, problem_from_http, problem_response

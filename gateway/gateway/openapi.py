@@ -14,11 +14,12 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
+from calendence.principals import KeyKind
 from calendence.schemas.problems import Problem
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from gateway.auth import BUSINESS_HEADER, KeyKind
+from gateway.auth import BUSINESS_HEADER
 from gateway.contract import Operation, operation_of
 from gateway.http_io import CURSOR_PATTERN, MAX_BODY_BYTES, MAX_PAGE_SIZE
 from gateway.idempotency import HEADER as IDEMPOTENCY_HEADER

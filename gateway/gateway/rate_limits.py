@@ -22,11 +22,11 @@ import logging
 import time
 
 from aiohttp import web
+from calendence.principals import KeyKind, Principal
 from calendence.settings import GatewaySettings
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.auth import KeyKind, Principal
 from gateway.local_buckets import Bucket, Decision, LocalBuckets
 
 log = logging.getLogger("gateway.rate_limits")

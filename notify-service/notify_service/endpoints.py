@@ -11,11 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import orjson
 from calendence import jsonfmt
 from calendence.errors import InvalidInput, NotFound
 from calendence.pages import PageRequest
-from calendence.schemas.common import parse_json
+from calendence.schemas.common import parse_json, patch_document
 from calendence.schemas.webhooks import EndpointFields
 from calendence.timefmt import to_iso
 
@@ -89,7 +88,7 @@ class Endpoints:
     async def update(self, business_id: UUID, endpoint_id: UUID, patch: bytes) -> dict[str, Any]:
         """Replace the fields `patch` names, then validate the whole merged document."""
         current = await self._row(business_id, endpoint_id)
-        changes = _patch_fields(patch)
+        changes = patch_document(patch, EndpointFields)
         editable = {name: current[name] for name in EndpointFields.model_fields}
         merged = parse_json(EndpointFields, jsonfmt.dumps(editable | changes))
         if merged.url != current["url"]:
@@ -114,19 +113,3 @@ class Endpoints:
             "secret": secret,
             "previous_secret_expires_at": _iso(row["previous_secret_expires_at"]),
         }
-
-
-def _patch_fields(patch: bytes) -> dict[str, Any]:
-    try:
-        changes = orjson.loads(patch or b"{}")
-    except orjson.JSONDecodeError:
-        raise InvalidInput("the body is not valid JSON", fields={"body": "invalid JSON"}) from None
-    if not isinstance(changes, dict):
-        raise InvalidInput("the body must be a JSON object", fields={"body": "not an object"})
-    unknown = set(changes) - set(EndpointFields.model_fields)
-    if unknown:
-        raise InvalidInput(
-            "the request has invalid fields",
-            fields={name: "unknown field" for name in sorted(unknown)},
-        )
-    return changes

@@ -8,6 +8,7 @@ import orjson
 from aiohttp import web
 from calendence.booking.v1 import booking_pb2
 from calendence.notify.v1 import notify_pb2
+from calendence.principals import KeyKind
 from calendence.schemas.bookings import (
     BOOKING_EXAMPLE,
     BOOKING_REQUEST_EXAMPLE,
@@ -22,7 +23,7 @@ from calendence.schemas.bookings import (
 from calendence.schemas.messaging import ClientMessageList
 
 from gateway.appkeys import DOWNSTREAM
-from gateway.auth import ALL_KINDS, MANAGING_KINDS, KeyKind, principal_of
+from gateway.auth import ALL_KINDS, MANAGING_KINDS, principal_of
 from gateway.contract import (
     BOOKINGS_PAGE,
     Body,

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from calendence.errors import NotFound
 from calendence.hold.v1 import hold_pb2
+from calendence.principals import KeyKind
 from calendence.schemas.holds import (
     HOLD_EXAMPLE,
     HOLD_REQUEST_EXAMPLE,
@@ -23,7 +24,7 @@ from calendence.settings import GatewaySettings
 from calendence.timefmt import from_timestamp, to_timestamp
 
 from gateway.appkeys import DOWNSTREAM, SETTINGS
-from gateway.auth import ALL_KINDS, KeyKind, principal_of
+from gateway.auth import ALL_KINDS, principal_of
 from gateway.contract import (
     BOOKINGS_PAGE,
     Body,

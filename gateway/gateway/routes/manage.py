@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 from calendence.errors import DomainError
 from calendence.manage.v1 import manage_pb2
+from calendence.principals import KeyKind, Principal
 from calendence.schemas.holds import Availability
 from calendence.schemas.manage import (
     ManageAvailabilityQuery,
@@ -34,7 +35,6 @@ from calendence.schemas.manage import (
 from calendence.timefmt import to_timestamp, utcnow
 
 from gateway.appkeys import DOWNSTREAM
-from gateway.auth import KeyKind, Principal
 from gateway.contract import Body, Operation, Reply, route, validated_body, validated_query
 from gateway.cors import EXPOSED_HEADERS
 from gateway.http_io import call, json_response, raw_json_response

@@ -6,12 +6,13 @@ from aiohttp import web
 from calendence.auth.v1 import auth_pb2
 from calendence.catalogue.v1 import catalogue_pb2
 from calendence.errors import InvalidInput, NotFound
+from calendence.principals import KIND_BY_PROTO, KeyKind
 from calendence.schemas.catalogue import Business, BusinessFields, BusinessList
 from calendence.schemas.tenancy import ApiKey, BusinessKeyRequest, Session, SessionRequest
 from calendence.timefmt import from_timestamp, to_iso
 
 from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM
-from gateway.auth import KINDS_BY_PROTO, MANAGING_KINDS, KeyKind, bearer_token, principal_of
+from gateway.auth import MANAGING_KINDS, bearer_token, principal_of
 from gateway.contract import Body, Operation, Reply, page_of_request, route, validated_body
 from gateway.http_io import call, json_response, page_response, raw_json_response
 
@@ -23,7 +24,7 @@ def issued_key_document(issued: auth_pb2.IssuedKey, object_name: str) -> dict[st
     document: dict[str, object] = {
         "object": object_name,
         "id": issued.key_id,
-        "kind": KINDS_BY_PROTO[issued.kind].value,
+        "kind": KIND_BY_PROTO[issued.kind].value,
         # Shown this once: only its hash is kept.
         "token": issued.token,
         "business_id": issued.business_id or None,

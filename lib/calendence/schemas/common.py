@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import email_validator
+import orjson
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -177,6 +178,25 @@ def parse_json(model: type[Model], raw: bytes | str) -> Model:
                 "the body is not valid JSON", fields={"body": "invalid JSON"}
             ) from None
         raise InvalidInput("the request has invalid fields", fields=fields) from None
+
+
+def patch_document(patch: bytes, model: type[BaseModel]) -> dict[str, Any]:
+    """The fields a PATCH body names (no body is `{}`), after refusing anything but a
+    JSON object of `model`'s fields. The caller merges them into the stored document and
+    validates the whole."""
+    try:
+        changes = orjson.loads(patch or b"{}")
+    except orjson.JSONDecodeError:
+        raise InvalidInput("the body is not valid JSON", fields={"body": "invalid JSON"}) from None
+    if not isinstance(changes, dict):
+        raise InvalidInput("the body must be a JSON object", fields={"body": "not an object"})
+    unknown = set(changes) - set(model.model_fields)
+    if unknown:
+        raise InvalidInput(
+            "the request has invalid fields",
+            fields={name: "unknown field" for name in sorted(unknown)},
+        )
+    return changes
 
 
 def parse_obj(model: type[Model], data: Any) -> Model:

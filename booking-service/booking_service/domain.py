@@ -1,0 +1,59 @@
+"""The tenancy and catalogue domain objects on one database pool, built one way for the
+service (`booking_service.server`) and the operator's CLI (`booking_service.admin`).
+
+Each announces its changes on NATS through `publish`, so every gateway drops a revoked
+key at once and hold-service reloads a changed catalogue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+import asyncpg
+from calendence import events
+from calendence.settings import BookingServiceSettings
+
+from booking_service.catalogue import Catalogue
+from booking_service.catalogue_repository import CatalogueRepository
+from booking_service.reminder_repository import ReminderSchedule
+from booking_service.tenancy import Tenancy
+from booking_service.tenancy_repository import TenancyRepository
+from booking_service.time_off import TimeOffBook
+from booking_service.time_off_repository import TimeOffRepository
+
+# Sends one event: its NATS subject and JSON payload.
+Publish = Callable[[str, dict[str, str]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Domain:
+    tenancy: Tenancy
+    catalogue: Catalogue
+    time_off: TimeOffBook
+    catalogue_repository: CatalogueRepository
+    reminders: ReminderSchedule
+
+
+def build_domain(pool: asyncpg.Pool, settings: BookingServiceSettings, publish: Publish) -> Domain:
+    async def announce_revocation(key_id: UUID) -> None:
+        await publish(events.KEY_REVOKED_SUBJECT, {"key_id": str(key_id)})
+
+    async def announce_catalogue_change(business_id: UUID) -> None:
+        await publish(events.CATALOGUE_CHANGED_SUBJECT, {"business_id": str(business_id)})
+
+    reminders = ReminderSchedule(timedelta(seconds=settings.reminder_minute_seconds))
+    catalogue_repository = CatalogueRepository(pool)
+    return Domain(
+        tenancy=Tenancy(
+            TenancyRepository(pool, reminders),
+            timedelta(seconds=settings.session_ttl_seconds),
+            announce_revocation,
+        ),
+        catalogue=Catalogue(catalogue_repository, announce_catalogue_change),
+        time_off=TimeOffBook(TimeOffRepository(pool), announce_catalogue_change),
+        catalogue_repository=catalogue_repository,
+        reminders=reminders,
+    )
