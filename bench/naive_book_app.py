@@ -28,6 +28,8 @@ SERVICE_DURATION = timedelta(minutes=int(os.environ.get("NAIVE_SERVICE_MINUTES",
 REDIS = web.AppKey("redis", Redis)
 POOL = web.AppKey("pool", asyncpg.Pool)
 # Claim the slot and keep the hold under its id, in one round trip.
+# KEYS[1]: the slot (service and start); KEYS[2]: the hold record. ARGV[1]: the hold id;
+# ARGV[2]: the hold document; ARGV[3]: the hold's TTL in ms. Returns 1 held, 0 taken.
 CLAIM = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])

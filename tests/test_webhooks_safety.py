@@ -18,7 +18,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from calendence.devstack.stack import LocalStack
 from notify_service import targets
-from notify_service.delivery_store import Claim
+from notify_service.delivery_repository import Claim
 from notify_service.sender import Sender
 
 from tests.api import Tenant, tomorrow_at

@@ -1,4 +1,4 @@
-"""gRPC servicer for bookings: protobuf in, BookingDesk call, booking document out."""
+"""gRPC servicer for bookings: protobuf in, Bookings call, booking document out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from calendence.rpc import ServicerContext
 from calendence.schemas.bookings import BookingPatch, Cancellation
 from calendence.schemas.common import parse_json
 
-from booking_service.bookings import BookingDesk
+from booking_service.bookings import Bookings
 
 
 def _document(booking: dict[str, object]) -> booking_pb2.BookingDocument:
@@ -23,13 +23,13 @@ def _if_match(
 
 
 class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
-    def __init__(self, desk: BookingDesk) -> None:
-        self.desk = desk
+    def __init__(self, bookings: Bookings) -> None:
+        self.bookings = bookings
 
     async def CreateBooking(
         self, request: booking_pb2.CreateBookingRequest, context: ServicerContext
     ) -> booking_pb2.BookingDocument:
-        booking, replayed = await self.desk.create(
+        booking, replayed = await self.bookings.create(
             parse_uuid(request.business_id, "business_id"),
             request.body_json,
             holder_id=request.holder_id,
@@ -40,7 +40,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def GetBooking(
         self, request: booking_pb2.GetBookingRequest, context: ServicerContext
     ) -> booking_pb2.BookingDocument:
-        booking = await self.desk.get(
+        booking = await self.bookings.get(
             parse_uuid(request.business_id, "business_id"),
             parse_uuid(request.booking_id, "booking_id"),
         )
@@ -49,7 +49,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def UpdateBooking(
         self, request: booking_pb2.UpdateBookingRequest, context: ServicerContext
     ) -> booking_pb2.BookingDocument:
-        booking = await self.desk.update(
+        booking = await self.bookings.update(
             parse_uuid(request.business_id, "business_id"),
             parse_uuid(request.booking_id, "booking_id"),
             parse_json(BookingPatch, request.patch_json or b"{}"),
@@ -61,7 +61,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         self, request: booking_pb2.CancelBookingRequest, context: ServicerContext
     ) -> booking_pb2.BookingDocument:
         cancellation = parse_json(Cancellation, request.body_json or b"{}")
-        booking = await self.desk.cancel(
+        booking = await self.bookings.cancel(
             parse_uuid(request.business_id, "business_id"),
             parse_uuid(request.booking_id, "booking_id"),
             cancellation.cancellation_reason,
@@ -72,7 +72,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def ListBookings(
         self, request: booking_pb2.ListBookingsRequest, context: ServicerContext
     ) -> booking_pb2.BookingPage:
-        items, next_cursor = await self.desk.list_page(
+        items, next_cursor = await self.bookings.list_page(
             parse_uuid(request.business_id, "business_id"),
             request.filters_json,
             request.cursor,
@@ -85,7 +85,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def HandleCheckoutEvent(
         self, request: booking_pb2.CheckoutEvent, context: ServicerContext
     ) -> booking_pb2.CheckoutEventResult:
-        applied = await self.desk.settle_checkout(
+        applied = await self.bookings.settle_checkout(
             request.event_id,
             request.type,
             request.session_id,

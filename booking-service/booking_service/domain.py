@@ -21,7 +21,7 @@ from booking_service.catalogue_repository import CatalogueRepository
 from booking_service.reminder_repository import ReminderSchedule
 from booking_service.tenancy import Tenancy
 from booking_service.tenancy_repository import TenancyRepository
-from booking_service.time_off import TimeOffBook
+from booking_service.time_off import TimeOffEntries
 from booking_service.time_off_repository import TimeOffRepository
 
 # Sends one event: its NATS subject and JSON payload.
@@ -32,7 +32,7 @@ Publish = Callable[[str, dict[str, str]], Awaitable[None]]
 class Domain:
     tenancy: Tenancy
     catalogue: Catalogue
-    time_off: TimeOffBook
+    time_off: TimeOffEntries
     catalogue_repository: CatalogueRepository
     reminders: ReminderSchedule
 
@@ -53,7 +53,7 @@ def build_domain(pool: asyncpg.Pool, settings: BookingServiceSettings, publish: 
             announce_revocation,
         ),
         catalogue=Catalogue(catalogue_repository, announce_catalogue_change),
-        time_off=TimeOffBook(TimeOffRepository(pool), announce_catalogue_change),
+        time_off=TimeOffEntries(TimeOffRepository(pool), announce_catalogue_change),
         catalogue_repository=catalogue_repository,
         reminders=reminders,
     )

@@ -16,7 +16,7 @@ from calendence.timefmt import to_timestamp
 
 from booking_service.catalogue import Catalogue
 from booking_service.tenancy import IssuedKey, Tenancy
-from booking_service.time_off import TimeOffBook
+from booking_service.time_off import TimeOffEntries
 
 _RESOURCE_KINDS = {
     catalogue_pb2.RESOURCE_KIND_LOCATION: "locations",
@@ -82,7 +82,7 @@ def _resource(document: object) -> catalogue_pb2.Resource:
 
 
 class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
-    def __init__(self, catalogue: Catalogue, tenancy: Tenancy, time_off: TimeOffBook) -> None:
+    def __init__(self, catalogue: Catalogue, tenancy: Tenancy, time_off: TimeOffEntries) -> None:
         self.catalogue = catalogue
         self.tenancy = tenancy
         self.time_off = time_off

@@ -1,6 +1,6 @@
 """Clients managing their own booking through its manage link: see it, cancel it, move it.
 
-Cancelling and moving go through BookingDesk like a business's change (same checks,
+Cancelling and moving go through Bookings like a business's change (same checks,
 same events, the slot claimed and moved in one step), with the client as the actor;
 what a client may do on top is bounded by the business's client cutoffs.
 """
@@ -19,7 +19,7 @@ from calendence.schemas.common import parse_json
 from calendence.schemas.manage import ManageCancelRequest
 from calendence.timefmt import to_iso, utcnow
 
-from booking_service.bookings import BookingDesk, render
+from booking_service.bookings import Bookings, render
 from booking_service.catalogue_repository import CatalogueRepository
 from booking_service.manage_links import DEAD_LINK, ManageLinks, usable
 from booking_service.manage_repository import ManageRepository
@@ -67,13 +67,13 @@ class Managed:
 class SelfService:
     def __init__(
         self,
-        desk: BookingDesk,
+        bookings: Bookings,
         links: ManageLinks,
         repository: ManageRepository,
         rules_of: RulesOf,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.desk = desk
+        self.bookings = bookings
         self.links = links
         self.repository = repository
         self.rules_of = rules_of
@@ -102,7 +102,7 @@ class SelfService:
             f"clients may cancel up to {rules.cancel_cutoff_minutes} minutes before the "
             "appointment; contact the business",
         )
-        document = await self.desk.cancel(
+        document = await self.bookings.cancel(
             row["business_id"], row["id"], actor=Actor.CLIENT, reason=request.cancellation_reason
         )
         return Managed(await self._view(document, row), row)
@@ -117,7 +117,7 @@ class SelfService:
             f"clients may move a booking up to {rules.reschedule_cutoff_minutes} minutes "
             "before the appointment; contact the business",
         )
-        document = await self.desk.update(
+        document = await self.bookings.update(
             row["business_id"], row["id"], BookingPatch(starts_at=starts_at), actor=Actor.CLIENT
         )
         return Managed(await self._view(document, row), row)

@@ -18,7 +18,7 @@ from calendence.settings import BookingServiceSettings
 from calendence.storage import open_pool
 
 from booking_service.booking_repository import BookingRepository
-from booking_service.bookings import BookingDesk
+from booking_service.bookings import Bookings
 from booking_service.bookings_grpc import BookingServicer
 from booking_service.calendars import Calendars
 from booking_service.checkout import Checkout
@@ -66,10 +66,10 @@ async def serve(settings: BookingServiceSettings) -> None:
     manage_repository = ManageRepository(pool)
     links = ManageLinks(manage_repository, settings.public_base_url)
     await rpc.connect_with_retry("postgres", links.load)
-    bookings = BookingRepository(pool)
-    desk = BookingDesk(
+    booking_repository = BookingRepository(pool)
+    bookings = Bookings(
         pool,
-        bookings,
+        booking_repository,
         HoldClient(hold_channel),
         checkout,
         checkout_expiry=timedelta(seconds=settings.checkout_expiry_seconds),
@@ -82,7 +82,7 @@ async def serve(settings: BookingServiceSettings) -> None:
     )
     rules_of = rules_of_businesses(domain.catalogue_repository)
     calendars = Calendars(manage_repository, links, rules_of, settings.public_base_url)
-    self_service = SelfService(desk, links, manage_repository, rules_of)
+    self_service = SelfService(bookings, links, manage_repository, rules_of)
 
     async def postgres_probe() -> None:
         await pool.fetchval("SELECT 1")
@@ -98,7 +98,7 @@ async def serve(settings: BookingServiceSettings) -> None:
                 CatalogueServicer(catalogue, tenancy, time_off), s
             ),
             lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(
-                BookingServicer(desk), s
+                BookingServicer(bookings), s
             ),
             lambda s: manage_pb2_grpc.add_ManageServiceServicer_to_server(
                 ManageServicer(self_service, calendars), s
@@ -110,11 +110,11 @@ async def serve(settings: BookingServiceSettings) -> None:
         health,
         settings.booking_service_port,
     )
-    sweeper = asyncio.create_task(_sweep_forever(desk, settings.payment_sweep_seconds))
-    repair = asyncio.create_task(_repair_claims_forever(desk, settings.claim_repair_seconds))
+    sweeper = asyncio.create_task(_sweep_forever(bookings, settings.payment_sweep_seconds))
+    repair = asyncio.create_task(_repair_claims_forever(bookings, settings.claim_repair_seconds))
     link_keys = asyncio.create_task(_refresh_link_keys_forever(links))
     reminding = asyncio.create_task(
-        ReminderSender(pool, reminders, bookings, settings.reminder_poll_seconds).run()
+        ReminderSender(pool, reminders, booking_repository, settings.reminder_poll_seconds).run()
     )
     relay = None
     if settings.outbox_relay_enabled:
@@ -138,11 +138,11 @@ async def serve(settings: BookingServiceSettings) -> None:
         log.info("stopped")
 
 
-async def _sweep_forever(desk: BookingDesk, every_seconds: float) -> None:
+async def _sweep_forever(bookings: Bookings, every_seconds: float) -> None:
     while True:
         await asyncio.sleep(every_seconds)
         try:
-            settled = await desk.sweep_expired_checkouts()
+            settled = await bookings.sweep_expired_checkouts()
         except Exception as error:  # Stripe or the database away: try next round
             log.warning("payment sweep failed", extra={"fields": {"error": repr(error)}})
             continue
@@ -150,12 +150,12 @@ async def _sweep_forever(desk: BookingDesk, every_seconds: float) -> None:
             log.info("expired checkouts settled", extra={"fields": {"count": settled}})
 
 
-async def _repair_claims_forever(desk: BookingDesk, every_seconds: float) -> None:
+async def _repair_claims_forever(bookings: Bookings, every_seconds: float) -> None:
     """Pending claims near their deadline checked against PostgreSQL, from start-up on
     (a restart after a crash repairs at once)."""
     while True:
         try:
-            repaired = await desk.repair_claims()
+            repaired = await bookings.repair_claims()
         except Exception as error:  # Redis or the database away: next round
             log.warning("claim repair failed", extra={"fields": {"error": repr(error)}})
         else:

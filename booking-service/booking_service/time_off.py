@@ -23,7 +23,7 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
     return {"object": "time_off"} | {k: v for k, v in row.items() if k != "seq"}
 
 
-class TimeOffBook:
+class TimeOffEntries:
     def __init__(self, repository: TimeOffRepository, on_change: ChangeListener) -> None:
         self.repository = repository
         self.on_change = on_change

@@ -37,7 +37,7 @@ class StoredAnswer:
     content_type: str
 
 
-class IdempotencyStore:
+class IdempotencyRepository:
     def __init__(self, redis: Redis, ttl_seconds: int) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
@@ -78,7 +78,7 @@ class IdempotencyStore:
         await self.redis.delete(self._key(scope, key))
 
 
-IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
+IDEMPOTENCY = web.AppKey("idempotency", IdempotencyRepository)
 
 
 def idempotent(handler: Handler) -> Handler:

@@ -71,7 +71,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 @web.middleware
-async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def cors_and_rate_limit_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Answers CORS preflights; adds the CORS and rate-limit headers to every answer
     (errors included: they pass through `problems` below first)."""
     api = request.path.startswith(API_PREFIX)
@@ -245,4 +245,4 @@ def public(handler: Handler) -> Handler:
 # `deliver` outermost: it sends the finished answer itself (see gateway.delivery). The
 # body is read before authentication: aiohttp would read (and discard) it after a
 # refusal anyway, and a stalled or undecodable one is then answered the same for all.
-MIDDLEWARES = [deliver, observe, edge, problems, read_body, authenticate]
+MIDDLEWARES = [deliver, observe, cors_and_rate_limit_headers, problems, read_body, authenticate]

@@ -15,7 +15,7 @@ from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, NATS, REDIS, SETTINGS
 from gateway.auth import Authenticator
 from gateway.downstream import Downstream
 from gateway.http_io import MAX_BODY_BYTES
-from gateway.idempotency import IDEMPOTENCY, IdempotencyStore
+from gateway.idempotency import IDEMPOTENCY, IdempotencyRepository
 from gateway.middleware import MIDDLEWARES
 from gateway.openapi import build_document
 from gateway.protocol_errors import GatewayRunner
@@ -79,7 +79,7 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     )
     await rpc.connect_with_retry("redis", redis.ping)
     app[REDIS] = redis
-    app[IDEMPOTENCY] = IdempotencyStore(redis, settings.idempotency_ttl_seconds)
+    app[IDEMPOTENCY] = IdempotencyRepository(redis, settings.idempotency_ttl_seconds)
     # Its own pool with short waits: a silent or saturated Redis must not stall every
     # request; the limiter falls back to this replica's own buckets instead.
     limits_wait = settings.rate_limit_redis_timeout_seconds

@@ -9,11 +9,11 @@ from calendence.ids import optional_uuid, parse_uuid
 from calendence.rpc import ServicerContext
 from calendence.timefmt import from_timestamp, to_timestamp
 
-from hold_service.holds import Hold, HoldBook
+from hold_service.holds import HoldRecord, Holds
 
 
-def hold_message(hold: Hold) -> hold_pb2.Hold:
-    return hold_pb2.Hold(
+def hold_message(hold: HoldRecord) -> hold_pb2.PlacedHold:
+    return hold_pb2.PlacedHold(
         hold_id=hold.hold_id,
         business_id=hold.business_id,
         holder_id=hold.holder_id,
@@ -29,13 +29,13 @@ def hold_message(hold: Hold) -> hold_pb2.Hold:
 
 
 class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
-    def __init__(self, book: HoldBook) -> None:
-        self.book = book
+    def __init__(self, holds: Holds) -> None:
+        self.holds = holds
 
     async def PlaceHold(
         self, request: hold_pb2.PlaceHoldRequest, context: ServicerContext
-    ) -> hold_pb2.Hold:
-        hold = await self.book.place_hold(
+    ) -> hold_pb2.PlacedHold:
+        hold = await self.holds.place_hold(
             business_id=parse_uuid(request.business_id, "business_id"),
             holder_id=request.holder_id,
             service_id=parse_uuid(request.service_id, "service_id"),
@@ -48,7 +48,7 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def ReleaseHold(
         self, request: hold_pb2.ReleaseHoldRequest, context: ServicerContext
     ) -> hold_pb2.ReleaseHoldResponse:
-        await self.book.release_hold(
+        await self.holds.release_hold(
             business_id=parse_uuid(request.business_id, "business_id"),
             hold_id=request.hold_id,
             holder_id=request.holder_id,
@@ -57,8 +57,8 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
 
     async def ConsumeHold(
         self, request: hold_pb2.ConsumeHoldRequest, context: ServicerContext
-    ) -> hold_pb2.Hold:
-        hold = await self.book.consume_hold(
+    ) -> hold_pb2.PlacedHold:
+        hold = await self.holds.consume_hold(
             business_id=parse_uuid(request.business_id, "business_id"),
             hold_id=request.hold_id,
             booking_id=request.booking_id,
@@ -70,7 +70,7 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def ConfirmClaim(
         self, request: hold_pb2.ConfirmClaimRequest, context: ServicerContext
     ) -> hold_pb2.ConfirmClaimResponse:
-        confirmed = await self.book.confirm_claim(
+        confirmed = await self.holds.confirm_claim(
             booking_id=request.booking_id,
             hold_id=request.hold_id,
             resource=request.resource_id,
@@ -83,7 +83,7 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def ListPendingClaims(
         self, request: hold_pb2.ListPendingClaimsRequest, context: ServicerContext
     ) -> hold_pb2.ListPendingClaimsResponse:
-        claims = await self.book.pending_claims(from_timestamp(request.due_before), request.limit)
+        claims = await self.holds.pending_claims(from_timestamp(request.due_before), request.limit)
         return hold_pb2.ListPendingClaimsResponse(
             claims=[
                 hold_pb2.PendingClaim(booking_id=booking_id, deadline=to_timestamp(deadline))
@@ -94,13 +94,13 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def ForgetClaim(
         self, request: hold_pb2.ForgetClaimRequest, context: ServicerContext
     ) -> hold_pb2.ForgetClaimResponse:
-        await self.book.forget_claim(request.booking_id, from_timestamp(request.deadline))
+        await self.holds.forget_claim(request.booking_id, from_timestamp(request.deadline))
         return hold_pb2.ForgetClaimResponse()
 
     async def RestoreHold(
         self, request: hold_pb2.RestoreHoldRequest, context: ServicerContext
-    ) -> hold_pb2.Hold:
-        hold = await self.book.restore_hold(
+    ) -> hold_pb2.PlacedHold:
+        hold = await self.holds.restore_hold(
             business_id=parse_uuid(request.business_id, "business_id"),
             hold_id=request.hold_id,
             booking_id=request.booking_id,
@@ -110,7 +110,7 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def ReserveInterval(
         self, request: hold_pb2.ReserveIntervalRequest, context: ServicerContext
     ) -> hold_pb2.ReserveIntervalResponse:
-        blocked_until = await self.book.move_interval(
+        blocked_until = await self.holds.move_interval(
             business_id=parse_uuid(request.business_id, "business_id"),
             booking_id=request.booking_id,
             resource=request.resource_id,
@@ -131,7 +131,7 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def FreeInterval(
         self, request: hold_pb2.FreeIntervalRequest, context: ServicerContext
     ) -> hold_pb2.FreeIntervalResponse:
-        await self.book.free_interval(
+        await self.holds.free_interval(
             booking_id=request.booking_id,
             resource=request.resource_id,
             starts_at=from_timestamp(request.starts_at),
@@ -142,13 +142,13 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def GetAvailability(
         self, request: hold_pb2.AvailabilityRequest, context: ServicerContext
     ) -> hold_pb2.AvailabilityResponse:
-        timezone, slots = await self.book.availability(
+        timezone, slots = await self.holds.availability(
             business_id=parse_uuid(request.business_id, "business_id"),
             service_id=parse_uuid(request.service_id, "service_id"),
             location_id=parse_uuid(request.location_id, "location_id"),
             staff_id=optional_uuid(request.staff_id, "staff_id"),
-            start=from_timestamp(getattr(request, "from")),
-            end=from_timestamp(request.to),
+            start=from_timestamp(request.start),
+            end=from_timestamp(request.end),
         )
         return hold_pb2.AvailabilityResponse(
             timezone=timezone,

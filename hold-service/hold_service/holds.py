@@ -1,4 +1,4 @@
-"""Placing, releasing and consuming holds: the rules, with Redis behind `HoldStore`."""
+"""Placing, releasing and consuming holds: the rules, with Redis behind `HoldRepository`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from calendence.errors import HoldConflict, InvalidInput, NotFound
 from calendence.ids import existing_id
 
 from hold_service.catalogue_cache import CatalogueCache
-from hold_service.hold_store import HoldLocator, HoldStore, ms
+from hold_service.hold_repository import HoldLocator, HoldRepository, ms
 from hold_service.slots import (
     MAX_AVAILABILITY_DAYS,
     blocked_end,
@@ -27,7 +27,7 @@ from hold_service.slots import (
 
 
 @dataclass(frozen=True)
-class Hold:
+class HoldRecord:
     hold_id: str
     business_id: str
     holder_id: str
@@ -44,7 +44,7 @@ class Hold:
         return orjson.dumps(self.__dict__)
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Hold:
+    def from_json(cls, raw: bytes) -> HoldRecord:
         data = orjson.loads(raw)
         for name in ("starts_at", "ends_at", "expires_at", "blocked_until"):
             data[name] = datetime.fromisoformat(data[name])
@@ -61,15 +61,15 @@ class AvailableSlot:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _local_day(moment: datetime) -> str:
+def _utc_day(moment: datetime) -> str:
     # Load counters are per UTC day: fair enough for spreading work, and timezone-free.
     return moment.astimezone(UTC).date().isoformat()
 
 
-class HoldBook:
+class Holds:
     def __init__(
         self,
-        store: HoldStore,
+        store: HoldRepository,
         catalogue: CatalogueCache,
         ttl: timedelta,
         clock: Callable[[], datetime],
@@ -88,7 +88,7 @@ class HoldBook:
         location_id: UUID,
         staff_id: UUID | None,
         starts_at: datetime,
-    ) -> Hold:
+    ) -> HoldRecord:
         now = self.clock()
         plan = check_slot(
             await self.catalogue.get(business_id),
@@ -105,7 +105,7 @@ class HoldBook:
         if len(candidates) > 1:
             candidates = await self._assignment_order(candidates, needed, fingerprint, starts_at)
         for resource, staff in candidates:
-            hold = Hold(
+            hold = HoldRecord(
                 hold_id=str(uuid.uuid4()),
                 business_id=str(business_id),
                 holder_id=holder_id,
@@ -135,7 +135,7 @@ class HoldBook:
             if outcome == "existing":
                 existing = await self.store.record(resource, hold_id)
                 if existing is not None:
-                    return Hold.from_json(existing)
+                    return HoldRecord.from_json(existing)
         raise HoldConflict("the slot is already held or booked")
 
     async def _assignment_order(
@@ -151,7 +151,7 @@ class HoldBook:
         One Redis round trip; a member seen busy is not tried, one seen free may still
         be taken meanwhile, and the atomic place then moves on to the next.
         """
-        survey = await self.store.survey([r for r, _ in candidates], needed, _local_day(starts_at))
+        survey = await self.store.survey([r for r, _ in candidates], needed, _utc_day(starts_at))
         ranked: list[tuple[int, int, tuple[str, UUID | None]]] = []
         for index, (candidate, (load, values)) in enumerate(zip(candidates, survey, strict=True)):
             held = [v for v in values if v is not None]
@@ -191,14 +191,14 @@ class HoldBook:
         booking_id: str,
         holder_id: str,
         pending: timedelta,
-    ) -> Hold:
+    ) -> HoldRecord:
         """Make a hold a booking's pending claim, which lapses after `pending` unless
         confirmed. `holder_id` empty means the business itself books; a session books
         only its own holds (another's answers as if it did not exist, as on release)."""
         if pending <= timedelta(0):
             raise InvalidInput("bad claim", fields={"pending_ms": "must be positive"})
         locator = await self._locate(business_id, hold_id)
-        day = _local_day(datetime.fromtimestamp(locator.starts_ms / 1000, UTC))
+        day = _utc_day(datetime.fromtimestamp(locator.starts_ms / 1000, UTC))
         outcome, doc = await self.store.consume(
             locator,
             hold_id,
@@ -213,7 +213,7 @@ class HoldBook:
             raise HoldConflict("the slot was booked meanwhile")
         if doc is None:
             raise NotFound("the hold has expired, was used, or does not exist")
-        return Hold.from_json(doc)
+        return HoldRecord.from_json(doc)
 
     async def confirm_claim(
         self,
@@ -245,13 +245,13 @@ class HoldBook:
         # Exact arithmetic: the deadline must match the tracked one to the millisecond.
         await self.store.forget_claim(booking_id, (deadline - _EPOCH) // timedelta(milliseconds=1))
 
-    async def restore_hold(self, *, business_id: UUID, hold_id: str, booking_id: str) -> Hold:
+    async def restore_hold(self, *, business_id: UUID, hold_id: str, booking_id: str) -> HoldRecord:
         locator = await self._locate(business_id, hold_id)
         record = await self.store.record(locator.resource, hold_id)
         if record is None:
             raise NotFound("the hold has expired")
-        hold = Hold.from_json(record)
-        day = _local_day(hold.starts_at)
+        hold = HoldRecord.from_json(record)
+        day = _utc_day(hold.starts_at)
         if not await self.store.restore(
             locator, hold_id, self._granules(locator), booking_id, day, ms(hold.expires_at)
         ):
@@ -262,7 +262,7 @@ class HoldBook:
         self, *, booking_id: str, resource: str, starts_at: datetime, blocked_until: datetime
     ) -> None:
         await self.store.free_booking(
-            resource, granules(starts_at, blocked_until), booking_id, _local_day(starts_at)
+            resource, granules(starts_at, blocked_until), booking_id, _utc_day(starts_at)
         )
 
     async def move_interval(

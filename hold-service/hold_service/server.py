@@ -18,8 +18,8 @@ from nats.aio.msg import Msg
 
 from hold_service.catalogue_cache import CatalogueCache
 from hold_service.grpc_api import HoldServicer
-from hold_service.hold_store import HoldStore
-from hold_service.holds import HoldBook
+from hold_service.hold_repository import HoldRepository
+from hold_service.holds import Holds
 
 log = logging.getLogger("hold_service")
 
@@ -58,7 +58,9 @@ async def serve(settings: HoldServiceSettings) -> None:
         cache.invalidate(UUID(orjson.loads(message.data)["business_id"]))
 
     await nc.subscribe(events.CATALOGUE_CHANGED_SUBJECT, cb=on_catalogue_change)
-    book = HoldBook(HoldStore(redis), cache, timedelta(seconds=settings.hold_ttl_seconds), utcnow)
+    holds = Holds(
+        HoldRepository(redis), cache, timedelta(seconds=settings.hold_ttl_seconds), utcnow
+    )
 
     async def redis_probe() -> None:
         await redis.ping()
@@ -68,7 +70,7 @@ async def serve(settings: HoldServiceSettings) -> None:
 
     health = rpc.DependencyHealth({"redis": redis_probe, "nats": nats_probe})
     server = rpc.build_server(
-        [lambda s: hold_pb2_grpc.add_HoldServiceServicer_to_server(HoldServicer(book), s)],
+        [lambda s: hold_pb2_grpc.add_HoldServiceServicer_to_server(HoldServicer(holds), s)],
         health,
         settings.hold_service_port,
     )

@@ -13,9 +13,9 @@ from calendence.schemas.common import parse_json
 from calendence.schemas.webhooks import RedeliverRequest
 from calendence.timefmt import to_iso
 
-from notify_service.delivery_store import DeliveryStore
+from notify_service.delivery_repository import DeliveryRepository
 
-# What DeliveryStore.redeliver reports missing -> the error the caller sees.
+# What DeliveryRepository.redeliver reports missing -> the error the caller sees.
 _REDELIVER_ERRORS: dict[str, tuple[type[DomainError], str]] = {
     "endpoint": (NotFound, "no such webhook endpoint"),
     "event": (NotFound, "no such event; only events this business has had can be redelivered"),
@@ -52,7 +52,7 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class Deliveries:
-    def __init__(self, store: DeliveryStore, on_new: Callable[[], None]) -> None:
+    def __init__(self, store: DeliveryRepository, on_new: Callable[[], None]) -> None:
         self.store = store
         self.on_new = on_new
 

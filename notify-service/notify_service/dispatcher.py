@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from calendence.logs import access_log, log_fields
 
-from notify_service.delivery_store import AttemptResult, Claim, DeliveryStore
+from notify_service.delivery_repository import AttemptResult, Claim, DeliveryRepository
 from notify_service.leased_work import finish_or_give_back
 from notify_service.schedule import retry_in
 
@@ -42,7 +42,7 @@ class Limits:
 
 class Dispatcher:
     def __init__(
-        self, store: DeliveryStore, attempt: Attempt, watermark: Watermark, limits: Limits
+        self, store: DeliveryRepository, attempt: Attempt, watermark: Watermark, limits: Limits
     ) -> None:
         self.store = store
         self.attempt = attempt

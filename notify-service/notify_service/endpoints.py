@@ -19,7 +19,7 @@ from calendence.schemas.webhooks import EndpointFields
 from calendence.timefmt import to_iso
 
 from notify_service import targets
-from notify_service.endpoint_store import EndpointStore
+from notify_service.endpoint_repository import EndpointRepository
 from notify_service.signing import new_secret
 
 # How long a rotated-out secret keeps signing beside the new one.
@@ -49,7 +49,7 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class Endpoints:
-    def __init__(self, store: EndpointStore, allow_private_targets: bool) -> None:
+    def __init__(self, store: EndpointRepository, allow_private_targets: bool) -> None:
         self.store = store
         self.allow_private_targets = allow_private_targets
 

@@ -15,7 +15,7 @@ from calendence.timefmt import to_timestamp
 from notify_service.deliveries import Deliveries
 from notify_service.endpoints import Endpoints
 from notify_service.mailer import render_message
-from notify_service.message_store import MessageStore
+from notify_service.message_repository import MessageRepository
 from notify_service.receipts import ReceiptRepository
 
 
@@ -35,7 +35,7 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
         receipts: ReceiptRepository,
         endpoints: Endpoints,
         deliveries: Deliveries,
-        messages: MessageStore,
+        messages: MessageRepository,
     ) -> None:
         self.receipts = receipts
         self.endpoints = endpoints

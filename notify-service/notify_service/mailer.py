@@ -26,7 +26,7 @@ from calendence.timefmt import to_iso
 
 from notify_service import mail
 from notify_service.leased_work import finish_or_give_back
-from notify_service.message_store import MessageClaim, MessageStore, NewMessage
+from notify_service.message_repository import MessageClaim, MessageRepository, NewMessage
 from notify_service.schedule import retry_in
 
 log = logging.getLogger("notify_service.mailer")
@@ -132,7 +132,7 @@ def render_message(row: dict[str, Any]) -> dict[str, Any]:
 class Mailer:
     def __init__(
         self,
-        store: MessageStore,
+        store: MessageRepository,
         server: SmtpServer,
         sender: str,
         *,

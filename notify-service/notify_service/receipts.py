@@ -1,5 +1,5 @@
 """Reading received events: one row per event id, counting redeliveries (stored by
-`DeliveryStore.record_events`, with the deliveries they make)."""
+`DeliveryRepository.record_events`, with the deliveries they make)."""
 
 from __future__ import annotations
 

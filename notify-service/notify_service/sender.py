@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from notify_service import targets
-from notify_service.delivery_store import AttemptResult, Claim
+from notify_service.delivery_repository import AttemptResult, Claim
 from notify_service.signing import webhook_headers
 
 USER_AGENT = "Calendence-Webhooks/1"

@@ -19,13 +19,13 @@ from calendence.storage import open_pool
 
 from notify_service.consumer import consume_events, ensure_consumer, stream_watermark
 from notify_service.deliveries import Deliveries
-from notify_service.delivery_store import DeliveryStore
+from notify_service.delivery_repository import DeliveryRepository
 from notify_service.dispatcher import Dispatcher, Limits
-from notify_service.endpoint_store import EndpointStore
+from notify_service.endpoint_repository import EndpointRepository
 from notify_service.endpoints import Endpoints
 from notify_service.grpc_api import NotifyServicer
 from notify_service.mailer import Mailer, SmtpServer
-from notify_service.message_store import MessageStore
+from notify_service.message_repository import MessageRepository
 from notify_service.receipts import ReceiptRepository
 from notify_service.sender import Sender
 
@@ -52,7 +52,7 @@ async def serve(settings: NotifyServiceSettings) -> None:
     await rpc.connect_with_retry("nats", lambda: ensure_consumer(js))
     if settings.webhooks_allow_private_targets:
         log.warning("webhooks may reach private addresses and http URLs (development only)")
-    store = DeliveryStore(pool)
+    store = DeliveryRepository(pool)
     sender = Sender(
         settings.webhooks_allow_private_targets,
         settings.webhooks_attempt_timeout_seconds,
@@ -72,7 +72,7 @@ async def serve(settings: NotifyServiceSettings) -> None:
         ),
     )
 
-    messages = MessageStore(pool)
+    messages = MessageRepository(pool)
     mailer = None
     if settings.smtp_url:
         mailer = Mailer(
@@ -106,7 +106,7 @@ async def serve(settings: NotifyServiceSettings) -> None:
     health = rpc.DependencyHealth({"postgres": postgres_probe, "nats": nats_probe})
     servicer = NotifyServicer(
         ReceiptRepository(pool),
-        Endpoints(EndpointStore(pool), settings.webhooks_allow_private_targets),
+        Endpoints(EndpointRepository(pool), settings.webhooks_allow_private_targets),
         Deliveries(store, dispatcher.wake),
         messages,
     )

@@ -12,7 +12,7 @@ One module per job: `document` (the public booking document), `custom_fields`
 `sweeps` (expired checkouts and pending claims); `desk` puts them together.
 """
 
-from booking_service.bookings.desk import BookingDesk
+from booking_service.bookings.desk import Bookings
 from booking_service.bookings.document import render
 
-__all__ = ["BookingDesk", "render"]
+__all__ = ["Bookings", "render"]

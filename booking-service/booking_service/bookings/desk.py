@@ -6,5 +6,5 @@ from booking_service.bookings.creation import Creation
 from booking_service.bookings.sweeps import Sweeps
 
 
-class BookingDesk(Creation, Sweeps):
+class Bookings(Creation, Sweeps):
     """Creates, reads, changes, settles and repairs bookings."""

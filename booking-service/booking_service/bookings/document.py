@@ -67,6 +67,6 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         # The booking rules in force when it was made; later changes leave it alone.
         "policy": row["policy"],
         "version": row["version"],
-        # Where the client views, moves or cancels it; set by BookingDesk while it works.
+        # Where the client views, moves or cancels it; set by Bookings while it works.
         "manage_url": row.get("manage_url"),
     }

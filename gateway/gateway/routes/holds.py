@@ -151,8 +151,8 @@ async def free_times(
             service_id=service_id,
             location_id=location_id,
             staff_id=staff_id,
-            to=to_timestamp(end),
-            **{"from": to_timestamp(start)},
+            start=to_timestamp(start),
+            end=to_timestamp(end),
         ),
     )
     zone = ZoneInfo(answer.timezone)

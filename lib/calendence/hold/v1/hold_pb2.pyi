@@ -56,7 +56,7 @@ class PlaceHoldRequest(_message.Message):
 Global___PlaceHoldRequest: _TypeAlias = PlaceHoldRequest  # noqa: Y015
 
 @_typing.final
-class Hold(_message.Message):
+class PlacedHold(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     HOLD_ID_FIELD_NUMBER: _builtins.int
@@ -108,7 +108,7 @@ class Hold(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Hold: _TypeAlias = Hold  # noqa: Y015
+Global___PlacedHold: _TypeAlias = PlacedHold  # noqa: Y015
 
 @_typing.final
 class ReleaseHoldRequest(_message.Message):
@@ -504,14 +504,18 @@ class AvailabilityRequest(_message.Message):
     SERVICE_ID_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
     STAFF_ID_FIELD_NUMBER: _builtins.int
-    FROM_FIELD_NUMBER: _builtins.int
-    TO_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
     business_id: _builtins.str
     service_id: _builtins.str
     location_id: _builtins.str
     staff_id: _builtins.str
     @_builtins.property
-    def to(self) -> _timestamp_pb2.Timestamp: ...
+    def start(self) -> _timestamp_pb2.Timestamp:
+        """The window [start, end) to list bookable start times in."""
+
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -519,11 +523,12 @@ class AvailabilityRequest(_message.Message):
         service_id: _builtins.str = ...,
         location_id: _builtins.str = ...,
         staff_id: _builtins.str = ...,
-        to: _timestamp_pb2.Timestamp | None = ...,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "to", b"to"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_id", b"business_id", "from", b"from", "location_id", b"location_id", "service_id", b"service_id", "staff_id", b"staff_id", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_id", b"business_id", "end", b"end", "location_id", b"location_id", "service_id", b"service_id", "staff_id", b"staff_id", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -37,7 +37,7 @@ class HoldServiceStub:
         self.PlaceHold = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/PlaceHold',
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldRequest.SerializeToString,
-                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.FromString,
+                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.FromString,
                 _registered_method=True)
         self.ReleaseHold = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/ReleaseHold',
@@ -47,12 +47,12 @@ class HoldServiceStub:
         self.ConsumeHold = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/ConsumeHold',
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldRequest.SerializeToString,
-                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.FromString,
+                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.FromString,
                 _registered_method=True)
         self.RestoreHold = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/RestoreHold',
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.RestoreHoldRequest.SerializeToString,
-                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.FromString,
+                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.FromString,
                 _registered_method=True)
         self.ConfirmClaim = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/ConfirmClaim',
@@ -165,7 +165,7 @@ def add_HoldServiceServicer_to_server(servicer, server):
             'PlaceHold': grpc.unary_unary_rpc_method_handler(
                     servicer.PlaceHold,
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldRequest.FromString,
-                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.SerializeToString,
+                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.SerializeToString,
             ),
             'ReleaseHold': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseHold,
@@ -175,12 +175,12 @@ def add_HoldServiceServicer_to_server(servicer, server):
             'ConsumeHold': grpc.unary_unary_rpc_method_handler(
                     servicer.ConsumeHold,
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldRequest.FromString,
-                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.SerializeToString,
+                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.SerializeToString,
             ),
             'RestoreHold': grpc.unary_unary_rpc_method_handler(
                     servicer.RestoreHold,
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.RestoreHoldRequest.FromString,
-                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.SerializeToString,
+                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.SerializeToString,
             ),
             'ConfirmClaim': grpc.unary_unary_rpc_method_handler(
                     servicer.ConfirmClaim,
@@ -239,7 +239,7 @@ class HoldService:
             target,
             '/calendence.hold.v1.HoldService/PlaceHold',
             calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldRequest.SerializeToString,
-            calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.FromString,
+            calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.FromString,
             options,
             channel_credentials,
             insecure,
@@ -293,7 +293,7 @@ class HoldService:
             target,
             '/calendence.hold.v1.HoldService/ConsumeHold',
             calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldRequest.SerializeToString,
-            calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.FromString,
+            calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.FromString,
             options,
             channel_credentials,
             insecure,
@@ -320,7 +320,7 @@ class HoldService:
             target,
             '/calendence.hold.v1.HoldService/RestoreHold',
             calendence_dot_hold_dot_v1_dot_hold__pb2.RestoreHoldRequest.SerializeToString,
-            calendence_dot_hold_dot_v1_dot_hold__pb2.Hold.FromString,
+            calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.FromString,
             options,
             channel_credentials,
             insecure,

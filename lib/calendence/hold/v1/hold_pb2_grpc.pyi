@@ -31,15 +31,15 @@ class HoldServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> HoldServiceAsyncStub: ...
-    PlaceHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.PlaceHoldRequest, _hold_pb2.Hold]
+    PlaceHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.PlaceHoldRequest, _hold_pb2.PlacedHold]
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ReleaseHoldRequest, _hold_pb2.ReleaseHoldResponse]
-    ConsumeHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ConsumeHoldRequest, _hold_pb2.Hold]
+    ConsumeHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ConsumeHoldRequest, _hold_pb2.PlacedHold]
     """Marks a hold as used by a booking and turns its interval into a pending claim
     that lapses after `pending_ms` unless ConfirmClaim makes it last until the
     booking ends; consuming a hold used by another booking is NOT_FOUND, again by the
     same booking refreshes the pending claim.
     """
-    RestoreHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.RestoreHoldRequest, _hold_pb2.Hold]
+    RestoreHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.RestoreHoldRequest, _hold_pb2.PlacedHold]
     """Undoes ConsumeHold when the booking could not be written."""
     ConfirmClaim: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ConfirmClaimRequest, _hold_pb2.ConfirmClaimResponse]
     """Makes a committed booking's pending claim last until the booking ends."""
@@ -56,15 +56,15 @@ class HoldServiceStub:
 @_typing.type_check_only
 class HoldServiceAsyncStub(HoldServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    PlaceHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.PlaceHoldRequest, _hold_pb2.Hold]  # type: ignore[assignment]
+    PlaceHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.PlaceHoldRequest, _hold_pb2.PlacedHold]  # type: ignore[assignment]
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.ReleaseHoldRequest, _hold_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
-    ConsumeHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.ConsumeHoldRequest, _hold_pb2.Hold]  # type: ignore[assignment]
+    ConsumeHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.ConsumeHoldRequest, _hold_pb2.PlacedHold]  # type: ignore[assignment]
     """Marks a hold as used by a booking and turns its interval into a pending claim
     that lapses after `pending_ms` unless ConfirmClaim makes it last until the
     booking ends; consuming a hold used by another booking is NOT_FOUND, again by the
     same booking refreshes the pending claim.
     """
-    RestoreHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.RestoreHoldRequest, _hold_pb2.Hold]  # type: ignore[assignment]
+    RestoreHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.RestoreHoldRequest, _hold_pb2.PlacedHold]  # type: ignore[assignment]
     """Undoes ConsumeHold when the booking could not be written."""
     ConfirmClaim: _aio.UnaryUnaryMultiCallable[_hold_pb2.ConfirmClaimRequest, _hold_pb2.ConfirmClaimResponse]  # type: ignore[assignment]
     """Makes a committed booking's pending claim last until the booking ends."""
@@ -84,7 +84,7 @@ class HoldServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _hold_pb2.PlaceHoldRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_hold_pb2.Hold, _abc.Awaitable[_hold_pb2.Hold]]: ...
+    ) -> _typing.Union[_hold_pb2.PlacedHold, _abc.Awaitable[_hold_pb2.PlacedHold]]: ...
 
     @_abc_1.abstractmethod
     def ReleaseHold(
@@ -98,7 +98,7 @@ class HoldServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _hold_pb2.ConsumeHoldRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_hold_pb2.Hold, _abc.Awaitable[_hold_pb2.Hold]]:
+    ) -> _typing.Union[_hold_pb2.PlacedHold, _abc.Awaitable[_hold_pb2.PlacedHold]]:
         """Marks a hold as used by a booking and turns its interval into a pending claim
         that lapses after `pending_ms` unless ConfirmClaim makes it last until the
         booking ends; consuming a hold used by another booking is NOT_FOUND, again by the
@@ -110,7 +110,7 @@ class HoldServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _hold_pb2.RestoreHoldRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_hold_pb2.Hold, _abc.Awaitable[_hold_pb2.Hold]]:
+    ) -> _typing.Union[_hold_pb2.PlacedHold, _abc.Awaitable[_hold_pb2.PlacedHold]]:
         """Undoes ConsumeHold when the booking could not be written."""
 
     @_abc_1.abstractmethod

@@ -61,7 +61,7 @@ def order_key(event: dict[str, Any]) -> str:
     return str(subject or event["id"])
 
 
-class DeliveryStore:
+class DeliveryRepository:
     def __init__(self, db: asyncpg.Pool) -> None:
         self.db = db
 

@@ -37,7 +37,7 @@ class MessageClaim:
     event: dict[str, Any]
 
 
-class MessageStore:
+class MessageRepository:
     def __init__(self, db: asyncpg.Pool) -> None:
         self.db = db
 

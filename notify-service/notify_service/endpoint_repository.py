@@ -12,7 +12,7 @@ _COLUMNS = """id, seq, business_id, url, description, events, enabled, disabled_
     disabled_at, failing_since, previous_secret_expires_at, created_at, updated_at"""
 
 
-class EndpointStore:
+class EndpointRepository:
     def __init__(self, db: asyncpg.Pool) -> None:
         self.db = db
 

@@ -240,7 +240,7 @@ class HoldLocator:
     blocked_ms: int
 
 
-class HoldStore:
+class HoldRepository:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._place = redis.register_script(_PLACE)
