@@ -19,9 +19,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import orjson
-import uvloop
 from aiohttp import web
-from naive_hold_app import TTL, alive, echo_request_id
+from naive_hold_app import TTL, alive, echo_request_id, serve
 from redis.asyncio import Redis
 
 SERVICE_DURATION = timedelta(minutes=int(os.environ.get("NAIVE_SERVICE_MINUTES", "30")))
@@ -145,15 +144,7 @@ def main() -> None:
     app.router.add_post("/api/v1/bookings/hold", hold)
     app.router.add_post("/api/v1/bookings", book)
     app.cleanup_ctx.append(stores)
-    web.run_app(
-        app,
-        host="127.0.0.1",
-        port=int(os.environ["NAIVE_PORT"]),
-        access_log=None,
-        print=None,
-        backlog=1024,
-        loop=uvloop.new_event_loop(),
-    )
+    serve(app)
 
 
 if __name__ == "__main__":

@@ -67,11 +67,8 @@ async def redis_client(app: web.Application):  # type: ignore[no-untyped-def]
     await app[REDIS].aclose()
 
 
-def main() -> None:
-    app = web.Application(middlewares=[echo_request_id])
-    app.router.add_get("/healthz", alive)
-    app.router.add_post("/api/v1/bookings/hold", hold)
-    app.cleanup_ctx.append(redis_client)
+def serve(app: web.Application) -> None:
+    """Run a floor app on NAIVE_PORT as the gateway runs: uvloop, no access log."""
     web.run_app(
         app,
         host="127.0.0.1",
@@ -81,6 +78,14 @@ def main() -> None:
         backlog=1024,
         loop=uvloop.new_event_loop(),
     )
+
+
+def main() -> None:
+    app = web.Application(middlewares=[echo_request_id])
+    app.router.add_get("/healthz", alive)
+    app.router.add_post("/api/v1/bookings/hold", hold)
+    app.cleanup_ctx.append(redis_client)
+    serve(app)
 
 
 if __name__ == "__main__":
