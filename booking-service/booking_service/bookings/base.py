@@ -1,4 +1,4 @@
-"""What every part of the booking desk shares: its dependencies and the reads."""
+"""What every part of `Bookings` shares: its dependencies and the reads."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from booking_service.reminder_repository import ReminderSchedule
 
 
 class DeskBase:
-    """The dependencies every job of the desk uses, and reading bookings."""
+    """The dependencies every job on bookings uses, and reading bookings."""
 
     def __init__(
         self,

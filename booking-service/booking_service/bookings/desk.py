@@ -1,4 +1,4 @@
-"""The booking desk: every job on bookings behind one object the gRPC layer calls."""
+"""The `Bookings` domain object: every job on bookings behind one object the gRPC layer calls."""
 
 from __future__ import annotations
 
