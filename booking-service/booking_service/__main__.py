@@ -1,4 +1,4 @@
-"""`calendence-booking-service [serve|migrate]` (serve is the default)."""
+"""`calendence-booking-service [serve]`: serve bookings over gRPC until SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from booking_service.server import serve
 
 
 def main() -> None:
-    settings = BookingServiceSettings()
-    run_service(
-        "booking-service", settings, serve, migrations=(settings.database_url, "booking_service")
-    )
+    run_service("booking-service", BookingServiceSettings(), serve)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import orjson
 from calendence import events, jsonfmt
 from calendence.errors import DomainError, NotFound
-from calendence.migrations import migrate
+from calendence.migrations import SchemaBehind
 from calendence.principals import KeyKind
 from calendence.schemas.catalogue import BusinessFields
 from calendence.settings import BookingServiceSettings
-from calendence.storage import open_pool
+from calendence.store_startup import connect_postgres
 
 from booking_service.catalogue import Catalogue
 from booking_service.domain import build_domain
@@ -43,10 +44,22 @@ def _key_json(issued: IssuedKey) -> dict[str, Any]:
     }
 
 
+async def _open_pool(settings: BookingServiceSettings) -> asyncpg.Pool:
+    """A small pool on a database `calendence-migrate` brought to this code's schema;
+    an operator's command fails at once rather than waiting for PostgreSQL."""
+    return await connect_postgres(
+        settings.database_url,
+        schema="booking_service",
+        min_size=1,
+        max_size=2,
+        acquire_timeout=3.0,
+        attempts=1,
+    )
+
+
 @contextlib.asynccontextmanager
 async def _domain(settings: BookingServiceSettings) -> AsyncIterator[tuple[Tenancy, Catalogue]]:
-    await migrate(settings.database_url, "booking_service")
-    pool = await open_pool(settings.database_url, 1, 2)
+    pool = await _open_pool(settings)
     nc = None
     with contextlib.suppress(Exception):
         nc = await asyncio.wait_for(events.connect(settings.nats_url, "calendence-admin"), 3)
@@ -179,7 +192,7 @@ async def load_demo(tenancy: Tenancy, catalogue: Catalogue) -> dict[str, Any]:
 async def rotate_manage_key(settings: BookingServiceSettings, retire_previous: bool) -> Any:
     """A new key signs manage links from now on (services pick it up within a minute);
     links signed before keep working unless the previous keys are retired."""
-    pool = await open_pool(settings.database_url, 1, 2)
+    pool = await _open_pool(settings)
     try:
         repository = ManageRepository(pool)
         await repository.add_link_key(secrets.token_bytes(32), only_if_none=False)
@@ -256,6 +269,12 @@ def main(argv: list[str] | None = None) -> None:
     except DomainError as error:
         # An operator's mistake (an unknown hub, say) is one line, not a traceback.
         sys.stderr.write(f"calendence-admin: {error.detail}\n")
+        raise SystemExit(1) from None
+    except SchemaBehind as behind:
+        sys.stderr.write(
+            f"calendence-admin: the database lacks migrations {behind.missing}: "
+            "run calendence-migrate first\n"
+        )
         raise SystemExit(1) from None
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
 

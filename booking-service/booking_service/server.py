@@ -8,14 +8,13 @@ import logging
 from datetime import timedelta
 
 import orjson
-from calendence import events, rpc
+from calendence import rpc
 from calendence.auth.v1 import auth_pb2_grpc
 from calendence.booking.v1 import booking_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2_grpc
 from calendence.manage.v1 import manage_pb2_grpc
-from calendence.migrations import migrate
 from calendence.settings import BookingServiceSettings
-from calendence.storage import open_pool
+from calendence.store_startup import connect_nats, connect_postgres, connect_with_retry
 
 from booking_service.booking_repository import BookingRepository
 from booking_service.bookings import Bookings
@@ -36,22 +35,15 @@ log = logging.getLogger("booking_service")
 
 
 async def serve(settings: BookingServiceSettings) -> None:
-    dsn = settings.database_url
-    await rpc.connect_with_retry("postgres", lambda: migrate(dsn, "booking_service"))
-    pool = await rpc.connect_with_retry(
-        "postgres",
-        lambda: open_pool(
-            dsn,
-            settings.db_pool_min,
-            settings.db_pool_max,
-            settings.db_pool_acquire_timeout_seconds,
-        ),
+    pool = await connect_postgres(
+        settings.database_url,
+        schema="booking_service",
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        acquire_timeout=settings.db_pool_acquire_timeout_seconds,
     )
-    nc = await rpc.connect_with_retry(
-        "nats", lambda: events.connect(settings.nats_url, "booking-service")
-    )
+    nc = await connect_nats(settings.nats_url, "booking-service", events_stream=True)
     js = nc.jetstream()
-    await rpc.connect_with_retry("nats", lambda: events.ensure_events_stream(js))
 
     async def publish(subject: str, payload: dict[str, str]) -> None:
         await nc.publish(subject, orjson.dumps(payload))
@@ -65,7 +57,7 @@ async def serve(settings: BookingServiceSettings) -> None:
     )
     manage_repository = ManageRepository(pool)
     links = ManageLinks(manage_repository, settings.public_base_url)
-    await rpc.connect_with_retry("postgres", links.load)
+    await connect_with_retry("postgres", links.load)
     booking_repository = BookingRepository(pool)
     bookings = Bookings(
         pool,

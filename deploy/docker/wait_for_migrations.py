@@ -18,45 +18,36 @@ import os
 import sys
 import time
 
-# The database each service owns: (settings class, its URL field, migrations package).
-SERVICES = {
-    "booking-service": ("BookingServiceSettings", "database_url", "booking_service"),
-    "notify-service": ("NotifyServiceSettings", "notify_database_url", "notify_service"),
-}
+import asyncpg
+from calendence.migrations import (
+    applied_versions,
+    database_urls,
+    load_migrations,
+    missing_versions,
+)
+
+# Each service with a database: its migrations package (calendence-migrate's name).
+SERVICES = {"booking-service": "booking_service", "notify-service": "notify_service"}
 POLL_SECONDS = 2.0
 
 
-def missing_versions(shipped: set[int], applied: set[int]) -> list[int]:
-    return sorted(shipped - applied)
-
-
-async def applied_versions(dsn: str, package: str) -> set[int]:
-    import asyncpg
-
+async def database_versions(dsn: str, package: str) -> set[int]:
     connection = await asyncpg.connect(dsn, timeout=5)
     try:
-        rows = await connection.fetch(
-            "SELECT version FROM schema_migrations WHERE service = $1", package
-        )
-    except asyncpg.UndefinedTableError:
-        return set()  # the job has not created the table yet
+        return await applied_versions(connection, package)
     finally:
         await connection.close()
-    return {int(row["version"]) for row in rows}
 
 
 async def wait(service: str, timeout: float) -> bool:
-    from calendence import settings as settings_module
-    from calendence.migrations import load_migrations
-
-    class_name, field, package = SERVICES[service]
-    dsn = str(getattr(getattr(settings_module, class_name)(), field))
+    package = SERVICES[service]
+    dsn = database_urls()[package]
     shipped = {m.version for m in load_migrations(package)}
     deadline = time.monotonic() + timeout
     reason = ""
     while True:
         try:
-            missing = missing_versions(shipped, await applied_versions(dsn, package))
+            missing = missing_versions(shipped, await database_versions(dsn, package))
             if not missing:
                 print(f"{service}: schema is up to date", file=sys.stderr)
                 return True

@@ -9,6 +9,7 @@ from aiohttp import web
 from calendence import events, rpc
 from calendence.settings import GatewaySettings
 from calendence.storage import open_redis
+from calendence.store_startup import connect_nats, connect_redis
 from nats.aio.msg import Msg
 
 from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, NATS, REDIS, SETTINGS
@@ -69,15 +70,14 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
         downstream.auth, settings.auth_cache_seconds, settings.rpc_timeout_seconds
     )
     app[AUTHENTICATOR] = authenticator
-    nc = await rpc.connect_with_retry("nats", lambda: events.connect(settings.nats_url, "gateway"))
+    nc = await connect_nats(settings.nats_url, "gateway")
     app[NATS] = nc
-    redis = open_redis(
+    redis = await connect_redis(
         settings.redis_url,
         settings.gateway_redis_pool_max,
         settings.gateway_redis_pool_timeout_seconds,
         health_check_interval=30,
     )
-    await rpc.connect_with_retry("redis", redis.ping)
     app[REDIS] = redis
     app[IDEMPOTENCY] = IdempotencyRepository(redis, settings.idempotency_ttl_seconds)
     # Its own pool with short waits: a silent or saturated Redis must not stall every

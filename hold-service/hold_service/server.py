@@ -12,7 +12,7 @@ from calendence import events, rpc
 from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.hold.v1 import hold_pb2_grpc
 from calendence.settings import HoldServiceSettings
-from calendence.storage import open_redis
+from calendence.store_startup import connect_nats, connect_redis
 from calendence.timefmt import utcnow
 from nats.aio.msg import Msg
 
@@ -27,16 +27,13 @@ CATALOGUE_FETCH_SECONDS = 3.0
 
 
 async def serve(settings: HoldServiceSettings) -> None:
-    redis = open_redis(
+    redis = await connect_redis(
         settings.redis_url,
         settings.redis_pool_max,
         settings.redis_pool_timeout_seconds,
         health_check_interval=30,
     )
-    await rpc.connect_with_retry("redis", redis.ping)
-    nc = await rpc.connect_with_retry(
-        "nats", lambda: events.connect(settings.nats_url, "hold-service")
-    )
+    nc = await connect_nats(settings.nats_url, "hold-service")
     booking_channel = rpc.open_channel(settings.booking_service_addr)
     catalogue_stub = catalogue_pb2_grpc.CatalogueServiceStub(booking_channel)
 

@@ -1,4 +1,4 @@
-"""`calendence-notify-service [serve|migrate]` (serve is the default)."""
+"""`calendence-notify-service [serve]`: deliver webhooks and emails until SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,13 +9,7 @@ from notify_service.server import serve
 
 
 def main() -> None:
-    settings = NotifyServiceSettings()
-    run_service(
-        "notify-service",
-        settings,
-        serve,
-        migrations=(settings.notify_database_url, "notify_service"),
-    )
+    run_service("notify-service", NotifyServiceSettings(), serve)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,11 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
-from calendence import events, rpc
+from calendence import rpc
 from calendence.logs import log_fields
-from calendence.migrations import migrate
 from calendence.notify.v1 import notify_pb2_grpc
 from calendence.settings import NotifyServiceSettings
-from calendence.storage import open_pool
+from calendence.store_startup import connect_nats, connect_postgres, connect_with_retry
 
 from notify_service.consumer import consume_events, ensure_consumer, stream_watermark
 from notify_service.deliveries import Deliveries
@@ -36,20 +34,16 @@ _LEASE_MARGIN_SECONDS = 20.0
 
 
 async def serve(settings: NotifyServiceSettings) -> None:
-    dsn = settings.notify_database_url
-    await rpc.connect_with_retry("postgres", lambda: migrate(dsn, "notify_service"))
-    pool: asyncpg.Pool = await rpc.connect_with_retry(
-        "postgres",
-        lambda: open_pool(
-            dsn, 1, settings.notify_db_pool_max, settings.notify_db_pool_acquire_timeout_seconds
-        ),
+    pool = await connect_postgres(
+        settings.notify_database_url,
+        schema="notify_service",
+        min_size=1,
+        max_size=settings.notify_db_pool_max,
+        acquire_timeout=settings.notify_db_pool_acquire_timeout_seconds,
     )
-    nc = await rpc.connect_with_retry(
-        "nats", lambda: events.connect(settings.nats_url, "notify-service")
-    )
+    nc = await connect_nats(settings.nats_url, "notify-service", events_stream=True)
     js = nc.jetstream()
-    await rpc.connect_with_retry("nats", lambda: events.ensure_events_stream(js))
-    await rpc.connect_with_retry("nats", lambda: ensure_consumer(js))
+    await connect_with_retry("nats", lambda: ensure_consumer(js))
     if settings.webhooks_allow_private_targets:
         log.warning("webhooks may reach private addresses and http URLs (development only)")
     store = DeliveryRepository(pool)

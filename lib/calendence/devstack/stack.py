@@ -83,6 +83,9 @@ class LocalStack:
             **mail_env,
             **self.service_env,
         }
+        # Services check their schema at start and refuse an older one: migrate first,
+        # with the command compose and the Kubernetes Job run.
+        self.migrate()
         for name in SERVICES:
             self.start_service(name)
         self.wait_until_ready()
@@ -157,6 +160,21 @@ class LocalStack:
         port = int(self.stores["smtp"].url.rsplit(":", 1)[1])
         url, self.mailbox, process = start_smtp(self.state_dir, port)
         self.stores["smtp"] = RunningStore("smtp", url, process)
+
+    def migrate(self) -> None:
+        """Run `calendence-migrate` against this stack's databases."""
+        log_path = self.state_dir / "logs" / "migrate.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as log:
+            done = subprocess.run(
+                [sys.executable, "-m", "calendence.migrations"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+            )
+        if done.returncode != 0:
+            raise RuntimeError(f"calendence-migrate failed; its log: {log_path}")
 
     def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
         process = ManagedProcess(
