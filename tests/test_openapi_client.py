@@ -23,7 +23,7 @@ from tests.hold_helpers import open_shop
 OPENAPI = "/api/v1/openapi.json"
 PACKAGE = "calendence_generated_client"
 # The generator's defaults, but for enums as literals: the time zone enum has names that
-# differ only in case (`GMT0`, `GMT-0`), which its enum classes cannot tell apart.
+# would share a member name (`GMT0` and `Etc/GMT0` both become `GMT0`).
 CONFIG = "literal_enums: true\npost_hooks: []\n"
 
 

@@ -31,10 +31,7 @@ class EndpointRepository:
             """,
             endpoint_id,
             business_id,
-            fields["url"],
-            fields["description"],
-            fields["events"],
-            fields["enabled"],
+            *_field_values(fields),
             secret,
         )
         return dict(row)
@@ -80,10 +77,7 @@ class EndpointRepository:
             """,
             endpoint_id,
             business_id,
-            fields["url"],
-            fields["description"],
-            fields["events"],
-            fields["enabled"],
+            *_field_values(fields),
         )
         return dict(row) if row else None
 
@@ -112,3 +106,8 @@ class EndpointRepository:
             overlap,
         )
         return dict(row) if row else None
+
+
+def _field_values(fields: dict[str, Any]) -> tuple[Any, ...]:
+    """An endpoint's stored fields in the order the INSERT and UPDATE take them ($3-$6)."""
+    return fields["url"], fields["description"], fields["events"], fields["enabled"]
