@@ -134,6 +134,23 @@ async def test_notify_service_on_a_database_one_migration_behind_exits_naming_it
     assert refusal["missing_migrations"] == [newest]
 
 
+async def test_the_admin_command_on_a_never_migrated_database_says_to_migrate(
+    stack: LocalStack, empty_database: str
+) -> None:
+    env = {**stack.env, "DATABASE_URL": empty_database}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "booking_service.admin", "create-hub", "--name", "Too Early"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "run calendence-migrate first" in done.stderr
+    assert done.stdout == ""
+
+
 def test_a_service_asked_to_migrate_points_at_the_migrate_command(stack: LocalStack) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "booking_service", "migrate"],
@@ -173,7 +190,9 @@ def test_a_service_whose_store_is_down_retries_and_says_why(stack: LocalStack) -
         },
     )
     try:
-        deadline = time.monotonic() + 10
+        # Generous: on a busy machine the imports alone can take seconds; the loop
+        # ends as soon as two retries are logged.
+        deadline = time.monotonic() + 30
         retries: list[dict[str, Any]] = []
         while time.monotonic() < deadline and len(retries) < 2:
             time.sleep(0.2)
