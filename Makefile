@@ -15,8 +15,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 ## Start PostgreSQL, Redis, NATS and the four services; Ctrl-C stops them all.
+## REPLICAS=2: two processes of each service; CLUSTER=1: a NATS cluster and a Redis
+## Cluster instead of one server each.
+REPLICAS ?= 1
+CLUSTER ?=
 run: install
-	$(BIN)/calendence-stack
+	$(BIN)/calendence-stack --replicas $(REPLICAS) $(if $(filter 1 true yes,$(CLUSTER)),--cluster)
 
 ## Debian's Chromium and its chromedriver, for the manage page's browser tests (apt; as
 ## root, or through sudo). Nothing downloads a browser of its own.

@@ -14,32 +14,55 @@ from tests.api import Api, Tenant, new_tenant
 from tests.booking_helpers import Salon, open_salon
 from tests.events import EventTap
 
+# What every test stack sets for its services.
+TEST_SERVICE_ENV = {
+    # Every request and RPC gets its access line (in production a sample does):
+    # tests follow a request id through the services' logs.
+    "ACCESS_LOG_SAMPLE_RATE": "1",
+    # The sweeper looks for expired checkouts every second instead of every 30.
+    "PAYMENT_SWEEP_SECONDS": "1",
+    # Test receivers listen on 127.0.0.1, as they may in development only.
+    "WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+    # Tests race and loop far faster than any client may: buckets large enough
+    # never to refuse one (still asked on every request). The limits themselves
+    # are tested on a gateway replica of their own (tests/test_rate_limits.py).
+    "RATE_LIMIT_SESSION_PER_SECOND": "10000",
+    "RATE_LIMIT_SESSION_BURST": "10000",
+    "RATE_LIMIT_PER_SECOND": "10000",
+    "RATE_LIMIT_BURST": "10000",
+    # A reminder's "minute" lasts a second, so that a reminder test waits
+    # seconds, not hours; due reminders are looked for five times a second.
+    "REMINDER_MINUTE_SECONDS": "1",
+    "REMINDER_POLL_SECONDS": "0.2",
+}
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     state_dir: Path = tmp_path_factory.mktemp("stack")
+    running = LocalStack(state_dir, persist=False, service_env=TEST_SERVICE_ENV)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """`make run REPLICAS=2 CLUSTER=1`: two processes of each service on a three-node
+    NATS cluster (three copies of the events stream), for the failure tests. Nothing
+    restarts a process the tests kill: they start it again themselves."""
     running = LocalStack(
-        state_dir,
+        tmp_path_factory.mktemp("cluster-stack"),
         persist=False,
+        replicas=2,
+        cluster=True,
         service_env={
-            # Every request and RPC gets its access line (in production a sample does):
-            # tests follow a request id through the services' logs.
-            "ACCESS_LOG_SAMPLE_RATE": "1",
-            # The sweeper looks for expired checkouts every second instead of every 30.
-            "PAYMENT_SWEEP_SECONDS": "1",
-            # Test receivers listen on 127.0.0.1, as they may in development only.
-            "WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
-            # Tests race and loop far faster than any client may: buckets large enough
-            # never to refuse one (still asked on every request). The limits themselves
-            # are tested on a gateway replica of their own (tests/test_rate_limits.py).
-            "RATE_LIMIT_SESSION_PER_SECOND": "10000",
-            "RATE_LIMIT_SESSION_BURST": "10000",
-            "RATE_LIMIT_PER_SECOND": "10000",
-            "RATE_LIMIT_BURST": "10000",
-            # A reminder's "minute" lasts a second, so that a reminder test waits
-            # seconds, not hours; due reminders are looked for five times a second.
-            "REMINDER_MINUTE_SECONDS": "1",
-            "REMINDER_POLL_SECONDS": "0.2",
+            **TEST_SERVICE_ENV,
+            # An event delivered to a consumer whose NATS node died is sent again after
+            # this long (30 s in production): the tests wait seconds, not half a minute.
+            "NOTIFY_EVENTS_ACK_WAIT_SECONDS": "3",
         },
     )
     try:
@@ -47,6 +70,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+async def cluster_apis(cluster_stack: LocalStack) -> AsyncIterator[list[Api]]:
+    """One client per gateway replica."""
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=200), timeout=aiohttp.ClientTimeout(total=30)
+    ) as session:
+        yield [Api(session, url) for url in cluster_stack.gateway_urls]
+
+
+@pytest.fixture(scope="session")
+def cluster_hub(cluster_stack: LocalStack) -> dict[str, str]:
+    made = cluster_stack.admin("create-hub", "--name", "Cluster Hub")
+    key = cluster_stack.admin("create-key", "--kind", "hub", "--hub-id", made["id"])
+    return {"id": made["id"], "key": key["token"]}
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from typing import Any
 
 import nats
 import orjson
-from calendence.events import EVENTS_STREAM
+from calendence.events import EVENTS_STREAM, server_urls
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 
@@ -22,7 +22,7 @@ class EventTap:
         self.events: list[dict[str, Any]] = []
 
     async def __aenter__(self) -> EventTap:
-        self.nc = await nats.connect(self.nats_url)
+        self.nc = await nats.connect(servers=server_urls(self.nats_url))
         self.js = self.nc.jetstream()
         await self.js.add_consumer(
             EVENTS_STREAM,

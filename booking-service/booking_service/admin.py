@@ -62,7 +62,7 @@ async def _domain(settings: BookingServiceSettings) -> AsyncIterator[tuple[Tenan
     pool = await _open_pool(settings)
     nc = None
     with contextlib.suppress(Exception):
-        nc = await asyncio.wait_for(events.connect(settings.nats_url, "calendence-admin"), 3)
+        nc = await asyncio.wait_for(events.connect_service(settings, "calendence-admin"), 3)
 
     async def announce(subject: str, payload: dict[str, str]) -> None:
         # Without NATS the running services still catch up when their caches expire.

@@ -42,7 +42,7 @@ async def serve(settings: BookingServiceSettings) -> None:
         max_size=settings.db_pool_max,
         acquire_timeout=settings.db_pool_acquire_timeout_seconds,
     )
-    nc = await connect_nats(settings.nats_url, "booking-service", events_stream=True)
+    nc = await connect_nats(settings, "booking-service", events_stream=True)
     js = nc.jetstream()
 
     async def publish(subject: str, payload: dict[str, str]) -> None:

@@ -70,7 +70,7 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
         downstream.auth, settings.auth_cache_seconds, settings.rpc_timeout_seconds
     )
     app[AUTHENTICATOR] = authenticator
-    nc = await connect_nats(settings.nats_url, "gateway")
+    nc = await connect_nats(settings, "gateway")
     app[NATS] = nc
     redis = await connect_redis(
         settings.redis_url,

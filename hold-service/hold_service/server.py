@@ -33,7 +33,7 @@ async def serve(settings: HoldServiceSettings) -> None:
         settings.redis_pool_timeout_seconds,
         health_check_interval=30,
     )
-    nc = await connect_nats(settings.nats_url, "hold-service")
+    nc = await connect_nats(settings, "hold-service")
     booking_channel = rpc.open_channel(settings.booking_service_addr)
     catalogue_stub = catalogue_pb2_grpc.CatalogueServiceStub(booking_channel)
 

@@ -21,12 +21,26 @@ class CommonSettings(BaseSettings):
     access_log_sample_rate: float = Field(default=0.01, ge=0, le=1)
     # Seconds a service waits for in-flight calls after SIGTERM before it exits.
     shutdown_grace_seconds: float = 10.0
+    # One NATS server, or every server of a cluster separated by commas
+    # (`nats://n1:4222,nats://n2:4222,nats://n3:4222`): a client moves to another when
+    # its server goes away.
     nats_url: str = "nats://127.0.0.1:4222"
+    # Copies JetStream keeps of the events stream, its consumers (and any other stream
+    # or bucket a service creates): 1 on a single server, 3 on a three-node cluster, so
+    # losing one node loses no event. Applied when a service starts (create or update).
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
+    # A client pings its NATS server this often and gives the connection up after
+    # NATS_MAX_OUTSTANDING_PINGS unanswered pings: a server that hangs without closing
+    # its connections is left for another of the cluster's servers after about
+    # interval x (pings + 1) seconds.
+    nats_ping_interval_seconds: float = Field(default=2.0, gt=0)
+    nats_max_outstanding_pings: int = Field(default=2, ge=1)
 
 
 class HoldServiceSettings(CommonSettings):
     hold_service_port: int = 50051
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # A service's address (see GatewaySettings.hold_service_addr for the forms).
     booking_service_addr: str = "127.0.0.1:50052"
     hold_ttl_seconds: int = 600
     # Redis connections per replica. Each hold holds one for a single script call
@@ -44,6 +58,7 @@ class HoldServiceSettings(CommonSettings):
 class BookingServiceSettings(CommonSettings):
     booking_service_port: int = 50052
     database_url: str = "postgresql://postgres@127.0.0.1:5432/calendence"
+    # A service's address (see GatewaySettings.hold_service_addr for the forms).
     hold_service_addr: str = "127.0.0.1:50051"
     db_pool_min: int = 2
     # PostgreSQL connections per replica. A call holds one for a few statements (about
@@ -99,6 +114,9 @@ class NotifyServiceSettings(CommonSettings):
     # notify-service keeps its own database on the same or another server.
     notify_database_url: str = "postgresql://postgres@127.0.0.1:5432/calendence_notify"
     notify_db_pool_max: int = Field(default=10, ge=1)
+    # An event fetched but not acked within this long (its replica or its NATS server
+    # died) is delivered again, to any replica. Storing a batch takes milliseconds.
+    notify_events_ack_wait_seconds: float = Field(default=30.0, gt=0)
     # A full pool makes a caller wait at most this long, then UNAVAILABLE. Longer than
     # booking-service's: most callers are the consumer and the webhook sender, which
     # would rather wait than retry; API calls are cut shorter by the gateway's deadline.
@@ -126,6 +144,9 @@ class NotifyServiceSettings(CommonSettings):
 class GatewaySettings(CommonSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
+    # Each service's address: `host:port` (a DNS name resolving to every replica, e.g.
+    # a headless Kubernetes Service), or the `ip:port` of each replica separated by
+    # commas. Calls go round robin over every address, skipping replicas that are down.
     hold_service_addr: str = "127.0.0.1:50051"
     booking_service_addr: str = "127.0.0.1:50052"
     notify_service_addr: str = "127.0.0.1:50053"

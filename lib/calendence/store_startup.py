@@ -21,6 +21,7 @@ from calendence import events
 from calendence.errors import Unavailable
 from calendence.logs import log_fields
 from calendence.migrations import require_schema
+from calendence.settings import CommonSettings
 from calendence.storage import open_pool, open_redis
 
 log = logging.getLogger("calendence.store_startup")
@@ -80,11 +81,16 @@ async def connect_redis(
     return redis
 
 
-async def connect_nats(url: str, name: str, *, events_stream: bool = False) -> NatsClient:
-    """A NATS connection named after the service, once NATS answers; with
-    `events_stream`, the domain events stream exists too (created or updated)."""
-    nc = await connect_with_retry("nats", lambda: events.connect(url, name))
+async def connect_nats(
+    settings: CommonSettings, name: str, *, events_stream: bool = False
+) -> NatsClient:
+    """A NATS connection named after the service, to every server NATS_URL lists, once
+    one answers; with `events_stream`, the domain events stream exists too, created or
+    updated with NATS_STREAM_REPLICAS copies."""
+    nc = await connect_with_retry("nats", lambda: events.connect_service(settings, name))
     if events_stream:
         js = nc.jetstream()
-        await connect_with_retry("nats", lambda: events.ensure_events_stream(js))
+        await connect_with_retry(
+            "nats", lambda: events.ensure_events_stream(js, settings.nats_stream_replicas)
+        )
     return nc

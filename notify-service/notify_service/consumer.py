@@ -57,8 +57,11 @@ async def stream_watermark(js: JetStreamContext) -> int:
     return (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
 
 
-async def ensure_consumer(js: JetStreamContext) -> None:
-    """Create the durable pull consumer if missing; every replica shares it."""
+async def ensure_consumer(
+    js: JetStreamContext, replicas: int = 1, ack_wait_seconds: float = 30.0
+) -> None:
+    """Create the durable pull consumer, or update it (its replica count); every
+    replica of the service shares it."""
     await js.add_consumer(
         EVENTS_STREAM,
         ConsumerConfig(
@@ -66,8 +69,9 @@ async def ensure_consumer(js: JetStreamContext) -> None:
             filter_subject=f"{EVENTS_SUBJECT_PREFIX}.>",
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
-            ack_wait=30,
+            ack_wait=ack_wait_seconds,
             max_ack_pending=1000,
+            num_replicas=replicas,
         ),
     )
 

@@ -41,9 +41,14 @@ async def serve(settings: NotifyServiceSettings) -> None:
         max_size=settings.notify_db_pool_max,
         acquire_timeout=settings.notify_db_pool_acquire_timeout_seconds,
     )
-    nc = await connect_nats(settings.nats_url, "notify-service", events_stream=True)
+    nc = await connect_nats(settings, "notify-service", events_stream=True)
     js = nc.jetstream()
-    await connect_with_retry("nats", lambda: ensure_consumer(js))
+    await connect_with_retry(
+        "nats",
+        lambda: ensure_consumer(
+            js, settings.nats_stream_replicas, settings.notify_events_ack_wait_seconds
+        ),
+    )
     if settings.webhooks_allow_private_targets:
         log.warning("webhooks may reach private addresses and http URLs (development only)")
     store = DeliveryRepository(pool)

@@ -1,9 +1,11 @@
 """`calendence-stack` (what `make run` runs): the whole platform on this machine.
 
 Starts PostgreSQL, Redis and NATS from pip-installed servers unless DATABASE_URL,
-REDIS_URL and NATS_URL point elsewhere; then the four services, restarting any that
-exits unexpectedly (see calendence.devstack.supervisor). Prints the gateway URL and demo
-keys, and writes them to <state>/stack.json. Ctrl-C stops everything it began.
+REDIS_URL and NATS_URL point elsewhere (`--cluster`: a NATS cluster and a Redis
+Cluster); then the four services (`--replicas N` processes of each), restarting any
+that exits unexpectedly (see calendence.devstack.supervisor). Prints the gateway URLs
+and demo keys, and writes them and every pid to <state>/stack.json. Ctrl-C stops
+everything it began.
 """
 
 from __future__ import annotations
@@ -42,7 +44,22 @@ def main() -> None:
         type=Path,
         default=Path(os.environ.get("CALENDENCE_STATE_DIR", ".calendence")),
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("REPLICAS") or 1),
+        help="processes of each service, each on its own port (default 1; env REPLICAS)",
+    )
+    parser.add_argument(
+        "--cluster",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("CLUSTER", "").lower() in {"1", "true", "yes"},
+        help="a three-node NATS cluster and a Redis Cluster instead of one server each "
+        "(env CLUSTER=1)",
+    )
     args = parser.parse_args()
+    if args.replicas < 1:
+        parser.error("--replicas must be at least 1")
     state_dir: Path = args.state_dir.resolve()
     stack_file = state_dir / "stack.json"
     previous = json.loads(stack_file.read_text()) if stack_file.exists() else {}
@@ -68,6 +85,8 @@ def main() -> None:
         service_env=RUN_SERVICE_ENV,
         supervise=True,
         on_restart=note_restart,
+        replicas=args.replicas,
+        cluster=args.cluster,
     )
 
     def request_stop(*_: object) -> None:
@@ -85,18 +104,23 @@ def main() -> None:
         with info_lock:
             info |= {
                 "gateway_url": stack.gateway_url,
+                "gateway_urls": stack.gateway_urls,
                 "state_dir": str(state_dir),
                 "logs": str(state_dir / "logs"),
                 "mailbox": str(stack.mailbox) if stack.mailbox else None,
-                "stores": {name: store.url for name, store in stack.stores.items()},
+                "stores": {name: store.url for name, store in stack.stores.items()}
+                | ({"nats": stack.nats_cluster.url} if stack.nats_cluster else {}),
+                # Every process by name: each replica (`gateway-2`), each store node.
                 "services": {name: process.pid for name, process in stack.services.items()},
+                "store_pids": stack.store_pids,
                 "demo": demo,
             }
             write_info()
             print(json.dumps(info, indent=2))
         if stack.mailbox:
             print(f"\nClient emails land in {stack.mailbox} (one .eml file each)")
-        print(f"\nCalendence is up at {stack.gateway_url}  (Ctrl-C stops it)", flush=True)
+        gateways = "  ".join(stack.gateway_urls)
+        print(f"\nCalendence is up at {gateways}  (Ctrl-C stops it)", flush=True)
         while True:
             signal.pause()
     except KeyboardInterrupt:

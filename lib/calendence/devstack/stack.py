@@ -1,4 +1,11 @@
-"""The whole platform on one machine: stores (unless URLs are given) and four services."""
+"""The whole platform on one machine: stores (unless URLs are given) and four services.
+
+`replicas` runs that many processes of each service, each on its own port; the gRPC
+clients get every replica's address (round robin) and there is one gateway URL per
+replica. `cluster` starts a three-node NATS cluster with JetStream (three copies of
+the stream) instead of one server, and a Redis Cluster (three primaries, three
+replicas) instead of one Redis where calendence.devstack.redis_cluster provides it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calendence.devstack.nats_cluster import NatsCluster, start_nats_cluster
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
 from calendence.devstack.smtp_local import start_smtp
 from calendence.devstack.stores import RunningStore, start_nats, start_postgres, start_redis
@@ -33,6 +41,30 @@ _MODULES = {
     "hold-service": "hold_service",
     "gateway": "gateway",
 }
+_PORT_VARIABLES = {
+    "booking-service": "BOOKING_SERVICE_PORT",
+    "notify-service": "NOTIFY_SERVICE_PORT",
+    "hold-service": "HOLD_SERVICE_PORT",
+    "gateway": "GATEWAY_PORT",
+}
+# The copies of each JetStream stream and consumer on the local NATS cluster.
+CLUSTER_STREAM_REPLICAS = 3
+
+
+def replica_name(service: str, number: int) -> str:
+    """`gateway` for the first replica (the name every single-replica tool knows),
+    `gateway-2`, `gateway-3` ... for the others."""
+    return service if number == 1 else f"{service}-{number}"
+
+
+def service_of(name: str) -> str:
+    """`gateway-2` -> `gateway`."""
+    for service in _MODULES:
+        if name == service or (
+            name.startswith(service + "-") and name[len(service) + 1 :].isdigit()
+        ):
+            return service
+    raise KeyError(name)
 
 
 @dataclass
@@ -47,7 +79,15 @@ class LocalStack:
     supervise: bool = False
     # Told of each service the supervisor restarts (`make run` rewrites stack.json).
     on_restart: Callable[[str, ManagedProcess], None] | None = None
+    # Processes of each service (`make run REPLICAS=2`).
+    replicas: int = 1
+    # Clustered stores (`make run CLUSTER=1`): see the module's docstring.
+    cluster: bool = False
     stores: dict[str, RunningStore] = field(default_factory=dict)
+    nats_cluster: NatsCluster | None = None
+    # Every replica's port, by process name (`gateway-2`).
+    ports: dict[str, int] = field(default_factory=dict)
+    gateway_urls: list[str] = field(default_factory=list)
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
@@ -60,8 +100,13 @@ class LocalStack:
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         urls = self._store_urls()
-        ports = {name: free_port() for name in SERVICES}
-        self.gateway_url = f"http://127.0.0.1:{ports['gateway']}"
+        self.ports = {name: free_port() for name in self.process_names()}
+        self.gateway_urls = [
+            f"http://127.0.0.1:{self.ports[name]}"
+            for name in self.process_names()
+            if service_of(name) == "gateway"
+        ]
+        self.gateway_url = self.gateway_urls[0]
         stripe_env = self._stripe_env()
         mail_env = self._mail_env()
         self.env = {
@@ -70,13 +115,12 @@ class LocalStack:
             "NOTIFY_DATABASE_URL": urls["notify_database"],
             "REDIS_URL": urls["redis"],
             "NATS_URL": urls["nats"],
-            "BOOKING_SERVICE_PORT": str(ports["booking-service"]),
-            "HOLD_SERVICE_PORT": str(ports["hold-service"]),
-            "NOTIFY_SERVICE_PORT": str(ports["notify-service"]),
-            "GATEWAY_PORT": str(ports["gateway"]),
-            "BOOKING_SERVICE_ADDR": f"127.0.0.1:{ports['booking-service']}",
-            "HOLD_SERVICE_ADDR": f"127.0.0.1:{ports['hold-service']}",
-            "NOTIFY_SERVICE_ADDR": f"127.0.0.1:{ports['notify-service']}",
+            **self._cluster_env(),
+            # The first replica's ports; each replica is started with its own.
+            **{variable: str(self.ports[service]) for service, variable in _PORT_VARIABLES.items()},
+            "BOOKING_SERVICE_ADDR": self._addresses("booking-service"),
+            "HOLD_SERVICE_ADDR": self._addresses("hold-service"),
+            "NOTIFY_SERVICE_ADDR": self._addresses("notify-service"),
             # Manage links in booking answers point at this gateway.
             "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", self.gateway_url),
             **stripe_env,
@@ -86,8 +130,12 @@ class LocalStack:
         # Services check their schema at start and refuse an older one: migrate first,
         # with the command compose and the Kubernetes Job run.
         self.migrate()
-        for name in SERVICES:
-            self.start_service(name)
+        # Then all at once: each waits for the stores and peers it needs by itself, and
+        # their start-ups overlap.
+        for name in self.process_names():
+            self._spawn(name)
+        for name in self.process_names():
+            wait_for_port(self.ports[name], 60, self.services[name])
         self.wait_until_ready()
         if self.supervise:
             self.supervisor = Supervisor(
@@ -98,6 +146,34 @@ class LocalStack:
             )
             self.supervisor.start()
 
+    def process_names(self) -> list[str]:
+        """Every service process, in start order: each service's replicas together."""
+        return [
+            replica_name(service, number)
+            for service in SERVICES
+            for number in range(1, self.replicas + 1)
+        ]
+
+    def _addresses(self, service: str) -> str:
+        """Every replica of `service`, as its clients' *_SERVICE_ADDR setting."""
+        return ",".join(
+            f"127.0.0.1:{self.ports[replica_name(service, number)]}"
+            for number in range(1, self.replicas + 1)
+        )
+
+    def _cluster_env(self) -> dict[str, str]:
+        if self.nats_cluster is None:
+            return {}
+        return {"NATS_STREAM_REPLICAS": str(CLUSTER_STREAM_REPLICAS)}
+
+    @property
+    def store_pids(self) -> dict[str, int]:
+        """Every store process this stack started, by name (`nats-2`, `postgres`)."""
+        pids = {name: store.process.pid for name, store in self.stores.items()}
+        if self.nats_cluster is not None:
+            pids |= self.nats_cluster.pids
+        return pids
+
     def _store_urls(self) -> dict[str, str]:
         database = os.environ.get("DATABASE_URL")
         if database is None:
@@ -107,14 +183,29 @@ class LocalStack:
         else:
             notify = os.environ.get("NOTIFY_DATABASE_URL", database)
         redis = os.environ.get("REDIS_URL")
+        if redis is None and self.cluster:
+            redis = self._start_redis_cluster()
         if redis is None:
             self.stores["redis"] = start_redis(self.state_dir, persist=self.persist)
             redis = self.stores["redis"].url
         nats = os.environ.get("NATS_URL")
-        if nats is None:
+        if nats is None and self.cluster:
+            self.nats_cluster = start_nats_cluster(self.state_dir)
+            nats = self.nats_cluster.url
+        elif nats is None:
             self.stores["nats"] = start_nats(self.state_dir)
             nats = self.stores["nats"].url
         return {"database": database, "notify_database": notify, "redis": redis, "nats": nats}
+
+    def _start_redis_cluster(self) -> str | None:
+        """The local Redis Cluster's URL, or None (one Redis) where this checkout has
+        no calendence.devstack.redis_cluster to start one with."""
+        try:
+            from calendence.devstack import redis_cluster  # type: ignore[attr-defined]
+        except ImportError:
+            print("no Redis Cluster in this checkout: one Redis server", file=sys.stderr)
+            return None
+        raise NotImplementedError(redis_cluster)
 
     def _stripe_env(self) -> dict[str, str]:
         """Stripe itself when its keys are set; otherwise the local Stripe-compatible server."""
@@ -177,16 +268,22 @@ class LocalStack:
             raise RuntimeError(f"calendence-migrate failed; its log: {log_path}")
 
     def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+        """Start one process: a service's first replica by the service's name
+        (`gateway`), another by its replica name (`gateway-2`)."""
+        process = self._spawn(name, extra_env)
+        wait_for_port(self.ports[name], 60, process)
+        return process
+
+    def _spawn(self, name: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
+        service = service_of(name)
         process = ManagedProcess(
             name,
-            [sys.executable, "-m", _MODULES[name]],
+            [sys.executable, "-m", _MODULES[service]],
             self.state_dir / "logs" / f"{name}.log",
-            env={**self.env, **(extra_env or {})},
+            env={**self.env, _PORT_VARIABLES[service]: str(self.ports[name]), **(extra_env or {})},
         )
         self._extra_env[name] = extra_env or {}
         self.services[name] = process
-        port_var = "GATEWAY_PORT" if name == "gateway" else f"{_MODULES[name].upper()}_PORT"
-        wait_for_port(int(self.env[port_var]), 60, process)
         return process
 
     def _restart_service(self, name: str) -> ManagedProcess:
@@ -194,11 +291,18 @@ class LocalStack:
         return self.start_service(name, self._extra_env.get(name))
 
     def wait_until_ready(self, timeout: float = 60) -> dict[str, Any]:
+        """Wait until every gateway's /readyz is green; returns the first one's."""
         deadline = time.monotonic() + timeout
+        ready: dict[str, Any] = {}
+        for url in reversed(self.gateway_urls or [self.gateway_url]):
+            ready = self._wait_until_ready(url, deadline)
+        return ready
+
+    def _wait_until_ready(self, gateway_url: str, deadline: float) -> dict[str, Any]:
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"{self.gateway_url}/readyz", timeout=2) as answer:
+                with urllib.request.urlopen(f"{gateway_url}/readyz", timeout=2) as answer:
                     return dict(json.load(answer))
             except urllib.error.HTTPError as error:
                 last = json.load(error)
@@ -222,8 +326,10 @@ class LocalStack:
     def stop(self) -> None:
         if self.supervisor is not None:
             self.supervisor.stop()
-        for name in reversed(SERVICES):
+        for name in reversed(self.process_names()):
             if name in self.services:
                 self.services[name].stop()
         for store in reversed(list(self.stores.values())):
             store.process.stop()
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()

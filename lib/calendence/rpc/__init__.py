@@ -12,7 +12,7 @@
 Connecting to the stores at start-up is `calendence.store_startup`.
 """
 
-from calendence.rpc.channel import CLIENT_OPTIONS, open_channel
+from calendence.rpc.channel import CLIENT_OPTIONS, channel_target, open_channel
 from calendence.rpc.client import UnaryMethod, unary
 from calendence.rpc.health import DependencyHealth, check_health
 from calendence.rpc.server import (
@@ -32,6 +32,7 @@ __all__ = [
     "ServicerContext",
     "UnaryMethod",
     "build_server",
+    "channel_target",
     "check_health",
     "freeze_startup_objects",
     "open_channel",

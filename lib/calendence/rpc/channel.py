@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import grpc
 
 CHANNEL_OPTIONS = [
@@ -17,5 +19,45 @@ CHANNEL_OPTIONS = [
 CLIENT_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
 
 
+def channel_target(address: str) -> str:
+    """The gRPC target for a `*_SERVICE_ADDR` setting.
+
+    One `host:port` stays as it is: gRPC's DNS resolver finds every address the name
+    has (each pod behind a headless Kubernetes Service). Several replicas listed as
+    `ip:port,ip:port` become one `ipv4:` target (`ipv6:` for `[ip]:port`s), so the
+    channel's round robin spreads calls over all of them. Host names cannot be listed:
+    one name that resolves to every replica does that job.
+    """
+    addresses = [part.strip() for part in address.split(",") if part.strip()]
+    if not addresses:
+        raise ValueError("a service address is empty")
+    if len(addresses) == 1:
+        return addresses[0]
+    if all(_is_ip_port(part, ipv6=False) for part in addresses):
+        return "ipv4:" + ",".join(addresses)
+    if all(_is_ip_port(part, ipv6=True) for part in addresses):
+        return "ipv6:" + ",".join(addresses)
+    raise ValueError(
+        f"{address!r}: list replicas as ip:port (all IPv4 or all [IPv6]) separated by "
+        "commas, or give one host name that resolves to every replica"
+    )
+
+
+def _is_ip_port(address: str, *, ipv6: bool) -> bool:
+    host, separator, port = address.rpartition(":")
+    if not separator or not port.isdigit():
+        return False
+    if ipv6:
+        if not (host.startswith("[") and host.endswith("]")):
+            return False
+        host = host[1:-1]
+    try:
+        parsed = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return parsed.version == (6 if ipv6 else 4)
+
+
 def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS)
+    """A channel to every replica `address` names, calls spread round robin."""
+    return grpc.aio.insecure_channel(channel_target(address), options=CLIENT_OPTIONS)
