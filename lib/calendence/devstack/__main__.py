@@ -102,19 +102,7 @@ def main() -> None:
         if not _keys_still_work(stack.gateway_url, demo):
             demo = stack.admin("demo")
         with info_lock:
-            info |= {
-                "gateway_url": stack.gateway_url,
-                "gateway_urls": stack.gateway_urls,
-                "state_dir": str(state_dir),
-                "logs": str(state_dir / "logs"),
-                "mailbox": str(stack.mailbox) if stack.mailbox else None,
-                "stores": {name: store.url for name, store in stack.stores.items()}
-                | ({"nats": stack.nats_cluster.url} if stack.nats_cluster else {}),
-                # Every process by name: each replica (`gateway-2`), each store node.
-                "services": {name: process.pid for name, process in stack.services.items()},
-                "store_pids": stack.store_pids,
-                "demo": demo,
-            }
+            info |= stack.describe() | {"demo": demo}
             write_info()
             print(json.dumps(info, indent=2))
         if stack.mailbox:

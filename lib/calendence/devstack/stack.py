@@ -130,12 +130,7 @@ class LocalStack:
         # Services check their schema at start and refuse an older one: migrate first,
         # with the command compose and the Kubernetes Job run.
         self.migrate()
-        # Then all at once: each waits for the stores and peers it needs by itself, and
-        # their start-ups overlap.
-        for name in self.process_names():
-            self._spawn(name)
-        for name in self.process_names():
-            wait_for_port(self.ports[name], 60, self.services[name])
+        self.start_services(self.process_names())
         self.wait_until_ready()
         if self.supervise:
             self.supervisor = Supervisor(
@@ -267,6 +262,16 @@ class LocalStack:
         if done.returncode != 0:
             raise RuntimeError(f"calendence-migrate failed; its log: {log_path}")
 
+    def start_services(self, names: list[str]) -> None:
+        """Start several processes (again) at once: each waits for the stores and peers
+        it needs by itself, and their start-ups overlap."""
+        for name in names:
+            if name in self.services:
+                self.services[name].stop()  # gone already, or stopped now
+            self._spawn(name, self._extra_env.get(name))
+        for name in names:
+            wait_for_port(self.ports[name], 60, self.services[name])
+
     def start_service(self, name: str, extra_env: dict[str, str] | None = None) -> ManagedProcess:
         """Start one process: a service's first replica by the service's name
         (`gateway`), another by its replica name (`gateway-2`)."""
@@ -310,6 +315,24 @@ class LocalStack:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"the stack did not become ready: {last}; logs in {self.state_dir}/logs")
+
+    def describe(self) -> dict[str, Any]:
+        """What `make run` writes to stack.json (besides the demo business)."""
+        stores = {name: store.url for name, store in self.stores.items()}
+        if self.nats_cluster is not None:
+            stores["nats"] = self.nats_cluster.url
+        return {
+            "gateway_url": self.gateway_url,
+            "gateway_urls": self.gateway_urls,
+            "state_dir": str(self.state_dir),
+            "logs": str(self.state_dir / "logs"),
+            "mailbox": str(self.mailbox) if self.mailbox else None,
+            "stores": stores,
+            # Every process by name: each replica (`gateway-2`) and each store node
+            # (`nats-2`), for a developer who wants to kill one.
+            "services": {name: process.pid for name, process in self.services.items()},
+            "store_pids": self.store_pids,
+        }
 
     def admin(self, *args: str) -> Any:
         """Run the admin CLI against this stack's database; returns its JSON output."""
