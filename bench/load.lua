@@ -36,6 +36,10 @@ local location_id = os.getenv("BENCH_LOCATION_ID") or ""
 local first_slot = tonumber(os.getenv("BENCH_FIRST_SLOT") or "0")
 local slot_seconds = tonumber(os.getenv("BENCH_SLOT_SECONDS") or "1800")
 local slot_base = tonumber(os.getenv("BENCH_SLOT_BASE") or "0")
+-- Several wrk processes (one per gateway replica) share the slots: process k of n takes
+-- every n-th, starting at k.
+local slot_stride = tonumber(os.getenv("BENCH_SLOT_STRIDE") or "1")
+local slot_offset = tonumber(os.getenv("BENCH_SLOT_OFFSET") or "0")
 local out_path = os.getenv("BENCH_OUT")
 -- "sequential" in warm-ups, so that the gateway has seen every token before measuring;
 -- otherwise each request picks a token at random, as many widgets at once would.
@@ -92,7 +96,7 @@ local function count(what, status)
 end
 
 local function next_slot_iso()
-  local index = slot_base + slots_taken * nthreads + tid
+  local index = slot_base + (slots_taken * nthreads + tid) * slot_stride + slot_offset
   slots_taken = slots_taken + 1
   if index > max_slot then max_slot = index end
   return os.date("!%Y-%m-%dT%H:%M:%S+00:00", first_slot + index * slot_seconds)

@@ -47,6 +47,25 @@ class WrkRun:
     seconds: float = 0.0
 
     @classmethod
+    def combined(cls, runs: list[WrkRun]) -> WrkRun:
+        """Several wrk processes that ran side by side (one per gateway) as one."""
+        if len(runs) == 1:
+            return runs[0]
+        run = cls()
+        for part in runs:
+            run.statuses.update(part.statuses)
+            run.latencies_us += part.latencies_us
+            run.answered += part.answered
+            run.booked += part.booked
+            for name, number in part.errors.items():
+                run.errors[name] = run.errors.get(name, 0) + number
+            for quantile, value in part.wrk_latency_us.items():
+                run.wrk_latency_us[quantile] = max(run.wrk_latency_us.get(quantile, 0), value)
+            run.max_slot = max(run.max_slot, part.max_slot)
+            run.seconds = max(run.seconds, part.seconds)
+        return run
+
+    @classmethod
     def parse(cls, text: str) -> WrkRun:
         run = cls()
         for line in text.splitlines():
@@ -131,66 +150,94 @@ async def settle(roots: dict[str, int]) -> None:
 
 async def run_phase(
     name: str,
-    url: str,
+    url: str | list[str],
     load: Load,
     roots: dict[str, int],
     *,
     finished: Awaitable[Any] | None = None,
 ) -> Phase:
     """Run wrk for load.seconds (or until `finished` completes, when given) and return
-    what it counted and the CPU each process tree in `roots` spent meanwhile."""
+    what it counted and the CPU each process tree in `roots` spent meanwhile.
+
+    Given several URLs (every gateway replica), one wrk per URL runs side by side, each
+    with its share of the connections, threads, rate, ids and slots."""
+    urls = [url] if isinstance(url, str) else url
     with tempfile.TemporaryDirectory(prefix="calendence-wrk-") as scratch:
-        out = Path(scratch) / "out.txt"
-        ids_file = Path(scratch) / "ids.txt"
-        ids_file.write_text("\n".join(load.ids) + "\n")
-        threads = max(1, min(load.threads, load.connections))
-        env = {
-            **os.environ,
-            "BENCH_KIND": load.kind,
-            "BENCH_MODE": load.mode,
-            "BENCH_THREADS": str(threads),
-            "BENCH_RATE": f"{load.rate:.3f}",
-            "BENCH_TOKENS": str(load.tokens_file or ""),
-            "BENCH_IDS": str(ids_file),
-            "BENCH_SERVICE_ID": load.service_id,
-            "BENCH_LOCATION_ID": load.location_id,
-            "BENCH_FIRST_SLOT": str(load.first_slot),
-            "BENCH_SLOT_BASE": str(load.slot_base),
-            "BENCH_OUT": str(out),
-            "BENCH_TOKEN_ORDER": load.token_order,
-        }
         before = cpu_seconds(roots)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
-        wrk = await asyncio.create_subprocess_exec(
-            wrk_binary(),
-            f"-t{threads}",
-            f"-c{load.connections}",
-            f"-d{max(1, round(load.seconds))}s",
-            "--timeout",
-            "120s",
-            "-s",
-            str(LOAD_SCRIPT),
-            url,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        runs = [
+            await _start_wrk(Path(scratch) / str(index), target, load, index, len(urls))
+            for index, target in enumerate(urls)
+        ]
         if finished is not None:
             # wrk ends on SIGINT as at the end of its duration, results and all.
-            waiting = asyncio.ensure_future(wrk.wait())
+            waiting = asyncio.gather(*(wrk.wait() for wrk, _ in runs))
             done, _ = await asyncio.wait(
                 {waiting, asyncio.ensure_future(finished)}, return_when=asyncio.FIRST_COMPLETED
             )
             if waiting not in done:
-                wrk.send_signal(signal.SIGINT)
-        stderr = await wrk.stderr.read() if wrk.stderr else b""
-        if await wrk.wait() != 0 or not out.exists():
-            raise RuntimeError(f"wrk failed ({wrk.returncode}): {stderr.decode()}")
+                for wrk, _ in runs:
+                    wrk.send_signal(signal.SIGINT)
+        outputs = []
+        for wrk, out in runs:
+            stderr = await wrk.stderr.read() if wrk.stderr else b""
+            if await wrk.wait() != 0 or not out.exists():
+                raise RuntimeError(f"wrk failed ({wrk.returncode}): {stderr.decode()}")
+            outputs.append(WrkRun.parse(out.read_text()))
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         await settle(roots)
         cpu = spent(before, cpu_seconds(roots))
         cpu["wrk"] = (children_after.ru_utime + children_after.ru_stime) - (
             children_before.ru_utime + children_before.ru_stime
         )
-        return Phase(name, load, WrkRun.parse(out.read_text()), cpu, time.monotonic() - started)
+        return Phase(name, load, WrkRun.combined(outputs), cpu, time.monotonic() - started)
+
+
+def _wrk_files(scratch: Path, ids: list[str]) -> tuple[Path, Path]:
+    """Where a wrk writes its results, and the file of ids it reads (cancellations)."""
+    scratch.mkdir()
+    ids_file = scratch / "ids.txt"
+    ids_file.write_text("\n".join(ids) + "\n")
+    return scratch / "out.txt", ids_file
+
+
+async def _start_wrk(
+    scratch: Path, url: str, load: Load, index: int, count: int
+) -> tuple[asyncio.subprocess.Process, Path]:
+    """wrk number `index` of `count` running side by side."""
+    out, ids_file = _wrk_files(scratch, load.ids[index::count])
+    connections = max(1, load.connections // count)
+    threads = max(1, min(load.threads // count or 1, connections))
+    env = {
+        **os.environ,
+        "BENCH_KIND": load.kind,
+        "BENCH_MODE": load.mode,
+        "BENCH_THREADS": str(threads),
+        "BENCH_RATE": f"{load.rate / count:.3f}",
+        "BENCH_TOKENS": str(load.tokens_file or ""),
+        "BENCH_IDS": str(ids_file),
+        "BENCH_SERVICE_ID": load.service_id,
+        "BENCH_LOCATION_ID": load.location_id,
+        "BENCH_FIRST_SLOT": str(load.first_slot),
+        "BENCH_SLOT_BASE": str(load.slot_base),
+        "BENCH_SLOT_STRIDE": str(count),
+        "BENCH_SLOT_OFFSET": str(index),
+        "BENCH_OUT": str(out),
+        "BENCH_TOKEN_ORDER": load.token_order,
+    }
+    wrk = await asyncio.create_subprocess_exec(
+        wrk_binary(),
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(load.seconds))}s",
+        "--timeout",
+        "120s",
+        "-s",
+        str(LOAD_SCRIPT),
+        url,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    return wrk, out

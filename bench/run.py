@@ -54,7 +54,7 @@ import uvloop
 from aiohttp import web
 from calendence.devstack.bench import throwaway_stack
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
-from calendence.devstack.stack import LocalStack
+from calendence.devstack.stack import LocalStack, service_of
 from cpu import cpu_seconds, spent
 from loadgen import HERE, Load, Phase, run_phase
 from standardwebhooks import Webhook
@@ -275,7 +275,9 @@ class Bench:
     phases: list[Phase] = field(default_factory=list)
     booked: list[str] = field(default_factory=list)
 
-    async def phase(self, name: str, url: str, load: Load, **kwargs: Any) -> Phase:
+    async def phase(self, name: str, url: str | list[str], load: Load, **kwargs: Any) -> Phase:
+        """One phase against `url`, or against every gateway replica at once (the list
+        stack.gateway_urls)."""
         load.tokens_file = load.tokens_file or self.tokens_file
         load.service_id = self.business.service_id
         load.location_id = self.business.location_id
@@ -284,7 +286,7 @@ class Bench:
         print(f"  {name} ...", flush=True)
         done = await run_phase(name, url, load, self.roots, **kwargs)
         self.next_slot = max(self.next_slot, done.run.max_slot + 1)
-        if url == self.stack.gateway_url:
+        if url == self.stack.gateway_urls:
             self.booked.extend(done.run.booked)
         self.phases.append(done)
         return done
@@ -294,8 +296,11 @@ class Bench:
     ) -> dict[str, Any]:
         """Saturation in turns, then each target in an open loop at half its own peak."""
         a = self.args
-        full_url = self.stack.gateway_url
-        targets = (("full", full_url), ("floor", floor_url))
+        full_url = self.stack.gateway_urls
+        targets: tuple[tuple[str, str | list[str]], ...] = (
+            ("full", full_url),
+            ("floor", floor_url),
+        )
         for who, url in targets:
             await self.phase(
                 f"{path} {who} warm-up",
@@ -423,7 +428,7 @@ class Bench:
         arrived = receiver.expect(load.ids)
         waited = asyncio.ensure_future(arrived.wait())
         try:
-            phase = await self.phase(name, self.stack.gateway_url, load, finished=waited)
+            phase = await self.phase(name, self.stack.gateway_urls, load, finished=waited)
         finally:
             waited.cancel()
         answered = {b: (s, a, status) for b, s, a, status in phase.run.answered}
@@ -599,12 +604,24 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{value:,.0f}{unit}" if value >= 100 else f"{value:,.1f}{unit}"
 
 
+def by_service(cpu: dict[str, float]) -> dict[str, float]:
+    """Every replica's CPU under its service's name (`gateway-2` counts as `gateway`)."""
+    grouped: Counter[str] = Counter()
+    for name, value in cpu.items():
+        try:
+            grouped[service_of(name)] += value
+        except KeyError:  # a store, the load, a floor
+            grouped[name] += value
+    return dict(grouped)
+
+
 def report(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
         f"Calendence bench, {results['started_at']}: {m['cpus']} CPUs; load average "
         f"{m['load_average_at_start'][0]:.2f} at start, {m['load_average_at_end'][0]:.2f} at end "
         "(other work on the machine weighs on every figure)",
+        f"replicas of each service: {results['settings'].get('replicas', 1)}",
         "",
         f"{'path':<12}{'full/s':>9}{'floor/s':>9}{'ratio':>7}   "
         f"{'open loop at half the full rate (from schedule)':<49}{'floor, same at its half':<30}",
@@ -662,11 +679,14 @@ def report(results: dict[str, Any]) -> str:
     for path in ("holds", "book"):
         if path in results:
             columns.append(
-                (f"{names[path]}", results[path]["full"]["saturation"]["cpu_us_per_unit"])
+                (
+                    f"{names[path]}",
+                    by_service(results[path]["full"]["saturation"]["cpu_us_per_unit"]),
+                )
             )
             columns.append(("floor", results[path]["floor"]["saturation"]["cpu_us_per_unit"]))
     if "events" in results:
-        columns.append(("events", results["events"]["saturation"]["cpu_us_per_unit"]))
+        columns.append(("events", by_service(results["events"]["saturation"]["cpu_us_per_unit"])))
     rows = [*STACK_PROCESSES, "naive-hold-app", "naive-book-app", "bench receiver", "wrk"]
     lines.append(f"{'process':<18}" + "".join(f"{name:>12}" for name, _ in columns))
     for row in rows:
@@ -721,6 +741,12 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=2, help="idle CPU sample (2 s)")
     parser.add_argument("--racers", type=int, default=500, help="clients racing for a slot")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of that race (5)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="processes of each service (1); wrk drives every gateway replica at once",
+    )
     parser.add_argument("--tiny", action="store_true", help="seconds per phase: proves it works")
     parser.add_argument("--keep-stack", action="store_true", help="keep the stack's folder")
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
@@ -731,7 +757,7 @@ def main() -> None:
         args.seconds, args.turns, args.warmup, args.open_seconds = 3, 1, 1, 1
         args.cancels, args.in_flight, args.idle_seconds = 10, 5, 0.5
         args.racers, args.rounds = 20, 2
-    with throwaway_stack(keep=args.keep_stack) as stack:
+    with throwaway_stack(keep=args.keep_stack, replicas=args.replicas) as stack:
         scratch = stack.state_dir / "bench"
         scratch.mkdir(exist_ok=True)
         results = uvloop.run(benchmark(args, stack, scratch))

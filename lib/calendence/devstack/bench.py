@@ -12,11 +12,14 @@ from calendence.devstack.stack import RUN_SERVICE_ENV, LocalStack
 
 
 @contextmanager
-def throwaway_stack(keep: bool = False) -> Iterator[LocalStack]:
-    """The stores and four services with `make run`'s settings (Redis appending to its
-    log included), in a temporary folder that is removed afterwards unless `keep`."""
+def throwaway_stack(keep: bool = False, replicas: int = 1) -> Iterator[LocalStack]:
+    """The stores and four services (`replicas` processes of each) with `make run`'s
+    settings (Redis appending to its log included), in a temporary folder that is
+    removed afterwards unless `keep`."""
     state_dir = Path(tempfile.mkdtemp(prefix="calendence-bench-"))
-    stack = LocalStack(state_dir, persist=True, service_env=dict(RUN_SERVICE_ENV))
+    stack = LocalStack(
+        state_dir, persist=True, service_env=dict(RUN_SERVICE_ENV), replicas=replicas
+    )
     print(f"starting the stack in {state_dir} ...", flush=True)
     try:
         stack.start()

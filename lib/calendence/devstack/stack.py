@@ -2,9 +2,8 @@
 
 `replicas` runs that many processes of each service, each on its own port; the gRPC
 clients get every replica's address (round robin) and there is one gateway URL per
-replica. `cluster` starts a three-node NATS cluster with JetStream (three copies of
-the stream) instead of one server, and a Redis Cluster (three primaries, three
-replicas) instead of one Redis where calendence.devstack.redis_cluster provides it.
+replica. `nats_cluster` starts a three-node NATS cluster with JetStream (three copies
+of the events stream and its consumer) instead of one server.
 """
 
 from __future__ import annotations
@@ -81,10 +80,11 @@ class LocalStack:
     on_restart: Callable[[str, ManagedProcess], None] | None = None
     # Processes of each service (`make run REPLICAS=2`).
     replicas: int = 1
-    # Clustered stores (`make run CLUSTER=1`): see the module's docstring.
-    cluster: bool = False
+    # A three-node NATS cluster instead of one server (`make run CLUSTER=1`).
+    nats_cluster: bool = False
     stores: dict[str, RunningStore] = field(default_factory=dict)
-    nats_cluster: NatsCluster | None = None
+    # The NATS cluster's nodes, when `nats_cluster` started one.
+    nats_nodes: NatsCluster | None = None
     # Every replica's port, by process name (`gateway-2`).
     ports: dict[str, int] = field(default_factory=dict)
     gateway_urls: list[str] = field(default_factory=list)
@@ -157,7 +157,7 @@ class LocalStack:
         )
 
     def _cluster_env(self) -> dict[str, str]:
-        if self.nats_cluster is None:
+        if self.nats_nodes is None:
             return {}
         return {"NATS_STREAM_REPLICAS": str(CLUSTER_STREAM_REPLICAS)}
 
@@ -165,8 +165,8 @@ class LocalStack:
     def store_pids(self) -> dict[str, int]:
         """Every store process this stack started, by name (`nats-2`, `postgres`)."""
         pids = {name: store.process.pid for name, store in self.stores.items()}
-        if self.nats_cluster is not None:
-            pids |= self.nats_cluster.pids
+        if self.nats_nodes is not None:
+            pids |= self.nats_nodes.pids
         return pids
 
     def _store_urls(self) -> dict[str, str]:
@@ -178,29 +178,17 @@ class LocalStack:
         else:
             notify = os.environ.get("NOTIFY_DATABASE_URL", database)
         redis = os.environ.get("REDIS_URL")
-        if redis is None and self.cluster:
-            redis = self._start_redis_cluster()
         if redis is None:
             self.stores["redis"] = start_redis(self.state_dir, persist=self.persist)
             redis = self.stores["redis"].url
         nats = os.environ.get("NATS_URL")
-        if nats is None and self.cluster:
-            self.nats_cluster = start_nats_cluster(self.state_dir)
-            nats = self.nats_cluster.url
+        if nats is None and self.nats_cluster:
+            self.nats_nodes = start_nats_cluster(self.state_dir)
+            nats = self.nats_nodes.url
         elif nats is None:
             self.stores["nats"] = start_nats(self.state_dir)
             nats = self.stores["nats"].url
         return {"database": database, "notify_database": notify, "redis": redis, "nats": nats}
-
-    def _start_redis_cluster(self) -> str | None:
-        """The local Redis Cluster's URL, or None (one Redis) where this checkout has
-        no calendence.devstack.redis_cluster to start one with."""
-        try:
-            from calendence.devstack import redis_cluster  # type: ignore[attr-defined]
-        except ImportError:
-            print("no Redis Cluster in this checkout: one Redis server", file=sys.stderr)
-            return None
-        raise NotImplementedError(redis_cluster)
 
     def _stripe_env(self) -> dict[str, str]:
         """Stripe itself when its keys are set; otherwise the local Stripe-compatible server."""
@@ -319,8 +307,8 @@ class LocalStack:
     def describe(self) -> dict[str, Any]:
         """What `make run` writes to stack.json (besides the demo business)."""
         stores = {name: store.url for name, store in self.stores.items()}
-        if self.nats_cluster is not None:
-            stores["nats"] = self.nats_cluster.url
+        if self.nats_nodes is not None:
+            stores["nats"] = self.nats_nodes.url
         return {
             "gateway_url": self.gateway_url,
             "gateway_urls": self.gateway_urls,
@@ -354,5 +342,5 @@ class LocalStack:
                 self.services[name].stop()
         for store in reversed(list(self.stores.values())):
             store.process.stop()
-        if self.nats_cluster is not None:
-            self.nats_cluster.stop()
+        if self.nats_nodes is not None:
+            self.nats_nodes.stop()

@@ -1,6 +1,7 @@
-"""The stack `make run REPLICAS=2 CLUSTER=1` runs, for the tests in this folder only:
-started for the first of them and stopped after the last, so the rest of the suite
-never shares the machine with it."""
+"""Two replicas of every service on a three-node NATS cluster (`make run REPLICAS=2
+CLUSTER=1`'s NATS side), for the tests in this folder only: started for the first of
+them and stopped after the last, so the rest of the suite never shares the machine
+with it."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSta
         tmp_path_factory.mktemp("cluster-stack"),
         persist=False,
         replicas=2,
-        cluster=True,
+        nats_cluster=True,
         service_env={
             **TEST_SERVICE_ENV,
             # An event delivered to a consumer whose NATS node died is sent again after

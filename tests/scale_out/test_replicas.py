@@ -13,7 +13,7 @@ import orjson
 from calendence.devstack.stack import LocalStack
 
 from tests.api import Api
-from tests.cluster.load import (
+from tests.scale_out.load import (
     ACCEPTED_STATUSES,
     start_load,
     wait_until_booked,

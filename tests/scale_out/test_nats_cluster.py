@@ -23,7 +23,7 @@ from calendence.settings import CommonSettings
 from nats.aio.client import Client as NatsClient
 
 from tests.api import Api
-from tests.cluster.load import (
+from tests.scale_out.load import (
     ACCEPTED_STATUSES,
     BookingLoad,
     start_load,
@@ -49,10 +49,10 @@ async def nats_client(cluster_stack: LocalStack) -> AsyncIterator[NatsClient]:
 
 async def stream_leader(stack: LocalStack, nc: NatsClient) -> NatsNode:
     """The node that leads the events stream now: the one whose loss hurts most."""
-    assert stack.nats_cluster is not None
+    assert stack.nats_nodes is not None
     info = await nc.jetstream().stream_info(events.EVENTS_STREAM)
     assert info.cluster is not None
-    return next(node for node in stack.nats_cluster.nodes if node.name == info.cluster.leader)
+    return next(node for node in stack.nats_nodes.nodes if node.name == info.cluster.leader)
 
 
 def assert_every_event_arrived_once(
