@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 DEV_STORES = DEPLOY / "examples" / "dev-stores"
+CLUSTERED_STORES = DEPLOY / "examples" / "clustered-stores"
+OVERLAYS = [DEV_STORES, CLUSTERED_STORES]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKER_SCRIPTS = DEPLOY / "docker"
@@ -107,6 +109,9 @@ OPTIONAL_SETTINGS = {
     "REMINDER_MINUTE_SECONDS": "a reminder minute is 60 s; only tests shorten it",
     "SMTP_TIMEOUT_SECONDS": "tuning: how long one email send may take",
     "MAIL_POLL_SECONDS": "tuning: new messages wake the mail sender at once anyway",
+    "NATS_PING_INTERVAL_SECONDS": "tuning: how soon a client leaves a NATS server that hangs",
+    "NATS_MAX_OUTSTANDING_PINGS": "tuning: how soon a client leaves a NATS server that hangs",
+    "NOTIFY_EVENTS_ACK_WAIT_SECONDS": "tuning: when an event a dead consumer took is resent",
 }
 # Outbound traffic beyond the platform's own services and stores.
 EXTERNAL_EGRESS = {
@@ -212,6 +217,21 @@ def callers(service: str) -> set[str]:
 
 def store_of(url: str) -> str | None:
     return STORE_SCHEMES.get(urlsplit(url).scheme)
+
+
+def urls_in(value: str) -> list[str]:
+    """A setting's URLs: NATS_URL may list every server of a cluster, comma-separated."""
+    return [url.strip() for url in value.split(",") if url.strip()]
+
+
+def store_nodes(store: str) -> list[str]:
+    """The compose services that run a store: `redis`, or `nats-1`, `nats-2` ... for a
+    cluster."""
+    return [
+        name
+        for name in compose()["services"]
+        if name == store or re.fullmatch(rf"{store}-\d+", name)
+    ]
 
 
 def url_port(url: str) -> int:
@@ -363,8 +383,9 @@ def yaml_files(directory: Path) -> list[Path]:
 
 
 def manifest_files() -> list[Path]:
-    patches = set(kustomize_files(DEV_STORES, "patches"))
-    return [p for p in yaml_files(K8S) + yaml_files(DEV_STORES) if p not in patches]
+    patches = {p for overlay in OVERLAYS for p in kustomize_files(overlay, "patches")}
+    files = yaml_files(K8S) + [p for overlay in OVERLAYS for p in yaml_files(overlay)]
+    return [p for p in files if p not in patches]
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -383,7 +404,7 @@ def test_manifest_matches_the_kubernetes_schema(path: Path, version: str) -> Non
             pytest.fail(f"{where}: {error.message}")
 
 
-@pytest.mark.parametrize("directory", [K8S, DEV_STORES], ids=["base", "dev-stores"])
+@pytest.mark.parametrize("directory", [K8S, *OVERLAYS], ids=lambda d: d.name)
 def test_kustomization_lists_every_manifest(directory: Path) -> None:
     listed = {p for p in kustomize_files(directory, "resources") if p.suffix == ".yaml"}
     listed |= set(kustomize_files(directory, "patches"))
@@ -404,7 +425,7 @@ def kubectl_kustomize(directory: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
-@pytest.mark.parametrize("directory", [K8S, DEV_STORES], ids=["base", "dev-stores"])
+@pytest.mark.parametrize("directory", [K8S, *OVERLAYS], ids=lambda d: d.name)
 def test_kustomize_output_is_valid_and_namespaced(directory: Path) -> None:
     rendered = kubectl_kustomize(directory)
     kinds = {doc["kind"] for doc in rendered}
@@ -554,12 +575,95 @@ def test_store_urls_point_at_the_stores() -> None:
     for workload in (*SERVICES, MIGRATE):
         for var in reads(workload) & set(store_vars()):
             store = store_vars()[var]
-            url = interpolate(compose_env(workload)[var])
-            assert store_of(url) == store and urlsplit(url).hostname == store, (workload, var)
-            assert url_port(url) == url_port(all_defaults()[var])
-            k8s_url = container_env(main_container(workload))[var]
-            assert store_of(k8s_url) == store, (workload, var, k8s_url)
-            assert url_port(k8s_url) == url_port(all_defaults()[var]), "NetworkPolicy ports"
+            urls = urls_in(interpolate(compose_env(workload)[var]))
+            for url in urls:
+                assert store_of(url) == store, (workload, var)
+                assert urlsplit(url).hostname in store_nodes(store), (workload, var)
+                assert url_port(url) == url_port(all_defaults()[var])
+            # Every node of a clustered store, so a client can move to any of them.
+            assert {urlsplit(url).hostname for url in urls} == set(store_nodes(store))
+            for k8s_url in urls_in(container_env(main_container(workload))[var]):
+                assert store_of(k8s_url) == store, (workload, var, k8s_url)
+                assert url_port(k8s_url) == url_port(all_defaults()[var]), "NetworkPolicy ports"
+
+
+# --- clustered stores ------------------------------------------------------------------
+
+
+def test_compose_runs_a_three_node_nats_cluster_keeping_a_copy_on_each() -> None:
+    services = compose()["services"]
+    nodes = store_nodes("nats")
+    assert len(nodes) == 3
+    routes = ",".join(f"nats://{node}:6222" for node in nodes)
+    for node in nodes:
+        command = services[node]["command"]
+        assert f"--name={node}" in command and f"--routes={routes}" in command, node
+    for service in SERVICES:
+        assert compose_env(service)["NATS_STREAM_REPLICAS"] == str(len(nodes)), service
+
+
+@pytest.mark.parametrize("service", SERVICES[1:])
+def test_compose_runs_two_replicas_of_each_grpc_service(service: str) -> None:
+    assert compose()["services"][service]["deploy"]["replicas"] == 2
+
+
+def test_kubernetes_base_lists_every_nats_node_and_keeps_a_copy_on_each() -> None:
+    urls = urls_in(source_keys("Secret", "calendence-secrets")["NATS_URL"])
+    assert len({urlsplit(url).hostname for url in urls}) == len(urls) == 3
+    assert source_keys("ConfigMap", "calendence-config")["NATS_STREAM_REPLICAS"] == "3"
+
+
+def rendered_settings(rendered: list[dict[str, Any]]) -> dict[str, str]:
+    (config,) = [
+        d
+        for d in rendered
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "calendence-config"
+    ]
+    (secret,) = [
+        d
+        for d in rendered
+        if d["kind"] == "Secret" and d["metadata"]["name"] == "calendence-secrets"
+    ]
+    return {**config["data"], **(secret.get("stringData") or {})}
+
+
+def store_pods(rendered: list[dict[str, Any]], store: str) -> int:
+    (workload,) = [
+        d
+        for d in rendered
+        if d["kind"] in ("Deployment", "StatefulSet") and d["metadata"]["name"] == store
+    ]
+    return int(workload["spec"]["replicas"])
+
+
+@pytest.mark.parametrize("directory", OVERLAYS, ids=lambda d: d.name)
+def test_overlay_lists_every_nats_pod_and_keeps_at_most_one_copy_per_pod(directory: Path) -> None:
+    rendered = kubectl_kustomize(directory)
+    settings = rendered_settings(rendered)
+    pods = store_pods(rendered, "nats")
+    urls = urls_in(settings["NATS_URL"])
+    assert len(urls) == pods and int(settings["NATS_STREAM_REPLICAS"]) == pods
+    if pods > 1:
+        assert [urlsplit(url).hostname for url in urls] == [f"nats-{i}.nats" for i in range(pods)]
+
+
+def test_clustered_overlay_runs_a_redis_cluster_of_three_primaries_and_three_replicas() -> None:
+    rendered = kubectl_kustomize(CLUSTERED_STORES)
+    assert store_pods(rendered, "redis") == 6
+    (create,) = [
+        d
+        for d in rendered
+        if d["kind"] == "Job" and d["metadata"]["name"] == "redis-cluster-create"
+    ]
+    script = " ".join(create["spec"]["template"]["spec"]["containers"][0]["command"])
+    assert "--cluster create" in script and "--cluster-replicas 1" in script
+    url = rendered_settings(rendered)["REDIS_URL"]
+    assert url.startswith("redis+cluster://")
+    seeds = url.removeprefix("redis+cluster://").split(",")
+    assert all(seed.startswith("redis-") and seed.endswith(".redis:6379") for seed in seeds)
+    services = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Service"}
+    for store in ("nats", "redis"):
+        assert services[store]["spec"]["clusterIP"] == "None", f"{store}: one name per pod"
 
 
 # --- start order, health, hardening ---------------------------------------------------
@@ -572,17 +676,23 @@ def depends_on(service: str) -> dict[str, str]:
 
 def test_compose_starts_everything_in_health_order() -> None:
     services = compose()["services"]
+    volumes = []
     for store in ("postgres", "redis", "nats"):
-        assert "healthcheck" in services[store], f"{store} has no health check"
-        assert services[store].get("volumes"), f"{store} keeps no data"
-    assert "--jetstream" in services["nats"]["command"]
+        for node in store_nodes(store):
+            assert "healthcheck" in services[node], f"{node} has no health check"
+            assert services[node].get("volumes"), f"{node} keeps no data"
+            volumes += services[node]["volumes"]
+    assert len(set(volumes)) == len(volumes), "two store nodes share a volume"
+    for node in store_nodes("nats"):
+        assert "--jetstream" in services[node]["command"]
     assert depends_on(MIGRATE) == {"postgres": "service_healthy"}
     assert services[MIGRATE]["restart"] == "no"
     for service in SERVICES:
         stores = {store_vars()[v] for v in reads(service) & set(store_vars())}
         conditions = depends_on(service)
         for store in stores:
-            assert conditions.get(store) == "service_healthy", f"{service} on {store}"
+            for node in store_nodes(store):
+                assert conditions.get(node) == "service_healthy", f"{service} on {node}"
         if reads(service) & reads(MIGRATE):
             assert conditions.get(MIGRATE) == "service_completed_successfully", service
     for callee in SERVICES:
@@ -600,9 +710,11 @@ def test_compose_store_networks_admit_only_their_users() -> None:
     networks = compose()["networks"]
     for store in ("postgres", "redis", "nats"):
         members = {name for name, s in services.items() if store in (s.get("networks") or [])}
-        assert members == store_users(store) | {store}, f"{store} network: {members}"
+        nodes = set(store_nodes(store))
+        assert members == store_users(store) | nodes, f"{store} network: {members}"
         assert networks[store].get("internal") is True, f"{store} network routes out"
-        assert services[store]["networks"] == [store]
+        for node in nodes:
+            assert services[node]["networks"] == [store]
     for service in SERVICES:
         assert "services" in services[service]["networks"]
 
