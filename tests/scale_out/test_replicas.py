@@ -21,9 +21,8 @@ from tests.scale_out.load import (
 )
 from tests.webhook_receiver import WebhookReceiver
 
-# The replica of each service the failure test kills: the gateway it does not
-# load-test through, and the first of each gRPC service (the one that began first and
-# most likely holds booking-service's outbox relay and most of notify-service's work).
+# The replica of each service the failure test kills: the second gateway (the test
+# then books through the first), and the first of each gRPC service.
 KILLED = ("gateway-2", "hold-service", "booking-service", "notify-service")
 
 
