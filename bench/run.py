@@ -606,13 +606,14 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 def by_service(cpu: dict[str, float]) -> dict[str, float]:
     """Every replica's CPU under its service's name (`gateway-2` counts as `gateway`)."""
-    grouped: Counter[str] = Counter()
+    grouped: dict[str, float] = {}
     for name, value in cpu.items():
         try:
-            grouped[service_of(name)] += value
+            key = service_of(name)
         except KeyError:  # a store, the load, a floor
-            grouped[name] += value
-    return dict(grouped)
+            key = name
+        grouped[key] = grouped.get(key, 0.0) + value
+    return grouped
 
 
 def report(results: dict[str, Any]) -> str:
