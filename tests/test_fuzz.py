@@ -26,10 +26,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from calendence.devstack.stack import LocalStack
 
 from tests.api import Api, Tenant, created, new_tenant, tomorrow_at
@@ -298,33 +299,35 @@ async def fuzz(
     *,
     only: bool = False,
     phases: str = ALL_PHASES,
-) -> None:
-    run = await asyncio.to_thread(
+) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
         schemathesis_run, stack, fuzzed, routes, work_dir, only=only, phases=phases
     )
-    assert_clean(run)
 
 
-async def test_catalogue_and_tenancy_operations_answer_a_business_key_as_documented(
-    stack: LocalStack, tenant: Tenant, tmp_path: Path
-) -> None:
+async def _catalogue_and_tenancy_run(
+    stack: LocalStack, api: Api, hub: dict[str, str], work_dir: Path
+) -> subprocess.CompletedProcess[str]:
+    tenant = await new_tenant(api, hub["key"])
     ids = await catalogue_ids(tenant)
     headers = {"Authorization": f"Bearer {tenant.business_key}"}
-    await fuzz(stack, Fuzzed(headers, ids), CATALOGUE_ROUTES, tmp_path, only=True)
+    return await fuzz(stack, Fuzzed(headers, ids), CATALOGUE_ROUTES, work_dir, only=True)
 
 
-async def test_booking_operations_answer_a_business_key_as_documented(
-    stack: LocalStack, tenant: Tenant, tmp_path: Path
-) -> None:
+async def _booking_run(
+    stack: LocalStack, api: Api, hub: dict[str, str], work_dir: Path
+) -> subprocess.CompletedProcess[str]:
     # Every operation but the catalogue's (above) and the webhook endpoints' (below).
+    tenant = await new_tenant(api, hub["key"])
     ids = await catalogue_ids(tenant)
     headers = {"Authorization": f"Bearer {tenant.business_key}"}
-    await fuzz(stack, Fuzzed(headers, ids), f"{WEBHOOK_ROUTES}|{CATALOGUE_ROUTES}", tmp_path)
+    return await fuzz(stack, Fuzzed(headers, ids), f"{WEBHOOK_ROUTES}|{CATALOGUE_ROUTES}", work_dir)
 
 
-async def test_every_operation_answers_a_hub_key_as_documented(
-    stack: LocalStack, tenant: Tenant, tmp_path: Path
-) -> None:
+async def _hub_key_run(
+    stack: LocalStack, api: Api, hub: dict[str, str], work_dir: Path
+) -> subprocess.CompletedProcess[str]:
+    tenant = await new_tenant(api, hub["key"])
     ids = await catalogue_ids(tenant)
     headers = {
         "Authorization": f"Bearer {tenant.hub_key}",
@@ -332,24 +335,25 @@ async def test_every_operation_answers_a_hub_key_as_documented(
     }
     # The coverage phase's cases are fixed by the document, not the key: the business key's
     # run sends them; a hub key's reaches the same checks once it has named the business.
-    await fuzz(
-        stack, Fuzzed(headers, ids), WEBHOOK_ROUTES, tmp_path, phases="examples,fuzzing,stateful"
+    return await fuzz(
+        stack, Fuzzed(headers, ids), WEBHOOK_ROUTES, work_dir, phases="examples,fuzzing,stateful"
     )
 
 
-async def test_every_operation_answers_a_session_token_as_documented(
-    stack: LocalStack, tenant: Tenant, tmp_path: Path
-) -> None:
+async def _session_token_run(
+    stack: LocalStack, api: Api, hub: dict[str, str], work_dir: Path
+) -> subprocess.CompletedProcess[str]:
+    tenant = await new_tenant(api, hub["key"])
     ids = await catalogue_ids(tenant)
     headers = {"Authorization": f"Bearer {await tenant.session_token()}"}
     # Routes a session token may not call answer it 403 before reading anything (tests/
     # test_openapi.py holds every one to that); fuzzing their bodies would only repeat it.
-    await fuzz(stack, Fuzzed(headers, ids), SESSION_REFUSED_ROUTES, tmp_path)
+    return await fuzz(stack, Fuzzed(headers, ids), SESSION_REFUSED_ROUTES, work_dir)
 
 
-async def test_webhook_endpoint_operations_answer_as_documented(
-    stack: LocalStack, api: Api, hub: dict[str, str], tmp_path: Path
-) -> None:
+async def _webhook_endpoint_run(
+    stack: LocalStack, api: Api, hub: dict[str, str], work_dir: Path
+) -> subprocess.CompletedProcess[str]:
     # A business without a catalogue can have no bookings, hence no events to deliver.
     empty = await new_tenant(api, hub["key"])
     endpoint = created(
@@ -363,4 +367,94 @@ async def test_webhook_endpoint_operations_answer_as_documented(
     paths = (one, one + "/rotate-secret", one + "/deliveries", one + "/redeliver")
     ids = {"paths": {path: {"endpoint_id": [endpoint["id"]]} for path in paths}}
     headers = {"Authorization": f"Bearer {empty.business_key}"}
-    await fuzz(stack, Fuzzed(headers, ids), WEBHOOK_ROUTES, tmp_path, only=True)
+    return await fuzz(stack, Fuzzed(headers, ids), WEBHOOK_ROUTES, work_dir, only=True)
+
+
+Run = Callable[[LocalStack, Api, dict[str, str], Path], Awaitable[subprocess.CompletedProcess[str]]]
+# Each test's run, by the test's name.
+RUNS: dict[str, Run] = {
+    "test_catalogue_and_tenancy_operations_answer_a_business_key_as_documented": (
+        _catalogue_and_tenancy_run
+    ),
+    "test_booking_operations_answer_a_business_key_as_documented": _booking_run,
+    "test_every_operation_answers_a_hub_key_as_documented": _hub_key_run,
+    "test_every_operation_answers_a_session_token_as_documented": _session_token_run,
+    "test_webhook_endpoint_operations_answer_as_documented": _webhook_endpoint_run,
+}
+# A run keeps a core busy with schemathesis itself, and the stack answers it on the
+# other only part of the time: two runs at once keep both cores of a 2-core machine
+# busy, and take little longer each than one alone.
+RUNS_AT_ONCE = 2
+
+
+@pytest.fixture(scope="module")
+async def fuzz_runs(
+    request: pytest.FixtureRequest,
+    stack: LocalStack,
+    api: Api,
+    hub: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[dict[str, asyncio.Task[subprocess.CompletedProcess[str]]]]:
+    """The runs of the selected tests, started together, RUNS_AT_ONCE at a time, in test
+    order: each test waits for its own and checks it (every test still fails alone)."""
+    limit = asyncio.Semaphore(RUNS_AT_ONCE)
+
+    async def limited(run: Run, work_dir: Path) -> subprocess.CompletedProcess[str]:
+        async with limit:
+            return await run(stack, api, hub, work_dir)
+
+    selected = [
+        item.originalname
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.module is sys.modules[__name__]
+    ]
+    tasks = {
+        name: asyncio.create_task(limited(RUNS[name], tmp_path_factory.mktemp("fuzz")))
+        for name in selected
+        if name in RUNS
+    }
+    try:
+        yield tasks
+    finally:
+        # A run stopped half-way would leave schemathesis running: each ends by itself,
+        # within RUN_TIMEOUT_SECONDS.
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+@pytest.fixture
+def own_run(
+    request: pytest.FixtureRequest,
+    fuzz_runs: dict[str, asyncio.Task[subprocess.CompletedProcess[str]]],
+) -> asyncio.Task[subprocess.CompletedProcess[str]]:
+    """The test's own schemathesis run, under way or done."""
+    return fuzz_runs[request.node.originalname]
+
+
+async def test_catalogue_and_tenancy_operations_answer_a_business_key_as_documented(
+    own_run: asyncio.Task[subprocess.CompletedProcess[str]],
+) -> None:
+    assert_clean(await own_run)
+
+
+async def test_booking_operations_answer_a_business_key_as_documented(
+    own_run: asyncio.Task[subprocess.CompletedProcess[str]],
+) -> None:
+    assert_clean(await own_run)
+
+
+async def test_every_operation_answers_a_hub_key_as_documented(
+    own_run: asyncio.Task[subprocess.CompletedProcess[str]],
+) -> None:
+    assert_clean(await own_run)
+
+
+async def test_every_operation_answers_a_session_token_as_documented(
+    own_run: asyncio.Task[subprocess.CompletedProcess[str]],
+) -> None:
+    assert_clean(await own_run)
+
+
+async def test_webhook_endpoint_operations_answer_as_documented(
+    own_run: asyncio.Task[subprocess.CompletedProcess[str]],
+) -> None:
+    assert_clean(await own_run)
