@@ -27,6 +27,8 @@ from calendence.settings import BookingServiceSettings
 from calendence.store_startup import connect_postgres
 
 from booking_service.catalogue import Catalogue
+from booking_service.catalogue_repository import CatalogueRepository
+from booking_service.catalogue_snapshots import CatalogueSnapshots
 from booking_service.domain import build_domain
 from booking_service.manage_repository import ManageRepository
 from booking_service.tenancy import IssuedKey, Tenancy
@@ -69,7 +71,21 @@ async def _domain(settings: BookingServiceSettings) -> AsyncIterator[tuple[Tenan
         if nc is not None:
             await nc.publish(subject, orjson.dumps(payload))
 
-    domain = build_domain(pool, settings, announce)
+    snapshots = None
+    if nc is not None:
+        client = nc
+        with contextlib.suppress(Exception):
+            bucket = await asyncio.wait_for(events.ensure_catalogue_bucket(client.jetstream()), 3)
+            snapshots = CatalogueSnapshots(
+                CatalogueRepository(pool), bucket, lambda: client.is_connected
+            )
+
+    async def publish_snapshot(business_id: UUID) -> None:
+        # Without NATS a running booking-service writes it within seconds (its repair).
+        if snapshots is not None:
+            await snapshots.publish_change(business_id)
+
+    domain = build_domain(pool, settings, announce, publish_snapshot)
     try:
         yield domain.tenancy, domain.catalogue
     finally:
@@ -211,6 +227,7 @@ async def run(args: argparse.Namespace) -> Any:
             return {"id": str(hub["id"]), "name": hub["name"]}
         if args.command == "create-business":
             business = await tenancy.create_business(args.hub_id, BusinessFields(name=args.name))
+            await catalogue.on_change(business["id"])
             return {
                 "id": str(business["id"]),
                 "name": business["name"],

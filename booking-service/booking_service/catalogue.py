@@ -17,7 +17,7 @@ from calendence.schemas.common import Schema, parse_json, patch_document
 from calendence.schemas.scheduling import BookingPolicyOverride
 from calendence.timefmt import utcnow
 
-from booking_service.catalogue_repository import TABLES, CatalogueRepository
+from booking_service.catalogue_repository import TABLES, CatalogueRepository, SnapshotRows
 
 ChangeListener = Callable[[UUID], Awaitable[None]]
 
@@ -48,6 +48,17 @@ def render(kind: str, row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(week, dict):
             # jsonb keeps keys sorted by length; people read a week Monday first.
             document[column] = {day: week.get(day, []) for day in WEEKDAYS}
+    return document
+
+
+def snapshot_document(stored: SnapshotRows) -> dict[str, Any]:
+    """Locations, services, staff, the booking policy and the time off still to come of
+    a business: the snapshot hold-service checks slots against."""
+    document: dict[str, Any] = {
+        kind: [render(kind, row) for row in rows] for kind, rows in stored.rows.items()
+    }
+    document["booking_policy"] = stored.booking_policy
+    document["time_off"] = stored.time_off
     return document
 
 
@@ -118,18 +129,7 @@ class Catalogue:
         await self.on_change(business_id)
 
     async def snapshot(self, business_id: UUID) -> dict[str, Any]:
-        """Locations, services, staff, the booking policy and the time off still to come
-        of a business, as hold-service caches them."""
-        document: dict[str, Any] = {
-            kind: [
-                render(kind, row)
-                for row in await self.repository.list_all(TABLES[kind], business_id)
-            ]
-            for kind in ("locations", "services", "staff")
-        }
-        document["booking_policy"] = await self.repository.booking_policy(business_id)
-        document["time_off"] = await self.repository.upcoming_time_off(business_id, utcnow())
-        return document
+        return snapshot_document(await self.repository.read_snapshot_rows(business_id, utcnow()))
 
     async def _checked_values(self, business_id: UUID, fields: Schema) -> dict[str, Any]:
         """Column values for `fields`, after checking every id they name is ours."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from calendence.storage import mark_session_changed
 
 # Turns the current row into the values to write; may raise to write nothing.
 Change = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -81,6 +83,37 @@ async def _lock_live_row(
     return dict(row) if row else None
 
 
+@dataclass(frozen=True)
+class SnapshotRows:
+    """What a catalogue snapshot is made of, as stored: the live locations, services and
+    staff, the business's booking policy and its time off not over yet."""
+
+    rows: dict[str, list[dict[str, Any]]]
+    booking_policy: dict[str, Any]
+    time_off: list[dict[str, Any]]
+
+
+async def _read_snapshot_rows(
+    conn: asyncpg.Connection, business_id: UUID, now: datetime
+) -> SnapshotRows:
+    rows = {}
+    for kind in ("locations", "services", "staff"):
+        found = await conn.fetch(
+            f"SELECT * FROM {TABLES[kind].name} WHERE business_id = $1 AND deleted_at IS NULL "
+            "ORDER BY seq",
+            business_id,
+        )
+        rows[kind] = [dict(r) for r in found]
+    policy = await conn.fetchval("SELECT booking_policy FROM businesses WHERE id = $1", business_id)
+    time_off = await conn.fetch(
+        "SELECT staff_id, location_id, starts_at, ends_at FROM time_off "
+        "WHERE business_id = $1 AND ends_at > $2 ORDER BY starts_at",
+        business_id,
+        now,
+    )
+    return SnapshotRows(rows, policy or {}, [dict(r) for r in time_off])
+
+
 class CatalogueRepository:
     def __init__(self, db: asyncpg.Pool) -> None:
         self.db = db
@@ -123,29 +156,63 @@ class CatalogueRepository:
         )
         return [dict(r) for r in rows]
 
-    async def list_all(self, table: CatalogueTable, business_id: UUID) -> list[dict[str, Any]]:
-        rows = await self.db.fetch(
-            f"SELECT * FROM {table.name} WHERE business_id = $1 AND deleted_at IS NULL "
-            "ORDER BY seq",
-            business_id,
-        )
-        return [dict(r) for r in rows]
-
     async def booking_policy(self, business_id: UUID) -> dict[str, Any]:
         policy: dict[str, Any] = await self.db.fetchval(
             "SELECT booking_policy FROM businesses WHERE id = $1", business_id
         )
         return policy or {}
 
-    async def upcoming_time_off(self, business_id: UUID, now: datetime) -> list[dict[str, Any]]:
-        """Time off and closures not over yet: what hold-service needs to check a slot."""
+    async def read_snapshot_rows(self, business_id: UUID, now: datetime) -> SnapshotRows:
+        async with self.db.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            return await _read_snapshot_rows(conn, business_id, now)
+
+    @contextlib.asynccontextmanager
+    async def unpublished_snapshot_rows(
+        self, business_id: UUID, now: datetime
+    ) -> AsyncIterator[SnapshotRows | None]:
+        """The business's snapshot rows if a committed change is not in its snapshot yet
+        (None otherwise), with the business's publishing turn held until the block ends.
+
+        One publisher per business at a time, and each reads after the one before it
+        wrote: snapshots reach the bucket in the order they were read, so the last one
+        written is never older than another. When the block ends without an error, the
+        changes the rows include are forgotten.
+        """
+        async with self.db.acquire() as conn:
+            # A session-level lock, so the snapshot below can be read in a transaction
+            # of its own that starts after the lock is ours; the pool's reset frees it.
+            mark_session_changed(conn)
+            await conn.execute(
+                "SELECT pg_advisory_lock(hashtextextended($1, 0))", f"catalogue:{business_id}"
+            )
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                changes = await conn.fetch(
+                    "SELECT seq FROM catalogue_changes WHERE business_id = $1", business_id
+                )
+                rows = await _read_snapshot_rows(conn, business_id, now) if changes else None
+            yield rows
+            if changes:
+                await conn.execute(
+                    "DELETE FROM catalogue_changes WHERE seq = ANY($1::bigint[])",
+                    [r["seq"] for r in changes],
+                )
+
+    async def businesses_with_unpublished_changes(self, limit: int) -> list[UUID]:
         rows = await self.db.fetch(
-            "SELECT staff_id, location_id, starts_at, ends_at FROM time_off "
-            "WHERE business_id = $1 AND ends_at > $2 ORDER BY starts_at",
-            business_id,
-            now,
+            "SELECT business_id FROM catalogue_changes GROUP BY business_id "
+            "ORDER BY min(seq) LIMIT $1",
+            limit,
         )
-        return [dict(r) for r in rows]
+        return [r["business_id"] for r in rows]
+
+    async def note_changes_of_businesses_besides(self, published: list[UUID]) -> int:
+        """Mark every business but the `published` ones as changed; returns how many."""
+        status: str = await self.db.execute(
+            "INSERT INTO catalogue_changes (business_id) "
+            "SELECT id FROM businesses WHERE NOT (id = ANY($1::uuid[]))",
+            published,
+        )
+        return int(status.rsplit(" ", 1)[1])
 
     async def existing_ids(
         self, table: CatalogueTable, business_id: UUID, ids: list[UUID]

@@ -1,8 +1,10 @@
 """The tenancy and catalogue domain objects on one database pool, built one way for the
 service (`booking_service.server`) and the operator's CLI (`booking_service.admin`).
 
-Each announces its changes on NATS through `publish`, so every gateway drops a revoked
-key at once and hold-service reloads a changed catalogue.
+Tenancy announces revocations on NATS through `publish`, so every gateway drops a
+revoked key at once; the catalogue and time off tell `on_catalogue_change` of each
+committed change, which writes the business's snapshot for hold-service
+(`booking_service.catalogue_snapshots`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncpg
 from calendence import events
 from calendence.settings import BookingServiceSettings
 
-from booking_service.catalogue import Catalogue
+from booking_service.catalogue import Catalogue, ChangeListener
 from booking_service.catalogue_repository import CatalogueRepository
 from booking_service.reminder_repository import ReminderSchedule
 from booking_service.tenancy import Tenancy
@@ -37,12 +39,14 @@ class Domain:
     reminders: ReminderSchedule
 
 
-def build_domain(pool: asyncpg.Pool, settings: BookingServiceSettings, publish: Publish) -> Domain:
+def build_domain(
+    pool: asyncpg.Pool,
+    settings: BookingServiceSettings,
+    publish: Publish,
+    on_catalogue_change: ChangeListener,
+) -> Domain:
     async def announce_revocation(key_id: UUID) -> None:
         await publish(events.KEY_REVOKED_SUBJECT, {"key_id": str(key_id)})
-
-    async def announce_catalogue_change(business_id: UUID) -> None:
-        await publish(events.CATALOGUE_CHANGED_SUBJECT, {"business_id": str(business_id)})
 
     reminders = ReminderSchedule(timedelta(seconds=settings.reminder_minute_seconds))
     catalogue_repository = CatalogueRepository(pool)
@@ -52,8 +56,8 @@ def build_domain(pool: asyncpg.Pool, settings: BookingServiceSettings, publish: 
             timedelta(seconds=settings.session_ttl_seconds),
             announce_revocation,
         ),
-        catalogue=Catalogue(catalogue_repository, announce_catalogue_change),
-        time_off=TimeOffEntries(TimeOffRepository(pool), announce_catalogue_change),
+        catalogue=Catalogue(catalogue_repository, on_catalogue_change),
+        time_off=TimeOffEntries(TimeOffRepository(pool), on_catalogue_change),
         catalogue_repository=catalogue_repository,
         reminders=reminders,
     )

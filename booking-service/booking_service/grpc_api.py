@@ -138,17 +138,13 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
         )
         return catalogue_pb2.DeleteResourceResponse()
 
-    async def GetBusinessCatalogue(
-        self, request: catalogue_pb2.GetBusinessCatalogueRequest, context: ServicerContext
-    ) -> catalogue_pb2.BusinessCatalogue:
-        snapshot = await self.catalogue.snapshot(parse_uuid(request.business_id, "business_id"))
-        return catalogue_pb2.BusinessCatalogue(json=jsonfmt.dumps(snapshot))
-
     async def CreateBusiness(
         self, request: catalogue_pb2.CreateBusinessRequest, context: ServicerContext
     ) -> catalogue_pb2.Resource:
         fields = parse_json(BusinessFields, request.body_json)
         row = await self.tenancy.create_business(optional_uuid(request.hub_id, "hub_id"), fields)
+        # Its (empty) catalogue snapshot, so that hold-service knows the business at once.
+        await self.catalogue.on_change(row["id"])
         return _resource(render_business(row))
 
     async def ListBusinesses(
@@ -175,7 +171,7 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     ) -> catalogue_pb2.Resource:
         business_id = parse_uuid(request.business_id, "business_id")
         row = await self.tenancy.update_business(business_id, request.patch_json)
-        # The booking policy is part of what hold-service checks slots against.
+        # The booking policy is part of the catalogue snapshot hold-service reads.
         await self.catalogue.on_change(business_id)
         return _resource(render_business(row))
 

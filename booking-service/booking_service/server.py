@@ -5,21 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
 
 import orjson
-from calendence import rpc
+from calendence import events, rpc
 from calendence.auth.v1 import auth_pb2_grpc
 from calendence.booking.v1 import booking_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2_grpc
 from calendence.manage.v1 import manage_pb2_grpc
 from calendence.settings import BookingServiceSettings
 from calendence.store_startup import connect_nats, connect_postgres, connect_with_retry
+from nats.js.kv import KeyValue
 
 from booking_service.booking_repository import BookingRepository
 from booking_service.bookings import Bookings
 from booking_service.bookings_grpc import BookingServicer
 from booking_service.calendars import Calendars
+from booking_service.catalogue_repository import CatalogueRepository
+from booking_service.catalogue_snapshots import CatalogueSnapshots
 from booking_service.checkout import Checkout
 from booking_service.domain import build_domain
 from booking_service.grpc_api import AuthServicer, CatalogueServicer
@@ -48,7 +52,14 @@ async def serve(settings: BookingServiceSettings) -> None:
     async def publish(subject: str, payload: dict[str, str]) -> None:
         await nc.publish(subject, orjson.dumps(payload))
 
-    domain = build_domain(pool, settings, publish)
+    def open_catalogue_bucket() -> Awaitable[KeyValue]:
+        return events.ensure_catalogue_bucket(js)
+
+    catalogue_bucket = await connect_with_retry("nats", open_catalogue_bucket)
+    snapshots = CatalogueSnapshots(
+        CatalogueRepository(pool), catalogue_bucket, lambda: nc.is_connected
+    )
+    domain = build_domain(pool, settings, publish, snapshots.publish_change)
     tenancy, catalogue, time_off = domain.tenancy, domain.catalogue, domain.time_off
     reminders = domain.reminders
     hold_channel = rpc.open_channel(settings.hold_service_addr)
@@ -105,6 +116,7 @@ async def serve(settings: BookingServiceSettings) -> None:
     sweeper = asyncio.create_task(_sweep_forever(bookings, settings.payment_sweep_seconds))
     repair = asyncio.create_task(_repair_claims_forever(bookings, settings.claim_repair_seconds))
     link_keys = asyncio.create_task(_refresh_link_keys_forever(links))
+    snapshot_repair = asyncio.create_task(snapshots.repair_forever(open_catalogue_bucket))
     reminding = asyncio.create_task(
         ReminderSender(pool, reminders, booking_repository, settings.reminder_poll_seconds).run()
     )
@@ -116,6 +128,7 @@ async def serve(settings: BookingServiceSettings) -> None:
     finally:
         sweeper.cancel()
         link_keys.cancel()
+        snapshot_repair.cancel()
         repair.cancel()
         reminding.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,10 +1,13 @@
-"""What hold-service knows of a business's catalogue: fetched once, dropped on change.
+"""What hold-service knows of a business's catalogue: read once, dropped on change.
 
 The snapshot holds locations, services, staff, the booking policy and the time off
-still to come. booking-service announces every write to any of them (a catalogue
-change, time off made or removed, a business's policy changed) on NATS; the cache
-drops that business's snapshot so the next hold fetches a fresh one. A TTL bounds
-staleness should an announcement be missed.
+still to come. booking-service writes it to the NATS key-value bucket after every
+change to any of them commits (before it answers the change); hold-service reads it
+from there, never from booking-service. A watch on the bucket reports each new
+revision, and the cache drops that business's older snapshot so the next hold reads
+the new one. While the link to NATS is down nothing is answered from the cache (a
+change could go by unheard): callers get Unavailable, and after a reconnect every
+snapshot is read afresh. A TTL bounds staleness should the watch ever miss a revision.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from calendence.errors import Unavailable
 from calendence.schemas.catalogue import WeeklyHours
 from calendence.schemas.scheduling import effective_policy
 
@@ -137,37 +141,63 @@ class BusinessCatalogue:
         )
 
 
-Fetch = Callable[[UUID], Awaitable[dict[str, Any]]]
+# A business's snapshot as the bucket holds it: (revision, document). Raises
+# Unavailable when there is none yet or NATS does not answer.
+Read = Callable[[UUID], Awaitable[tuple[int, dict[str, Any]]]]
+# The current link to NATS: a number that changes with every reconnect, or None while
+# the link is down.
+Link = Callable[[], int | None]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    expires_at: float
+    revision: int
+    catalogue: BusinessCatalogue
 
 
 class CatalogueCache:
-    def __init__(self, fetch: Fetch, ttl_seconds: float) -> None:
-        self._fetch = fetch
+    def __init__(self, read: Read, ttl_seconds: float, link: Link) -> None:
+        self._read = read
         self._ttl = ttl_seconds
-        self._entries: dict[UUID, tuple[float, BusinessCatalogue]] = {}
-        # Bumped by invalidate(): a fetch that started before a change is not cached.
+        self._link = link
+        self._link_seen = link()
+        self._entries: dict[UUID, _Entry] = {}
+        # Bumped by invalidate(): a read that started before a change is not cached.
         self._generation: dict[UUID, int] = {}
-        # One fetch per business at a time: a burst on a cold cache waits for it.
+        # One read per business at a time: a burst on a cold cache waits for it.
         self._loading: dict[UUID, asyncio.Task[BusinessCatalogue]] = {}
 
     async def get(self, business_id: UUID) -> BusinessCatalogue:
+        self._check_link()
         entry = self._entries.get(business_id)
-        if entry is not None and entry[0] > time.monotonic():
-            return entry[1]
+        if entry is not None and entry.expires_at > time.monotonic():
+            return entry.catalogue
         loading = self._loading.get(business_id)
         if loading is None:
             loading = asyncio.ensure_future(self._load(business_id))
             self._loading[business_id] = loading
             loading.add_done_callback(lambda done: self._forget(business_id, done))
-        # A caller that gives up does not cancel the fetch the others wait for.
+        # A caller that gives up does not cancel the read the others wait for.
         return await asyncio.shield(loading)
 
+    def _check_link(self) -> None:
+        link = self._link()
+        if link is None:
+            raise Unavailable("the catalogue store is unreachable; try again shortly")
+        if link != self._link_seen:
+            # Reconnected: changes may have gone by unheard while the link was down.
+            self._link_seen = link
+            for business_id in set(self._entries) | set(self._loading):
+                self.invalidate(business_id)
+
     async def _load(self, business_id: UUID) -> BusinessCatalogue:
-        generation = self._generation.get(business_id, 0)
+        generation = (self._link_seen, self._generation.get(business_id, 0))
         started = time.monotonic()
-        catalogue = BusinessCatalogue.from_snapshot(await self._fetch(business_id))
-        if self._generation.get(business_id, 0) == generation:
-            self._entries[business_id] = (started + self._ttl, catalogue)
+        revision, snapshot = await self._read(business_id)
+        catalogue = BusinessCatalogue.from_snapshot(snapshot)
+        if (self._link_seen, self._generation.get(business_id, 0)) == generation:
+            self._entries[business_id] = _Entry(started + self._ttl, revision, catalogue)
         return catalogue
 
     def _forget(self, business_id: UUID, done: asyncio.Task[BusinessCatalogue]) -> None:
@@ -176,8 +206,15 @@ class CatalogueCache:
         if not done.cancelled():
             done.exception()  # retrieved by the waiters; never "never retrieved"
 
+    def changed(self, business_id: UUID, revision: int) -> None:
+        """The bucket holds `revision` of the business's snapshot now."""
+        entry = self._entries.get(business_id)
+        if entry is not None and entry.revision >= revision and business_id not in self._loading:
+            return  # the watch caught up with a snapshot already read
+        self.invalidate(business_id)
+
     def invalidate(self, business_id: UUID) -> None:
         self._generation[business_id] = self._generation.get(business_id, 0) + 1
         self._entries.pop(business_id, None)
-        # Callers from now on must not join a fetch that may predate the change.
+        # Callers from now on must not join a read that may predate the change.
         self._loading.pop(business_id, None)

@@ -1,20 +1,28 @@
-"""hold-service wiring: Redis, the catalogue cache and its invalidation, the servicer."""
+"""hold-service wiring: Redis, the catalogue bucket, its cache and watch, the servicer.
+
+hold-service calls no other service: catalogues come from the NATS key-value bucket
+booking-service writes (`calendence.events.CATALOGUE_BUCKET`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+import nats.errors
 import orjson
 from calendence import events, rpc
-from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
+from calendence.errors import Unavailable
 from calendence.hold.v1 import hold_pb2_grpc
+from calendence.logs import log_fields
 from calendence.settings import HoldServiceSettings
-from calendence.store_startup import connect_nats, connect_redis
+from calendence.store_startup import connect_nats, connect_redis, connect_with_retry
 from calendence.timefmt import utcnow
-from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from hold_service.catalogue_cache import CatalogueCache
 from hold_service.grpc_api import HoldServicer
@@ -23,7 +31,19 @@ from hold_service.holds import Holds
 
 log = logging.getLogger("hold_service")
 
-CATALOGUE_FETCH_SECONDS = 3.0
+CATALOGUE_READ_SECONDS = 2.0
+
+
+async def _follow_changes(watcher: KeyValue.KeyWatcher, cache: CatalogueCache) -> None:
+    """Drop each cached snapshot the bucket has a newer revision of."""
+    async for entry in watcher:
+        if entry is None:
+            continue  # the end of what the bucket held when the watch began
+        try:
+            business_id = UUID(entry.key)
+        except ValueError:
+            continue  # not a business's snapshot
+        cache.changed(business_id, entry.revision or 0)
 
 
 async def serve(settings: HoldServiceSettings) -> None:
@@ -34,27 +54,32 @@ async def serve(settings: HoldServiceSettings) -> None:
         health_check_interval=30,
     )
     nc = await connect_nats(settings, "hold-service")
-    booking_channel = rpc.open_channel(settings.booking_service_addr)
-    catalogue_stub = catalogue_pb2_grpc.CatalogueServiceStub(booking_channel)
+    # Reads give up well inside the gateway's deadline: a NATS that does not answer
+    # makes a hold 503, never a hang.
+    js = nc.jetstream(timeout=CATALOGUE_READ_SECONDS)
+    bucket = await connect_with_retry(
+        "nats", lambda: events.ensure_catalogue_bucket(js, settings.nats_stream_replicas)
+    )
 
-    async def fetch_catalogue(business_id: UUID) -> dict[str, Any]:
-        # Waits out a booking-service restart (the channel reconnecting) rather than
-        # failing the hold, and still answers before the gateway's own deadline.
-        answer = await rpc.unary(
-            catalogue_stub.GetBusinessCatalogue,
-            catalogue_pb2.GetBusinessCatalogueRequest(business_id=str(business_id)),
-            timeout=CATALOGUE_FETCH_SECONDS,
-            wait_for_ready=True,
-        )
-        snapshot: dict[str, Any] = orjson.loads(answer.json)
-        return snapshot
+    def link() -> int | None:
+        return int(nc.stats["reconnects"]) if nc.is_connected else None
 
-    cache = CatalogueCache(fetch_catalogue, settings.catalogue_cache_seconds)
+    async def read_catalogue(business_id: UUID) -> tuple[int, dict[str, Any]]:
+        try:
+            entry = await bucket.get(events.catalogue_key(business_id))
+        except KeyNotFoundError:
+            # Written with the business; only a NATS that lost its data lacks it, until
+            # booking-service's repair writes it again.
+            raise Unavailable("this business's catalogue is not available yet") from None
+        except nats.errors.Error as error:
+            log.warning("catalogue not read", extra=log_fields(error=repr(error)))
+            raise Unavailable("the catalogue store is unreachable; try again shortly") from None
+        snapshot: dict[str, Any] = orjson.loads(entry.value or b"{}")
+        return entry.revision or 0, snapshot
 
-    async def on_catalogue_change(message: Msg) -> None:
-        cache.invalidate(UUID(orjson.loads(message.data)["business_id"]))
-
-    await nc.subscribe(events.CATALOGUE_CHANGED_SUBJECT, cb=on_catalogue_change)
+    cache = CatalogueCache(read_catalogue, settings.catalogue_cache_seconds, link)
+    watcher = await connect_with_retry("nats", lambda: bucket.watchall(meta_only=True))
+    watching = asyncio.create_task(_follow_changes(watcher, cache))
     holds = Holds(
         HoldRepository(redis), cache, timedelta(seconds=settings.hold_ttl_seconds), utcnow
     )
@@ -74,7 +99,7 @@ async def serve(settings: HoldServiceSettings) -> None:
     try:
         await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
     finally:
+        watching.cancel()
         await nc.drain()
-        await booking_channel.close(None)
         await redis.aclose()
         log.info("stopped")

@@ -1,12 +1,15 @@
-"""NATS names shared by publishers and consumers, and the JetStream stream setup."""
+"""NATS names shared by publishers and consumers, and the JetStream stream and bucket setup."""
 
 from __future__ import annotations
+
+from uuid import UUID
 
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
+from nats.js.kv import KeyValue
 
 from calendence.settings import CommonSettings
 
@@ -19,7 +22,10 @@ DUPLICATE_WINDOW_SECONDS = 24 * 3600
 
 # Core NATS broadcasts: lost ones only cost a cache its freshness until its TTL.
 KEY_REVOKED_SUBJECT = "calendence.keys.revoked"
-CATALOGUE_CHANGED_SUBJECT = "calendence.catalogue.changed"
+
+# Each business's catalogue snapshot, keyed by business id: booking-service writes it
+# after every change commits, hold-service reads and watches it (never booking-service).
+CATALOGUE_BUCKET = "CALENDENCE_CATALOGUES"
 
 
 def event_subject(event_type: str) -> str:
@@ -84,3 +90,32 @@ async def ensure_events_stream(js: JetStreamContext, replicas: int = 1) -> None:
         await js.add_stream(config)
     except BadRequestError:
         await js.update_stream(config)
+
+
+def catalogue_key(business_id: UUID) -> str:
+    return str(business_id)
+
+
+async def ensure_catalogue_bucket(js: JetStreamContext, replicas: int = 1) -> KeyValue:
+    """Create the catalogue bucket, or bind to it (and set its `replicas`) if it exists;
+    safe to run from every replica of both services at start.
+
+    Only the latest snapshot of a key is kept. Reads go to the stream's leader (no
+    direct gets, which any replica of a clustered bucket may answer from behind), so
+    a hold placed right after a change reads that change.
+    """
+    config = KeyValueConfig(
+        bucket=CATALOGUE_BUCKET,
+        history=1,
+        storage=StorageType.FILE,
+        replicas=replicas,
+        direct=False,
+    )
+    try:
+        return await js.create_key_value(config)
+    except BadRequestError:
+        # It exists with another replica count: change only that.
+        stream = (await js.stream_info(f"KV_{CATALOGUE_BUCKET}")).config
+        stream.num_replicas = replicas
+        await js.update_stream(stream)
+        return await js.key_value(CATALOGUE_BUCKET)

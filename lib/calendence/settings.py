@@ -40,8 +40,6 @@ class CommonSettings(BaseSettings):
 class HoldServiceSettings(CommonSettings):
     hold_service_port: int = 50051
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # A service's address (see GatewaySettings.hold_service_addr for the forms).
-    booking_service_addr: str = "127.0.0.1:50052"
     hold_ttl_seconds: int = 600
     # Redis connections per replica. Each hold holds one for a single script call
     # (under a millisecond), so 64 keep Redis busy for thousands of concurrent holds;
@@ -50,8 +48,8 @@ class HoldServiceSettings(CommonSettings):
     # answers UNAVAILABLE (503 at the gateway).
     redis_pool_max: int = Field(default=64, ge=1)
     redis_pool_timeout_seconds: float = Field(default=5.0, gt=0)
-    # Catalogue snapshots are dropped on catalogue events; this bounds staleness
-    # should an event be missed.
+    # Catalogue snapshots read from the NATS bucket are dropped when the bucket's watch
+    # reports a newer one; this bounds staleness should the watch ever miss one.
     catalogue_cache_seconds: float = 60.0
 
 

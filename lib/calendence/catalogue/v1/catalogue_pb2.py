@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'calendence/catalogue/v1/catalogue.proto\x12\x17\x63\x61lendence.catalogue.v1\"t\n\x15\x43reateResourceRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.calendence.catalogue.v1.ResourceKind\x12\x11\n\tbody_json\x18\x03 \x01(\x0c\"c\n\x0bResourceRef\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.calendence.catalogue.v1.ResourceKind\x12\n\n\x02id\x18\x03 \x01(\t\"\x7f\n\x14ListResourcesRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.calendence.catalogue.v1.ResourceKind\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"\x81\x01\n\x15UpdateResourceRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.calendence.catalogue.v1.ResourceKind\x12\n\n\x02id\x18\x03 \x01(\t\x12\x12\n\npatch_json\x18\x04 \x01(\x0c\"\x18\n\x08Resource\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"7\n\x0cResourcePage\x12\x12\n\nitems_json\x18\x01 \x03(\x0c\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteResourceResponse\"2\n\x1bGetBusinessCatalogueRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\"!\n\x11\x42usinessCatalogue\x12\x0c\n\x04json\x18\x01 \x01(\x0c\":\n\x15\x43reateBusinessRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\"F\n\x15ListBusinessesRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\")\n\x12GetBusinessRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\"@\n\x15UpdateBusinessRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\npatch_json\x18\x02 \x01(\x0c\">\n\x14\x43reateTimeOffRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\"-\n\nTimeOffRef\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"^\n\x12ListTimeOffRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ilters_json\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05*\x9d\x01\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESOURCE_KIND_LOCATION\x10\x01\x12\x19\n\x15RESOURCE_KIND_SERVICE\x10\x02\x12\x17\n\x13RESOURCE_KIND_STAFF\x10\x03\x12\x1e\n\x1aRESOURCE_KIND_CUSTOM_FIELD\x10\x04\x32\x93\x0b\n\x10\x43\x61talogueService\x12\x63\n\x0e\x43reateResource\x12..calendence.catalogue.v1.CreateResourceRequest\x1a!.calendence.catalogue.v1.Resource\x12V\n\x0bGetResource\x12$.calendence.catalogue.v1.ResourceRef\x1a!.calendence.catalogue.v1.Resource\x12\x65\n\rListResources\x12-.calendence.catalogue.v1.ListResourcesRequest\x1a%.calendence.catalogue.v1.ResourcePage\x12\x63\n\x0eUpdateResource\x12..calendence.catalogue.v1.UpdateResourceRequest\x1a!.calendence.catalogue.v1.Resource\x12g\n\x0e\x44\x65leteResource\x12$.calendence.catalogue.v1.ResourceRef\x1a/.calendence.catalogue.v1.DeleteResourceResponse\x12x\n\x14GetBusinessCatalogue\x12\x34.calendence.catalogue.v1.GetBusinessCatalogueRequest\x1a*.calendence.catalogue.v1.BusinessCatalogue\x12\x63\n\x0e\x43reateBusiness\x12..calendence.catalogue.v1.CreateBusinessRequest\x1a!.calendence.catalogue.v1.Resource\x12g\n\x0eListBusinesses\x12..calendence.catalogue.v1.ListBusinessesRequest\x1a%.calendence.catalogue.v1.ResourcePage\x12]\n\x0bGetBusiness\x12+.calendence.catalogue.v1.GetBusinessRequest\x1a!.calendence.catalogue.v1.Resource\x12\x63\n\x0eUpdateBusiness\x12..calendence.catalogue.v1.UpdateBusinessRequest\x1a!.calendence.catalogue.v1.Resource\x12\x61\n\rCreateTimeOff\x12-.calendence.catalogue.v1.CreateTimeOffRequest\x1a!.calendence.catalogue.v1.Resource\x12T\n\nGetTimeOff\x12#.calendence.catalogue.v1.TimeOffRef\x1a!.calendence.catalogue.v1.Resource\x12\x61\n\x0bListTimeOff\x12+.calendence.catalogue.v1.ListTimeOffRequest\x1a%.calendence.catalogue.v1.ResourcePage\x12\x65\n\rDeleteTimeOff\x12#.calendence.catalogue.v1.TimeOffRef\x1a/.calendence.catalogue.v1.DeleteResourceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'calendence/catalogue/v1/catalogue.proto\x12\x17\x63\x61lendence.catalogue.v1\"t\n\x15\x43reateResourceRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.calendence.catalogue.v1.ResourceKind\x12\x11\n\tbody_json\x18\x03 \x01(\x0c\"c\n\x0bResourceRef\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.calendence.catalogue.v1.ResourceKind\x12\n\n\x02id\x18\x03 \x01(\t\"\x7f\n\x14ListResourcesRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.calendence.catalogue.v1.ResourceKind\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"\x81\x01\n\x15UpdateResourceRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.calendence.catalogue.v1.ResourceKind\x12\n\n\x02id\x18\x03 \x01(\t\x12\x12\n\npatch_json\x18\x04 \x01(\x0c\"\x18\n\x08Resource\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"7\n\x0cResourcePage\x12\x12\n\nitems_json\x18\x01 \x03(\x0c\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteResourceResponse\":\n\x15\x43reateBusinessRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\"F\n\x15ListBusinessesRequest\x12\x0e\n\x06hub_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\")\n\x12GetBusinessRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\"@\n\x15UpdateBusinessRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x12\n\npatch_json\x18\x02 \x01(\x0c\">\n\x14\x43reateTimeOffRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\"-\n\nTimeOffRef\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"^\n\x12ListTimeOffRequest\x12\x13\n\x0b\x62usiness_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66ilters_json\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05*\x9d\x01\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16RESOURCE_KIND_LOCATION\x10\x01\x12\x19\n\x15RESOURCE_KIND_SERVICE\x10\x02\x12\x17\n\x13RESOURCE_KIND_STAFF\x10\x03\x12\x1e\n\x1aRESOURCE_KIND_CUSTOM_FIELD\x10\x04\x32\x99\n\n\x10\x43\x61talogueService\x12\x63\n\x0e\x43reateResource\x12..calendence.catalogue.v1.CreateResourceRequest\x1a!.calendence.catalogue.v1.Resource\x12V\n\x0bGetResource\x12$.calendence.catalogue.v1.ResourceRef\x1a!.calendence.catalogue.v1.Resource\x12\x65\n\rListResources\x12-.calendence.catalogue.v1.ListResourcesRequest\x1a%.calendence.catalogue.v1.ResourcePage\x12\x63\n\x0eUpdateResource\x12..calendence.catalogue.v1.UpdateResourceRequest\x1a!.calendence.catalogue.v1.Resource\x12g\n\x0e\x44\x65leteResource\x12$.calendence.catalogue.v1.ResourceRef\x1a/.calendence.catalogue.v1.DeleteResourceResponse\x12\x63\n\x0e\x43reateBusiness\x12..calendence.catalogue.v1.CreateBusinessRequest\x1a!.calendence.catalogue.v1.Resource\x12g\n\x0eListBusinesses\x12..calendence.catalogue.v1.ListBusinessesRequest\x1a%.calendence.catalogue.v1.ResourcePage\x12]\n\x0bGetBusiness\x12+.calendence.catalogue.v1.GetBusinessRequest\x1a!.calendence.catalogue.v1.Resource\x12\x63\n\x0eUpdateBusiness\x12..calendence.catalogue.v1.UpdateBusinessRequest\x1a!.calendence.catalogue.v1.Resource\x12\x61\n\rCreateTimeOff\x12-.calendence.catalogue.v1.CreateTimeOffRequest\x1a!.calendence.catalogue.v1.Resource\x12T\n\nGetTimeOff\x12#.calendence.catalogue.v1.TimeOffRef\x1a!.calendence.catalogue.v1.Resource\x12\x61\n\x0bListTimeOff\x12+.calendence.catalogue.v1.ListTimeOffRequest\x1a%.calendence.catalogue.v1.ResourcePage\x12\x65\n\rDeleteTimeOff\x12#.calendence.catalogue.v1.TimeOffRef\x1a/.calendence.catalogue.v1.DeleteResourceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'calendence.catalogue.v1.catalogue_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESOURCEKIND']._serialized_start=1193
-  _globals['_RESOURCEKIND']._serialized_end=1350
+  _globals['_RESOURCEKIND']._serialized_start=1106
+  _globals['_RESOURCEKIND']._serialized_end=1263
   _globals['_CREATERESOURCEREQUEST']._serialized_start=68
   _globals['_CREATERESOURCEREQUEST']._serialized_end=184
   _globals['_RESOURCEREF']._serialized_start=186
@@ -47,24 +47,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOURCEPAGE']._serialized_end=629
   _globals['_DELETERESOURCERESPONSE']._serialized_start=631
   _globals['_DELETERESOURCERESPONSE']._serialized_end=655
-  _globals['_GETBUSINESSCATALOGUEREQUEST']._serialized_start=657
-  _globals['_GETBUSINESSCATALOGUEREQUEST']._serialized_end=707
-  _globals['_BUSINESSCATALOGUE']._serialized_start=709
-  _globals['_BUSINESSCATALOGUE']._serialized_end=742
-  _globals['_CREATEBUSINESSREQUEST']._serialized_start=744
-  _globals['_CREATEBUSINESSREQUEST']._serialized_end=802
-  _globals['_LISTBUSINESSESREQUEST']._serialized_start=804
-  _globals['_LISTBUSINESSESREQUEST']._serialized_end=874
-  _globals['_GETBUSINESSREQUEST']._serialized_start=876
-  _globals['_GETBUSINESSREQUEST']._serialized_end=917
-  _globals['_UPDATEBUSINESSREQUEST']._serialized_start=919
-  _globals['_UPDATEBUSINESSREQUEST']._serialized_end=983
-  _globals['_CREATETIMEOFFREQUEST']._serialized_start=985
-  _globals['_CREATETIMEOFFREQUEST']._serialized_end=1047
-  _globals['_TIMEOFFREF']._serialized_start=1049
-  _globals['_TIMEOFFREF']._serialized_end=1094
-  _globals['_LISTTIMEOFFREQUEST']._serialized_start=1096
-  _globals['_LISTTIMEOFFREQUEST']._serialized_end=1190
-  _globals['_CATALOGUESERVICE']._serialized_start=1353
-  _globals['_CATALOGUESERVICE']._serialized_end=2780
+  _globals['_CREATEBUSINESSREQUEST']._serialized_start=657
+  _globals['_CREATEBUSINESSREQUEST']._serialized_end=715
+  _globals['_LISTBUSINESSESREQUEST']._serialized_start=717
+  _globals['_LISTBUSINESSESREQUEST']._serialized_end=787
+  _globals['_GETBUSINESSREQUEST']._serialized_start=789
+  _globals['_GETBUSINESSREQUEST']._serialized_end=830
+  _globals['_UPDATEBUSINESSREQUEST']._serialized_start=832
+  _globals['_UPDATEBUSINESSREQUEST']._serialized_end=896
+  _globals['_CREATETIMEOFFREQUEST']._serialized_start=898
+  _globals['_CREATETIMEOFFREQUEST']._serialized_end=960
+  _globals['_TIMEOFFREF']._serialized_start=962
+  _globals['_TIMEOFFREF']._serialized_end=1007
+  _globals['_LISTTIMEOFFREQUEST']._serialized_start=1009
+  _globals['_LISTTIMEOFFREQUEST']._serialized_end=1103
+  _globals['_CATALOGUESERVICE']._serialized_start=1266
+  _globals['_CATALOGUESERVICE']._serialized_end=2571
 # @@protoc_insertion_point(module_scope)

@@ -208,44 +208,6 @@ class DeleteResourceResponse(_message.Message):
 Global___DeleteResourceResponse: _TypeAlias = DeleteResourceResponse  # noqa: Y015
 
 @_typing.final
-class GetBusinessCatalogueRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    BUSINESS_ID_FIELD_NUMBER: _builtins.int
-    business_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        business_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["business_id", b"business_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetBusinessCatalogueRequest: _TypeAlias = GetBusinessCatalogueRequest  # noqa: Y015
-
-@_typing.final
-class BusinessCatalogue(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    JSON_FIELD_NUMBER: _builtins.int
-    json: _builtins.bytes
-    def __init__(
-        self,
-        *,
-        json: _builtins.bytes = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___BusinessCatalogue: _TypeAlias = BusinessCatalogue  # noqa: Y015
-
-@_typing.final
 class CreateBusinessRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -59,11 +59,6 @@ class CatalogueServiceStub:
                 request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ResourceRef.SerializeToString,
                 response_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.DeleteResourceResponse.FromString,
                 _registered_method=True)
-        self.GetBusinessCatalogue = channel.unary_unary(
-                '/calendence.catalogue.v1.CatalogueService/GetBusinessCatalogue',
-                request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.GetBusinessCatalogueRequest.SerializeToString,
-                response_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.BusinessCatalogue.FromString,
-                _registered_method=True)
         self.CreateBusiness = channel.unary_unary(
                 '/calendence.catalogue.v1.CatalogueService/CreateBusiness',
                 request_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.CreateBusinessRequest.SerializeToString,
@@ -135,13 +130,6 @@ class CatalogueServiceServicer:
 
     def DeleteResource(self, request, context):
         """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetBusinessCatalogue(self, request, context):
-        """Everything hold-service needs to check a slot, in one document; cached there.
-        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -224,11 +212,6 @@ def add_CatalogueServiceServicer_to_server(servicer, server):
                     servicer.DeleteResource,
                     request_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ResourceRef.FromString,
                     response_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.DeleteResourceResponse.SerializeToString,
-            ),
-            'GetBusinessCatalogue': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetBusinessCatalogue,
-                    request_deserializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.GetBusinessCatalogueRequest.FromString,
-                    response_serializer=calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.BusinessCatalogue.SerializeToString,
             ),
             'CreateBusiness': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateBusiness,
@@ -406,33 +389,6 @@ class CatalogueService:
             '/calendence.catalogue.v1.CatalogueService/DeleteResource',
             calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.ResourceRef.SerializeToString,
             calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.DeleteResourceResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetBusinessCatalogue(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/calendence.catalogue.v1.CatalogueService/GetBusinessCatalogue',
-            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.GetBusinessCatalogueRequest.SerializeToString,
-            calendence_dot_catalogue_dot_v1_dot_catalogue__pb2.BusinessCatalogue.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,8 +40,6 @@ class CatalogueServiceStub:
     ListResources: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.ListResourcesRequest, _catalogue_pb2.ResourcePage]
     UpdateResource: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.UpdateResourceRequest, _catalogue_pb2.Resource]
     DeleteResource: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.ResourceRef, _catalogue_pb2.DeleteResourceResponse]
-    GetBusinessCatalogue: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.GetBusinessCatalogueRequest, _catalogue_pb2.BusinessCatalogue]
-    """Everything hold-service needs to check a slot, in one document; cached there."""
     CreateBusiness: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.CreateBusinessRequest, _catalogue_pb2.Resource]
     ListBusinesses: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.ListBusinessesRequest, _catalogue_pb2.ResourcePage]
     GetBusiness: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.GetBusinessRequest, _catalogue_pb2.Resource]
@@ -63,8 +61,6 @@ class CatalogueServiceAsyncStub(CatalogueServiceStub):
     ListResources: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.ListResourcesRequest, _catalogue_pb2.ResourcePage]  # type: ignore[assignment]
     UpdateResource: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.UpdateResourceRequest, _catalogue_pb2.Resource]  # type: ignore[assignment]
     DeleteResource: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.ResourceRef, _catalogue_pb2.DeleteResourceResponse]  # type: ignore[assignment]
-    GetBusinessCatalogue: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.GetBusinessCatalogueRequest, _catalogue_pb2.BusinessCatalogue]  # type: ignore[assignment]
-    """Everything hold-service needs to check a slot, in one document; cached there."""
     CreateBusiness: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.CreateBusinessRequest, _catalogue_pb2.Resource]  # type: ignore[assignment]
     ListBusinesses: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.ListBusinessesRequest, _catalogue_pb2.ResourcePage]  # type: ignore[assignment]
     GetBusiness: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.GetBusinessRequest, _catalogue_pb2.Resource]  # type: ignore[assignment]
@@ -113,14 +109,6 @@ class CatalogueServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalogue_pb2.ResourceRef,
         context: _ServicerContext,
     ) -> _typing.Union[_catalogue_pb2.DeleteResourceResponse, _abc.Awaitable[_catalogue_pb2.DeleteResourceResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def GetBusinessCatalogue(
-        self,
-        request: _catalogue_pb2.GetBusinessCatalogueRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_catalogue_pb2.BusinessCatalogue, _abc.Awaitable[_catalogue_pb2.BusinessCatalogue]]:
-        """Everything hold-service needs to check a slot, in one document; cached there."""
 
     @_abc_1.abstractmethod
     def CreateBusiness(
