@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from calendence import events
+from nats.aio.msg import Msg
 
 from tests.api import Answer, Tenant, iso
 
@@ -76,3 +81,24 @@ def field_errors(answer: Answer) -> dict[str, str]:
     """The per-field reasons of a 422 problem."""
     errors: dict[str, str] = assert_problem(answer, 422)["errors"]
     return errors
+
+
+@contextlib.asynccontextmanager
+async def catalogue_reads(nats_url: str, business_id: str) -> AsyncIterator[list[bytes]]:
+    """Every read of the business's catalogue snapshot from the bucket while the block
+    runs: the requests hold-service sends to JetStream, seen on NATS."""
+    seen: list[bytes] = []
+    client = await events.connect(nats_url, "test-catalogue-reads")
+
+    async def note(message: Msg) -> None:
+        if business_id.encode() in message.data:
+            seen.append(message.data)
+
+    try:
+        await client.subscribe(f"$JS.API.STREAM.MSG.GET.KV_{events.CATALOGUE_BUCKET}", cb=note)
+        await client.flush()
+        yield seen
+        await client.flush()
+        await asyncio.sleep(0.1)  # let the callbacks of what arrived run
+    finally:
+        await client.close()

@@ -883,6 +883,16 @@ def expected_ingress(workload: str) -> set[tuple[str, int]]:
     return {(caller, default_port(workload)) for caller in callers(workload)}
 
 
+def test_hold_service_calls_no_other_service() -> None:
+    """booking-service calls hold-service, so hold-service must never call back: it reads
+    catalogues from the NATS bucket. No address to call, no gRPC channel or stub."""
+    assert not {addr_var(service) for service in SERVICES} & reads("hold-service")
+    for path in PACKAGE_DIRS["hold-service"].rglob("*.py"):
+        source = path.read_text()
+        assert "open_channel" not in source, path
+        assert "Stub(" not in source, path
+
+
 @pytest.mark.parametrize("workload", [*SERVICES, MIGRATE])
 def test_network_policies_open_exactly_the_paths_in_use(workload: str) -> None:
     policies = k8s_find("NetworkPolicy")
