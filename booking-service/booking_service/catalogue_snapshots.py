@@ -31,6 +31,9 @@ from booking_service.catalogue_repository import CatalogueRepository
 log = logging.getLogger("booking_service.catalogue_snapshots")
 
 REPAIR_SECONDS = 2.0
+# How long the call that made a change waits for its snapshot to be written, well inside
+# the gateway's deadline: past it the change still answers, and the repair writes it.
+CHANGE_PUBLISH_SECONDS = 2.0
 # Businesses written per repair round at most; a full round starts the next at once.
 _REPAIR_BATCH = 100
 
@@ -70,7 +73,7 @@ class CatalogueSnapshots:
             )
             return
         try:
-            await self.publish(business_id)
+            await asyncio.wait_for(self.publish(business_id), CHANGE_PUBLISH_SECONDS)
         except Exception as error:  # NATS or the database failing: the repair retries
             log.warning(
                 "catalogue snapshot left to the repair",

@@ -23,7 +23,7 @@ from booking_service.bookings import Bookings
 from booking_service.bookings_grpc import BookingServicer
 from booking_service.calendars import Calendars
 from booking_service.catalogue_repository import CatalogueRepository
-from booking_service.catalogue_snapshots import CatalogueSnapshots
+from booking_service.catalogue_snapshots import CHANGE_PUBLISH_SECONDS, CatalogueSnapshots
 from booking_service.checkout import Checkout
 from booking_service.domain import build_domain
 from booking_service.grpc_api import AuthServicer, CatalogueServicer
@@ -53,7 +53,8 @@ async def serve(settings: BookingServiceSettings) -> None:
         await nc.publish(subject, orjson.dumps(payload))
 
     def open_catalogue_bucket() -> Awaitable[KeyValue]:
-        return events.ensure_catalogue_bucket(js)
+        # Its writes give up in time for the change's own answer (catalogue_snapshots).
+        return events.ensure_catalogue_bucket(nc.jetstream(timeout=CHANGE_PUBLISH_SECONDS))
 
     catalogue_bucket = await connect_with_retry("nats", open_catalogue_bucket)
     snapshots = CatalogueSnapshots(
