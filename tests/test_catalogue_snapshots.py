@@ -1,7 +1,7 @@
 """hold-service learns catalogues from the NATS key-value bucket booking-service writes,
 never from booking-service: holds go on while booking-service is down, a change
 committed but never written to the bucket still reaches holds, and a hold-service cut
-off from NATS answers 503 with Retry-After."""
+off from NATS answers "unavailable" (503 with Retry-After at the gateway)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,17 @@ from pathlib import Path
 
 import asyncpg
 import orjson
-from calendence import events
+import pytest
+from calendence import events, rpc
 from calendence.devstack.stack import LocalStack
 from calendence.devstack.stores import start_nats
+from calendence.errors import Unavailable
+from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
+from calendence.timefmt import to_timestamp
 
-from tests.api import Api, Tenant, created, iso, tomorrow_at
+from tests.api import Tenant, created, iso, tomorrow_at
 from tests.catalogue_helpers import status_within
-from tests.hold_helpers import HOLD_PATH, assert_problem, field_errors, open_shop
+from tests.hold_helpers import assert_problem, field_errors, open_shop
 from tests.test_keys import replica
 
 # The `db` fixture.
@@ -115,11 +119,11 @@ async def test_racing_changes_leave_the_newest_snapshot_in_the_bucket(
     assert len(snapshot["time_off"]) == 24
 
 
-async def test_a_hold_service_cut_off_from_nats_answers_503_with_retry_after(
-    api: Api, stack: LocalStack, tenant: Tenant, tmp_path: Path
+async def test_a_hold_service_cut_off_from_nats_answers_unavailable_never_internal(
+    stack: LocalStack, tenant: Tenant, tmp_path: Path
 ) -> None:
+    """Unavailable is what the gateway answers 503 with Retry-After (tests/test_platform.py)."""
     shop = await open_shop(tenant)
-    token = await tenant.session_token()
     # A hold-service replica on a NATS of its own, holding a copy of the snapshot.
     own_nats = start_nats(tmp_path)
     try:
@@ -130,16 +134,26 @@ async def test_a_hold_service_cut_off_from_nats_answers_503_with_retry_after(
             await bucket.put(tenant.business_id, orjson.dumps(copy))
         finally:
             await client.close()
-        with (
-            replica(stack, tmp_path, "hold-service", NATS_URL=own_nats.url) as hold_service,
-            replica(stack, tmp_path, HOLD_SERVICE_ADDR=hold_service) as url,
-        ):
-            gateway = Api(api.session, url)
-            placed = await gateway.post(HOLD_PATH, token, shop.hold_body(tomorrow_at(10)))
-            own_nats.process.stop()
-            cut_off = await gateway.post(HOLD_PATH, token, shop.hold_body(tomorrow_at(12)))
+        with replica(stack, tmp_path, "hold-service", NATS_URL=own_nats.url) as address:
+            channel = rpc.open_channel(address)
+            try:
+                hold_service = hold_pb2_grpc.HoldServiceStub(channel)
+
+                def hold_at(hour: int) -> hold_pb2.PlaceHoldRequest:
+                    return hold_pb2.PlaceHoldRequest(
+                        business_id=tenant.business_id,
+                        holder_id="cut-off-holder",
+                        service_id=shop.service_id,
+                        location_id=shop.location_id,
+                        starts_at=to_timestamp(tomorrow_at(hour)),
+                    )
+
+                placed = await rpc.unary(hold_service.PlaceHold, hold_at(10))
+                own_nats.process.stop()
+                with pytest.raises(Unavailable):
+                    await rpc.unary(hold_service.PlaceHold, hold_at(12))
+            finally:
+                await channel.close(None)
     finally:
         own_nats.process.stop()
-    assert placed.status == 201, placed.body
-    assert_problem(cut_off, 503)
-    assert cut_off.headers["Retry-After"]
+    assert placed.staff_id == "" and placed.location_id == shop.location_id
