@@ -75,7 +75,10 @@ async def _domain(settings: BookingServiceSettings) -> AsyncIterator[tuple[Tenan
     if nc is not None:
         client = nc
         with contextlib.suppress(Exception):
-            bucket = await asyncio.wait_for(events.ensure_catalogue_bucket(client.jetstream()), 3)
+            bucket = await asyncio.wait_for(
+                events.ensure_catalogue_bucket(client.jetstream(), settings.nats_stream_replicas),
+                3,
+            )
             snapshots = CatalogueSnapshots(
                 CatalogueRepository(pool), bucket, lambda: client.is_connected
             )

@@ -54,7 +54,9 @@ async def serve(settings: BookingServiceSettings) -> None:
 
     def open_catalogue_bucket() -> Awaitable[KeyValue]:
         # Its writes give up in time for the change's own answer (catalogue_snapshots).
-        return events.ensure_catalogue_bucket(nc.jetstream(timeout=CHANGE_PUBLISH_SECONDS))
+        return events.ensure_catalogue_bucket(
+            nc.jetstream(timeout=CHANGE_PUBLISH_SECONDS), settings.nats_stream_replicas
+        )
 
     catalogue_bucket = await connect_with_retry("nats", open_catalogue_bucket)
     snapshots = CatalogueSnapshots(
