@@ -9,7 +9,7 @@ import email.policy
 import math
 import time
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,13 @@ def read_mails(folder: Path) -> list[EmailMessage]:
         assert isinstance(parsed, EmailMessage)
         mails.append(parsed)
     return mails
+
+
+def as_received(message: Message) -> EmailMessage:
+    """A composed email as a mailbox reads it: its bytes, parsed."""
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
 
 
 def mails_of(stack: LocalStack, booking_id: str, kind: str | None = None) -> list[EmailMessage]:

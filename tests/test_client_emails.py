@@ -17,6 +17,7 @@ from notify_service.mail import compose
 from tests.api import AROUND_THE_CLOCK, Api, Tenant, created, iso, new_tenant, tomorrow_at
 from tests.booking_helpers import JANE, Salon
 from tests.mail_helpers import (
+    as_received,
     attachment,
     mails_of,
     open_all_day_salon,
@@ -199,6 +200,21 @@ async def test_an_smtp_outage_neither_blocks_a_booking_nor_loses_its_mail(
     assert len(mails_of(stack, booking["id"])) == 1
 
 
+async def test_a_mail_server_restart_between_two_mails_fails_no_attempt(
+    stack: LocalStack, tenant: Tenant
+) -> None:
+    # notify-service keeps its SMTP connection between mails; the restart closes it.
+    salon = await open_all_day_salon(tenant)
+    first = await salon.booking(tomorrow_at(17))
+    await wait_for_status(tenant, first["id"], "sent")
+    stack.stores["smtp"].process.stop()
+    stack.restart_smtp()
+    second = await salon.booking(tomorrow_at(17, 30))
+    await wait_for_mails(stack, second["id"], "confirmation")
+    sent = await wait_for_status(tenant, second["id"], "sent")
+    assert [a["error"] for a in sent["attempts"]] == [None]
+
+
 async def test_a_business_that_wants_no_confirmation_mail_gets_none_but_cancellations(
     stack: LocalStack, tenant: Tenant
 ) -> None:
@@ -241,7 +257,7 @@ async def test_the_manage_link_is_in_both_parts_and_in_the_calendar_file(tenant:
         "business": {"name": "Cuts", "client_emails": ["confirmation"]},
         "data": {**booking, "manage_url": link},
     }
-    mail = compose("confirmation", event, uuid.uuid4(), "Cuts <bookings@example.com>")
+    mail = as_received(compose("confirmation", event, uuid.uuid4(), "Cuts <bookings@example.com>"))
     bodies = parts(mail)
     assert link in bodies["text/plain"]
     assert 'href="https://book.example.com/manage/tok_&lt;&amp;&gt;"' in bodies["text/html"]

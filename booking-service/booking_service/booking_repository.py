@@ -10,8 +10,10 @@ from uuid import UUID
 
 import asyncpg
 
+from booking_service.reminder_repository import ReminderSchedule
+
 # The booking with what the public document nests: service, location, staff.
-_SELECT = """
+_SELECT_FROM = """
 SELECT b.*,
        s.name AS service_name, s.duration_minutes, s.price_amount, s.currency,
        s.deposit_amount, s.buffer_minutes,
@@ -20,12 +22,13 @@ SELECT b.*,
        p.status AS payment_status, p.amount AS payment_amount,
        p.currency AS payment_currency, p.checkout_session_id, p.checkout_url,
        p.expires_at AS payment_expires_at
-FROM bookings b
+FROM {bookings} b
 JOIN services s ON s.id = b.service_id
 JOIN locations l ON l.id = b.location_id
 LEFT JOIN staff st ON st.id = b.staff_id
 LEFT JOIN payments p ON p.booking_id = b.id
 """
+_SELECT = _SELECT_FROM.format(bookings="bookings")
 
 
 @dataclass(frozen=True)
@@ -71,22 +74,24 @@ class BookingRepository:
         self.db = db
 
     async def insert_if_catalogue_live(
-        self, connection: asyncpg.Connection, booking: NewBooking
-    ) -> bool:
-        """Insert the booking if what its hold named still exists; False if not.
+        self, connection: asyncpg.Connection, booking: NewBooking, reminders: ReminderSchedule
+    ) -> dict[str, Any] | None:
+        """Insert the booking if what its hold named still exists, and schedule its
+        reminders; the booking as `get` reads it (no payment yet), or None if not.
 
         One statement: FOR KEY SHARE on the service, location and staff rows makes a
         concurrent delete (FOR UPDATE on the same row) wait for this booking, or this
         for it; the row goes in only if all of them were found.
         """
-        status = await connection.execute(
+        row = await connection.fetchrow(
             """
             WITH service AS (SELECT 1 FROM services WHERE id = $3 AND business_id = $2
                              AND deleted_at IS NULL FOR KEY SHARE),
                  location AS (SELECT 1 FROM locations WHERE id = $4 AND business_id = $2
                               AND deleted_at IS NULL FOR KEY SHARE),
                  member AS (SELECT 1 FROM staff WHERE id = $5 AND business_id = $2
-                            AND deleted_at IS NULL FOR KEY SHARE)
+                            AND deleted_at IS NULL FOR KEY SHARE),
+                 inserted AS (
             INSERT INTO bookings (
                 id, business_id, service_id, location_id, staff_id, resource_id, hold_id,
                 status, starts_at, ends_at, blocked_until, client_first_name,
@@ -99,7 +104,11 @@ class BookingRepository:
                     WHERE s.id = $3 AND bu.id = $2)
             WHERE EXISTS (SELECT 1 FROM service) AND EXISTS (SELECT 1 FROM location)
               AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM member))
-            """,
+            RETURNING *),
+                 armed AS ("""
+            + reminders.arming("inserted", "$18")
+            + ")"
+            + _SELECT_FROM.format(bookings="inserted"),
             booking.id,
             booking.business_id,
             booking.service_id,
@@ -117,8 +126,9 @@ class BookingRepository:
             booking.client_phone,
             booking.custom_field_values,
             booking.notes,
+            reminders.minute_seconds,
         )
-        return bool(status == "INSERT 0 1")
+        return dict(row) if row else None
 
     async def earlier_request(
         self, business_id: UUID, key: bytes, ttl_seconds: int

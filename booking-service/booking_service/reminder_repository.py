@@ -9,18 +9,24 @@ from uuid import UUID
 
 import asyncpg
 
-# Every reminder of the business that is still ahead, for the bookings the WHERE names.
+# Every reminder of the business that is still ahead, for the bookings the WHERE names
+# among `source` (the bookings table, or a statement's freshly inserted rows); `minute`
+# is the parameter holding a reminder minute's length in seconds.
 _ARM = """
 INSERT INTO reminder_schedule (booking_id, business_id, before_minutes, starts_at, due_at)
 SELECT b.id, b.business_id, r.before_minutes, b.starts_at,
-       b.starts_at - make_interval(secs => r.before_minutes * $2::float8)
-FROM bookings b
+       b.starts_at - make_interval(secs => r.before_minutes * {minute}::float8)
+FROM {source} b
 JOIN businesses biz ON biz.id = b.business_id
 CROSS JOIN LATERAL jsonb_to_recordset(biz.reminders) AS r(before_minutes integer)
 WHERE {target} AND b.status IN ('pending', 'confirmed')
-  AND b.starts_at - make_interval(secs => r.before_minutes * $2::float8) > now()
+  AND b.starts_at - make_interval(secs => r.before_minutes * {minute}::float8) > now()
 ON CONFLICT DO NOTHING
 """
+
+
+def _arm(target: str, source: str = "bookings", minute: str = "$2") -> str:
+    return _ARM.format(target=target, source=source, minute=minute)
 
 
 @dataclass(frozen=True)
@@ -39,9 +45,16 @@ class ReminderSchedule:
         # The length of a reminder's minute: 60 s, except in tests that cannot wait hours.
         self.minute_seconds = minute.total_seconds()
 
+    @staticmethod
+    def arming(source: str, minute: str) -> str:
+        """The statement that schedules the reminders of every booking in `source` (a
+        CTE of rows just inserted), for a caller that arms them in its own statement;
+        `minute` is the parameter that carries `minute_seconds`."""
+        return _arm("true", source, minute)
+
     async def arm(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
         """Schedule a new booking's reminders, inside the transaction that makes it."""
-        await connection.execute(_ARM.format(target="b.id = $1"), booking_id, self.minute_seconds)
+        await connection.execute(_arm("b.id = $1"), booking_id, self.minute_seconds)
 
     async def rearm(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
         """Make the booking's pending reminders match its start time and status, inside
@@ -51,7 +64,7 @@ class ReminderSchedule:
             "DELETE FROM reminder_schedule WHERE booking_id = $1 AND fired_at IS NULL",
             booking_id,
         )
-        await connection.execute(_ARM.format(target="b.id = $1"), booking_id, self.minute_seconds)
+        await connection.execute(_arm("b.id = $1"), booking_id, self.minute_seconds)
 
     async def rearm_business(self, connection: asyncpg.Connection, business_id: UUID) -> None:
         """After the business changed its reminders: every upcoming booking's anew."""
@@ -60,7 +73,7 @@ class ReminderSchedule:
             business_id,
         )
         await connection.execute(
-            _ARM.format(target="b.business_id = $1 AND b.starts_at > now()"),
+            _arm("b.business_id = $1 AND b.starts_at > now()"),
             business_id,
             self.minute_seconds,
         )

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats.errors
 import orjson
 from calendence.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from calendence.ids import is_uuid
@@ -28,6 +27,9 @@ DURABLE_NAME = "notify-service"
 # Stores a batch of events, each with its position in the stream (the order events
 # happened in), all or nothing.
 Handler = Callable[[list[tuple[dict[str, Any], int]]], Awaitable[None]]
+# While events keep coming, how long a fetch waits for one more before the consumer
+# goes back to waiting for the next event alone.
+_BUSY_WAIT_SECONDS = 0.005
 _REQUIRED = {"id": str, "type": str, "timestamp": str, "business_id": str, "data": dict}
 
 
@@ -83,11 +85,20 @@ async def consume_events(
     batch: int = 50,
 ) -> None:
     subscription = await js.pull_subscribe_bind(DURABLE_NAME, stream=EVENTS_STREAM)
+    idle = True
     try:
         while True:
             try:
-                messages = await subscription.fetch(batch, timeout=1)
-            except nats.errors.TimeoutError:  # nothing to fetch (FetchTimeoutError included)
+                # nats-py's fetch of a batch, once its first event arrives on a waiting
+                # request, waits out the timeout for the rest. So: wait for one event
+                # when idle (answered the moment it is published), and while busy take
+                # a batch of what is there already, waiting at most a few milliseconds.
+                if idle:
+                    messages = await subscription.fetch(1, timeout=1)
+                else:
+                    messages = await subscription.fetch(batch, timeout=_BUSY_WAIT_SECONDS)
+            except TimeoutError:  # nothing to fetch (nats' timeouts included)
+                idle = True
                 continue
             except asyncio.CancelledError:
                 raise
@@ -95,6 +106,7 @@ async def consume_events(
                 log.warning("fetch failed, retrying", extra=log_fields(error=repr(error)))
                 await asyncio.sleep(0.5)
                 continue
+            idle = False
             await _store_and_ack(messages, handle)
             on_acked()
     finally:

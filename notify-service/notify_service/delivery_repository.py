@@ -19,9 +19,6 @@ import orjson
 
 from notify_service.schedule import DISABLE_AFTER
 
-# Serialises claims, so "at most N in flight per endpoint" holds across replicas.
-_CLAIM_LOCK_ID = 0x6E6F74696679
-
 
 @dataclass(frozen=True)
 class Claim:
@@ -73,44 +70,44 @@ class DeliveryRepository:
         before (a JetStream redelivery) only counts one more receipt and is left out.
         """
         unique = list({event["id"]: (event, seq) for event, seq in events}.values())
-        async with self.db.acquire() as connection, connection.transaction():
-            rows = await connection.fetch(
-                """
-                WITH incoming AS (
-                    SELECT * FROM unnest(
-                        $1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::bigint[],
-                        $6::bytea[], $7::text[]
-                    ) AS t(event_id, type, business_id, payload, stream_seq, body, order_key)
-                ), stored AS (
-                    INSERT INTO event_receipts
-                        (event_id, type, business_id, payload, stream_seq, webhook_body)
-                    SELECT event_id, type, business_id, payload, stream_seq, body FROM incoming
-                    ON CONFLICT (event_id) DO UPDATE
-                        SET deliveries = event_receipts.deliveries + 1
-                    RETURNING event_id, deliveries = 1 AS first
-                ), made AS (
-                    INSERT INTO webhook_deliveries (id, endpoint_id, event_id, order_key, order_seq)
-                    SELECT gen_random_uuid(), e.id, i.event_id, i.order_key, i.stream_seq
-                    FROM stored s
-                    JOIN incoming i ON i.event_id = s.event_id
-                    JOIN webhook_endpoints e ON e.business_id = i.business_id AND e.enabled
-                        AND ('*' = ANY (e.events) OR i.type = ANY (e.events))
-                    WHERE s.first
-                    RETURNING event_id
-                )
-                SELECT s.event_id, count(m.event_id) AS deliveries
-                FROM stored s LEFT JOIN made m ON m.event_id = s.event_id
+        # One statement is one transaction: no BEGIN and COMMIT round trips around it.
+        rows = await self.db.fetch(
+            """
+            WITH incoming AS (
+                SELECT * FROM unnest(
+                    $1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::bigint[],
+                    $6::bytea[], $7::text[]
+                ) AS t(event_id, type, business_id, payload, stream_seq, body, order_key)
+            ), stored AS (
+                INSERT INTO event_receipts
+                    (event_id, type, business_id, payload, stream_seq, webhook_body)
+                SELECT event_id, type, business_id, payload, stream_seq, body FROM incoming
+                ON CONFLICT (event_id) DO UPDATE
+                    SET deliveries = event_receipts.deliveries + 1
+                RETURNING event_id, deliveries = 1 AS first
+            ), made AS (
+                INSERT INTO webhook_deliveries (id, endpoint_id, event_id, order_key, order_seq)
+                SELECT gen_random_uuid(), e.id, i.event_id, i.order_key, i.stream_seq
+                FROM stored s
+                JOIN incoming i ON i.event_id = s.event_id
+                JOIN webhook_endpoints e ON e.business_id = i.business_id AND e.enabled
+                    AND ('*' = ANY (e.events) OR i.type = ANY (e.events))
                 WHERE s.first
-                GROUP BY s.event_id
-                """,
-                [UUID(e["id"]) for e, _ in unique],
-                [e["type"] for e, _ in unique],
-                [UUID(e["business_id"]) for e, _ in unique],
-                [e for e, _ in unique],
-                [seq for _, seq in unique],
-                [webhook_body(e) for e, _ in unique],
-                [order_key(e) for e, _ in unique],
+                RETURNING event_id
             )
+            SELECT s.event_id, count(m.event_id) AS deliveries
+            FROM stored s LEFT JOIN made m ON m.event_id = s.event_id
+            WHERE s.first
+            GROUP BY s.event_id
+            """,
+            [UUID(e["id"]) for e, _ in unique],
+            [e["type"] for e, _ in unique],
+            [UUID(e["business_id"]) for e, _ in unique],
+            [e for e, _ in unique],
+            [seq for _, seq in unique],
+            [webhook_body(e) for e, _ in unique],
+            [order_key(e) for e, _ in unique],
+        )
         return {str(row["event_id"]): row["deliveries"] for row in rows}
 
     async def claim(
@@ -121,56 +118,16 @@ class DeliveryRepository:
         to the same endpoint or that came after `watermark` (an event not every
         earlier one of which is stored yet)."""
         token = uuid.uuid4()
-        async with self.db.acquire() as connection, connection.transaction():
-            # A claim lost in a database crash is only claimed again: no need to wait
-            # for the disk.
-            await connection.execute("SET LOCAL synchronous_commit = off")
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", _CLAIM_LOCK_ID)
-            rows = await connection.fetch(
-                """
-                WITH busy AS (
-                    SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
-                    WHERE status = 'pending' AND leased_until > now()
-                    GROUP BY endpoint_id
-                ), open_endpoints AS (
-                    SELECT e.id, $2 - coalesce(b.n, 0) AS room
-                    FROM webhook_endpoints e LEFT JOIN busy b ON b.endpoint_id = e.id
-                    WHERE e.enabled AND coalesce(b.n, 0) < $2
-                ), picked AS (
-                    SELECT d.id FROM open_endpoints o CROSS JOIN LATERAL (
-                        SELECT d.id, d.seq, d.next_attempt_at FROM webhook_deliveries d
-                        WHERE d.endpoint_id = o.id AND d.status = 'pending'
-                          AND d.next_attempt_at <= now()
-                          AND (d.order_seq IS NULL OR (d.order_seq <= $3 AND NOT EXISTS (
-                              SELECT 1 FROM webhook_deliveries p
-                              WHERE p.endpoint_id = d.endpoint_id
-                                AND p.order_key = d.order_key
-                                AND p.status = 'pending' AND p.order_seq < d.order_seq)))
-                        ORDER BY d.next_attempt_at, d.seq
-                        LIMIT o.room
-                        FOR UPDATE SKIP LOCKED
-                    ) d
-                    ORDER BY d.next_attempt_at, d.seq
-                    LIMIT $1
-                )
-                UPDATE webhook_deliveries d SET
-                    attempt_count = d.attempt_count + 1,
-                    next_attempt_at = now() + $4::interval,
-                    leased_until = now() + $4::interval,
-                    lease_token = $5
-                FROM picked, webhook_endpoints e, event_receipts r
-                WHERE d.id = picked.id AND e.id = d.endpoint_id AND r.event_id = d.event_id
-                RETURNING d.id, d.endpoint_id, d.event_id, d.attempt_count, e.url, e.secret,
-                    CASE WHEN e.previous_secret_expires_at > now()
-                         THEN e.previous_secret END AS previous_secret,
-                    r.webhook_body, r.payload
-                """,
-                want,
-                per_endpoint,
-                watermark,
-                lease,
-                token,
-            )
+        # One round trip: the function takes the claim lock, then claims (see its
+        # migration).
+        rows = await self.db.fetch(
+            "SELECT * FROM claim_webhook_deliveries($1, $2, $3, $4, $5)",
+            want,
+            per_endpoint,
+            watermark,
+            lease,
+            token,
+        )
         return [
             Claim(
                 delivery_id=row["id"],

@@ -99,33 +99,30 @@ class MessageRepository:
     ) -> None:
         """Record the attempt; then `sent` (no error), due again after `retry_in`, or
         `failed` (an error and no retry left, or one no retry can cure)."""
-        async with self.db.acquire() as connection, connection.transaction():
-            await connection.execute(
-                "INSERT INTO client_message_attempts (message_id, attempt, attempted_at, error) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                claim.message_id,
-                claim.attempt,
-                attempted_at,
-                error,
+        # One statement (one transaction, one round trip): the attempt and its outcome.
+        await self.db.execute(
+            """
+            WITH attempt AS (
+                INSERT INTO client_message_attempts (message_id, attempt, attempted_at, error)
+                VALUES ($1, $6, $5, $3) ON CONFLICT DO NOTHING
             )
-            await connection.execute(
-                """
-                UPDATE client_messages
-                SET status = CASE WHEN $3::text IS NULL THEN 'sent'
-                                  WHEN $4::interval IS NULL THEN 'failed'
-                                  ELSE 'pending' END,
-                    sent_at = CASE WHEN $3::text IS NULL THEN $5::timestamptz END,
-                    next_attempt_at = CASE WHEN $4::interval IS NULL THEN next_attempt_at
-                                           ELSE now() + $4::interval END,
-                    lease_token = NULL
-                WHERE id = $1 AND lease_token = $2 AND status = 'pending'
-                """,
-                claim.message_id,
-                claim.lease_token,
-                error,
-                retry_in,
-                attempted_at,
-            )
+            UPDATE client_messages
+            SET status = CASE WHEN $3::text IS NULL THEN 'sent'
+                              WHEN $4::interval IS NULL THEN 'failed'
+                              ELSE 'pending' END,
+                sent_at = CASE WHEN $3::text IS NULL THEN $5::timestamptz END,
+                next_attempt_at = CASE WHEN $4::interval IS NULL THEN next_attempt_at
+                                       ELSE now() + $4::interval END,
+                lease_token = NULL
+            WHERE id = $1 AND lease_token = $2 AND status = 'pending'
+            """,
+            claim.message_id,
+            claim.lease_token,
+            error,
+            retry_in,
+            attempted_at,
+            claim.attempt,
+        )
 
     async def release(self, claim: MessageClaim) -> None:
         """Give an unfinished claim back, due at once (a clean shutdown)."""

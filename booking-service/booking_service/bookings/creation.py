@@ -96,7 +96,7 @@ class Creation(DeskBase):
                     )
                 )
             async with self.pool.acquire() as connection, connection.transaction():
-                if not await self.repository.insert_if_catalogue_live(
+                row = await self.repository.insert_if_catalogue_live(
                     connection,
                     NewBooking(
                         id=booking_id,
@@ -120,7 +120,9 @@ class Creation(DeskBase):
                         custom_field_values=answers,
                         notes=request.notes,
                     ),
-                ):
+                    self.reminders,
+                )
+                if row is None:
                     raise Conflict(
                         "the service, location or staff member of this hold "
                         "was removed after it was placed"
@@ -135,8 +137,10 @@ class Creation(DeskBase):
                         session.url,
                         session.expires_at,
                     )
-                await self.reminders.arm(connection, booking_id)
-                document = render(await self._must_get(business_id, booking_id, connection))
+                    row = await self._must_get(business_id, booking_id, connection)
+                else:
+                    row["manage_url"] = self.manage_url(row)
+                document = render(row)
                 await record_event(connection, "booking.created", business_id, document)
                 if idempotency_key and not await self.repository.remember_request(
                     connection,
