@@ -5,7 +5,7 @@
     .venv/bin/python bench/run.py --tiny        # seconds per phase, to see that it works
 
 It starts the stack `make run` starts, with the same settings, in a temporary folder,
-makes a business (a 24/7 location, a 30-minute service without staff), business keys
+makes a business (a 24/7 location, a 5-minute service without staff), business keys
 and many session tokens, and drives it with wrk (bench/load.lua), a C load generator,
 so that the load takes little CPU from the services. For each path:
 
@@ -24,8 +24,9 @@ turns in slices of the same run), then latency in an open loop at half that rate
 (p50/p99/p99.9 from each request's scheduled time, so a stall is not hidden), and the
 CPU microseconds each process spent per request (from /proc, PostgreSQL's backends
 included, counted until the stack is quiet again). Every answer's status is counted;
-any 5xx, socket error, lost or badly signed webhook, or a race round without exactly
-one winner fails the run (exit status 1).
+any 5xx, socket error, lost or badly signed webhook, a race round without exactly
+one winner, or client errors other than 409 in more than 1% of a phase's answers (the
+figures would measure refusals) fails the run (exit status 1).
 
 Results: bench/results/bench-<time>.json and .txt (the printed summary).
 """
@@ -59,7 +60,9 @@ from cpu import cpu_seconds, spent
 from loadgen import HERE, Load, Phase, run_phase
 from standardwebhooks import Webhook
 
-SERVICE_MINUTES = 30
+# Holds take consecutive slots of this length: 5 minutes (the granule holds are kept
+# in) gives a ten-year horizon about a million of them, more than a full run takes.
+SERVICE_MINUTES = 5
 AROUND_THE_CLOCK = {
     day: [{"opens": "00:00", "closes": "24:00"}]
     for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -281,6 +284,7 @@ class Bench:
         load.location_id = self.business.location_id
         load.first_slot = self.first_slot
         load.slot_base = self.next_slot
+        load.slot_seconds = SERVICE_MINUTES * 60
         print(f"  {name} ...", flush=True)
         done = await run_phase(name, url, load, self.roots, **kwargs)
         self.next_slot = max(self.next_slot, done.run.max_slot + 1)
@@ -493,9 +497,10 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) 
     tokens_file, keys_file = scratch / "sessions.txt", scratch / "keys.txt"
     tokens_file.write_text("\n".join(business.sessions) + "\n")
     keys_file.write_text("\n".join(business.keys) + "\n")
-    naive_hold, naive_hold_url = start_naive("naive-hold-app", stack, {})
+    naive_env = {"NAIVE_SERVICE_MINUTES": str(SERVICE_MINUTES)}
+    naive_hold, naive_hold_url = start_naive("naive-hold-app", stack, naive_env)
     naive_book, naive_book_url = start_naive(
-        "naive-book-app", stack, {"NAIVE_BUSINESS_ID": business.business_id}
+        "naive-book-app", stack, naive_env | {"NAIVE_BUSINESS_ID": business.business_id}
     )
     receiver = Receiver()
     app = web.Application()
@@ -561,12 +566,27 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) 
     return results
 
 
+# More answers than this share of a phase's being client errors other than 409 (a slot
+# outside the booking policy, a rate limit, a bad request) means the phase measured
+# refusals instead of the path: its figures are not reported as valid.
+UNEXPECTED_4XX_SHARE = 0.01
+
+
 def failures(phases: list[Phase], results: dict[str, Any]) -> list[str]:
-    """What makes the run fail: any 5xx, socket error, lost or badly signed webhook."""
+    """What makes the run fail: any 5xx, socket error, lost or badly signed webhook, or
+    client errors other than 409 in more than UNEXPECTED_4XX_SHARE of a phase's answers."""
     found = []
     for phase in phases:
         for key, number in phase.five_hundreds().items():
             found.append(f"{phase.name}: {number} x {key}")
+        refused = phase.unexpected_client_errors()
+        answers = sum(n for key, n in phase.run.statuses.items() if not key.startswith("connect"))
+        if refused and sum(refused.values()) > UNEXPECTED_4XX_SHARE * answers:
+            found.append(
+                f"{phase.name}: "
+                + ", ".join(f"{n} x {key}" for key, n in sorted(refused.items()))
+                + f" of {answers} answers (client errors other than 409: figures invalid)"
+            )
         for name in ("connect", "read", "write"):
             if phase.run.errors.get(name):
                 found.append(f"{phase.name}: {phase.run.errors[name]} socket {name} errors")
