@@ -18,6 +18,7 @@ for a caller who will never hear of it).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -77,7 +78,10 @@ class Coalescer(Generic[Item, Result]):
                 batch.append(entry)
         if not batch:
             return
-        task = asyncio.get_running_loop().create_task(self._run(batch))
+        # A context of its own: the batch is no one caller's (e.g. not its request id).
+        task = asyncio.get_running_loop().create_task(
+            self._run(batch), context=contextvars.Context()
+        )
         self._in_flight.add(task)
         task.add_done_callback(self._landed)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -157,3 +158,17 @@ def test_a_coalescer_needs_room_for_at_least_one_item() -> None:
         Coalescer(send, max_in_flight=0)
     with pytest.raises(ValueError):
         Coalescer(send, max_batch=0)
+
+
+async def test_a_batch_runs_in_a_context_of_its_own_not_its_first_callers() -> None:
+    caller = contextvars.ContextVar("caller", default="nobody")
+    seen: list[str] = []
+
+    async def send(items: list[int]) -> Sequence[int | BaseException]:
+        seen.append(caller.get())
+        return items
+
+    coalescer: Coalescer[int, int] = Coalescer(send)
+    caller.set("request-1")
+    assert await coalescer.submit(1) == 1
+    assert seen == ["nobody"]
