@@ -18,7 +18,6 @@ for a caller who will never hear of it).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -78,10 +77,9 @@ class Coalescer(Generic[Item, Result]):
                 batch.append(entry)
         if not batch:
             return
-        # A context of its own: the batch is no one caller's (e.g. not its request id).
-        task = asyncio.get_running_loop().create_task(
-            self._run(batch), context=contextvars.Context()
-        )
+        # In the context of the caller that launched it: a lone item (a quiet system)
+        # keeps its own request id all the way, and a batch carries its first one's.
+        task = asyncio.get_running_loop().create_task(self._run(batch))
         self._in_flight.add(task)
         task.add_done_callback(self._landed)
 

@@ -160,7 +160,7 @@ def test_a_coalescer_needs_room_for_at_least_one_item() -> None:
         Coalescer(send, max_batch=0)
 
 
-async def test_a_batch_runs_in_a_context_of_its_own_not_its_first_callers() -> None:
+async def test_a_lone_item_is_sent_in_its_callers_context() -> None:
     caller = contextvars.ContextVar("caller", default="nobody")
     seen: list[str] = []
 
@@ -171,4 +171,4 @@ async def test_a_batch_runs_in_a_context_of_its_own_not_its_first_callers() -> N
     coalescer: Coalescer[int, int] = Coalescer(send)
     caller.set("request-1")
     assert await coalescer.submit(1) == 1
-    assert seen == ["nobody"]
+    assert seen == ["request-1"]
