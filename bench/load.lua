@@ -34,7 +34,7 @@ local rate = tonumber(os.getenv("BENCH_RATE") or "0")
 local service_id = os.getenv("BENCH_SERVICE_ID") or ""
 local location_id = os.getenv("BENCH_LOCATION_ID") or ""
 local first_slot = tonumber(os.getenv("BENCH_FIRST_SLOT") or "0")
-local slot_seconds = tonumber(os.getenv("BENCH_SLOT_SECONDS") or "1800")
+local slot_seconds = tonumber(os.getenv("BENCH_SLOT_SECONDS") or "300")
 local slot_base = tonumber(os.getenv("BENCH_SLOT_BASE") or "0")
 -- Several wrk processes (one per gateway replica) share the slots: process k of n takes
 -- every n-th, starting at k.

@@ -108,6 +108,7 @@ class Load:
     location_id: str = ""
     first_slot: int = 0
     slot_base: int = 0
+    slot_seconds: int = 300  # how far apart consecutive slots start (the service's length)
     threads: int = 2
     token_order: str = "random"  # or "sequential": every token in turn (warm-ups)
 
@@ -130,6 +131,14 @@ class Phase:
             key: number
             for key, number in self.run.statuses.items()
             if key.split()[1].startswith("5")
+        }
+
+    def unexpected_client_errors(self) -> dict[str, int]:
+        """4xx answers other than 409 (a taken slot, which races expect)."""
+        return {
+            key: number
+            for key, number in self.run.statuses.items()
+            if key.split()[1].startswith("4") and key.split()[1] != "409"
         }
 
     def cpu_us_per(self, units: int) -> dict[str, float]:
@@ -221,6 +230,7 @@ async def _start_wrk(
         "BENCH_LOCATION_ID": load.location_id,
         "BENCH_FIRST_SLOT": str(load.first_slot),
         "BENCH_SLOT_BASE": str(load.slot_base),
+        "BENCH_SLOT_SECONDS": str(load.slot_seconds),
         "BENCH_SLOT_STRIDE": str(count),
         "BENCH_SLOT_OFFSET": str(index),
         "BENCH_OUT": str(out),

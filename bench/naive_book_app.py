@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 import orjson
 from aiohttp import web
-from naive_hold_app import TTL, alive, echo_request_id, serve
+from naive_hold_app import SERVICE_DURATION, TTL, alive, echo_request_id, serve
 from redis.asyncio import Redis
 
-SERVICE_DURATION = timedelta(minutes=int(os.environ.get("NAIVE_SERVICE_MINUTES", "30")))
 REDIS = web.AppKey("redis", Redis)
 POOL = web.AppKey("pool", asyncpg.Pool)
 # Claim the slot and keep the hold under its id, in one round trip.

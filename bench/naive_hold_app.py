@@ -5,7 +5,8 @@ its conflict path, minus everything that makes it correct: no key check, no sche
 no catalogue, no intervals (one key per start time), no gRPC hop. Like the gateway, it
 echoes X-Request-Id (bench/load.lua matches answers to requests by it).
 
-    REDIS_URL=redis://127.0.0.1:6379/0 NAIVE_PORT=8099 python bench/naive_hold_app.py
+    REDIS_URL=redis://127.0.0.1:6379/0 NAIVE_PORT=8099 NAIVE_SERVICE_MINUTES=5 \\
+        python bench/naive_hold_app.py
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 TTL = timedelta(minutes=10)
+SERVICE_DURATION = timedelta(minutes=int(os.environ.get("NAIVE_SERVICE_MINUTES", "30")))
 REDIS = web.AppKey("redis", Redis)
 REQUEST_ID = "X-Request-Id"
 
@@ -54,6 +56,9 @@ async def hold(request: web.Request) -> web.Response:
                 "service_id": wanted["service_id"],
                 "location_id": wanted["location_id"],
                 "starts_at": wanted["starts_at"],
+                "ends_at": (
+                    datetime.fromisoformat(wanted["starts_at"]) + SERVICE_DURATION
+                ).isoformat(),
                 "expires_at": (now + TTL).isoformat(timespec="seconds"),
             }
         ),

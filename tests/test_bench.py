@@ -104,6 +104,20 @@ async def test_success_and_client_errors_do_not_fail_the_run(holds: Holds, tmp_p
     assert bench_run.failures([phase], {}) == []
 
 
+async def test_client_errors_other_than_409_fail_the_run_as_invalid_figures(
+    holds: Holds, tmp_path: Path
+) -> None:
+    # A slot outside the booking policy answers 422: a phase of those measured refusals.
+    holds.status = 422
+    phase = await loadgen.run_phase(
+        "holds outside the horizon", holds.url, hold_load(tmp_path, "closed", 4, 1), {}
+    )
+    refused = phase.run.statuses["hold 422"]
+    assert refused > 0
+    [failure] = bench_run.failures([phase], {})
+    assert failure.startswith(f"holds outside the horizon: {refused} x hold 422 of {refused}")
+
+
 async def test_open_loop_latency_counts_from_the_scheduled_time_not_the_send(
     holds: Holds, tmp_path: Path
 ) -> None:

@@ -9,9 +9,11 @@ from redis.asyncio import Redis
 
 from gateway.auth import Authenticator
 from gateway.downstream import Downstream
+from gateway.hold_placer import HoldPlacer
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
 DOWNSTREAM = web.AppKey("downstream", Downstream)
 NATS = web.AppKey("nats", NatsClient)
 REDIS = web.AppKey("redis", Redis)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+HOLD_PLACER = web.AppKey("hold_placer", HoldPlacer)

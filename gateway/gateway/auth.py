@@ -1,17 +1,21 @@
 """Who is calling: bearer tokens resolved by booking-service, cached briefly here.
 
-A verified key is cached for `auth_cache_seconds` so a hot key costs no round trip.
+A verified key is cached for `auth_cache_seconds` so a hot key costs no round trip; a
+key in use is asked about again in the background before that time is up (at a point
+spread over the last third of it), so its requests never wait for the check.
 Revocations arrive on NATS and evict the key at once, on every gateway replica.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 
 from aiohttp import web
 from calendence import rpc
 from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
-from calendence.errors import Forbidden, InvalidInput, Unauthenticated
+from calendence.errors import DomainError, Forbidden, InvalidInput, NotFound, Unauthenticated
 from calendence.ids import parse_uuid
 from calendence.principals import KeyKind, Principal, principal_from_message
 from calendence.timefmt import utcnow
@@ -27,7 +31,11 @@ class Authenticator:
         self.stub = stub
         self.cache_seconds = cache_seconds
         self.rpc_timeout = rpc_timeout
-        self._cache: dict[tuple[str, str], tuple[float, Principal]] = {}
+        # (token, business id) -> (when to ask again in the background, when it is
+        # stale and must be asked before use, the principal).
+        self._cache: dict[tuple[str, str], tuple[float, float, Principal]] = {}
+        self._refreshing: set[tuple[str, str]] = set()
+        self._refreshes: set[asyncio.Task[None]] = set()
         # Counts revocations heard; see `authenticate`.
         self._revocations = 0
         # The state of the NATS link revocations arrive on; see `follow_revocation_link`.
@@ -51,10 +59,10 @@ class Authenticator:
         cached = self._cache.get(cache_key)
         now = time.monotonic()
         if cached is not None:
-            principal = cached[1]
-            if cached[0] > now and (
-                principal.expires_at is None or principal.expires_at > utcnow()
-            ):
+            refresh_at, stale_at, principal = cached
+            if stale_at > now and (principal.expires_at is None or principal.expires_at > utcnow()):
+                if refresh_at <= now and cache_key not in self._refreshing:
+                    self._refresh_in_background(cache_key)
                 return principal
             # Stale or expired: ask again (an expired key gets its 401 from booking-service).
             self._cache.pop(cache_key, None)
@@ -64,7 +72,14 @@ class Authenticator:
                 BUSINESS_HEADER,
                 detail=f"the {BUSINESS_HEADER} header is not a business id",
             )
+        return await self._ask(cache_key)
+
+    async def _ask(self, cache_key: tuple[str, str]) -> Principal:
+        """booking-service's answer for the key, cached unless a revocation may have
+        crossed it."""
+        token, business_id = cache_key
         revocations_before = self._revocations
+        asked_at = time.monotonic()
         answer = await rpc.unary(
             self.stub.Authenticate,
             auth_pb2.AuthenticateRequest(token=token, business_id=business_id),
@@ -78,17 +93,40 @@ class Authenticator:
             return principal
         if len(self._cache) >= _MAX_CACHE_ENTRIES:
             self._cache.clear()
-        self._cache[cache_key] = (now + self.cache_seconds, principal)
+        # Asked again in the background somewhere in the last third of its time (spread,
+        # so keys cached together are not all asked again at once), while still served.
+        refresh_in = self.cache_seconds * random.uniform(2 / 3, 0.9)
+        self._cache[cache_key] = (
+            asked_at + refresh_in,
+            asked_at + self.cache_seconds,
+            principal,
+        )
         return principal
+
+    def _refresh_in_background(self, cache_key: tuple[str, str]) -> None:
+        self._refreshing.add(cache_key)
+        task = asyncio.get_running_loop().create_task(self._refresh(cache_key))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    async def _refresh(self, cache_key: tuple[str, str]) -> None:
+        try:
+            await self._ask(cache_key)
+        except (Unauthenticated, Forbidden, NotFound, InvalidInput):
+            self._cache.pop(cache_key, None)  # no longer valid: the next request hears why
+        except DomainError:
+            pass  # booking-service busy: the entry serves until it is stale, then asks
+        finally:
+            self._refreshing.discard(cache_key)
 
     def forget_business(self, business_id: str) -> None:
         """Drop the cached keys of a business whose settings changed."""
-        for cache_key in [k for k, (_, p) in self._cache.items() if p.business_id == business_id]:
+        for cache_key in [k for k, (*_, p) in self._cache.items() if p.business_id == business_id]:
             self._cache.pop(cache_key, None)
 
     def revoke(self, key_id: str) -> None:
         self._revocations += 1
-        for cache_key in [k for k, (_, p) in self._cache.items() if p.key_id == key_id]:
+        for cache_key in [k for k, (*_, p) in self._cache.items() if p.key_id == key_id]:
             self._cache.pop(cache_key, None)
 
 

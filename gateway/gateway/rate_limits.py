@@ -1,31 +1,49 @@
-"""Rate limits per key: a token bucket per key in Redis, shared by every gateway replica.
+"""Rate limits per key: a token bucket per key in Redis, shared by every gateway replica,
+decided on each replica from its own copy of the bucket.
 
 The bucket is kept the GCRA way, as one number per key: the time at which it would be
-full again (its "theoretical arrival time"). One Lua script reads the clock, decides and
-moves that time in a single atomic step, so replicas never race, and a request costs
-one Redis round trip (EVALSHA, through redis-py's registered script). Redis' own clock is
-used, so replicas' clocks need not agree.
-Session tokens get a smaller bucket than business and hub keys (settings).
+full again (its "theoretical arrival time"). In Redis one Lua script reads the clock,
+decides and moves that time in a single atomic step, so replicas never race; Redis' own
+clock is used, so replicas' clocks need not agree. Session tokens get a smaller bucket
+than business and hub keys (settings).
 
-Every answer from Redis is also copied into this replica's own buckets
-(`gateway.local_buckets`). When Redis cannot answer (down, unreachable, or no
-connection free within RATE_LIMIT_REDIS_TIMEOUT_SECONDS) the replica limits by itself
-from those buckets, each key getting RATE_LIMIT_FALLBACK_SHARE of its bucket, and asks
-Redis again a second later: a limit that vanished when its store did would vanish
-exactly when someone floods the API. Refusing everything instead would take the
-platform down with Redis, so the fallback is a limit, never none and never all.
+No request waits for Redis when its key was heard of lately. Each replica keeps a copy
+of every key's bucket (`gateway.local_buckets`): a key that Redis answered for within
+RATE_LIMIT_LOCAL_SECONDS is decided from the copy, and every token let through is sent
+to the shared bucket at once in the background (all keys' in one pipeline, one in
+flight at a time), whose answer the copy then takes on, together with what this
+replica let through meanwhile. A key not heard of lately (new to this replica, or
+quiet) asks Redis first, as every request used to.
+
+Tolerance across replicas: a replica lets through what its copy allows (one replica
+alone never exceeds the bucket), and its copy hears of the other replicas' tokens with
+Redis's answer to its own, one round trip after it lets one through. So with R replicas
+a key can get more than its bucket only when a burst reaches several replicas before
+their copies hear of each other: at worst R buckets' worth in that moment, never more
+in the long run, because every token let through reaches the shared bucket, which then
+stays empty for longer (refusing on every replica) until the key is back within its
+rate.
+
+When Redis cannot answer (down, unreachable, or no connection free within
+RATE_LIMIT_REDIS_TIMEOUT_SECONDS) the replica limits by itself from the copies, each
+key getting RATE_LIMIT_FALLBACK_SHARE of its bucket, and asks Redis again a second
+later: a limit that vanished when its store did would vanish exactly when someone
+floods the API. Refusing everything instead would take the platform down with Redis,
+so the fallback is a limit, never none and never all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 from calendence.principals import KeyKind, Principal
 from calendence.settings import GatewaySettings
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.local_buckets import Bucket, Decision, LocalBuckets
 
@@ -50,23 +68,50 @@ redis.call('SET', KEYS[1], next_full_at, 'PX', math.ceil((next_full_at - now) / 
 return {1, math.floor((now - allowed_from) / interval), 0, next_full_at - now}
 """
 
+# KEYS[1]: the key's bucket. ARGV[1]: microseconds per token; ARGV[2]: tokens a replica
+# let through. Counts them in (however empty that leaves the bucket: a key over its
+# limit stays refused longer) and returns microseconds until the bucket is full again.
+_SPEND = """
+local interval = tonumber(ARGV[1])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local full_at = tonumber(redis.call('GET', KEYS[1]) or now)
+if full_at < now then full_at = now end
+full_at = full_at + interval * tonumber(ARGV[2])
+redis.call('SET', KEYS[1], full_at, 'PX', math.ceil((full_at - now) / 1000))
+return full_at - now
+"""
+
 _LOG_EVERY_SECONDS = 10.0
 # After Redis failed, requests use the local buckets this long before Redis is tried
 # again, so an outage costs one timeout per second, not one per request.
 _RETRY_REDIS_AFTER_SECONDS = 1.0
+_MAX_KEYS_HEARD = 100_000
+
+
+def _shared_key(key: str) -> str:
+    return f"cal:rl:{{{key}}}"
 
 
 class RateLimiter:
     def __init__(
         self, redis: Redis, settings: GatewaySettings, local: LocalBuckets | None = None
     ) -> None:
+        self.redis = redis
         self._take = redis.register_script(_GCRA)
+        self._spend = redis.register_script(_SPEND)
         self.session = Bucket(
             settings.rate_limit_session_per_second, settings.rate_limit_session_burst
         )
         self.server_keys = Bucket(settings.rate_limit_per_second, settings.rate_limit_burst)
         self.fallback_share = settings.rate_limit_fallback_share
+        self.local_seconds = settings.rate_limit_local_seconds
         self.local = local or LocalBuckets()
+        # key -> until when (monotonic) this replica decides it from its copy.
+        self._heard_until: dict[str, float] = {}
+        # key -> [microseconds per token, tokens let through not yet sent to Redis].
+        self._unsent: dict[str, list[int]] = {}
+        self._sending: asyncio.Task[None] | None = None
         self._redis_down_until = 0.0
         self._last_failure_logged = 0.0
 
@@ -77,27 +122,84 @@ class RateLimiter:
         """Take a token from the key's bucket: the shared one, or this replica's."""
         bucket = self.bucket_of(principal)
         key = principal.key_id
-        if time.monotonic() >= self._redis_down_until:
-            try:
-                reply = await self._take(
-                    keys=[f"cal:rl:{{{key}}}"], args=[bucket.interval_us, bucket.size]
-                )
-            except RedisError as error:
-                self._redis_failed(error)
-            else:
-                allowed, remaining, retry_after, full_in = reply
-                self.local.adopt(key, int(full_in))
-                return Decision(
-                    bool(allowed), bucket, int(remaining), int(retry_after), int(full_in)
-                )
-        return self.local.take(key, bucket.share(self.fallback_share))
+        now = time.monotonic()
+        if now < self._redis_down_until:
+            return self.local.take(key, bucket.share(self.fallback_share))
+        if self._heard_until.get(key, 0.0) > now:
+            decision = self.local.take(key, bucket)
+            if decision.allowed:
+                self._send_later(key, bucket)
+            return decision
+        try:
+            reply = await self._take(
+                keys=[_shared_key(key)], args=[bucket.interval_us, bucket.size]
+            )
+        except RedisError as error:
+            self._redis_failed(error)
+            return self.local.take(key, bucket.share(self.fallback_share))
+        allowed, remaining, retry_after, full_in = reply
+        self._heard(key, bucket.interval_us, int(full_in))
+        return Decision(bool(allowed), bucket, int(remaining), int(retry_after), int(full_in))
+
+    def _heard(self, key: str, interval_us: int, full_in_us: int) -> None:
+        """Redis said the key's bucket is full in `full_in_us`: the copy takes that on,
+        with what this replica let through that Redis has not counted yet."""
+        unsent = self._unsent.get(key)
+        self.local.adopt(key, full_in_us + (unsent[1] * interval_us if unsent else 0))
+        if len(self._heard_until) >= _MAX_KEYS_HEARD:
+            self._heard_until.clear()  # every key asks Redis again: safe, briefly slower
+        self._heard_until[key] = time.monotonic() + self.local_seconds
+
+    def _send_later(self, key: str, bucket: Bucket) -> None:
+        unsent = self._unsent.get(key)
+        if unsent is None:
+            self._unsent[key] = [bucket.interval_us, 1]
+        else:
+            unsent[1] += 1
+        if self._sending is None:
+            self._sending = asyncio.get_running_loop().create_task(self._send_unsent())
+
+    async def _send_unsent(self) -> None:
+        """Send what was let through to the shared buckets, one pipeline at a time,
+        until nothing is left; each key's copy takes on the answer."""
+        try:
+            while self._unsent:
+                sending, self._unsent = self._unsent, {}
+                try:
+                    answers = await self._spend_all(sending)
+                except RedisError as error:
+                    self._redis_failed(error)
+                    return
+                for (key, (interval, _)), full_in in zip(sending.items(), answers, strict=True):
+                    if not isinstance(full_in, Exception):
+                        self._heard(key, interval, int(full_in))
+        finally:
+            self._sending = None
+
+    async def _spend_all(self, sending: dict[str, list[int]]) -> list[Any]:
+        for attempt in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, (interval, count) in sending.items():
+                    pipe.evalsha(self._spend.sha, 1, _shared_key(key), interval, count)
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt or not any(isinstance(a, NoScriptError) for a in answers):
+                return answers
+            await self.redis.script_load(_SPEND)  # Redis restarted or flushed its scripts
+        raise AssertionError("unreachable")
 
     def _redis_failed(self, error: RedisError) -> None:
         now = time.monotonic()
         self._redis_down_until = now + _RETRY_REDIS_AFTER_SECONDS
+        # What Redis did not hear of stays in the copies; after the outage the keys ask
+        # Redis first again.
+        self._heard_until.clear()
         if now - self._last_failure_logged > _LOG_EVERY_SECONDS:
             self._last_failure_logged = now
             log.warning("rate limits: Redis unavailable; limiting on this replica alone: %s", error)
+
+    async def close(self) -> None:
+        if self._sending is not None:
+            await asyncio.gather(self._sending, return_exceptions=True)
 
 
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)

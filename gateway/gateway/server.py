@@ -12,9 +12,10 @@ from calendence.storage import open_redis
 from calendence.store_startup import connect_nats, connect_redis
 from nats.aio.msg import Msg
 
-from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, NATS, REDIS, SETTINGS
+from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, HOLD_PLACER, NATS, REDIS, SETTINGS
 from gateway.auth import Authenticator
 from gateway.downstream import Downstream
+from gateway.hold_placer import HoldPlacer
 from gateway.http_io import MAX_BODY_BYTES
 from gateway.idempotency import IDEMPOTENCY, IdempotencyRepository
 from gateway.middleware import MIDDLEWARES
@@ -66,6 +67,13 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     settings = app[SETTINGS]
     downstream = Downstream.connect(settings)
     app[DOWNSTREAM] = downstream
+    placer = HoldPlacer(
+        downstream.holds,
+        timeout=settings.rpc_timeout_seconds,
+        in_flight=settings.hold_batches_in_flight,
+        batch_max=settings.hold_batch_max,
+    )
+    app[HOLD_PLACER] = placer
     authenticator = Authenticator(
         downstream.auth, settings.auth_cache_seconds, settings.rpc_timeout_seconds
     )
@@ -90,7 +98,8 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
         socket_timeout=limits_wait,
         socket_connect_timeout=limits_wait,
     )
-    app[RATE_LIMITER] = RateLimiter(limits_redis, settings)
+    limiter = RateLimiter(limits_redis, settings)
+    app[RATE_LIMITER] = limiter
 
     async def on_revoked(message: Msg) -> None:
         authenticator.revoke(orjson.loads(message.data)["key_id"])
@@ -98,6 +107,8 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     await nc.subscribe(events.KEY_REVOKED_SUBJECT, cb=on_revoked)
     yield
     await nc.drain()
+    await placer.batches.drain()
+    await limiter.close()
     await limits_redis.aclose()
     await redis.aclose()
     await downstream.close()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from calendence.errors import DomainError, error_kind
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.ids import optional_uuid, parse_uuid
 from calendence.rpc import ServicerContext
 from calendence.timefmt import from_timestamp, to_timestamp
 
-from hold_service.holds import HoldRecord, Holds
+from hold_service.holds import HoldRecord, Holds, HoldWanted
 
 
 def hold_message(hold: HoldRecord) -> hold_pb2.PlacedHold:
@@ -28,6 +29,27 @@ def hold_message(hold: HoldRecord) -> hold_pb2.PlacedHold:
     )
 
 
+def wanted_hold(request: hold_pb2.PlaceHoldRequest) -> HoldWanted:
+    return HoldWanted(
+        business_id=parse_uuid(request.business_id, "business_id"),
+        holder_id=request.holder_id,
+        service_id=parse_uuid(request.service_id, "service_id"),
+        location_id=parse_uuid(request.location_id, "location_id"),
+        staff_id=optional_uuid(request.staff_id, "staff_id"),
+        starts_at=from_timestamp(request.starts_at),
+    )
+
+
+def outcome_message(outcome: HoldRecord | DomainError) -> hold_pb2.PlaceHoldOutcome:
+    if isinstance(outcome, DomainError):
+        return hold_pb2.PlaceHoldOutcome(
+            failure=hold_pb2.Failure(
+                kind=error_kind(outcome), detail=outcome.detail, fields=outcome.fields
+            )
+        )
+    return hold_pb2.PlaceHoldOutcome(hold=hold_message(outcome))
+
+
 class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     def __init__(self, holds: Holds) -> None:
         self.holds = holds
@@ -35,15 +57,26 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def PlaceHold(
         self, request: hold_pb2.PlaceHoldRequest, context: ServicerContext
     ) -> hold_pb2.PlacedHold:
-        hold = await self.holds.place_hold(
-            business_id=parse_uuid(request.business_id, "business_id"),
-            holder_id=request.holder_id,
-            service_id=parse_uuid(request.service_id, "service_id"),
-            location_id=parse_uuid(request.location_id, "location_id"),
-            staff_id=optional_uuid(request.staff_id, "staff_id"),
-            starts_at=from_timestamp(request.starts_at),
+        return hold_message(await self.holds.place_hold(wanted_hold(request)))
+
+    async def PlaceHolds(
+        self, request: hold_pb2.PlaceHoldsRequest, context: ServicerContext
+    ) -> hold_pb2.PlaceHoldsResponse:
+        outcomes: list[HoldRecord | DomainError | None] = []
+        wanted: list[HoldWanted] = []
+        for item in request.holds:
+            try:
+                wanted.append(wanted_hold(item))
+                outcomes.append(None)
+            except DomainError as error:
+                outcomes.append(error)
+        placed = iter(await self.holds.place_holds(wanted))
+        return hold_pb2.PlaceHoldsResponse(
+            outcomes=[
+                outcome_message(next(placed) if outcome is None else outcome)
+                for outcome in outcomes
+            ]
         )
-        return hold_message(hold)
 
     async def ReleaseHold(
         self, request: hold_pb2.ReleaseHoldRequest, context: ServicerContext

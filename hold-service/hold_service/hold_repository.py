@@ -240,6 +240,23 @@ class HoldLocator:
     blocked_ms: int
 
 
+@dataclass(frozen=True)
+class Placement:
+    """One hold to place: its record, the granules it claims, and where it lives."""
+
+    hold_id: str
+    holder_id: str
+    doc: bytes
+    resource: str
+    granules: Sequence[int]
+    fingerprint: str
+    ttl_ms: int
+    locator: HoldLocator
+
+
+_PLACE_OUTCOMES = {0: "placed", 1: "existing", 2: "conflict"}
+
+
 class HoldRepository:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -252,53 +269,67 @@ class HoldRepository:
         self._free = redis.register_script(_FREE)
         self._move = redis.register_script(_MOVE)
 
-    async def place(
-        self,
-        *,
-        hold_id: str,
-        resource: str,
-        granules: Sequence[int],
-        fingerprint: str,
-        holder_id: str,
-        ttl_ms: int,
-        doc: bytes,
-        locator: HoldLocator,
-    ) -> tuple[str, str]:
-        """('placed', hold_id), ('existing', earlier hold_id) or ('conflict', '')."""
-        keys = [record_key(resource, hold_id), *(granule_key(resource, g) for g in granules)]
-        args = (f"{hold_id}|{fingerprint}", ttl_ms, fingerprint, doc, holder_id)
-        locator_value = (
-            f"{locator.business_id}|{locator.resource}|{locator.starts_ms}|{locator.blocked_ms}"
-        )
-        # The locator lives in another slot, so it goes in the same round trip but
-        # outside the script; if the script refuses, it points at nothing and expires.
-        try:
-            code, existing = await self._place_and_locate(
-                keys, args, hold_id, locator_value, ttl_ms
-            )
-        except NoScriptError:  # Redis restarted or flushed its scripts
-            await self.redis.script_load(_PLACE)
-            code, existing = await self._place_and_locate(
-                keys, args, hold_id, locator_value, ttl_ms
-            )
-        outcome = {0: "placed", 1: "existing", 2: "conflict"}[int(code)]
-        return outcome, (_text(existing) or hold_id)
+    async def place_many(
+        self, placements: Sequence[Placement]
+    ) -> list[tuple[str, str] | Exception]:
+        """Try each placement in order, all in one round trip: ('placed', hold_id),
+        ('existing', earlier hold_id) or ('conflict', '') each, or the error Redis
+        answered that one with. A Redis that cannot answer at all raises.
 
-    async def _place_and_locate(
-        self,
-        keys: list[str],
-        args: tuple[str | int | bytes, ...],
-        hold_id: str,
-        locator: str,
-        ttl_ms: int,
-    ) -> tuple[int, bytes]:
+        One EVALSHA of the place script per hold, each within its resource's hash
+        slot, and the hold's locator SET (another slot) beside it: a plain pipeline,
+        never a transaction, so a batch may span slots (and, on a cluster, nodes). If
+        the script refuses, the locator points at nothing and expires.
+        """
+        if not placements:
+            return []
+        replies = await self._run_place_pipeline(placements)
+        # Redis restarted or flushed its scripts: load it, then redo those holds.
+        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if again:
+            await self.redis.script_load(_PLACE)
+            redone = await self._run_place_pipeline([placements[i] for i in again])
+            for i, reply in zip(again, redone, strict=True):
+                replies[i] = reply
+        outcomes: list[tuple[str, str] | Exception] = []
+        for placement, reply in zip(placements, replies, strict=True):
+            if isinstance(reply, Exception):
+                outcomes.append(reply)
+                continue
+            code, existing = reply
+            outcome = _PLACE_OUTCOMES[int(code)]
+            outcomes.append((outcome, _text(existing) or placement.hold_id))
+        return outcomes
+
+    async def _run_place_pipeline(self, placements: Sequence[Placement]) -> list[Any]:
+        """The place script's reply (or error) for each placement."""
         # EVALSHA by hand: redis-py's pipeline would first ask SCRIPT EXISTS for a
-        # registered script, a second round trip on every hold.
+        # registered script, a second round trip on every batch.
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.evalsha(self._place.sha, len(keys), *keys, *args)
-            pipe.set(locator_key(hold_id), locator, px=ttl_ms)
-            (code, existing), _ = await pipe.execute()
-        return int(code), existing
+            for p in placements:
+                keys = [
+                    record_key(p.resource, p.hold_id),
+                    *(granule_key(p.resource, g) for g in p.granules),
+                ]
+                pipe.evalsha(
+                    self._place.sha,
+                    len(keys),
+                    *keys,
+                    f"{p.hold_id}|{p.fingerprint}",
+                    p.ttl_ms,
+                    p.fingerprint,
+                    p.doc,
+                    p.holder_id,
+                )
+                locator = p.locator
+                pipe.set(
+                    locator_key(p.hold_id),
+                    f"{locator.business_id}|{locator.resource}|{locator.starts_ms}|"
+                    f"{locator.blocked_ms}",
+                    px=p.ttl_ms,
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        return list(replies[::2])
 
     async def record(self, resource: str, hold_id: str) -> bytes | None:
         doc = await self.redis.hget(record_key(resource, hold_id), "doc")

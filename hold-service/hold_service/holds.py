@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import orjson
-from calendence.errors import HoldConflict, InvalidInput, NotFound
+from calendence.errors import DomainError, HoldConflict, InternalError, InvalidInput, NotFound
 from calendence.ids import existing_id
+from calendence.logs import log_fields
 
 from hold_service.catalogue_cache import CatalogueCache
-from hold_service.hold_repository import HoldLocator, HoldRepository, ms
+from hold_service.hold_repository import HoldLocator, HoldRepository, Placement, ms
 from hold_service.slots import (
     MAX_AVAILABILITY_DAYS,
+    SlotPlan,
     blocked_end,
     bookable_plans,
     check_slot,
@@ -52,6 +56,18 @@ class HoldRecord:
 
 
 @dataclass(frozen=True)
+class HoldWanted:
+    """A request for a hold, its ids and time parsed."""
+
+    business_id: UUID
+    holder_id: str
+    service_id: UUID
+    location_id: UUID
+    staff_id: UUID | None
+    starts_at: datetime
+
+
+@dataclass(frozen=True)
 class AvailableSlot:
     starts_at: datetime
     ends_at: datetime
@@ -59,6 +75,11 @@ class AvailableSlot:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+log = logging.getLogger("hold_service.holds")
+
+
+def _taken() -> HoldConflict:
+    return HoldConflict("the slot is already held or booked")
 
 
 def _utc_day(moment: datetime) -> str:
@@ -79,64 +100,122 @@ class Holds:
         self.ttl = ttl
         self.clock = clock
 
-    async def place_hold(
-        self,
-        *,
-        business_id: UUID,
-        holder_id: str,
-        service_id: UUID,
-        location_id: UUID,
-        staff_id: UUID | None,
-        starts_at: datetime,
-    ) -> HoldRecord:
+    async def place_hold(self, wanted: HoldWanted) -> HoldRecord:
+        [outcome] = await self.place_holds([wanted])
+        if isinstance(outcome, DomainError):
+            raise outcome
+        return outcome
+
+    async def place_holds(self, batch: Sequence[HoldWanted]) -> list[HoldRecord | DomainError]:
+        """Each hold decided on its own, in order (of two on one slot the first wins),
+        with one Redis round trip for all those that claim one known resource.
+
+        A store that cannot answer raises (every hold of the batch fails alike); any
+        other failure is that hold's alone.
+        """
         now = self.clock()
-        plan = check_slot(
-            await self.catalogue.get(business_id),
-            service_id=service_id,
-            location_id=location_id,
-            staff_id=staff_id,
-            starts_at=starts_at,
-            now=now,
+        outcomes: list[HoldRecord | DomainError | None] = [None] * len(batch)
+        single: list[tuple[int, HoldRecord, Placement]] = []
+        several: list[tuple[int, HoldWanted, SlotPlan]] = []
+        for index, wanted in enumerate(batch):
+            try:
+                plan = check_slot(
+                    await self.catalogue.get(wanted.business_id),
+                    service_id=wanted.service_id,
+                    location_id=wanted.location_id,
+                    staff_id=wanted.staff_id,
+                    starts_at=wanted.starts_at,
+                    now=now,
+                )
+            except DomainError as error:
+                outcomes[index] = error
+                continue
+            if not plan.candidates:
+                outcomes[index] = _taken()
+            elif len(plan.candidates) == 1:
+                single.append((index, *self._placement(wanted, plan, plan.candidates[0], now)))
+            else:
+                several.append((index, wanted, plan))
+        placed = await self.store.place_many([placement for _, _, placement in single])
+        existing: list[tuple[int, str, str]] = []
+        for (index, hold, placement), result in zip(single, placed, strict=True):
+            if isinstance(result, Exception):
+                log.error("placing a hold failed", extra=log_fields(error=repr(result)))
+                outcomes[index] = InternalError("the hold could not be placed")
+            elif result[0] == "placed":
+                outcomes[index] = hold
+            elif result[0] == "existing":
+                existing.append((index, placement.resource, result[1]))
+            else:
+                outcomes[index] = _taken()
+        # Rare: a retry of a hold already placed (its record), a staffed service without
+        # a staff member named (a survey first). Each its own round trips, side by side.
+        if existing or several:
+            found = await asyncio.gather(
+                *(self.store.record(resource, hold_id) for _, resource, hold_id in existing),
+                *(self._place_on_one_of(wanted, plan, now) for _, wanted, plan in several),
+            )
+            for (index, _, _), doc in zip(existing, found, strict=False):
+                outcomes[index] = HoldRecord.from_json(doc) if isinstance(doc, bytes) else _taken()
+            for (index, _, _), placed_one in zip(several, found[len(existing) :], strict=True):
+                outcomes[index] = placed_one if isinstance(placed_one, HoldRecord) else _taken()
+        return [outcome if outcome is not None else _taken() for outcome in outcomes]
+
+    def _placement(
+        self, wanted: HoldWanted, plan: SlotPlan, candidate: tuple[str, UUID | None], now: datetime
+    ) -> tuple[HoldRecord, Placement]:
+        resource, staff = candidate
+        hold = HoldRecord(
+            hold_id=str(uuid.uuid4()),
+            business_id=str(wanted.business_id),
+            holder_id=wanted.holder_id,
+            service_id=str(wanted.service_id),
+            location_id=str(wanted.location_id),
+            staff_id=str(staff or ""),
+            resource_id=resource,
+            starts_at=plan.starts_at,
+            ends_at=plan.ends_at,
+            expires_at=now + self.ttl,
+            blocked_until=plan.blocked_until,
         )
-        needed = granules(plan.starts_at, plan.blocked_until)
-        # The same holder asking again for the same slot gets its hold back.
-        fingerprint = f"{holder_id}/{service_id}/{ms(plan.starts_at)}"
-        candidates = plan.candidates
-        if len(candidates) > 1:
-            candidates = await self._assignment_order(candidates, needed, fingerprint, starts_at)
-        for resource, staff in candidates:
-            hold = HoldRecord(
-                hold_id=str(uuid.uuid4()),
-                business_id=str(business_id),
-                holder_id=holder_id,
-                service_id=str(service_id),
-                location_id=str(location_id),
-                staff_id=str(staff or ""),
-                resource_id=resource,
-                starts_at=plan.starts_at,
-                ends_at=plan.ends_at,
-                expires_at=now + self.ttl,
-                blocked_until=plan.blocked_until,
-            )
-            outcome, hold_id = await self.store.place(
-                hold_id=hold.hold_id,
-                resource=resource,
-                granules=needed,
-                fingerprint=fingerprint,
-                holder_id=holder_id,
-                ttl_ms=int(self.ttl.total_seconds() * 1000),
-                doc=hold.to_json(),
-                locator=HoldLocator(
-                    str(business_id), resource, ms(plan.starts_at), ms(plan.blocked_until)
-                ),
-            )
+        return hold, Placement(
+            hold_id=hold.hold_id,
+            holder_id=hold.holder_id,
+            doc=hold.to_json(),
+            resource=resource,
+            granules=granules(plan.starts_at, plan.blocked_until),
+            # The same holder asking again for the same slot gets its hold back.
+            fingerprint=f"{wanted.holder_id}/{wanted.service_id}/{ms(plan.starts_at)}",
+            ttl_ms=int(self.ttl.total_seconds() * 1000),
+            locator=HoldLocator(
+                str(wanted.business_id), resource, ms(plan.starts_at), ms(plan.blocked_until)
+            ),
+        )
+
+    async def _place_on_one_of(
+        self, wanted: HoldWanted, plan: SlotPlan, now: datetime
+    ) -> HoldRecord | None:
+        """Try the plan's candidates (staff members) in turn; None when none is free."""
+        fingerprint = f"{wanted.holder_id}/{wanted.service_id}/{ms(plan.starts_at)}"
+        candidates = await self._assignment_order(
+            plan.candidates,
+            granules(plan.starts_at, plan.blocked_until),
+            fingerprint,
+            wanted.starts_at,
+        )
+        for candidate in candidates:
+            hold, placement = self._placement(wanted, plan, candidate, now)
+            [result] = await self.store.place_many([placement])
+            if isinstance(result, Exception):
+                raise result
+            outcome, hold_id = result
             if outcome == "placed":
                 return hold
             if outcome == "existing":
-                existing = await self.store.record(resource, hold_id)
+                existing = await self.store.record(placement.resource, hold_id)
                 if existing is not None:
                     return HoldRecord.from_json(existing)
-        raise HoldConflict("the slot is already held or booked")
+        return None
 
     async def _assignment_order(
         self,

@@ -112,8 +112,22 @@ ERROR_METADATA_KEY = "calendence-error-bin"
 
 
 def error_metadata(error: DomainError) -> tuple[tuple[str, bytes]]:
-    payload = orjson.dumps({"kind": type(error).__name__, "fields": error.fields})
+    payload = orjson.dumps({"kind": error_kind(error), "fields": error.fields})
     return ((ERROR_METADATA_KEY, payload),)
+
+
+_TYPES_BY_KIND = {cls.__name__: cls for cls in ERROR_TYPES}
+
+
+def error_kind(error: DomainError) -> str:
+    """What names the error's class across the wire (see `error_of_kind`)."""
+    return type(error).__name__
+
+
+def error_of_kind(kind: str, detail: str, fields: Mapping[str, str]) -> DomainError | None:
+    """The domain error a peer named by `error_kind`; None for a kind it does not know."""
+    cls = _TYPES_BY_KIND.get(kind)
+    return cls(detail or cls.title, fields=fields) if cls is not None else None
 
 
 def error_from_status(
@@ -127,9 +141,9 @@ def error_from_status(
     raw = trailing.get(ERROR_METADATA_KEY)
     if isinstance(raw, bytes):
         payload = orjson.loads(raw)
-        for cls in ERROR_TYPES:
-            if cls.__name__ == payload.get("kind"):
-                return cls(details or cls.title, fields=payload.get("fields") or {})
+        error = error_of_kind(str(payload.get("kind")), details or "", payload.get("fields") or {})
+        if error is not None:
+            return error
     if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
         return InternalError("something went wrong on our side; it has been logged")
     # UNAVAILABLE, DEADLINE_EXCEEDED...: the caller can only retry later.

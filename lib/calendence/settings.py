@@ -152,6 +152,11 @@ class GatewaySettings(CommonSettings):
     auth_cache_seconds: float = 30.0
     # Deadline for every gRPC call the gateway makes.
     rpc_timeout_seconds: float = 5.0
+    # Holds that arrive while HOLD_BATCHES_IN_FLIGHT calls to hold-service are under way
+    # wait and leave together, up to HOLD_BATCH_MAX in one PlaceHolds call; with fewer
+    # in flight a hold leaves at once, alone.
+    hold_batches_in_flight: int = Field(default=2, ge=1)
+    hold_batch_max: int = Field(default=64, ge=1)
     # A request body must arrive within this many seconds of its headers; a client that
     # announces a body and stalls is answered 408 and disconnected.
     request_body_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -188,6 +193,11 @@ class GatewaySettings(CommonSettings):
     rate_limit_redis_pool_max: int = Field(default=32, ge=1)
     rate_limit_redis_timeout_seconds: float = Field(default=1.0, gt=0)
     rate_limit_fallback_share: float = Field(default=1.0, gt=0, le=1)
+    # A key Redis answered for within this many seconds is decided from this replica's
+    # copy of its bucket, without waiting for Redis; what is let through goes to Redis
+    # at once in the background (gateway/gateway/rate_limits.py: the tolerance across
+    # replicas). 0 asks Redis on every request.
+    rate_limit_local_seconds: float = Field(default=10.0, ge=0)
     # Fault injection for tests, off by default and never for production: after a hold
     # is placed the gateway "fail"s (an internal error before answering) or "pause"s for
     # GATEWAY_FAULT_PAUSE_SECONDS before answering, to show that a hold whose answer

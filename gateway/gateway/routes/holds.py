@@ -23,7 +23,7 @@ from calendence.schemas.holds import (
 from calendence.settings import GatewaySettings
 from calendence.timefmt import from_timestamp, to_timestamp
 
-from gateway.appkeys import DOWNSTREAM, SETTINGS
+from gateway.appkeys import DOWNSTREAM, HOLD_PLACER, SETTINGS
 from gateway.auth import ALL_KINDS, principal_of
 from gateway.contract import (
     BOOKINGS_PAGE,
@@ -45,9 +45,7 @@ async def place_hold(request: web.Request) -> web.Response:
     principal = principal_of(request)
     wanted = validated_body(request, HoldRequest)
     downstream = request.app[DOWNSTREAM]
-    hold = await call(
-        request,
-        downstream.holds.PlaceHold,
+    hold = await request.app[HOLD_PLACER].place(
         hold_pb2.PlaceHoldRequest(
             business_id=principal.business_id,
             holder_id=principal.key_id,
@@ -55,7 +53,7 @@ async def place_hold(request: web.Request) -> web.Response:
             location_id=str(wanted.location_id),
             staff_id=str(wanted.staff_id or ""),
             starts_at=to_timestamp(wanted.starts_at),
-        ),
+        )
     )
 
     async def give_back() -> None:

@@ -39,6 +39,11 @@ class HoldServiceStub:
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldRequest.SerializeToString,
                 response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.FromString,
                 _registered_method=True)
+        self.PlaceHolds = channel.unary_unary(
+                '/calendence.hold.v1.HoldService/PlaceHolds',
+                request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldsRequest.SerializeToString,
+                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldsResponse.FromString,
+                _registered_method=True)
         self.ReleaseHold = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/ReleaseHold',
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ReleaseHoldRequest.SerializeToString,
@@ -91,6 +96,16 @@ class HoldServiceServicer:
 
     def PlaceHold(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlaceHolds(self, request, context):
+        """Several holds in one call (the gateway sends the holds that arrive together): each
+        is decided on its own, exactly as PlaceHold would, and in the order given, so of two
+        holds on one slot the first wins. One outcome per hold, in order. A store that
+        cannot answer fails the whole call (UNAVAILABLE).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -167,6 +182,11 @@ def add_HoldServiceServicer_to_server(servicer, server):
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldRequest.FromString,
                     response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.SerializeToString,
             ),
+            'PlaceHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceHolds,
+                    request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldsRequest.FromString,
+                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldsResponse.SerializeToString,
+            ),
             'ReleaseHold': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseHold,
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ReleaseHoldRequest.FromString,
@@ -240,6 +260,33 @@ class HoldService:
             '/calendence.hold.v1.HoldService/PlaceHold',
             calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldRequest.SerializeToString,
             calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.hold.v1.HoldService/PlaceHolds',
+            calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldsRequest.SerializeToString,
+            calendence_dot_hold_dot_v1_dot_hold__pb2.PlaceHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,

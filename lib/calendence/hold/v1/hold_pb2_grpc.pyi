@@ -32,6 +32,12 @@ class HoldServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> HoldServiceAsyncStub: ...
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.PlaceHoldRequest, _hold_pb2.PlacedHold]
+    PlaceHolds: _grpc.UnaryUnaryMultiCallable[_hold_pb2.PlaceHoldsRequest, _hold_pb2.PlaceHoldsResponse]
+    """Several holds in one call (the gateway sends the holds that arrive together): each
+    is decided on its own, exactly as PlaceHold would, and in the order given, so of two
+    holds on one slot the first wins. One outcome per hold, in order. A store that
+    cannot answer fails the whole call (UNAVAILABLE).
+    """
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ReleaseHoldRequest, _hold_pb2.ReleaseHoldResponse]
     ConsumeHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ConsumeHoldRequest, _hold_pb2.PlacedHold]
     """Marks a hold as used by a booking and turns its interval into a pending claim
@@ -57,6 +63,12 @@ class HoldServiceStub:
 class HoldServiceAsyncStub(HoldServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     PlaceHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.PlaceHoldRequest, _hold_pb2.PlacedHold]  # type: ignore[assignment]
+    PlaceHolds: _aio.UnaryUnaryMultiCallable[_hold_pb2.PlaceHoldsRequest, _hold_pb2.PlaceHoldsResponse]  # type: ignore[assignment]
+    """Several holds in one call (the gateway sends the holds that arrive together): each
+    is decided on its own, exactly as PlaceHold would, and in the order given, so of two
+    holds on one slot the first wins. One outcome per hold, in order. A store that
+    cannot answer fails the whole call (UNAVAILABLE).
+    """
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.ReleaseHoldRequest, _hold_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
     ConsumeHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.ConsumeHoldRequest, _hold_pb2.PlacedHold]  # type: ignore[assignment]
     """Marks a hold as used by a booking and turns its interval into a pending claim
@@ -85,6 +97,18 @@ class HoldServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hold_pb2.PlaceHoldRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hold_pb2.PlacedHold, _abc.Awaitable[_hold_pb2.PlacedHold]]: ...
+
+    @_abc_1.abstractmethod
+    def PlaceHolds(
+        self,
+        request: _hold_pb2.PlaceHoldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_hold_pb2.PlaceHoldsResponse, _abc.Awaitable[_hold_pb2.PlaceHoldsResponse]]:
+        """Several holds in one call (the gateway sends the holds that arrive together): each
+        is decided on its own, exactly as PlaceHold would, and in the order given, so of two
+        holds on one slot the first wins. One outcome per hold, in order. A store that
+        cannot answer fails the whole call (UNAVAILABLE).
+        """
 
     @_abc_1.abstractmethod
     def ReleaseHold(

@@ -1,0 +1,144 @@
+"""Holds placed in batches (PlaceHolds, what the gateway sends for holds that arrive
+together): each hold decided on its own, in order, as if it came alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from calendence import rpc
+from calendence.devstack.stack import LocalStack
+from calendence.devstack.stores import start_redis
+from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
+from calendence.timefmt import to_timestamp
+
+from tests.api import Api, Tenant, new_tenant, tomorrow_at
+from tests.hold_helpers import HOLD_PATH, Shop, open_shop
+from tests.test_keys import replica
+
+
+@pytest.fixture
+async def holds(stack: LocalStack) -> AsyncIterator[hold_pb2_grpc.HoldServiceStub]:
+    channel = rpc.open_channel(stack.env["HOLD_SERVICE_ADDR"])
+    try:
+        yield hold_pb2_grpc.HoldServiceStub(channel)
+    finally:
+        await channel.close(None)
+
+
+def wanted(
+    shop: Shop, holder: str, starts_at: datetime, **fields: str
+) -> hold_pb2.PlaceHoldRequest:
+    return hold_pb2.PlaceHoldRequest(
+        business_id=fields.pop("business_id", shop.tenant.business_id),
+        holder_id=holder,
+        service_id=fields.pop("service_id", shop.service_id),
+        location_id=shop.location_id,
+        starts_at=to_timestamp(starts_at),
+    )
+
+
+async def place(
+    holds: hold_pb2_grpc.HoldServiceStub, batch: list[hold_pb2.PlaceHoldRequest]
+) -> list[hold_pb2.PlaceHoldOutcome]:
+    answer = await rpc.unary(holds.PlaceHolds, hold_pb2.PlaceHoldsRequest(holds=batch))
+    assert len(answer.outcomes) == len(batch)
+    return list(answer.outcomes)
+
+
+async def test_of_holds_in_one_batch_on_overlapping_intervals_exactly_one_wins(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant
+) -> None:
+    shop = await open_shop(tenant, duration_minutes=30)
+    ten = tomorrow_at(10)
+    batch = [wanted(shop, f"holder-{i}", ten + timedelta(minutes=15 * (i % 2))) for i in range(20)]
+    outcomes = await place(holds, batch)
+    # The first in the batch wins; 10:15 overlaps 10:00-10:30, so every other is taken.
+    assert outcomes[0].HasField("hold")
+    assert [o.failure.kind for o in outcomes[1:]] == ["HoldConflict"] * 19
+    assert (await shop.hold(await tenant.session_token(), ten)).status == 409
+
+
+async def test_a_bad_hold_in_a_batch_fails_alone_and_the_others_are_placed(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant
+) -> None:
+    shop = await open_shop(tenant)
+    batch = [
+        wanted(shop, "first", tomorrow_at(10)),
+        wanted(shop, "no-such-service", tomorrow_at(11), service_id=str(uuid.uuid4())),
+        wanted(shop, "not-an-id", tomorrow_at(12), business_id="not-a-uuid"),
+        wanted(shop, "in-the-past", tomorrow_at(13) - timedelta(days=3)),
+        wanted(shop, "last", tomorrow_at(14)),
+    ]
+    outcomes = await place(holds, batch)
+    assert [o.WhichOneof("outcome") for o in outcomes] == [
+        "hold",
+        "failure",
+        "failure",
+        "failure",
+        "hold",
+    ]
+    assert [o.failure.kind for o in outcomes[1:4]] == ["InvalidInput"] * 3
+    assert outcomes[2].failure.fields["business_id"]
+    assert outcomes[3].failure.fields["starts_at"]
+    assert outcomes[4].hold.starts_at == to_timestamp(tomorrow_at(14))
+
+
+async def test_the_same_holder_twice_in_one_batch_gets_the_same_hold_twice(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant
+) -> None:
+    shop = await open_shop(tenant)
+    first, again = await place(
+        holds, [wanted(shop, "widget", tomorrow_at(10)), wanted(shop, "widget", tomorrow_at(10))]
+    )
+    assert first.hold.hold_id and again.hold.hold_id == first.hold.hold_id
+
+
+async def test_a_batch_may_hold_for_several_businesses_at_once(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant, api: Api, hub: dict[str, str]
+) -> None:
+    shops = [await open_shop(tenant), await open_shop(await new_tenant(api, hub["key"]))]
+    outcomes = await place(holds, [wanted(shop, "widget", tomorrow_at(10)) for shop in shops])
+    assert [o.hold.business_id for o in outcomes] == [s.tenant.business_id for s in shops]
+
+
+@pytest.fixture
+async def crowd() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        yield session
+
+
+async def test_holds_that_arrive_together_while_redis_is_gone_all_get_503_with_retry_after(
+    stack: LocalStack, tenant: Tenant, crowd: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    shop = await open_shop(tenant)
+    tokens = await shop.sessions(20)
+    store = start_redis(tmp_path, persist=False)
+    try:
+        with (
+            replica(stack, tmp_path, "hold-service", REDIS_URL=store.url) as hold_service,
+            replica(stack, tmp_path, HOLD_SERVICE_ADDR=hold_service) as url,
+        ):
+            gateway = Api(crowd, url)
+            store.process.stop()
+            answers = await asyncio.gather(
+                *(
+                    gateway.post(
+                        HOLD_PATH,
+                        token,
+                        shop.hold_body(tomorrow_at(10) + timedelta(minutes=15 * i)),
+                    )
+                    for i, token in enumerate(tokens)
+                )
+            )
+    finally:
+        store.process.stop()
+    assert Counter(a.status for a in answers) == {503: len(tokens)}
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in answers)
+    assert all(a.content_type == "application/problem+json" for a in answers)
