@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 from calendence.settings import GatewaySettings
+from calendence.storage import RedisClient
 from nats.aio.client import Client as NatsClient
-from redis.asyncio import Redis
 
 from gateway.auth import Authenticator
 from gateway.downstream import Downstream
@@ -13,5 +13,5 @@ from gateway.downstream import Downstream
 SETTINGS = web.AppKey("settings", GatewaySettings)
 DOWNSTREAM = web.AppKey("downstream", Downstream)
 NATS = web.AppKey("nats", NatsClient)
-REDIS = web.AppKey("redis", Redis)
+REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import web
 from calendence.errors import Conflict, DomainError, InvalidInput
-from redis.asyncio import Redis
+from calendence.storage import RedisClient
 
 from gateway.auth import principal_of
 from gateway.delivery import forget_with_the_undone

@@ -24,8 +24,8 @@ import time
 from aiohttp import web
 from calendence.principals import KeyKind, Principal
 from calendence.settings import GatewaySettings
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from calendence.storage import RedisClient
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.local_buckets import Bucket, Decision, LocalBuckets
 
@@ -58,7 +58,7 @@ _RETRY_REDIS_AFTER_SECONDS = 1.0
 
 class RateLimiter:
     def __init__(
-        self, redis: Redis, settings: GatewaySettings, local: LocalBuckets | None = None
+        self, redis: RedisClient, settings: GatewaySettings, local: LocalBuckets | None = None
     ) -> None:
         self._take = redis.register_script(_GCRA)
         self.session = Bucket(
@@ -82,7 +82,7 @@ class RateLimiter:
                 reply = await self._take(
                     keys=[f"cal:rl:{{{key}}}"], args=[bucket.interval_us, bucket.size]
                 )
-            except RedisError as error:
+            except (RedisError, RedisClusterException) as error:  # the latter: no node
                 self._redis_failed(error)
             else:
                 allowed, remaining, retry_after, full_in = reply
@@ -92,7 +92,7 @@ class RateLimiter:
                 )
         return self.local.take(key, bucket.share(self.fallback_share))
 
-    def _redis_failed(self, error: RedisError) -> None:
+    def _redis_failed(self, error: Exception) -> None:
         now = time.monotonic()
         self._redis_down_until = now + _RETRY_REDIS_AFTER_SECONDS
         if now - self._last_failure_logged > _LOG_EVERY_SECONDS:

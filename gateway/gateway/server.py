@@ -76,6 +76,7 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
         settings.redis_url,
         settings.gateway_redis_pool_max,
         settings.gateway_redis_pool_timeout_seconds,
+        socket_timeout=settings.redis_socket_timeout_seconds,
         health_check_interval=30,
     )
     app[REDIS] = redis
@@ -88,7 +89,6 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
         settings.rate_limit_redis_pool_max,
         limits_wait,
         socket_timeout=limits_wait,
-        socket_connect_timeout=limits_wait,
     )
     app[RATE_LIMITER] = RateLimiter(limits_redis, settings)
 

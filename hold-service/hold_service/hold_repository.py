@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
+from calendence.storage import RedisClient, pipe_evalsha, pipe_mget
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -241,7 +241,7 @@ class HoldLocator:
 
 
 class HoldRepository:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
         self._place = redis.register_script(_PLACE)
         self._consume = redis.register_script(_CONSUME)
@@ -295,7 +295,7 @@ class HoldRepository:
         # EVALSHA by hand: redis-py's pipeline would first ask SCRIPT EXISTS for a
         # registered script, a second round trip on every hold.
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.evalsha(self._place.sha, len(keys), *keys, *args)
+            pipe_evalsha(pipe, self._place.sha, keys, args)
             pipe.set(locator_key(hold_id), locator, px=ttl_ms)
             (code, existing), _ = await pipe.execute()
         return int(code), existing
@@ -349,7 +349,7 @@ class HoldRepository:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     before(pipe)
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    pipe_evalsha(pipe, script.sha, keys, args)
                     *_, answer = await pipe.execute()
                 return answer
             except NoScriptError:  # Redis restarted or flushed its scripts
@@ -370,13 +370,11 @@ class HoldRepository:
         the booking's. Otherwise the claim stays tracked as pending, due now."""
         keys = [record_key(resource, hold_id), *(granule_key(resource, g) for g in granules)]
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.evalsha(
+            pipe_evalsha(
+                pipe,
                 self._confirm.sha,
-                len(keys),
-                *keys,
-                booking_value(booking_id),
-                blocked_ms,
-                "1" if force else "0",
+                keys,
+                [booking_value(booking_id), blocked_ms, "1" if force else "0"],
             )
             pipe.zrem(PENDING_CLAIMS_KEY, booking_id)
             try:
@@ -462,7 +460,7 @@ class HoldRepository:
         async with self.redis.pipeline(transaction=False) as pipe:
             for resource in resources:
                 pipe.get(load_key(resource, day))
-                pipe.mget([granule_key(resource, g) for g in granule_numbers])
+                pipe_mget(pipe, [granule_key(resource, g) for g in granule_numbers])
             answers = await pipe.execute()
         return [
             (int(load or 0), [_text(v) for v in values])
@@ -476,7 +474,7 @@ class HoldRepository:
         asked = [(resource, numbers) for resource, numbers in asked if numbers]
         async with self.redis.pipeline(transaction=False) as pipe:
             for resource, numbers in asked:
-                pipe.mget([granule_key(resource, g) for g in numbers])
+                pipe_mget(pipe, [granule_key(resource, g) for g in numbers])
             answers = await pipe.execute() if asked else []
         return {
             (resource, number)

@@ -156,27 +156,27 @@ class LocalRedisCluster:
         """Every node's current role, as a live node reports it."""
         by_port = {node.port: node for node in self.nodes}
         table = self._nodes_table()
-        ids = {entry["id"]: entry for entry in table}
+        ids = {entry.id: entry for entry in table}
         views = []
         for entry in table:
-            node = by_port.get(entry["port"])
+            node = by_port.get(entry.port)
             if node is None:
                 continue
             role: Role
-            if "fail" in entry["flags"] or "fail?" in entry["flags"] or not node.process.running():
+            if entry.failing or not node.process.running():
                 role = "down"
-            elif "master" in entry["flags"]:
+            elif "master" in entry.flags:
                 role = "primary"
             else:
                 role = "replica"
-            primary = ids.get(entry["primary_id"])
+            primary = ids.get(entry.primary_id)
             views.append(
                 NodeView(
                     node.name,
                     node.port,
                     node.pid,
                     role,
-                    primary["port"] if primary and role == "replica" else None,
+                    primary.port if primary and role == "replica" else None,
                 )
             )
         return sorted(views, key=lambda view: view.name)
@@ -192,9 +192,9 @@ class LocalRedisCluster:
     def primary_of_key(self, key: str) -> RedisClusterNode:
         slot = int(str(self._any_live_node().command("CLUSTER", "KEYSLOT", key)))
         for entry in self._nodes_table():
-            if "master" in entry["flags"] and "fail" not in entry["flags"]:
-                if any(low <= slot <= high for low, high in entry["slots"]):
-                    return next(node for node in self.nodes if node.port == entry["port"])
+            if "master" in entry.flags and not entry.failing:
+                if any(low <= slot <= high for low, high in entry.slots):
+                    return next(node for node in self.nodes if node.port == entry.port)
         raise LookupError(f"no live primary serves slot {slot}")
 
     def wait_until_healthy(self, timeout: float = 30) -> None:
@@ -240,9 +240,9 @@ class LocalRedisCluster:
                 if replication.get("master_link_status") != "up":
                     return f"{node.name}: replication link down"
         table = self._nodes_table()
-        if any({"fail", "fail?", "handshake", "noaddr"} & set(e["flags"]) for e in table):
+        if any(entry.failing or {"handshake", "noaddr"} & entry.flags for entry in table):
             return "a node is flagged failing"
-        primaries = [e for e in table if "master" in e["flags"] and e["slots"]]
+        primaries = [entry for entry in table if "master" in entry.flags and entry.slots]
         if len(primaries) != PRIMARIES:
             return f"{len(primaries)} primaries serve slots"
         return ""
@@ -257,12 +257,27 @@ class LocalRedisCluster:
                     continue
         raise RuntimeError("no Redis Cluster node answers")
 
-    def _nodes_table(self) -> list[dict[str, object]]:
+    def _nodes_table(self) -> list[_NodeEntry]:
         raw = str(self._any_live_node().command("CLUSTER", "NODES"))
         return [_parse_nodes_line(line) for line in raw.splitlines() if line.strip()]
 
 
-def _parse_nodes_line(line: str) -> dict[str, object]:
+@dataclass(frozen=True)
+class _NodeEntry:
+    """A line of CLUSTER NODES."""
+
+    id: str
+    port: int
+    flags: frozenset[str]
+    primary_id: str
+    slots: list[tuple[int, int]]
+
+    @property
+    def failing(self) -> bool:
+        return bool({"fail", "fail?"} & self.flags)
+
+
+def _parse_nodes_line(line: str) -> _NodeEntry:
     # <id> <ip:port@cport> <flags> <primary> <ping> <pong> <epoch> <link> <slot> ...
     parts = line.split()
     port = int(parts[1].split("@")[0].rsplit(":", 1)[1])
@@ -272,13 +287,8 @@ def _parse_nodes_line(line: str) -> dict[str, object]:
             continue
         low, _, high = item.partition("-")
         slots.append((int(low), int(high or low)))
-    return {
-        "id": parts[0],
-        "port": port,
-        "flags": parts[2].replace("myself,", "").split(","),
-        "primary_id": parts[3],
-        "slots": slots,
-    }
+    flags = frozenset(parts[2].split(",")) - {"myself"}
+    return _NodeEntry(parts[0], port, flags, parts[3], slots)
 
 
 def start_redis_cluster(
