@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
@@ -231,7 +231,8 @@ class BoundedRedisCluster(RedisCluster):
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         async with self.turn():
-            return await super().execute_command(*args, **kwargs)
+            with _closed_under_us_is_a_connection_error():
+                return await super().execute_command(*args, **kwargs)
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         if shard_hint:
@@ -248,4 +249,19 @@ class _BoundedPipeline(ClusterPipeline):
         client = self.cluster_client
         assert isinstance(client, BoundedRedisCluster)
         async with client.turn():
-            return await super().execute(raise_on_error, allow_redirections)
+            with _closed_under_us_is_a_connection_error():
+                return await super().execute(raise_on_error, allow_redirections)
+
+
+@contextmanager
+def _closed_under_us_is_a_connection_error() -> Iterator[None]:
+    """After a timeout or a failover redis-py's cluster client closes a node's idle
+    connections while another task may already be taking one to send on; uvloop then
+    raises RuntimeError ("the handler is closed") instead of a connection error. It is
+    one: nothing was answered, the caller may retry."""
+    try:
+        yield
+    except RuntimeError as error:
+        if "closed" not in str(error):
+            raise
+        raise redis.exceptions.ConnectionError(f"connection closed meanwhile: {error}") from error
