@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from calendence.storage import RedisClient, pipe_evalsha, pipe_mget
+from calendence.storage import RedisClient
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -295,7 +295,7 @@ class HoldRepository:
         # EVALSHA by hand: redis-py's pipeline would first ask SCRIPT EXISTS for a
         # registered script, a second round trip on every hold.
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe_evalsha(pipe, self._place.sha, keys, args)
+            pipe.evalsha(self._place.sha, len(keys), *keys, *args)
             pipe.set(locator_key(hold_id), locator, px=ttl_ms)
             (code, existing), _ = await pipe.execute()
         return int(code), existing
@@ -349,7 +349,7 @@ class HoldRepository:
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     before(pipe)
-                    pipe_evalsha(pipe, script.sha, keys, args)
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
                     *_, answer = await pipe.execute()
                 return answer
             except NoScriptError:  # Redis restarted or flushed its scripts
@@ -370,11 +370,13 @@ class HoldRepository:
         the booking's. Otherwise the claim stays tracked as pending, due now."""
         keys = [record_key(resource, hold_id), *(granule_key(resource, g) for g in granules)]
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe_evalsha(
-                pipe,
+            pipe.evalsha(
                 self._confirm.sha,
-                keys,
-                [booking_value(booking_id), blocked_ms, "1" if force else "0"],
+                len(keys),
+                *keys,
+                booking_value(booking_id),
+                blocked_ms,
+                "1" if force else "0",
             )
             pipe.zrem(PENDING_CLAIMS_KEY, booking_id)
             try:
@@ -460,7 +462,7 @@ class HoldRepository:
         async with self.redis.pipeline(transaction=False) as pipe:
             for resource in resources:
                 pipe.get(load_key(resource, day))
-                pipe_mget(pipe, [granule_key(resource, g) for g in granule_numbers])
+                pipe.mget([granule_key(resource, g) for g in granule_numbers])
             answers = await pipe.execute()
         return [
             (int(load or 0), [_text(v) for v in values])
@@ -474,7 +476,7 @@ class HoldRepository:
         asked = [(resource, numbers) for resource, numbers in asked if numbers]
         async with self.redis.pipeline(transaction=False) as pipe:
             for resource, numbers in asked:
-                pipe_mget(pipe, [granule_key(resource, g) for g in numbers])
+                pipe.mget([granule_key(resource, g) for g in numbers])
             answers = await pipe.execute() if asked else []
         return {
             (resource, number)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
@@ -144,47 +144,42 @@ def open_redis(
     return Redis(connection_pool=pool)
 
 
-def _open_cluster(
-    url: str, max_connections: int, wait_seconds: float, **options: Any
-) -> BoundedRedisCluster:
+def cluster_seeds(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """A `redis+cluster://` URL's seed nodes (host, port) and the connection options
+    it carries (credentials, TLS, query options), as redis-py reads a one-node URL."""
     parts = urlsplit(url)
+    if parts.scheme not in CLUSTER_SCHEMES:
+        raise ValueError(f"not a Redis Cluster URL: {url!r}")
     credentials, _, hosts = parts.netloc.rpartition("@")
     seeds = []
-    for host in hosts.split(","):
-        name, _, port = host.strip().rpartition(":")
-        seeds.append((name or host.strip(), int(port or 6379)))
+    for host in filter(None, (h.strip() for h in hosts.split(","))):
+        name, colon, port = host.rpartition(":")
+        seeds.append((name, int(port)) if colon else (host, 6379))
     if not seeds:
         raise ValueError(f"no node in the Redis Cluster URL {url!r}")
-    # redis-py reads the rest (credentials, TLS, query options) from a one-node URL.
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError(f"a Redis Cluster has only database 0: {url!r}")
     first = f"{seeds[0][0]}:{seeds[0][1]}"
     netloc = f"{credentials}@{first}" if credentials else first
     single = urlunsplit((CLUSTER_SCHEMES[parts.scheme], netloc, "", parts.query, ""))
-    kwargs = dict(parse_url(single))
+    options: dict[str, Any] = dict(parse_url(single))
     for key in ("host", "port", "db", "path"):
-        kwargs.pop(key, None)
-    if kwargs.pop("connection_class", None) is not None:  # rediss: an SSL connection
-        kwargs["ssl"] = True
+        options.pop(key, None)
+    if options.pop("connection_class", None) is not None:  # rediss: an SSL connection
+        options["ssl"] = True
+    return seeds, options
+
+
+def _open_cluster(
+    url: str, max_connections: int, wait_seconds: float, **options: Any
+) -> BoundedRedisCluster:
+    seeds, from_url = cluster_seeds(url)
     return BoundedRedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in seeds],
         max_operations=max_connections,
         wait_seconds=wait_seconds,
-        **(options | kwargs),  # the URL's own options win, as redis-py's from_url
+        **(options | from_url),  # the URL's own options win, as redis-py's from_url
     )
-
-
-def pipe_evalsha(pipe: Any, sha: str, keys: Sequence[str], args: Sequence[Any]) -> None:
-    """Queue a script by its SHA on a pipeline of either client.
-
-    redis-py's cluster pipeline refuses its `evalsha` (and `mget`) methods outright,
-    since it cannot know the keys share a slot; the same command queued by name goes
-    to the node of its keys' slot (and a CROSSSLOT mistake is refused in the client).
-    """
-    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
-
-
-def pipe_mget(pipe: Any, keys: Sequence[str]) -> None:
-    """Queue an MGET of keys in one hash slot on a pipeline of either client."""
-    pipe.execute_command("MGET", *keys)
 
 
 # Set while a task runs a cluster operation, so that what redis-py runs inside it (a
@@ -243,6 +238,22 @@ class BoundedRedisCluster(RedisCluster):
 
 
 class _BoundedPipeline(ClusterPipeline):
+    """A non-transactional cluster pipeline that takes one turn of its client, and
+    queues EVALSHA and MGET like any command.
+
+    redis-py's cluster pipeline refuses its `evalsha` and `mget` methods outright, since
+    it cannot know their keys share a slot; queued by name, each goes to the node of
+    its keys' slot, and keys in two slots are refused in the client (CROSSSLOT) before
+    anything is sent. The same code then pipelines scripts on one server or a cluster.
+    """
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+    def mget(self, keys: Any, *args: Any) -> Any:
+        names = [keys] if isinstance(keys, str | bytes) else list(keys)
+        return self.execute_command("MGET", *names, *args)
+
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
