@@ -45,8 +45,8 @@ class HoldServiceSettings(CommonSettings):
     # Longest wait for a Redis answer (and for a connection to open): a node that hangs
     # without closing its connections (frozen, cut off) costs a call this long, then
     # UNAVAILABLE (503 at the gateway), while a cluster moves the node's slots to its
-    # replica. Well above any script's time, below the gateway's deadline.
-    redis_socket_timeout_seconds: float = Field(default=2.0, gt=0)
+    # replica. redis-py's own default; far above any script's time.
+    redis_socket_timeout_seconds: float = Field(default=5.0, gt=0)
     hold_ttl_seconds: int = 600
     # Redis connections per replica. Each hold holds one for a single script call
     # (under a millisecond), so 64 keep Redis busy for thousands of concurrent holds;
@@ -169,7 +169,7 @@ class GatewaySettings(CommonSettings):
     # one Redis or a Redis Cluster (`redis+cluster://...`), as hold-service's REDIS_URL.
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Longest wait for a Redis answer for Idempotency-Key records, as hold-service's.
-    redis_socket_timeout_seconds: float = Field(default=2.0, gt=0)
+    redis_socket_timeout_seconds: float = Field(default=5.0, gt=0)
     idempotency_ttl_seconds: int = 24 * 3600
     # Redis connections per replica for Idempotency-Key records. A request holds one
     # for one command at a time (well under a millisecond), so 64 serve thousands of

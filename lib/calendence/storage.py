@@ -266,13 +266,18 @@ class _BoundedPipeline(ClusterPipeline):
 
 @contextmanager
 def _closed_under_us_is_a_connection_error() -> Iterator[None]:
-    """After a timeout or a failover redis-py's cluster client closes a node's idle
-    connections while another task may already be taking one to send on; uvloop then
-    raises RuntimeError ("the handler is closed") instead of a connection error. It is
-    one: nothing was answered, the caller may retry."""
+    """After a timeout or a failover redis-py's cluster client closes a node's
+    connections (the idle ones, or all) while another task may be connecting or sending
+    on one of them; that task then fails inside the connection with RuntimeError (uvloop:
+    "the handler is closed") or AttributeError (its writer already None) instead of a
+    connection error. It is one: the command got no answer, and the caller may retry."""
     try:
         yield
     except RuntimeError as error:
         if "closed" not in str(error):
+            raise
+        raise redis.exceptions.ConnectionError(f"connection closed meanwhile: {error}") from error
+    except AttributeError as error:
+        if "'NoneType' object" not in str(error):
             raise
         raise redis.exceptions.ConnectionError(f"connection closed meanwhile: {error}") from error

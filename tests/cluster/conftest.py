@@ -14,9 +14,9 @@ from tests.api import Api
 from tests.conftest import make_hub, open_api, run_stack
 
 CLUSTER_SERVICE_ENV = {
-    # A frozen node costs a call one second before the client gives up on it (and asks
-    # the cluster where its slots went), well inside the gateway's deadline.
-    "REDIS_SOCKET_TIMEOUT_SECONDS": "1",
+    # A frozen node costs a call two seconds before the client gives up on it (and asks
+    # the cluster where its slots went), inside the gateway's deadline.
+    "REDIS_SOCKET_TIMEOUT_SECONDS": "2",
 }
 
 

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
 from calendence.devstack.redis_cluster import LocalRedisCluster, RedisClusterNode
@@ -140,28 +140,57 @@ async def live_bookings(shop: Shop) -> list[dict[str, object]]:
         cursor = page.body["next_cursor"]
 
 
-async def test_killing_a_redis_primary_under_load_promotes_its_replica_and_loses_nothing(
-    api: Api, hub: dict[str, str], gateways: list[Api], cluster: LocalRedisCluster, tmp_path: Path
-) -> None:
+@dataclass
+class Failure:
+    """Load running over fresh businesses, and the primary of the first one's slot
+    failed (by `fail`) two seconds in."""
+
+    shops: list[Shop]
+    load: BookingLoad
+    running: asyncio.Task[None]
+    victim: RedisClusterNode
+    successor: RedisClusterNode
+    failed_at: float
+
+
+async def fail_under_load(
+    api: Api,
+    hub: dict[str, str],
+    gateways: list[Api],
+    cluster: LocalRedisCluster,
+    fail: Callable[[RedisClusterNode], None],
+) -> Failure:
     shops = await open_shops(api, hub["key"], 3)
     victim = await asyncio.to_thread(cluster.primary_of_key, resource_key(shops[0]))
     [successor] = await asyncio.to_thread(cluster.replicas_of, victim)
     load = BookingLoad(gateways, shops)
     running = asyncio.create_task(load.run(2 + LOAD_AFTER_FAILURE_SECONDS))
     await asyncio.sleep(2)
-    killed_at = time.monotonic()
-    victim.kill()
-    promoted_after = await wait_until(serves(cluster, successor), RECOVERY_SECONDS)
-    await running
-    report(
-        f"kill -9 {victim.name}; {successor.name} promoted after {promoted_after:.1f}s",
-        load,
-        killed_at,
-    )
+    failed_at = time.monotonic()
+    fail(victim)
+    return Failure(shops, load, running, victim, successor, failed_at)
+
+
+async def assert_it_was_survived(failure: Failure) -> None:
+    assert_answers_were_success_4xx_or_503(failure.load)
+    assert_holds_work_again_within(failure.load, failure.failed_at, RECOVERY_SECONDS)
+    await assert_nothing_acknowledged_was_lost(failure.load, failure.shops)
+
+
+async def test_killing_a_redis_primary_under_load_promotes_its_replica_and_loses_nothing(
+    api: Api, hub: dict[str, str], gateways: list[Api], cluster: LocalRedisCluster
+) -> None:
+    failure = await fail_under_load(api, hub, gateways, cluster, RedisClusterNode.kill)
+    victim, successor = failure.victim, failure.successor
     try:
-        assert_answers_were_success_4xx_or_503(load)
-        assert_holds_work_again_within(load, killed_at, RECOVERY_SECONDS)
-        await assert_nothing_acknowledged_was_lost(load, shops)
+        promoted_after = await wait_until(serves(cluster, successor), RECOVERY_SECONDS)
+        await failure.running
+        report(
+            f"kill -9 {victim.name}; {successor.name} promoted after {promoted_after:.1f}s",
+            failure.load,
+            failure.failed_at,
+        )
+        await assert_it_was_survived(failure)
     finally:
         await asyncio.to_thread(victim.restart)
         await wait_until(follows(cluster, victim, successor), 30)
@@ -171,28 +200,20 @@ async def test_killing_a_redis_primary_under_load_promotes_its_replica_and_loses
 async def test_a_frozen_redis_primary_is_replaced_rejoins_as_a_replica_and_loses_nothing(
     api: Api, hub: dict[str, str], gateways: list[Api], cluster: LocalRedisCluster
 ) -> None:
-    shops = await open_shops(api, hub["key"], 3)
-    victim = await asyncio.to_thread(cluster.primary_of_key, resource_key(shops[1]))
-    [successor] = await asyncio.to_thread(cluster.replicas_of, victim)
-    load = BookingLoad(gateways, shops)
-    running = asyncio.create_task(load.run(2 + LOAD_AFTER_FAILURE_SECONDS))
-    await asyncio.sleep(2)
-    frozen_at = time.monotonic()
-    victim.freeze()
+    failure = await fail_under_load(api, hub, gateways, cluster, RedisClusterNode.freeze)
+    victim, successor = failure.victim, failure.successor
     try:
         promoted_after = await wait_until(serves(cluster, successor), RECOVERY_SECONDS)
-        await asyncio.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.monotonic()))
+        await asyncio.sleep(max(0.0, failure.failed_at + FREEZE_SECONDS - time.monotonic()))
     finally:
         victim.thaw()
     rejoined_after = await wait_until(follows(cluster, victim, successor), 30)
-    await running
+    await failure.running
     report(
         f"SIGSTOP {victim.name} for {FREEZE_SECONDS:.0f}s; {successor.name} promoted after "
         f"{promoted_after:.1f}s; {victim.name} a replica again {rejoined_after:.1f}s after SIGCONT",
-        load,
-        frozen_at,
+        failure.load,
+        failure.failed_at,
     )
-    assert_answers_were_success_4xx_or_503(load)
-    assert_holds_work_again_within(load, frozen_at, RECOVERY_SECONDS)
-    await assert_nothing_acknowledged_was_lost(load, shops)
+    await assert_it_was_survived(failure)
     await asyncio.to_thread(cluster.wait_until_healthy)
