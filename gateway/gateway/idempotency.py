@@ -38,7 +38,7 @@ class StoredAnswer:
 
 
 class IdempotencyRepository:
-    def __init__(self, redis: Redis, ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, ttl_seconds: int) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
 

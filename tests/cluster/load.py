@@ -147,5 +147,5 @@ async def open_shops(api: Api, hub_key: str, count: int) -> list[Shop]:
 
 
 def resource_key(shop: Shop) -> str:
-    """A Redis key in the hash slot of the shop's holds (see hold_service.hold_store)."""
+    """A Redis key in the hash slot of the shop's holds (see hold_service.hold_repository)."""
     return f"cal:{{r:svc:{shop.location_id}:{shop.service_id}}}:g:0"
