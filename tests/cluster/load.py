@@ -3,7 +3,8 @@ gateways, recording every answer with when it was asked, until told to stop.
 
 Pairs of consecutive requests on a business ask for the same slot, so holds also race
 (one 201, one 409). A booking answered 503 is retried with its Idempotency-Key, as a
-client told "Retry-After" would.
+client told "Retry-After" would, and so is one answered 409 because an earlier
+attempt with that key is still being processed.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class BookingLoad:
             if answer is not None and answer.status == 201:
                 placed.booking = answer.body
                 return
-            if answer is None or answer.status != 503:
+            if answer is None or not retry_later(answer):
                 return
             await asyncio.sleep(0.2)
 
@@ -135,6 +136,17 @@ class BookingLoad:
 
     def count(self, status: int, since: float = 0.0) -> int:
         return sum(1 for call in self.calls if call.status == status and call.started >= since)
+
+
+def still_in_progress(answer: Answer) -> bool:
+    """409: an earlier attempt with this Idempotency-Key is still being worked on (its
+    client gave up on it, the platform had not)."""
+    return answer.status == 409 and "still being processed" in str(answer.body.get("detail"))
+
+
+def retry_later(answer: Answer) -> bool:
+    """An answer that tells a booking's client to try again with the same key."""
+    return answer.status == 503 or still_in_progress(answer)
 
 
 async def open_shops(api: Api, hub_key: str, count: int) -> list[Shop]:
