@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 from calendence.devstack.redis_cluster import LocalRedisCluster, RedisClusterNode
 from calendence.devstack.stack import LocalStack
+from gateway.idempotency import CLAIM_SECONDS
 
 from tests.api import Api
 from tests.booking_helpers import JANE
@@ -32,9 +33,10 @@ RECOVERY_SECONDS = 10.0
 LOAD_AFTER_FAILURE_SECONDS = 14.0
 # A frozen node stays frozen this long: well past the cluster's node timeout (1.5 s).
 FREEZE_SECONDS = 6.0
-# Longest a booking attempt cut off by the failure may still take (it commits within
-# three quarters of PENDING_CLAIM_SECONDS, 20 s, or not at all).
-BOOKING_SETTLES_SECONDS = 20.0
+# Longest a booking's retry may be told its first attempt is still being processed:
+# the gateway's claim on an Idempotency-Key lapses after this even when Redis could
+# not take it back (gateway.idempotency.CLAIM_SECONDS, and a margin).
+BOOKING_SETTLES_SECONDS = CLAIM_SECONDS + 10.0
 
 
 @pytest.fixture(scope="module")
