@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import orjson
@@ -11,6 +13,7 @@ from calendence.settings import GatewaySettings
 from calendence.storage import open_redis
 from calendence.store_startup import connect_nats, connect_redis
 from nats.aio.msg import Msg
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, NATS, REDIS, SETTINGS
 from gateway.auth import Authenticator
@@ -90,6 +93,10 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
         limits_wait,
         socket_timeout=limits_wait,
     )
+    # A cluster client learns the slot layout on its first command: do it now, not in
+    # a request's short budget. A Redis down now is the limiter's fallback's business.
+    with contextlib.suppress(RedisError, RedisClusterException, OSError):
+        await asyncio.wait_for(limits_redis.ping(), 5 * limits_wait)
     app[RATE_LIMITER] = RateLimiter(limits_redis, settings)
 
     async def on_revoked(message: Msg) -> None:

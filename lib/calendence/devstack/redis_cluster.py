@@ -36,7 +36,7 @@ PRIMARIES = 3
 REPLICAS_PER_PRIMARY = 1
 # How long a node may be silent before the others count it as failed and its replica
 # takes over. Redis' default is 15 s; a local stack and its failure tests want seconds.
-NODE_TIMEOUT_MS = 1500
+NODE_TIMEOUT_MS = 1000
 # Each node talks to the others on its port plus this.
 CLUSTER_BUS_OFFSET = 10000
 
