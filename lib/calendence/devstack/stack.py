@@ -172,6 +172,8 @@ class LocalStack:
         pids = {name: store.process.pid for name, store in self.stores.items()}
         if self.nats_nodes is not None:
             pids |= self.nats_nodes.pids
+        if self.redis_nodes is not None:
+            pids |= self.redis_nodes.pids  # redis-1 .. redis-6; roles: redis_nodes.view()
         return pids
 
     def _store_urls(self) -> dict[str, str]:
