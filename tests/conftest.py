@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -37,10 +38,12 @@ TEST_SERVICE_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    state_dir: Path = tmp_path_factory.mktemp("stack")
-    running = LocalStack(state_dir, persist=False, service_env=TEST_SERVICE_ENV)
+def run_stack(state_dir: Path, **options: Any) -> Iterator[LocalStack]:
+    """A test stack (LocalStack's `options`, e.g. a Redis Cluster), stopped at the end."""
+    extra_env = options.pop("service_env", {})
+    running = LocalStack(
+        state_dir, persist=False, service_env={**TEST_SERVICE_ENV, **extra_env}, **options
+    )
     try:
         running.start()
         yield running
@@ -48,20 +51,34 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         running.stop()
 
 
-@pytest.fixture(scope="session")
-async def api(stack: LocalStack) -> AsyncIterator[Api]:
+async def open_api(stack: LocalStack) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=600), timeout=aiohttp.ClientTimeout(total=30)
     ) as session:
         yield Api(session, stack.gateway_url)
 
 
-@pytest.fixture(scope="session")
-def hub(stack: LocalStack) -> dict[str, str]:
+def make_hub(stack: LocalStack) -> dict[str, str]:
     """A hub and its key, made with the admin CLI as an operator would."""
     made = stack.admin("create-hub", "--name", "Test Hub")
     key = stack.admin("create-key", "--kind", "hub", "--hub-id", made["id"])
     return {"id": made["id"], "key": key["token"]}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    yield from run_stack(tmp_path_factory.mktemp("stack"))
+
+
+@pytest.fixture(scope="session")
+async def api(stack: LocalStack) -> AsyncIterator[Api]:
+    async for running in open_api(stack):
+        yield running
+
+
+@pytest.fixture(scope="session")
+def hub(stack: LocalStack) -> dict[str, str]:
+    return make_hub(stack)
 
 
 @pytest.fixture

@@ -8,19 +8,17 @@ from typing import Any
 
 import pytest
 from calendence.devstack.stack import LocalStack
-from redis.asyncio import Redis
+from calendence.storage import RedisClient
 
 from tests.api import Answer, created, tomorrow_at
 from tests.booking_helpers import JANE, Salon
+from tests.redis_helpers import stack_redis
 
 
 @pytest.fixture
-async def redis(stack: LocalStack) -> AsyncIterator[Redis]:
-    client = Redis.from_url(stack.env["REDIS_URL"])
-    try:
+async def redis(stack: LocalStack) -> AsyncIterator[RedisClient]:
+    async with stack_redis(stack) as client:
         yield client
-    finally:
-        await client.aclose()
 
 
 async def _book(salon: Salon, token: str, body: dict[str, Any], key: str) -> Answer:
@@ -30,7 +28,7 @@ async def _book(salon: Salon, token: str, body: dict[str, Any], key: str) -> Ans
 
 
 async def test_a_retry_after_redis_lost_everything_replays_the_booking(
-    salon: Salon, redis: Redis
+    salon: Salon, redis: RedisClient
 ) -> None:
     token = await salon.tenant.session_token()
     hold = created(await salon.hold(token, tomorrow_at(10)))
@@ -47,7 +45,7 @@ async def test_a_retry_after_redis_lost_everything_replays_the_booking(
 
 
 async def test_after_redis_lost_everything_the_key_with_another_body_is_422(
-    salon: Salon, redis: Redis
+    salon: Salon, redis: RedisClient
 ) -> None:
     token = await salon.tenant.session_token()
     hold = created(await salon.hold(token, tomorrow_at(11)))

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 from calendence.devstack.stack import LocalStack
-from redis.asyncio import Redis
 
 from tests.api import Api, created, new_tenant, tomorrow_at
 from tests.booking_helpers import JANE, Salon
+from tests.redis_helpers import stack_redis
 
 
 async def test_page_examples_in_order_give_a_confirmed_booking(salon: Salon) -> None:
@@ -433,14 +433,11 @@ async def test_postgres_refuses_a_double_booking_when_redis_lost_the_hold(
     first_token = await salon.tenant.session_token()
     first = created(await salon.hold(first_token, tomorrow_at(15)))
     # Redis loses the claim (a failover, an eviction): nothing there stops a second hold.
-    redis = Redis.from_url(stack.env["REDIS_URL"])
-    try:
+    async with stack_redis(stack) as redis:
         resource = f"svc:{salon.location_id}:{salon.service_id}"
         lost = [key async for key in redis.scan_iter(match=f"cal:{{r:{resource}}}:g:*")]
         assert lost
         await redis.delete(*lost)
-    finally:
-        await redis.aclose()
     second_token = await salon.tenant.session_token()
     second = created(await salon.hold(second_token, tomorrow_at(15)))
     answers = await asyncio.gather(

@@ -99,6 +99,7 @@ OPTIONAL_SETTINGS = {
     "REDIS_POOL_TIMEOUT_SECONDS": "tuning: a hold's wait for a free Redis connection",
     "GATEWAY_REDIS_POOL_MAX": "tuning: the gateway's Redis connections, per replica",
     "GATEWAY_REDIS_POOL_TIMEOUT_SECONDS": "tuning: a request's wait for a Redis connection",
+    "REDIS_SOCKET_TIMEOUT_SECONDS": "tuning: how long a call waits for a silent Redis node",
     "RATE_LIMIT_REDIS_URL": "empty means REDIS_URL, where every replica shares the buckets",
     "RATE_LIMIT_REDIS_POOL_MAX": "tuning: the rate limiter's Redis connections, per replica",
     "RATE_LIMIT_REDIS_TIMEOUT_SECONDS": "tuning: how long the limiter waits for Redis",
@@ -128,6 +129,9 @@ STORE_SCHEMES = {
     "postgres": "postgres",
     "redis": "redis",
     "rediss": "redis",
+    # A Redis Cluster: every listed node a seed (calendence.storage.open_redis).
+    "redis+cluster": "redis",
+    "rediss+cluster": "redis",
     "nats": "nats",
     "tls": "nats",
 }

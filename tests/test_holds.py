@@ -25,6 +25,7 @@ from tests.hold_helpers import (
     field_errors,
     open_shop,
 )
+from tests.redis_helpers import stack_redis
 
 HOLD_FIELDS = {"hold_id", "service_id", "location_id", "starts_at", "ends_at", "expires_at"}
 HOLD_TTL = timedelta(minutes=10)
@@ -244,11 +245,8 @@ async def test_holds_still_work_after_redis_forgets_its_scripts(
     shop = await open_shop(tenant)
     first, second = await shop.sessions(2)
     assert (await shop.hold(first, tomorrow_at(10))).status == 201
-    redis = Redis.from_url(stack.env["REDIS_URL"])
-    try:
+    async with stack_redis(stack) as redis:
         await redis.script_flush()
-    finally:
-        await redis.aclose()
     assert (await shop.hold(first, tomorrow_at(12))).status == 201
     assert_problem(await shop.hold(second, tomorrow_at(10)), 409)
 

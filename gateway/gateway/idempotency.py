@@ -3,6 +3,11 @@
 Answers are kept in Redis for 24 hours under the business's scope, shared by every
 gateway replica. The same key with another body is 422; while the first request is
 still running a retry gets 409. Answers of 5xx are not kept, so a retry can succeed.
+
+A running request's claim lapses after CLAIM_SECONDS by itself: should its gateway die,
+or Redis fail to take the claim back (a node frozen or failing over), a retry is
+refused for that long at most, not for a day. What a booking made is also recorded
+with its key in PostgreSQL, so a retry after the claim lapsed never books twice.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import web
 from calendence.errors import Conflict, DomainError, InvalidInput
-from redis.asyncio import Redis
+from calendence.storage import RedisClient
 
 from gateway.auth import principal_of
 from gateway.delivery import forget_with_the_undone
@@ -25,6 +30,8 @@ from gateway.problems import problem_from_error
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
+# Longer than any request runs: its body's wait and a few RPCs under their deadlines.
+CLAIM_SECONDS = 30
 # Printable ASCII, no space at either end (HTTP would strip it): the document says the same.
 KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
 KEY_SHAPE = re.compile(KEY_PATTERN)
@@ -38,7 +45,7 @@ class StoredAnswer:
 
 
 class IdempotencyRepository:
-    def __init__(self, redis: Redis, ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, ttl_seconds: int) -> None:
         self.redis = redis
         self.ttl_seconds = ttl_seconds
 
@@ -50,7 +57,7 @@ class IdempotencyRepository:
         """None: go ahead (the key is now ours). Otherwise the answer to replay."""
         name = self._key(scope, key)
         claim = orjson.dumps({"fingerprint": fingerprint})
-        if await self.redis.set(name, claim, nx=True, ex=self.ttl_seconds):
+        if await self.redis.set(name, claim, nx=True, ex=min(CLAIM_SECONDS, self.ttl_seconds)):
             return None
         raw = await self.redis.get(name)
         if raw is None:  # expired between the two calls: take it now

@@ -42,8 +42,8 @@ from typing import Any
 from aiohttp import web
 from calendence.principals import KeyKind, Principal
 from calendence.settings import GatewaySettings
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from calendence.storage import RedisClient
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from gateway.local_buckets import Bucket, Decision, LocalBuckets
 
@@ -95,7 +95,7 @@ def _shared_key(key: str) -> str:
 
 class RateLimiter:
     def __init__(
-        self, redis: Redis, settings: GatewaySettings, local: LocalBuckets | None = None
+        self, redis: RedisClient, settings: GatewaySettings, local: LocalBuckets | None = None
     ) -> None:
         self.redis = redis
         self._take = redis.register_script(_GCRA)
@@ -134,7 +134,7 @@ class RateLimiter:
             reply = await self._take(
                 keys=[_shared_key(key)], args=[bucket.interval_us, bucket.size]
             )
-        except RedisError as error:
+        except (RedisError, RedisClusterException) as error:  # the latter: no node serves it
             self._redis_failed(error)
             return self.local.take(key, bucket.share(self.fallback_share))
         allowed, remaining, retry_after, full_in = reply
@@ -167,7 +167,7 @@ class RateLimiter:
                 sending, self._unsent = self._unsent, {}
                 try:
                     answers = await self._spend_all(sending)
-                except RedisError as error:
+                except (RedisError, RedisClusterException) as error:
                     self._redis_failed(error)
                     return
                 for (key, (interval, _)), full_in in zip(sending.items(), answers, strict=True):
@@ -187,7 +187,7 @@ class RateLimiter:
             await self.redis.script_load(_SPEND)  # Redis restarted or flushed its scripts
         raise AssertionError("unreachable")
 
-    def _redis_failed(self, error: RedisError) -> None:
+    def _redis_failed(self, error: Exception) -> None:
         now = time.monotonic()
         self._redis_down_until = now + _RETRY_REDIS_AFTER_SECONDS
         # What Redis did not hear of stays in the copies; after the outage the keys ask

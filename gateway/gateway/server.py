@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import orjson
@@ -11,6 +13,7 @@ from calendence.settings import GatewaySettings
 from calendence.storage import open_redis
 from calendence.store_startup import connect_nats, connect_redis
 from nats.aio.msg import Msg
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM, HOLD_PLACER, NATS, REDIS, SETTINGS
 from gateway.auth import Authenticator
@@ -84,6 +87,7 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
         settings.redis_url,
         settings.gateway_redis_pool_max,
         settings.gateway_redis_pool_timeout_seconds,
+        socket_timeout=settings.redis_socket_timeout_seconds,
         health_check_interval=30,
     )
     app[REDIS] = redis
@@ -96,8 +100,11 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
         settings.rate_limit_redis_pool_max,
         limits_wait,
         socket_timeout=limits_wait,
-        socket_connect_timeout=limits_wait,
     )
+    # A cluster client learns the slot layout on its first command: do it now, not in
+    # a request's short budget. A Redis down now is the limiter's fallback's business.
+    with contextlib.suppress(RedisError, RedisClusterException, OSError):
+        await asyncio.wait_for(limits_redis.ping(), 5 * limits_wait)
     limiter = RateLimiter(limits_redis, settings)
     app[RATE_LIMITER] = limiter
 

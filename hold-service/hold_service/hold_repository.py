@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
+from calendence.storage import RedisClient
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
@@ -258,7 +258,7 @@ _PLACE_OUTCOMES = {0: "placed", 1: "existing", 2: "conflict"}
 
 
 class HoldRepository:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
         self._place = redis.register_script(_PLACE)
         self._consume = redis.register_script(_CONSUME)

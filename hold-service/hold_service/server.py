@@ -51,6 +51,7 @@ async def serve(settings: HoldServiceSettings) -> None:
         settings.redis_url,
         settings.redis_pool_max,
         settings.redis_pool_timeout_seconds,
+        socket_timeout=settings.redis_socket_timeout_seconds,
         health_check_interval=30,
     )
     nc = await connect_nats(settings, "hold-service")

@@ -82,10 +82,17 @@ class InternalError(DomainError):
 # Failures of a store that say "busy or unreachable, try again shortly", not "bug": a
 # pool with no free connection within its wait (redis-py raises ConnectionError, asyncpg
 # TimeoutError), a refused or dropped connection, a server that is starting or full.
+# A Redis Cluster says so too while a primary is failing over to its replica: its slots
+# are down (CLUSTERDOWN, or no node serves them), being moved (TRYAGAIN), or the node
+# asked has just become a replica (READONLY).
 # Services answer them UNAVAILABLE and the gateway 503 with Retry-After, never 500.
 STORE_BUSY_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.SlotNotCoveredError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.InsufficientResourcesError,

@@ -39,7 +39,14 @@ class CommonSettings(BaseSettings):
 
 class HoldServiceSettings(CommonSettings):
     hold_service_port: int = 50051
+    # One Redis (`redis://host:6379/0`) or a Redis Cluster
+    # (`redis+cluster://node1:6379,node2:6379,node3:6379`, any nodes as seeds).
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Longest wait for a Redis answer (and for a connection to open): a node that hangs
+    # without closing its connections (frozen, cut off) costs a call this long, then
+    # UNAVAILABLE (503 at the gateway), while a cluster moves the node's slots to its
+    # replica. redis-py's own default; far above any script's time.
+    redis_socket_timeout_seconds: float = Field(default=5.0, gt=0)
     hold_ttl_seconds: int = 600
     # Redis connections per replica. Each hold holds one for a single script call
     # (under a millisecond), so 64 keep Redis busy for thousands of concurrent holds;
@@ -163,8 +170,11 @@ class GatewaySettings(CommonSettings):
     # A connection that sends nothing (or never finishes its headers) for this long is
     # closed; aiohttp's own default would keep it for an hour.
     idle_connection_timeout_seconds: float = Field(default=75.0, gt=0)
-    # Idempotency-Key replays and the rate-limit buckets live here, shared by replicas.
+    # Idempotency-Key replays and the rate-limit buckets live here, shared by replicas:
+    # one Redis or a Redis Cluster (`redis+cluster://...`), as hold-service's REDIS_URL.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Longest wait for a Redis answer for Idempotency-Key records, as hold-service's.
+    redis_socket_timeout_seconds: float = Field(default=5.0, gt=0)
     idempotency_ttl_seconds: int = 24 * 3600
     # Redis connections per replica for Idempotency-Key records. A request holds one
     # for one command at a time (well under a millisecond), so 64 serve thousands of

@@ -15,14 +15,13 @@ from typing import Any, TypeVar
 
 import asyncpg
 from nats.aio.client import Client as NatsClient
-from redis.asyncio import Redis
 
 from calendence import events
 from calendence.errors import Unavailable
 from calendence.logs import log_fields
 from calendence.migrations import require_schema
 from calendence.settings import CommonSettings
-from calendence.storage import open_pool, open_redis
+from calendence.storage import RedisClient, open_pool, open_redis
 
 log = logging.getLogger("calendence.store_startup")
 
@@ -74,8 +73,9 @@ async def connect_postgres(
 
 async def connect_redis(
     url: str, max_connections: int, wait_seconds: float, **options: Any
-) -> Redis:
-    """A Redis client on a blocking pool (`storage.open_redis`), once Redis answers."""
+) -> RedisClient:
+    """A Redis client with bounded waits (`storage.open_redis`: one server or a Redis
+    Cluster), once Redis answers."""
     redis = open_redis(url, max_connections, wait_seconds, **options)
     await connect_with_retry("redis", redis.ping)
     return redis

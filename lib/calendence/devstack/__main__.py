@@ -87,10 +87,8 @@ def main() -> None:
         on_restart=note_restart,
         replicas=args.replicas,
         nats_cluster=args.cluster,
+        redis_cluster=args.cluster,
     )
-    if args.cluster and hasattr(stack, "redis_cluster"):
-        # A Redis Cluster too, where this checkout's LocalStack can start one.
-        setattr(stack, "redis_cluster", True)  # noqa: B010
 
     def request_stop(*_: object) -> None:
         raise KeyboardInterrupt

@@ -23,6 +23,7 @@ from typing import Any
 
 from calendence.devstack.nats_cluster import NatsCluster, start_nats_cluster
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
+from calendence.devstack.redis_cluster import LocalRedisCluster, start_redis_cluster
 from calendence.devstack.smtp_local import start_smtp
 from calendence.devstack.stores import RunningStore, start_nats, start_postgres, start_redis
 from calendence.devstack.supervisor import Supervisor
@@ -88,6 +89,10 @@ class LocalStack:
     # Every replica's port, by process name (`gateway-2`).
     ports: dict[str, int] = field(default_factory=dict)
     gateway_urls: list[str] = field(default_factory=list)
+    # A Redis Cluster (three primaries, three replicas) instead of one Redis server.
+    redis_cluster: bool = False
+    # The Redis Cluster's nodes, when `redis_cluster` started one.
+    redis_nodes: LocalRedisCluster | None = None
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
@@ -167,6 +172,8 @@ class LocalStack:
         pids = {name: store.process.pid for name, store in self.stores.items()}
         if self.nats_nodes is not None:
             pids |= self.nats_nodes.pids
+        if self.redis_nodes is not None:
+            pids |= self.redis_nodes.pids  # redis-1 .. redis-6; roles: redis_nodes.view()
         return pids
 
     def _store_urls(self) -> dict[str, str]:
@@ -178,6 +185,9 @@ class LocalStack:
         else:
             notify = os.environ.get("NOTIFY_DATABASE_URL", database)
         redis = os.environ.get("REDIS_URL")
+        if redis is None and self.redis_cluster:
+            self.redis_nodes = start_redis_cluster(self.state_dir, persist=self.persist)
+            redis = self.redis_nodes.url
         if redis is None:
             self.stores["redis"] = start_redis(self.state_dir, persist=self.persist)
             redis = self.stores["redis"].url
@@ -344,3 +354,5 @@ class LocalStack:
             store.process.stop()
         if self.nats_nodes is not None:
             self.nats_nodes.stop()
+        if self.redis_nodes is not None:
+            self.redis_nodes.stop()
