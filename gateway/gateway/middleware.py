@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
-from calendence.errors import STORE_BUSY_ERRORS, DomainError, InvalidInput, NotFound, Unavailable
+from calendence.errors import DomainError, InvalidInput, NotFound, Unavailable, is_store_busy
 from calendence.logs import access_log, log_fields, new_request_id, request_id_var
 from calendence.principals import Principal
 
@@ -97,13 +97,13 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if error.status < 400:
             raise
         return problem_from_http(error)
-    except STORE_BUSY_ERRORS as error:
+    except Exception as error:
+        if not is_store_busy(error):
+            log.exception("unhandled error")
+            return problem_response(500, "something went wrong on our side; it has been logged")
         # A full pool or an unreachable store: the client may retry; no bug to log loudly.
         log.warning("store busy or unreachable: %r", error)
         return problem_from_error(Unavailable("the service is busy; try again shortly"))
-    except Exception:
-        log.exception("unhandled error")
-        return problem_response(500, "something went wrong on our side; it has been logged")
 
 
 @web.middleware

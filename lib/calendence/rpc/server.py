@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from calendence.errors import STORE_BUSY_ERRORS, DomainError, error_metadata
+from calendence.errors import DomainError, error_metadata, is_store_busy
 from calendence.logs import (
     REQUEST_ID_METADATA_KEY,
     access_log,
@@ -87,14 +87,15 @@ def _mapped(method: str, inner: Callable[..., Any]) -> Callable[..., Awaitable[A
         except asyncio.CancelledError:
             outcome = "CANCELLED"
             raise
-        except STORE_BUSY_ERRORS as error:
-            # A full pool or an unreachable store: the caller may retry, it is no bug.
-            outcome = "UNAVAILABLE"
-            log.warning(
-                "store busy or unreachable", extra=log_fields(method=method, error=repr(error))
-            )
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "a store is busy or unreachable")
-        except Exception:
+        except Exception as error:
+            if is_store_busy(error):
+                # A full pool or an unreachable store: the caller may retry, it is no bug.
+                outcome = "UNAVAILABLE"
+                log.warning(
+                    "store busy or unreachable",
+                    extra=log_fields(method=method, error=repr(error)),
+                )
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "a store is busy or unreachable")
             outcome = "INTERNAL"
             log.exception("unhandled error", extra=log_fields(method=method))
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
