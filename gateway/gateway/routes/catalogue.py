@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
-from calendence.catalogue.v1 import catalogue_pb2
+from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.schemas.catalogue import CATALOGUE_ANSWERS, CATALOGUE_FIELDS
 
 from gateway.appkeys import DOWNSTREAM
 from gateway.auth import MANAGING_KINDS, principal_of
-from gateway.contract import Body, Operation, Reply, page_of_request, route
-from gateway.http_io import call, page_response, raw_json_response
+from gateway.contract import Body, Operation, Reply, route
+from gateway.http_io import call
+from gateway.relay import relay_document, relay_page
 
 
 @dataclass(frozen=True)
@@ -75,31 +76,26 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
     schema = CATALOGUE_FIELDS[collection.schema_name]
     item, page = CATALOGUE_ANSWERS[collection.schema_name]
 
+    def stub(request: web.Request) -> catalogue_pb2_grpc.CatalogueServiceStub:
+        return request.app[DOWNSTREAM].catalogue
+
     async def create(request: web.Request) -> web.Response:
-        answer = await call(
-            request,
-            request.app[DOWNSTREAM].catalogue.CreateResource,
-            catalogue_pb2.CreateResourceRequest(
-                business_id=principal_of(request).business_id,
-                kind=kind,
-                body_json=await request.read(),
-            ),
+        message = catalogue_pb2.CreateResourceRequest(
+            business_id=principal_of(request).business_id,
+            kind=kind,
+            body_json=await request.read(),
         )
-        return raw_json_response(answer.json, status=201)
+        return await relay_document(request, stub(request).CreateResource, message, status=201)
 
     async def list_page(request: web.Request) -> web.Response:
-        cursor, limit = page_of_request(request)
-        page = await call(
+        business_id = principal_of(request).business_id
+        return await relay_page(
             request,
-            request.app[DOWNSTREAM].catalogue.ListResources,
-            catalogue_pb2.ListResourcesRequest(
-                business_id=principal_of(request).business_id,
-                kind=kind,
-                cursor=cursor,
-                limit=limit,
+            stub(request).ListResources,
+            lambda cursor, limit: catalogue_pb2.ListResourcesRequest(
+                business_id=business_id, kind=kind, cursor=cursor, limit=limit
             ),
         )
-        return page_response(list(page.items_json), page.next_cursor)
 
     def ref(request: web.Request) -> catalogue_pb2.ResourceRef:
         return catalogue_pb2.ResourceRef(
@@ -107,23 +103,20 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
         )
 
     async def show(request: web.Request) -> web.Response:
-        answer = await call(request, request.app[DOWNSTREAM].catalogue.GetResource, ref(request))
-        return raw_json_response(answer.json)
+        return await relay_document(request, stub(request).GetResource, ref(request))
 
     async def update(request: web.Request) -> web.Response:
         target = ref(request)
-        body = await request.read()
-        answer = await call(
-            request,
-            request.app[DOWNSTREAM].catalogue.UpdateResource,
-            catalogue_pb2.UpdateResourceRequest(
-                business_id=target.business_id, kind=kind, id=target.id, patch_json=body or b"{}"
-            ),
+        message = catalogue_pb2.UpdateResourceRequest(
+            business_id=target.business_id,
+            kind=kind,
+            id=target.id,
+            patch_json=await request.read() or b"{}",
         )
-        return raw_json_response(answer.json)
+        return await relay_document(request, stub(request).UpdateResource, message)
 
     async def delete(request: web.Request) -> web.Response:
-        await call(request, request.app[DOWNSTREAM].catalogue.DeleteResource, ref(request))
+        await call(request, stub(request).DeleteResource, ref(request))
         return web.Response(status=204)
 
     base = f"/api/v1/{collection.segment}"

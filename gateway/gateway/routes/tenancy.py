@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from calendence.auth.v1 import auth_pb2
-from calendence.catalogue.v1 import catalogue_pb2
+from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.errors import InvalidInput, NotFound
 from calendence.principals import KIND_BY_PROTO, KeyKind
 from calendence.schemas.catalogue import Business, BusinessFields, BusinessList
@@ -13,8 +13,9 @@ from calendence.timefmt import from_timestamp, to_iso
 
 from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM
 from gateway.auth import MANAGING_KINDS, bearer_token, principal_of
-from gateway.contract import Body, Operation, Reply, page_of_request, route, validated_body
-from gateway.http_io import call, json_response, page_response, raw_json_response
+from gateway.contract import Body, Operation, Reply, route, validated_body
+from gateway.http_io import call, json_response, raw_json_response
+from gateway.relay import relay_document, relay_page
 
 SESSIONS = "Sessions and keys"
 BUSINESSES = "Businesses"
@@ -56,27 +57,26 @@ async def create_session(request: web.Request) -> web.Response:
     return json_response(issued_key_document(issued, "session"), status=201)
 
 
+def _catalogue(request: web.Request) -> catalogue_pb2_grpc.CatalogueServiceStub:
+    return request.app[DOWNSTREAM].catalogue
+
+
 async def create_business(request: web.Request) -> web.Response:
-    answer = await call(
-        request,
-        request.app[DOWNSTREAM].catalogue.CreateBusiness,
-        catalogue_pb2.CreateBusinessRequest(
-            hub_id=principal_of(request).hub_id, body_json=await request.read()
-        ),
+    message = catalogue_pb2.CreateBusinessRequest(
+        hub_id=principal_of(request).hub_id, body_json=await request.read()
     )
-    return raw_json_response(answer.json, status=201)
+    return await relay_document(request, _catalogue(request).CreateBusiness, message, status=201)
 
 
 async def list_businesses(request: web.Request) -> web.Response:
-    cursor, limit = page_of_request(request)
-    page = await call(
+    hub_id = principal_of(request).hub_id
+    return await relay_page(
         request,
-        request.app[DOWNSTREAM].catalogue.ListBusinesses,
-        catalogue_pb2.ListBusinessesRequest(
-            hub_id=principal_of(request).hub_id, cursor=cursor, limit=limit
+        _catalogue(request).ListBusinesses,
+        lambda cursor, limit: catalogue_pb2.ListBusinessesRequest(
+            hub_id=hub_id, cursor=cursor, limit=limit
         ),
     )
-    return page_response(list(page.items_json), page.next_cursor)
 
 
 async def _named_business(request: web.Request) -> str:
@@ -93,19 +93,15 @@ async def _named_business(request: web.Request) -> str:
 
 
 async def show_business(request: web.Request) -> web.Response:
-    answer = await call(
-        request,
-        request.app[DOWNSTREAM].catalogue.GetBusiness,
-        catalogue_pb2.GetBusinessRequest(business_id=await _named_business(request)),
-    )
-    return raw_json_response(answer.json)
+    message = catalogue_pb2.GetBusinessRequest(business_id=await _named_business(request))
+    return await relay_document(request, _catalogue(request).GetBusiness, message)
 
 
 async def update_business(request: web.Request) -> web.Response:
     business_id = await _named_business(request)
     answer = await call(
         request,
-        request.app[DOWNSTREAM].catalogue.UpdateBusiness,
+        _catalogue(request).UpdateBusiness,
         catalogue_pb2.UpdateBusinessRequest(
             business_id=business_id, patch_json=await request.read() or b"{}"
         ),

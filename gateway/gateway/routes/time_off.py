@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from calendence.catalogue.v1 import catalogue_pb2
+from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.schemas.scheduling import (
     TimeOff,
     TimeOffCreated,
@@ -15,8 +15,9 @@ from calendence.schemas.scheduling import (
 
 from gateway.appkeys import DOWNSTREAM
 from gateway.auth import MANAGING_KINDS, principal_of
-from gateway.contract import Body, Operation, Reply, page_of_request, query_document, route
-from gateway.http_io import call, page_response, raw_json_response
+from gateway.contract import Body, Operation, Reply, query_document, route
+from gateway.http_io import call
+from gateway.relay import relay_document, relay_page
 
 TAG = "Time off"
 BASE = "/api/v1/time-off"
@@ -28,39 +29,35 @@ def _ref(request: web.Request) -> catalogue_pb2.TimeOffRef:
     )
 
 
+def _catalogue(request: web.Request) -> catalogue_pb2_grpc.CatalogueServiceStub:
+    return request.app[DOWNSTREAM].catalogue
+
+
 async def create_time_off(request: web.Request) -> web.Response:
-    answer = await call(
-        request,
-        request.app[DOWNSTREAM].catalogue.CreateTimeOff,
-        catalogue_pb2.CreateTimeOffRequest(
-            business_id=principal_of(request).business_id, body_json=await request.read()
-        ),
+    message = catalogue_pb2.CreateTimeOffRequest(
+        business_id=principal_of(request).business_id, body_json=await request.read()
     )
-    return raw_json_response(answer.json, status=201)
+    return await relay_document(request, _catalogue(request).CreateTimeOff, message, status=201)
 
 
 async def list_time_off(request: web.Request) -> web.Response:
-    cursor, limit = page_of_request(request)
-    page = await call(
+    business_id = principal_of(request).business_id
+    filters_json = orjson.dumps(query_document(request, LIST_TIME_OFF))
+    return await relay_page(
         request,
-        request.app[DOWNSTREAM].catalogue.ListTimeOff,
-        catalogue_pb2.ListTimeOffRequest(
-            business_id=principal_of(request).business_id,
-            filters_json=orjson.dumps(query_document(request, LIST_TIME_OFF)),
-            cursor=cursor,
-            limit=limit,
+        _catalogue(request).ListTimeOff,
+        lambda cursor, limit: catalogue_pb2.ListTimeOffRequest(
+            business_id=business_id, filters_json=filters_json, cursor=cursor, limit=limit
         ),
     )
-    return page_response(list(page.items_json), page.next_cursor)
 
 
 async def show_time_off(request: web.Request) -> web.Response:
-    answer = await call(request, request.app[DOWNSTREAM].catalogue.GetTimeOff, _ref(request))
-    return raw_json_response(answer.json)
+    return await relay_document(request, _catalogue(request).GetTimeOff, _ref(request))
 
 
 async def delete_time_off(request: web.Request) -> web.Response:
-    await call(request, request.app[DOWNSTREAM].catalogue.DeleteTimeOff, _ref(request))
+    await call(request, _catalogue(request).DeleteTimeOff, _ref(request))
     return web.Response(status=204)
 
 
