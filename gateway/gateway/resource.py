@@ -65,13 +65,19 @@ class Resource:
         summary: str = "",
         **details: Unpack[Details],
     ) -> web.RouteDef:
-        """The entry for one of the usual verbs, named (and unless `summary` is given,
-        summarised) by convention."""
+        """The entry for one of the usual verbs (see `operation`)."""
+        return route(self.operation(verb, reply, summary, **details), handler)
+
+    def operation(
+        self, verb: Verb, reply: Reply, summary: str = "", **details: Unpack[Details]
+    ) -> Operation:
+        """One of the usual verbs, named (and unless `summary` is given, summarised) by
+        convention."""
         method, on_item, name, usual_summary = _VERBS[verb]
         path = self.item if on_item else self.collection
         name = name.format(noun=self.noun, nouns=self.nouns)
         summary = summary or usual_summary.format(one=self.one, many=self.tag.lower())
-        return self._route(method, path, name, summary, handler, reply, **details)
+        return self._operation(method, path, name, summary, reply, **details)
 
     def action(
         self,
@@ -84,18 +90,18 @@ class Resource:
         **details: Unpack[Details],
     ) -> web.RouteDef:
         """A route below one item (`{item}/rotate-secret`): 404 when the item is missing."""
-        return self._route(method, self.item + suffix, name, summary, handler, reply, **details)
+        operation = self._operation(method, self.item + suffix, name, summary, reply, **details)
+        return route(operation, handler)
 
-    def _route(
+    def _operation(
         self,
         method: str,
         path: str,
         name: str,
         summary: str,
-        handler: Handler,
         reply: Reply,
         **details: Unpack[Details],
-    ) -> web.RouteDef:
+    ) -> Operation:
         missing = {404: self.missing or f"No such {self.one} in this business"}
         # An entry's own errors come after (or replace) the missing item's 404.
         errors = {**(missing if path.startswith(self.item) else {}), **details.pop("errors", {})}
@@ -111,4 +117,4 @@ class Resource:
             paged=method == "GET" and path == self.collection,
             errors=errors,
         )
-        return route(dataclasses.replace(conventional, **details), handler)
+        return dataclasses.replace(conventional, **details)
