@@ -9,10 +9,11 @@ from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.schemas.catalogue import CATALOGUE_ANSWERS, CATALOGUE_FIELDS
 
 from gateway.appkeys import DOWNSTREAM
-from gateway.auth import MANAGING_KINDS, principal_of
-from gateway.contract import Body, Operation, Reply, route
+from gateway.auth import principal_of
+from gateway.contract import Body, Reply
 from gateway.http_io import call
 from gateway.relay import relay_document, relay_page
+from gateway.resource import Resource
 
 
 @dataclass(frozen=True)
@@ -120,81 +121,43 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
         return web.Response(status=204)
 
     base = f"/api/v1/{collection.segment}"
-    one, tag = collection.one, collection.tag
-    missing = {404: f"No such {one} in this business"}
+    resource = Resource(
+        collection=base,
+        item=base + "/{id}",
+        tag=collection.tag,
+        one=collection.one,
+        noun=collection.noun,
+        nouns=collection.nouns,
+    )
+    one = collection.one
     return [
-        route(
-            Operation(
-                "POST",
-                base,
-                name=f"create_{collection.noun}",
-                summary=f"Create a {one}",
-                tag=tag,
-                key_kinds=MANAGING_KINDS,
-                description=collection.about,
-                body=Body(schema),
-                replies=(Reply(201, item, f"The new {one}"),),
-                conflicts=False,
-                errors={422: "Invalid fields, or ids that name nothing in this business"},
-            ),
+        resource.route(
+            "create",
             create,
+            Reply(201, item, f"The new {one}"),
+            description=collection.about,
+            body=Body(schema),
+            conflicts=False,
+            errors={422: "Invalid fields, or ids that name nothing in this business"},
         ),
-        route(
-            Operation(
-                "GET",
-                base,
-                name=f"list_{collection.nouns}",
-                summary=f"List {collection.tag.lower()}",
-                tag=tag,
-                key_kinds=MANAGING_KINDS,
-                paged=True,
-                replies=(Reply(200, page, "One page, in the order they were made"),),
-            ),
-            list_page,
+        resource.route(
+            "list", list_page, Reply(200, page, "One page, in the order they were made")
         ),
-        route(
-            Operation(
-                "GET",
-                base + "/{id}",
-                name=f"get_{collection.noun}",
-                summary=f"Show a {one}",
-                tag=tag,
-                key_kinds=MANAGING_KINDS,
-                replies=(Reply(200, item, f"The {one}"),),
-                errors=missing,
-            ),
-            show,
-        ),
-        route(
-            Operation(
-                "PATCH",
-                base + "/{id}",
-                name=f"update_{collection.noun}",
-                summary=f"Update a {one}",
-                tag=tag,
-                key_kinds=MANAGING_KINDS,
-                description="Send only the fields to change; the result must be a valid "
-                f"{one} as a whole.",
-                body=Body(schema, required=False, checked=False, partial=True),
-                replies=(Reply(200, item, f"The updated {one}"),),
-                errors=missing,
-            ),
+        resource.route("get", show, Reply(200, item, f"The {one}")),
+        resource.route(
+            "update",
             update,
+            Reply(200, item, f"The updated {one}"),
+            description="Send only the fields to change; the result must be a valid "
+            f"{one} as a whole.",
+            body=Body(schema, required=False, checked=False, partial=True),
         ),
-        route(
-            Operation(
-                "DELETE",
-                base + "/{id}",
-                name=f"delete_{collection.noun}",
-                summary=f"Delete a {one}",
-                tag=tag,
-                key_kinds=MANAGING_KINDS,
-                description="Bookings made against it keep its details; it leaves the id "
-                "lists that named it.",
-                replies=(Reply(204, None, "Deleted"),),
-                errors=missing,
-            ),
+        resource.route(
+            "delete",
             delete,
+            Reply(204, None, "Deleted"),
+            description="Bookings made against it keep its details; it leaves the id "
+            "lists that named it.",
         ),
     ]
 
