@@ -3,7 +3,7 @@ way to relay a document and one to relay a page of a list."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
@@ -30,8 +30,16 @@ class PageAnswer(Protocol):
     def next_cursor(self) -> str: ...
 
 
+class PageQuery(Protocol):
+    """A request for one page of a list (`ListBookingsRequest` and its kin)."""
+
+    cursor: str
+    limit: int
+
+
 Document = TypeVar("Document", bound=JsonAnswer)
 Page = TypeVar("Page", bound=PageAnswer)
+Query = TypeVar("Query", bound=PageQuery)
 
 
 async def relay_document(
@@ -43,12 +51,10 @@ async def relay_document(
 
 
 async def relay_page(
-    request: web.Request,
-    method: rpc.UnaryMethod[Any, Page],
-    page_request: Callable[[str, int], Any],
+    request: web.Request, method: rpc.UnaryMethod[Query, Page], query: Query
 ) -> web.Response:
-    """Calls `method` with the message `page_request(cursor, limit)` builds for the page
-    the request asks for, and answers that page."""
-    cursor, limit = page_of_request(request)
-    page = await call(request, method, page_request(cursor, limit))
+    """Calls `method` with `query` set to the page the request asks for (`cursor`,
+    `limit`), and answers that page."""
+    query.cursor, query.limit = page_of_request(request)
+    page = await call(request, method, query)
     return page_response(list(page.items_json), page.next_cursor)

@@ -157,16 +157,12 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def list_bookings(request: web.Request) -> web.Response:
-    business_id = _business(request)
-    # Checked already; booking-service reads the same names.
-    filters_json = orjson.dumps(query_document(request, LIST_BOOKINGS))
-    return await relay_page(
-        request,
-        request.app[DOWNSTREAM].bookings.ListBookings,
-        lambda cursor, limit: booking_pb2.ListBookingsRequest(
-            business_id=business_id, filters_json=filters_json, cursor=cursor, limit=limit
-        ),
+    query = booking_pb2.ListBookingsRequest(
+        business_id=_business(request),
+        # Checked already; booking-service reads the same names.
+        filters_json=orjson.dumps(query_document(request, LIST_BOOKINGS)),
     )
+    return await relay_page(request, request.app[DOWNSTREAM].bookings.ListBookings, query)
 
 
 LIST_BOOKINGS = Operation(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
-from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
+from calendence.catalogue.v1 import catalogue_pb2
 from calendence.schemas.catalogue import CATALOGUE_ANSWERS, CATALOGUE_FIELDS
 
 from gateway.appkeys import DOWNSTREAM
@@ -77,26 +77,20 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
     schema = CATALOGUE_FIELDS[collection.schema_name]
     item, page = CATALOGUE_ANSWERS[collection.schema_name]
 
-    def stub(request: web.Request) -> catalogue_pb2_grpc.CatalogueServiceStub:
-        return request.app[DOWNSTREAM].catalogue
-
     async def create(request: web.Request) -> web.Response:
         message = catalogue_pb2.CreateResourceRequest(
             business_id=principal_of(request).business_id,
             kind=kind,
             body_json=await request.read(),
         )
-        return await relay_document(request, stub(request).CreateResource, message, status=201)
+        return await relay_document(
+            request, request.app[DOWNSTREAM].catalogue.CreateResource, message, status=201
+        )
 
     async def list_page(request: web.Request) -> web.Response:
         business_id = principal_of(request).business_id
-        return await relay_page(
-            request,
-            stub(request).ListResources,
-            lambda cursor, limit: catalogue_pb2.ListResourcesRequest(
-                business_id=business_id, kind=kind, cursor=cursor, limit=limit
-            ),
-        )
+        query = catalogue_pb2.ListResourcesRequest(business_id=business_id, kind=kind)
+        return await relay_page(request, request.app[DOWNSTREAM].catalogue.ListResources, query)
 
     def ref(request: web.Request) -> catalogue_pb2.ResourceRef:
         return catalogue_pb2.ResourceRef(
@@ -104,7 +98,9 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
         )
 
     async def show(request: web.Request) -> web.Response:
-        return await relay_document(request, stub(request).GetResource, ref(request))
+        return await relay_document(
+            request, request.app[DOWNSTREAM].catalogue.GetResource, ref(request)
+        )
 
     async def update(request: web.Request) -> web.Response:
         target = ref(request)
@@ -114,10 +110,12 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
             id=target.id,
             patch_json=await request.read() or b"{}",
         )
-        return await relay_document(request, stub(request).UpdateResource, message)
+        return await relay_document(
+            request, request.app[DOWNSTREAM].catalogue.UpdateResource, message
+        )
 
     async def delete(request: web.Request) -> web.Response:
-        await call(request, stub(request).DeleteResource, ref(request))
+        await call(request, request.app[DOWNSTREAM].catalogue.DeleteResource, ref(request))
         return web.Response(status=204)
 
     base = f"/api/v1/{collection.segment}"

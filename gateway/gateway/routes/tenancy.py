@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from calendence.auth.v1 import auth_pb2
-from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
+from calendence.catalogue.v1 import catalogue_pb2
 from calendence.errors import InvalidInput, NotFound
 from calendence.principals import KIND_BY_PROTO, KeyKind
 from calendence.schemas.catalogue import Business, BusinessFields, BusinessList
@@ -58,26 +58,18 @@ async def create_session(request: web.Request) -> web.Response:
     return json_response(issued_key_document(issued, "session"), status=201)
 
 
-def _catalogue(request: web.Request) -> catalogue_pb2_grpc.CatalogueServiceStub:
-    return request.app[DOWNSTREAM].catalogue
-
-
 async def create_business(request: web.Request) -> web.Response:
     message = catalogue_pb2.CreateBusinessRequest(
         hub_id=principal_of(request).hub_id, body_json=await request.read()
     )
-    return await relay_document(request, _catalogue(request).CreateBusiness, message, status=201)
+    return await relay_document(
+        request, request.app[DOWNSTREAM].catalogue.CreateBusiness, message, status=201
+    )
 
 
 async def list_businesses(request: web.Request) -> web.Response:
-    hub_id = principal_of(request).hub_id
-    return await relay_page(
-        request,
-        _catalogue(request).ListBusinesses,
-        lambda cursor, limit: catalogue_pb2.ListBusinessesRequest(
-            hub_id=hub_id, cursor=cursor, limit=limit
-        ),
-    )
+    query = catalogue_pb2.ListBusinessesRequest(hub_id=principal_of(request).hub_id)
+    return await relay_page(request, request.app[DOWNSTREAM].catalogue.ListBusinesses, query)
 
 
 async def _named_business(request: web.Request) -> str:
@@ -95,14 +87,14 @@ async def _named_business(request: web.Request) -> str:
 
 async def show_business(request: web.Request) -> web.Response:
     message = catalogue_pb2.GetBusinessRequest(business_id=await _named_business(request))
-    return await relay_document(request, _catalogue(request).GetBusiness, message)
+    return await relay_document(request, request.app[DOWNSTREAM].catalogue.GetBusiness, message)
 
 
 async def update_business(request: web.Request) -> web.Response:
     business_id = await _named_business(request)
     answer = await call(
         request,
-        _catalogue(request).UpdateBusiness,
+        request.app[DOWNSTREAM].catalogue.UpdateBusiness,
         catalogue_pb2.UpdateBusinessRequest(
             business_id=business_id, patch_json=await request.read() or b"{}"
         ),

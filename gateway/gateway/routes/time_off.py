@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 from aiohttp import web
-from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
+from calendence.catalogue.v1 import catalogue_pb2
 from calendence.schemas.scheduling import (
     TimeOff,
     TimeOffCreated,
@@ -27,35 +27,31 @@ def _ref(request: web.Request) -> catalogue_pb2.TimeOffRef:
     )
 
 
-def _catalogue(request: web.Request) -> catalogue_pb2_grpc.CatalogueServiceStub:
-    return request.app[DOWNSTREAM].catalogue
-
-
 async def create_time_off(request: web.Request) -> web.Response:
     message = catalogue_pb2.CreateTimeOffRequest(
         business_id=principal_of(request).business_id, body_json=await request.read()
     )
-    return await relay_document(request, _catalogue(request).CreateTimeOff, message, status=201)
-
-
-async def list_time_off(request: web.Request) -> web.Response:
-    business_id = principal_of(request).business_id
-    filters_json = orjson.dumps(query_document(request, LIST_TIME_OFF))
-    return await relay_page(
-        request,
-        _catalogue(request).ListTimeOff,
-        lambda cursor, limit: catalogue_pb2.ListTimeOffRequest(
-            business_id=business_id, filters_json=filters_json, cursor=cursor, limit=limit
-        ),
+    return await relay_document(
+        request, request.app[DOWNSTREAM].catalogue.CreateTimeOff, message, status=201
     )
 
 
+async def list_time_off(request: web.Request) -> web.Response:
+    query = catalogue_pb2.ListTimeOffRequest(
+        business_id=principal_of(request).business_id,
+        filters_json=orjson.dumps(query_document(request, LIST_TIME_OFF)),
+    )
+    return await relay_page(request, request.app[DOWNSTREAM].catalogue.ListTimeOff, query)
+
+
 async def show_time_off(request: web.Request) -> web.Response:
-    return await relay_document(request, _catalogue(request).GetTimeOff, _ref(request))
+    return await relay_document(
+        request, request.app[DOWNSTREAM].catalogue.GetTimeOff, _ref(request)
+    )
 
 
 async def delete_time_off(request: web.Request) -> web.Response:
-    await call(request, _catalogue(request).DeleteTimeOff, _ref(request))
+    await call(request, request.app[DOWNSTREAM].catalogue.DeleteTimeOff, _ref(request))
     return web.Response(status=204)
 
 

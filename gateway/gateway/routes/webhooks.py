@@ -5,7 +5,7 @@ which validates the bodies: the route table documents them but does not check th
 from __future__ import annotations
 
 from aiohttp import web
-from calendence.notify.v1 import notify_pb2, notify_pb2_grpc
+from calendence.notify.v1 import notify_pb2
 from calendence.schemas.webhooks import (
     EndpointFields,
     NewWebhookEndpoint,
@@ -32,30 +32,24 @@ def endpoint_ref(request: web.Request) -> notify_pb2.EndpointRef:
     )
 
 
-def _notify(request: web.Request) -> notify_pb2_grpc.NotifyServiceStub:
-    return request.app[DOWNSTREAM].notify
-
-
 async def create_endpoint(request: web.Request) -> web.Response:
     message = notify_pb2.CreateEndpointRequest(
         business_id=principal_of(request).business_id, body_json=await read_body(request)
     )
-    return await relay_document(request, _notify(request).CreateEndpoint, message, status=201)
-
-
-async def list_endpoints(request: web.Request) -> web.Response:
-    business_id = principal_of(request).business_id
-    return await relay_page(
-        request,
-        _notify(request).ListEndpoints,
-        lambda cursor, limit: notify_pb2.ListEndpointsRequest(
-            business_id=business_id, cursor=cursor, limit=limit
-        ),
+    return await relay_document(
+        request, request.app[DOWNSTREAM].notify.CreateEndpoint, message, status=201
     )
 
 
+async def list_endpoints(request: web.Request) -> web.Response:
+    query = notify_pb2.ListEndpointsRequest(business_id=principal_of(request).business_id)
+    return await relay_page(request, request.app[DOWNSTREAM].notify.ListEndpoints, query)
+
+
 async def show_endpoint(request: web.Request) -> web.Response:
-    return await relay_document(request, _notify(request).GetEndpoint, endpoint_ref(request))
+    return await relay_document(
+        request, request.app[DOWNSTREAM].notify.GetEndpoint, endpoint_ref(request)
+    )
 
 
 async def update_endpoint(request: web.Request) -> web.Response:
@@ -65,29 +59,26 @@ async def update_endpoint(request: web.Request) -> web.Response:
         endpoint_id=ref.endpoint_id,
         patch_json=await request.read() or b"{}",
     )
-    return await relay_document(request, _notify(request).UpdateEndpoint, message)
+    return await relay_document(request, request.app[DOWNSTREAM].notify.UpdateEndpoint, message)
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
-    await call(request, _notify(request).DeleteEndpoint, endpoint_ref(request))
+    await call(request, request.app[DOWNSTREAM].notify.DeleteEndpoint, endpoint_ref(request))
     return web.Response(status=204)
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
     return await relay_document(
-        request, _notify(request).RotateEndpointSecret, endpoint_ref(request)
+        request, request.app[DOWNSTREAM].notify.RotateEndpointSecret, endpoint_ref(request)
     )
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
     ref = endpoint_ref(request)
-    return await relay_page(
-        request,
-        _notify(request).ListDeliveries,
-        lambda cursor, limit: notify_pb2.ListDeliveriesRequest(
-            business_id=ref.business_id, endpoint_id=ref.endpoint_id, cursor=cursor, limit=limit
-        ),
+    query = notify_pb2.ListDeliveriesRequest(
+        business_id=ref.business_id, endpoint_id=ref.endpoint_id
     )
+    return await relay_page(request, request.app[DOWNSTREAM].notify.ListDeliveries, query)
 
 
 async def redeliver(request: web.Request) -> web.Response:
@@ -95,7 +86,9 @@ async def redeliver(request: web.Request) -> web.Response:
     message = notify_pb2.RedeliverRequest(
         business_id=ref.business_id, endpoint_id=ref.endpoint_id, body_json=await read_body(request)
     )
-    return await relay_document(request, _notify(request).Redeliver, message, status=202)
+    return await relay_document(
+        request, request.app[DOWNSTREAM].notify.Redeliver, message, status=202
+    )
 
 
 ENDPOINTS = Resource(
