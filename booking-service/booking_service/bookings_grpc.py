@@ -5,6 +5,7 @@ from __future__ import annotations
 from calendence import jsonfmt
 from calendence.booking.v1 import booking_pb2, booking_pb2_grpc
 from calendence.ids import parse_uuid
+from calendence.pages import page_message
 from calendence.rpc import ServicerContext
 from calendence.schemas.bookings import BookingPatch, Cancellation
 from calendence.schemas.common import parse_json
@@ -72,15 +73,11 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def ListBookings(
         self, request: booking_pb2.ListBookingsRequest, context: ServicerContext
     ) -> booking_pb2.BookingPage:
-        items, next_cursor = await self.bookings.list_page(
-            parse_uuid(request.business_id, "business_id"),
-            request.filters_json,
-            request.cursor,
-            request.limit,
+        business_id = parse_uuid(request.business_id, "business_id")
+        page = await self.bookings.list_page(
+            business_id, request.filters_json, request.cursor, request.limit
         )
-        return booking_pb2.BookingPage(
-            items_json=[jsonfmt.dumps(i) for i in items], next_cursor=next_cursor
-        )
+        return page_message(booking_pb2.BookingPage, *page)
 
     async def HandleCheckoutEvent(
         self, request: booking_pb2.CheckoutEvent, context: ServicerContext
