@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from calendence import jsonfmt
 from calendence.booking.v1 import booking_pb2, booking_pb2_grpc
-from calendence.ids import parse_uuid
+from calendence.ids import booking_ids, parse_uuid
 from calendence.pages import page_message
 from calendence.rpc import ServicerContext
 from calendence.schemas.bookings import BookingPatch, Cancellation
@@ -41,18 +41,14 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def GetBooking(
         self, request: booking_pb2.GetBookingRequest, context: ServicerContext
     ) -> booking_pb2.BookingDocument:
-        booking = await self.bookings.get(
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.booking_id, "booking_id"),
-        )
+        booking = await self.bookings.get(*booking_ids(request))
         return _document(booking)
 
     async def UpdateBooking(
         self, request: booking_pb2.UpdateBookingRequest, context: ServicerContext
     ) -> booking_pb2.BookingDocument:
         booking = await self.bookings.update(
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.booking_id, "booking_id"),
+            *booking_ids(request),
             parse_json(BookingPatch, request.patch_json or b"{}"),
             _if_match(request),
         )
@@ -63,8 +59,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     ) -> booking_pb2.BookingDocument:
         cancellation = parse_json(Cancellation, request.body_json or b"{}")
         booking = await self.bookings.cancel(
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.booking_id, "booking_id"),
+            *booking_ids(request),
             cancellation.cancellation_reason,
             _if_match(request),
         )

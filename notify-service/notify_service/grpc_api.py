@@ -7,7 +7,7 @@ from uuid import UUID
 
 from calendence import jsonfmt
 from calendence.errors import InvalidInput, NotFound
-from calendence.ids import parse_uuid
+from calendence.ids import booking_ids, parse_uuid
 from calendence.notify.v1 import notify_pb2, notify_pb2_grpc
 from calendence.pages import page_message
 from calendence.rpc import ServicerContext
@@ -110,10 +110,7 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
     async def ListMessages(
         self, request: notify_pb2.ListMessagesRequest, context: ServicerContext
     ) -> notify_pb2.WebhookPage:
-        rows = await self.messages.for_booking(
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.booking_id, "booking_id"),
-        )
+        rows = await self.messages.for_booking(*booking_ids(request))
         return page_message(notify_pb2.WebhookPage, [render_message(row) for row in rows], "")
 
 
