@@ -51,11 +51,19 @@ class Resource:
     item: str  # one item's path: collection + "/{endpoint_id}"
     tag: str  # the docs' section; `List {tag, lowercased}` is the list's summary
     one: str  # how the docs name one item: "webhook endpoint"
-    noun: str  # one item in operation names: `create_{noun}`, `get_{noun}`
-    nouns: str  # the collection in operation names: `list_{nouns}`
     key_kinds: tuple[KeyKind, ...] = MANAGING_KINDS
     needs_business: bool = True
     missing: str = ""  # what a 404 on an item path means; by default "No such {one} ..."
+
+    @property
+    def noun(self) -> str:
+        """One item in operation names (`create_{noun}`, `get_{noun}`): `webhook_endpoint`."""
+        return self.one.replace(" ", "_")
+
+    @property
+    def nouns(self) -> str:
+        """The collection in operation names (`list_{nouns}`): `webhook_endpoints`."""
+        return self.tag.lower().replace(" ", "_")
 
     def route(
         self,

@@ -24,8 +24,6 @@ class Collection:
     tag: str
     one: str  # how the docs name one item
     about: str
-    noun: str  # one item in operation names: `create_{noun}`, `get_{noun}`
-    nouns: str  # the collection in operation names: `list_{nouns}`
 
 
 COLLECTIONS = (
@@ -36,8 +34,6 @@ COLLECTIONS = (
         "Locations",
         "location",
         "Places with an IANA time zone and weekly opening hours (local time).",
-        "location",
-        "locations",
     ),
     Collection(
         "services",
@@ -46,8 +42,6 @@ COLLECTIONS = (
         "Services",
         "service",
         "What can be booked: duration, price, optional deposit and buffer, where.",
-        "service",
-        "services",
     ),
     Collection(
         "staff",
@@ -56,8 +50,6 @@ COLLECTIONS = (
         "Staff",
         "staff member",
         "Who performs services, where, and (optionally) their own weekly hours.",
-        "staff_member",
-        "staff",
     ),
     Collection(
         "custom-fields",
@@ -66,8 +58,6 @@ COLLECTIONS = (
         "Custom fields",
         "custom field",
         "Questions a booking answers in `custom_field_values`.",
-        "custom_field",
-        "custom_fields",
     ),
 )
 
@@ -124,8 +114,6 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
         item=base + "/{id}",
         tag=collection.tag,
         one=collection.one,
-        noun=collection.noun,
-        nouns=collection.nouns,
     )
     one = collection.one
     return [

@@ -138,8 +138,6 @@ BUSINESS_RESOURCE = Resource(
     item="/api/v1/businesses/{business_id}",
     tag=BUSINESSES,
     one="business",
-    noun="business",
-    nouns="businesses",
     needs_business=False,
     missing="Not this key's business (nor one of its hub's)",
 )

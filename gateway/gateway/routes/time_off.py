@@ -60,8 +60,6 @@ TIME_OFF = Resource(
     item="/api/v1/time-off/{id}",
     tag="Time off",
     one="time off",
-    noun="time_off",
-    nouns="time_off",
 )
 LIST_TIME_OFF = TIME_OFF.operation(
     "list",

@@ -96,8 +96,6 @@ ENDPOINTS = Resource(
     item="/api/v1/webhook-endpoints/{endpoint_id}",
     tag="Webhook endpoints",
     one="webhook endpoint",
-    noun="webhook_endpoint",
-    nouns="webhook_endpoints",
 )
 
 routes = [
