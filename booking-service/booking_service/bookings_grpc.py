@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from calendence import jsonfmt
 from calendence.booking.v1 import booking_pb2, booking_pb2_grpc
-from calendence.ids import parse_uuid
+from calendence.ids import booking_ids, parse_uuid
+from calendence.pages import page_message
 from calendence.rpc import ServicerContext
 from calendence.schemas.bookings import BookingPatch, Cancellation
 from calendence.schemas.common import parse_json
@@ -40,18 +41,14 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def GetBooking(
         self, request: booking_pb2.GetBookingRequest, context: ServicerContext
     ) -> booking_pb2.BookingDocument:
-        booking = await self.bookings.get(
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.booking_id, "booking_id"),
-        )
+        booking = await self.bookings.get(*booking_ids(request))
         return _document(booking)
 
     async def UpdateBooking(
         self, request: booking_pb2.UpdateBookingRequest, context: ServicerContext
     ) -> booking_pb2.BookingDocument:
         booking = await self.bookings.update(
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.booking_id, "booking_id"),
+            *booking_ids(request),
             parse_json(BookingPatch, request.patch_json or b"{}"),
             _if_match(request),
         )
@@ -62,8 +59,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     ) -> booking_pb2.BookingDocument:
         cancellation = parse_json(Cancellation, request.body_json or b"{}")
         booking = await self.bookings.cancel(
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.booking_id, "booking_id"),
+            *booking_ids(request),
             cancellation.cancellation_reason,
             _if_match(request),
         )
@@ -72,15 +68,11 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def ListBookings(
         self, request: booking_pb2.ListBookingsRequest, context: ServicerContext
     ) -> booking_pb2.BookingPage:
-        items, next_cursor = await self.bookings.list_page(
-            parse_uuid(request.business_id, "business_id"),
-            request.filters_json,
-            request.cursor,
-            request.limit,
+        business_id = parse_uuid(request.business_id, "business_id")
+        page = await self.bookings.list_page(
+            business_id, request.filters_json, request.cursor, request.limit
         )
-        return booking_pb2.BookingPage(
-            items_json=[jsonfmt.dumps(i) for i in items], next_cursor=next_cursor
-        )
+        return page_message(booking_pb2.BookingPage, *page)
 
     async def HandleCheckoutEvent(
         self, request: booking_pb2.CheckoutEvent, context: ServicerContext

@@ -7,7 +7,7 @@ from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.errors import InvalidInput
 from calendence.ids import optional_uuid, parse_uuid
-from calendence.pages import PageRequest
+from calendence.pages import PageRequest, page_message
 from calendence.principals import PROTO_BY_KIND, KeyKind, principal_message
 from calendence.rpc import ServicerContext
 from calendence.schemas.catalogue import BusinessFields
@@ -107,15 +107,11 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def ListResources(
         self, request: catalogue_pb2.ListResourcesRequest, context: ServicerContext
     ) -> catalogue_pb2.ResourcePage:
-        items, next_cursor = await self.catalogue.list_page(
-            _kind(request.kind),
-            parse_uuid(request.business_id, "business_id"),
-            request.cursor,
-            request.limit,
+        business_id = parse_uuid(request.business_id, "business_id")
+        page = await self.catalogue.list_page(
+            _kind(request.kind), business_id, request.cursor, request.limit
         )
-        return catalogue_pb2.ResourcePage(
-            items_json=[jsonfmt.dumps(i) for i in items], next_cursor=next_cursor
-        )
+        return page_message(catalogue_pb2.ResourcePage, *page)
 
     async def UpdateResource(
         self, request: catalogue_pb2.UpdateResourceRequest, context: ServicerContext
@@ -155,9 +151,8 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
             parse_uuid(request.hub_id, "hub_id"), page.after, page.fetch
         )
         shown, next_cursor = page.cut(rows)
-        return catalogue_pb2.ResourcePage(
-            items_json=[jsonfmt.dumps(render_business(r)) for r in shown],
-            next_cursor=next_cursor,
+        return page_message(
+            catalogue_pb2.ResourcePage, [render_business(r) for r in shown], next_cursor
         )
 
     async def GetBusiness(
@@ -194,15 +189,11 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def ListTimeOff(
         self, request: catalogue_pb2.ListTimeOffRequest, context: ServicerContext
     ) -> catalogue_pb2.ResourcePage:
-        items, next_cursor = await self.time_off.list_page(
-            parse_uuid(request.business_id, "business_id"),
-            request.filters_json,
-            request.cursor,
-            request.limit,
+        business_id = parse_uuid(request.business_id, "business_id")
+        page = await self.time_off.list_page(
+            business_id, request.filters_json, request.cursor, request.limit
         )
-        return catalogue_pb2.ResourcePage(
-            items_json=[jsonfmt.dumps(i) for i in items], next_cursor=next_cursor
-        )
+        return page_message(catalogue_pb2.ResourcePage, *page)
 
     async def DeleteTimeOff(
         self, request: catalogue_pb2.TimeOffRef, context: ServicerContext

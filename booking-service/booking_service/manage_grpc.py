@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from calendence import jsonfmt
-from calendence.ids import parse_uuid
+from calendence.ids import booking_ids, parse_uuid
 from calendence.manage.v1 import manage_pb2, manage_pb2_grpc
 from calendence.rpc import ServicerContext
 from calendence.timefmt import from_timestamp
@@ -60,10 +60,7 @@ class CalendarServicer(manage_pb2_grpc.CalendarServiceServicer):
     async def GetBookingCalendar(
         self, request: manage_pb2.BookingCalendarRequest, context: ServicerContext
     ) -> manage_pb2.CalendarFile:
-        ics = await self.calendars.booking_file(
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.booking_id, "booking_id"),
-        )
+        ics = await self.calendars.booking_file(*booking_ids(request))
         return manage_pb2.CalendarFile(ics=ics)
 
     async def IssueStaffCalendarFeed(

@@ -13,13 +13,23 @@ import asyncpg
 import grpc
 import orjson
 import redis.exceptions
+from grpc import StatusCode
 
 
 class DomainError(Exception):
-    """Base of every error a caller is meant to see."""
+    """Base of every error a caller is meant to see. A kind names its gRPC status and
+    its problem title where it is declared: `class NotFound(DomainError, status=...,
+    title=...)`; a kind that names neither keeps its parent's."""
 
     status: grpc.StatusCode = grpc.StatusCode.UNKNOWN
     title = "Error"
+
+    def __init_subclass__(
+        cls, *, status: grpc.StatusCode | None = None, title: str | None = None
+    ) -> None:
+        super().__init_subclass__()
+        cls.status = status or cls.status
+        cls.title = title or cls.title
 
     def __init__(self, detail: str, *, fields: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
@@ -27,56 +37,40 @@ class DomainError(Exception):
         self.fields: dict[str, str] = dict(fields or {})
 
 
-class InvalidInput(DomainError):
+class InvalidInput(DomainError, status=StatusCode.INVALID_ARGUMENT, title="Invalid request"):
     """The request names something impossible: per-field reasons in `fields`."""
 
-    status = grpc.StatusCode.INVALID_ARGUMENT
-    title = "Invalid request"
+
+class NotFound(DomainError, status=StatusCode.NOT_FOUND, title="Not found"):
+    """What the request names does not exist, or is not the caller's to see."""
 
 
-class NotFound(DomainError):
-    status = grpc.StatusCode.NOT_FOUND
-    title = "Not found"
-
-
-class Conflict(DomainError):
+class Conflict(DomainError, status=StatusCode.FAILED_PRECONDITION, title="Conflict"):
     """The request is valid but clashes with the current state (a slot, a transition)."""
 
-    status = grpc.StatusCode.FAILED_PRECONDITION
-    title = "Conflict"
+
+class HoldConflict(Conflict, title="Slot unavailable"):
+    """The slot is held or booked by someone else."""
 
 
-class HoldConflict(Conflict):
-    title = "Slot unavailable"
-
-
-class PreconditionFailed(DomainError):
+class PreconditionFailed(DomainError, status=StatusCode.ABORTED, title="Precondition failed"):
     """The caller's condition (If-Match) does not hold: the resource changed meanwhile."""
 
-    status = grpc.StatusCode.ABORTED
-    title = "Precondition failed"
+
+class Unauthenticated(DomainError, status=StatusCode.UNAUTHENTICATED, title="Unauthorized"):
+    """No key, or one that is unknown, revoked or expired."""
 
 
-class Unauthenticated(DomainError):
-    status = grpc.StatusCode.UNAUTHENTICATED
-    title = "Unauthorized"
+class Forbidden(DomainError, status=StatusCode.PERMISSION_DENIED, title="Forbidden"):
+    """The key is valid but its kind may not do this."""
 
 
-class Forbidden(DomainError):
-    status = grpc.StatusCode.PERMISSION_DENIED
-    title = "Forbidden"
+class Unavailable(DomainError, status=StatusCode.UNAVAILABLE, title="Service unavailable"):
+    """A service or store is busy or unreachable: try again shortly."""
 
 
-class Unavailable(DomainError):
-    status = grpc.StatusCode.UNAVAILABLE
-    title = "Service unavailable"
-
-
-class InternalError(DomainError):
+class InternalError(DomainError, status=StatusCode.INTERNAL, title="Internal error"):
     """A bug on our side; the caller can do nothing about it but report it."""
-
-    status = grpc.StatusCode.INTERNAL
-    title = "Internal error"
 
 
 # Failures of a store that say "busy or unreachable, try again shortly", not "bug": a

@@ -7,6 +7,7 @@ one (`existing_id`).
 
 from __future__ import annotations
 
+from typing import Protocol
 from uuid import UUID
 
 from calendence.errors import InvalidInput, NotFound
@@ -39,3 +40,22 @@ def existing_id(value: str, missing: str) -> UUID:
         return UUID(value)
     except ValueError:
         raise NotFound(missing) from None
+
+
+class NamesBooking(Protocol):
+    """A request naming one booking of one business (`GetBookingRequest` and its kin)."""
+
+    @property
+    def business_id(self) -> str: ...
+
+    @property
+    def booking_id(self) -> str: ...
+
+
+def booking_ids(request: NamesBooking) -> tuple[UUID, UUID]:
+    """(business id, booking id) of the booking a request names; a malformed id is
+    InvalidInput naming its field."""
+    return (
+        parse_uuid(request.business_id, "business_id"),
+        parse_uuid(request.booking_id, "booking_id"),
+    )

@@ -7,10 +7,11 @@ one row more than it shows; that look-ahead row says whether another page follow
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from calendence import jsonfmt
 from calendence.errors import InvalidInput
 
 DEFAULT_PAGE_SIZE = 20
@@ -19,6 +20,7 @@ MAX_PAGE_SIZE = 100
 _MAX_SEQ = 2**63 - 1
 
 Row = TypeVar("Row", bound=Mapping[str, Any])
+PageMessage = TypeVar("PageMessage")
 
 
 def page_size(limit: int) -> int:
@@ -73,3 +75,11 @@ class PageRequest:
         if len(rows) > self.size:
             return rows[: self.size], encode_cursor(rows[self.size - 1]["seq"])
         return rows, ""
+
+
+def page_message(
+    message: Callable[..., PageMessage], items: Iterable[Any], next_cursor: str
+) -> PageMessage:
+    """A service's page answer (a message with `items_json` and `next_cursor`, such as
+    `BookingPage`): each item as a JSON document."""
+    return message(items_json=[jsonfmt.dumps(item) for item in items], next_cursor=next_cursor)

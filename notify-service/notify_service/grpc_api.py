@@ -7,8 +7,9 @@ from uuid import UUID
 
 from calendence import jsonfmt
 from calendence.errors import InvalidInput, NotFound
-from calendence.ids import parse_uuid
+from calendence.ids import booking_ids, parse_uuid
 from calendence.notify.v1 import notify_pb2, notify_pb2_grpc
+from calendence.pages import page_message
 from calendence.rpc import ServicerContext
 from calendence.timefmt import to_timestamp
 
@@ -21,12 +22,6 @@ from notify_service.receipts import ReceiptRepository
 
 def _document(document: dict[str, Any]) -> notify_pb2.WebhookDocument:
     return notify_pb2.WebhookDocument(json=jsonfmt.dumps(document))
-
-
-def _page(items: list[dict[str, Any]], next_cursor: str) -> notify_pb2.WebhookPage:
-    return notify_pb2.WebhookPage(
-        items_json=[jsonfmt.dumps(item) for item in items], next_cursor=next_cursor
-    )
 
 
 class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
@@ -66,7 +61,10 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
         self, request: notify_pb2.ListEndpointsRequest, context: ServicerContext
     ) -> notify_pb2.WebhookPage:
         business_id = parse_uuid(request.business_id, "business_id")
-        return _page(*await self.endpoints.list_page(business_id, request.cursor, request.limit))
+        return page_message(
+            notify_pb2.WebhookPage,
+            *await self.endpoints.list_page(business_id, request.cursor, request.limit),
+        )
 
     async def GetEndpoint(
         self, request: notify_pb2.EndpointRef, context: ServicerContext
@@ -94,10 +92,11 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
         self, request: notify_pb2.ListDeliveriesRequest, context: ServicerContext
     ) -> notify_pb2.WebhookPage:
         business_id, endpoint_id = _ref(request)
-        return _page(
+        return page_message(
+            notify_pb2.WebhookPage,
             *await self.deliveries.list_page(
                 business_id, endpoint_id, request.cursor, request.limit
-            )
+            ),
         )
 
     async def Redeliver(
@@ -111,11 +110,8 @@ class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
     async def ListMessages(
         self, request: notify_pb2.ListMessagesRequest, context: ServicerContext
     ) -> notify_pb2.WebhookPage:
-        rows = await self.messages.for_booking(
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.booking_id, "booking_id"),
-        )
-        return _page([render_message(row) for row in rows], "")
+        rows = await self.messages.for_booking(*booking_ids(request))
+        return page_message(notify_pb2.WebhookPage, [render_message(row) for row in rows], "")
 
 
 def _ref(

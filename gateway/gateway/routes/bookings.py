@@ -29,12 +29,12 @@ from gateway.contract import (
     Body,
     Operation,
     Reply,
-    page_of_request,
     query_document,
     route,
 )
 from gateway.http_io import call, page_response, raw_json_response
 from gateway.idempotency import REPLAYED_HEADER, idempotency_key_bytes
+from gateway.relay import relay_page
 
 TAG = "Bookings"
 
@@ -157,19 +157,12 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 async def list_bookings(request: web.Request) -> web.Response:
-    cursor, limit = page_of_request(request)
-    page = await call(
-        request,
-        request.app[DOWNSTREAM].bookings.ListBookings,
-        booking_pb2.ListBookingsRequest(
-            business_id=_business(request),
-            # Checked already; booking-service reads the same names.
-            filters_json=orjson.dumps(query_document(request, LIST_BOOKINGS)),
-            cursor=cursor,
-            limit=limit,
-        ),
+    query = booking_pb2.ListBookingsRequest(
+        business_id=_business(request),
+        # Checked already; booking-service reads the same names.
+        filters_json=orjson.dumps(query_document(request, LIST_BOOKINGS)),
     )
-    return page_response(list(page.items_json), page.next_cursor)
+    return await relay_page(request, request.app[DOWNSTREAM].bookings.ListBookings, query)
 
 
 LIST_BOOKINGS = Operation(

@@ -9,9 +9,11 @@ from calendence.catalogue.v1 import catalogue_pb2
 from calendence.schemas.catalogue import CATALOGUE_ANSWERS, CATALOGUE_FIELDS
 
 from gateway.appkeys import DOWNSTREAM
-from gateway.auth import MANAGING_KINDS, principal_of
-from gateway.contract import Body, Operation, Reply, page_of_request, route
-from gateway.http_io import call, page_response, raw_json_response
+from gateway.auth import principal_of
+from gateway.contract import Body, Reply
+from gateway.http_io import call
+from gateway.relay import relay_document, relay_page
+from gateway.resource import Resource
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,6 @@ class Collection:
     tag: str
     one: str  # how the docs name one item
     about: str
-    noun: str  # one item in operation names: `create_{noun}`, `get_{noun}`
-    nouns: str  # the collection in operation names: `list_{nouns}`
 
 
 COLLECTIONS = (
@@ -34,8 +34,6 @@ COLLECTIONS = (
         "Locations",
         "location",
         "Places with an IANA time zone and weekly opening hours (local time).",
-        "location",
-        "locations",
     ),
     Collection(
         "services",
@@ -44,8 +42,6 @@ COLLECTIONS = (
         "Services",
         "service",
         "What can be booked: duration, price, optional deposit and buffer, where.",
-        "service",
-        "services",
     ),
     Collection(
         "staff",
@@ -54,8 +50,6 @@ COLLECTIONS = (
         "Staff",
         "staff member",
         "Who performs services, where, and (optionally) their own weekly hours.",
-        "staff_member",
-        "staff",
     ),
     Collection(
         "custom-fields",
@@ -64,8 +58,6 @@ COLLECTIONS = (
         "Custom fields",
         "custom field",
         "Questions a booking answers in `custom_field_values`.",
-        "custom_field",
-        "custom_fields",
     ),
 )
 
@@ -76,30 +68,19 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
     item, page = CATALOGUE_ANSWERS[collection.schema_name]
 
     async def create(request: web.Request) -> web.Response:
-        answer = await call(
-            request,
-            request.app[DOWNSTREAM].catalogue.CreateResource,
-            catalogue_pb2.CreateResourceRequest(
-                business_id=principal_of(request).business_id,
-                kind=kind,
-                body_json=await request.read(),
-            ),
+        message = catalogue_pb2.CreateResourceRequest(
+            business_id=principal_of(request).business_id,
+            kind=kind,
+            body_json=await request.read(),
         )
-        return raw_json_response(answer.json, status=201)
+        return await relay_document(
+            request, request.app[DOWNSTREAM].catalogue.CreateResource, message, status=201
+        )
 
     async def list_page(request: web.Request) -> web.Response:
-        cursor, limit = page_of_request(request)
-        page = await call(
-            request,
-            request.app[DOWNSTREAM].catalogue.ListResources,
-            catalogue_pb2.ListResourcesRequest(
-                business_id=principal_of(request).business_id,
-                kind=kind,
-                cursor=cursor,
-                limit=limit,
-            ),
-        )
-        return page_response(list(page.items_json), page.next_cursor)
+        business_id = principal_of(request).business_id
+        query = catalogue_pb2.ListResourcesRequest(business_id=business_id, kind=kind)
+        return await relay_page(request, request.app[DOWNSTREAM].catalogue.ListResources, query)
 
     def ref(request: web.Request) -> catalogue_pb2.ResourceRef:
         return catalogue_pb2.ResourceRef(
@@ -107,101 +88,62 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
         )
 
     async def show(request: web.Request) -> web.Response:
-        answer = await call(request, request.app[DOWNSTREAM].catalogue.GetResource, ref(request))
-        return raw_json_response(answer.json)
+        return await relay_document(
+            request, request.app[DOWNSTREAM].catalogue.GetResource, ref(request)
+        )
 
     async def update(request: web.Request) -> web.Response:
         target = ref(request)
-        body = await request.read()
-        answer = await call(
-            request,
-            request.app[DOWNSTREAM].catalogue.UpdateResource,
-            catalogue_pb2.UpdateResourceRequest(
-                business_id=target.business_id, kind=kind, id=target.id, patch_json=body or b"{}"
-            ),
+        message = catalogue_pb2.UpdateResourceRequest(
+            business_id=target.business_id,
+            kind=kind,
+            id=target.id,
+            patch_json=await request.read() or b"{}",
         )
-        return raw_json_response(answer.json)
+        return await relay_document(
+            request, request.app[DOWNSTREAM].catalogue.UpdateResource, message
+        )
 
     async def delete(request: web.Request) -> web.Response:
         await call(request, request.app[DOWNSTREAM].catalogue.DeleteResource, ref(request))
         return web.Response(status=204)
 
     base = f"/api/v1/{collection.segment}"
-    one, tag = collection.one, collection.tag
-    missing = {404: f"No such {one} in this business"}
+    resource = Resource(
+        collection=base,
+        item=base + "/{id}",
+        tag=collection.tag,
+        one=collection.one,
+    )
+    one = collection.one
     return [
-        route(
-            Operation(
-                "POST",
-                base,
-                name=f"create_{collection.noun}",
-                summary=f"Create a {one}",
-                tag=tag,
-                key_kinds=MANAGING_KINDS,
-                description=collection.about,
-                body=Body(schema),
-                replies=(Reply(201, item, f"The new {one}"),),
-                conflicts=False,
-                errors={422: "Invalid fields, or ids that name nothing in this business"},
-            ),
+        resource.route(
+            "create",
             create,
+            Reply(201, item, f"The new {one}"),
+            description=collection.about,
+            body=Body(schema),
+            conflicts=False,
+            errors={422: "Invalid fields, or ids that name nothing in this business"},
         ),
-        route(
-            Operation(
-                "GET",
-                base,
-                name=f"list_{collection.nouns}",
-                summary=f"List {collection.tag.lower()}",
-                tag=tag,
-                key_kinds=MANAGING_KINDS,
-                paged=True,
-                replies=(Reply(200, page, "One page, in the order they were made"),),
-            ),
-            list_page,
+        resource.route(
+            "list", list_page, Reply(200, page, "One page, in the order they were made")
         ),
-        route(
-            Operation(
-                "GET",
-                base + "/{id}",
-                name=f"get_{collection.noun}",
-                summary=f"Show a {one}",
-                tag=tag,
-                key_kinds=MANAGING_KINDS,
-                replies=(Reply(200, item, f"The {one}"),),
-                errors=missing,
-            ),
-            show,
-        ),
-        route(
-            Operation(
-                "PATCH",
-                base + "/{id}",
-                name=f"update_{collection.noun}",
-                summary=f"Update a {one}",
-                tag=tag,
-                key_kinds=MANAGING_KINDS,
-                description="Send only the fields to change; the result must be a valid "
-                f"{one} as a whole.",
-                body=Body(schema, required=False, checked=False, partial=True),
-                replies=(Reply(200, item, f"The updated {one}"),),
-                errors=missing,
-            ),
+        resource.route("get", show, Reply(200, item, f"The {one}")),
+        resource.route(
+            "update",
             update,
+            Reply(200, item, f"The updated {one}"),
+            description="Send only the fields to change; the result must be a valid "
+            f"{one} as a whole.",
+            body=Body(schema, required=False, checked=False, partial=True),
         ),
-        route(
-            Operation(
-                "DELETE",
-                base + "/{id}",
-                name=f"delete_{collection.noun}",
-                summary=f"Delete a {one}",
-                tag=tag,
-                key_kinds=MANAGING_KINDS,
-                description="Bookings made against it keep its details; it leaves the id "
-                "lists that named it.",
-                replies=(Reply(204, None, "Deleted"),),
-                errors=missing,
-            ),
+        resource.route(
+            "delete",
             delete,
+            Reply(204, None, "Deleted"),
+            description="Bookings made against it keep its details; it leaves the id "
+            "lists that named it.",
         ),
     ]
 

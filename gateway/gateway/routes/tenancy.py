@@ -13,8 +13,10 @@ from calendence.timefmt import from_timestamp, to_iso
 
 from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM
 from gateway.auth import MANAGING_KINDS, bearer_token, principal_of
-from gateway.contract import Body, Operation, Reply, page_of_request, route, validated_body
-from gateway.http_io import call, json_response, page_response, raw_json_response
+from gateway.contract import Body, Operation, Reply, route, validated_body
+from gateway.http_io import call, json_response, raw_json_response
+from gateway.relay import relay_document, relay_page
+from gateway.resource import Resource
 
 SESSIONS = "Sessions and keys"
 BUSINESSES = "Businesses"
@@ -57,26 +59,17 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def create_business(request: web.Request) -> web.Response:
-    answer = await call(
-        request,
-        request.app[DOWNSTREAM].catalogue.CreateBusiness,
-        catalogue_pb2.CreateBusinessRequest(
-            hub_id=principal_of(request).hub_id, body_json=await request.read()
-        ),
+    message = catalogue_pb2.CreateBusinessRequest(
+        hub_id=principal_of(request).hub_id, body_json=await request.read()
     )
-    return raw_json_response(answer.json, status=201)
+    return await relay_document(
+        request, request.app[DOWNSTREAM].catalogue.CreateBusiness, message, status=201
+    )
 
 
 async def list_businesses(request: web.Request) -> web.Response:
-    cursor, limit = page_of_request(request)
-    page = await call(
-        request,
-        request.app[DOWNSTREAM].catalogue.ListBusinesses,
-        catalogue_pb2.ListBusinessesRequest(
-            hub_id=principal_of(request).hub_id, cursor=cursor, limit=limit
-        ),
-    )
-    return page_response(list(page.items_json), page.next_cursor)
+    query = catalogue_pb2.ListBusinessesRequest(hub_id=principal_of(request).hub_id)
+    return await relay_page(request, request.app[DOWNSTREAM].catalogue.ListBusinesses, query)
 
 
 async def _named_business(request: web.Request) -> str:
@@ -93,12 +86,8 @@ async def _named_business(request: web.Request) -> str:
 
 
 async def show_business(request: web.Request) -> web.Response:
-    answer = await call(
-        request,
-        request.app[DOWNSTREAM].catalogue.GetBusiness,
-        catalogue_pb2.GetBusinessRequest(business_id=await _named_business(request)),
-    )
-    return raw_json_response(answer.json)
+    message = catalogue_pb2.GetBusinessRequest(business_id=await _named_business(request))
+    return await relay_document(request, request.app[DOWNSTREAM].catalogue.GetBusiness, message)
 
 
 async def update_business(request: web.Request) -> web.Response:
@@ -143,6 +132,16 @@ async def revoke_key(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# The hub itself is the subject (its businesses), or the path names the business.
+BUSINESS_RESOURCE = Resource(
+    collection="/api/v1/businesses",
+    item="/api/v1/businesses/{business_id}",
+    tag=BUSINESSES,
+    one="business",
+    needs_business=False,
+    missing="Not this key's business (nor one of its hub's)",
+)
+
 routes = [
     route(
         Operation(
@@ -164,69 +163,33 @@ routes = [
         ),
         create_session,
     ),
-    route(
-        Operation(
-            "POST",
-            "/api/v1/businesses",
-            name="create_business",
-            summary="Create a business",
-            tag=BUSINESSES,
-            key_kinds=(KeyKind.HUB,),
-            needs_business=False,
-            body=Body(BusinessFields),
-            replies=(Reply(201, Business, "The new business"),),
-            conflicts=False,
-        ),
+    BUSINESS_RESOURCE.route(
+        "create",
         create_business,
+        Reply(201, Business, "The new business"),
+        body=Body(BusinessFields),
+        conflicts=False,
+        key_kinds=(KeyKind.HUB,),
     ),
-    route(
-        Operation(
-            "GET",
-            "/api/v1/businesses",
-            name="list_businesses",
-            summary="List the hub's businesses",
-            tag=BUSINESSES,
-            key_kinds=(KeyKind.HUB,),
-            needs_business=False,
-            paged=True,
-            replies=(Reply(200, BusinessList, "One page of businesses"),),
-        ),
+    BUSINESS_RESOURCE.route(
+        "list",
         list_businesses,
+        Reply(200, BusinessList, "One page of businesses"),
+        "List the hub's businesses",
+        key_kinds=(KeyKind.HUB,),
     ),
-    route(
-        Operation(
-            "GET",
-            "/api/v1/businesses/{business_id}",
-            name="get_business",
-            summary="Show a business",
-            tag=BUSINESSES,
-            key_kinds=MANAGING_KINDS,
-            needs_business=False,
-            replies=(Reply(200, Business, "The business"),),
-            errors={404: "Not this key's business (nor one of its hub's)"},
-        ),
-        show_business,
-    ),
-    route(
-        Operation(
-            "PATCH",
-            "/api/v1/businesses/{business_id}",
-            name="update_business",
-            summary="Update a business",
-            tag=BUSINESSES,
-            key_kinds=MANAGING_KINDS,
-            needs_business=False,
-            description="Send only the fields to change. `allowed_origins` lists the web "
-            "origins (such as `https://shop.example`) whose pages may call the API with this "
-            "business's session tokens: answers to them carry "
-            "`Access-Control-Allow-Origin`. Every gateway applies a change within "
-            "AUTH_CACHE_SECONDS (30 s by default).",
-            body=Body(BusinessFields, required=False, checked=False, partial=True),
-            replies=(Reply(200, Business, "The updated business"),),
-            conflicts=False,
-            errors={404: "Not this key's business (nor one of its hub's)"},
-        ),
+    BUSINESS_RESOURCE.route("get", show_business, Reply(200, Business, "The business")),
+    BUSINESS_RESOURCE.route(
+        "update",
         update_business,
+        Reply(200, Business, "The updated business"),
+        description="Send only the fields to change. `allowed_origins` lists the web "
+        "origins (such as `https://shop.example`) whose pages may call the API with this "
+        "business's session tokens: answers to them carry "
+        "`Access-Control-Allow-Origin`. Every gateway applies a change within "
+        "AUTH_CACHE_SECONDS (30 s by default).",
+        body=Body(BusinessFields, required=False, checked=False, partial=True),
+        conflicts=False,
     ),
     route(
         Operation(

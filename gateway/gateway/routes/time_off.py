@@ -14,12 +14,11 @@ from calendence.schemas.scheduling import (
 )
 
 from gateway.appkeys import DOWNSTREAM
-from gateway.auth import MANAGING_KINDS, principal_of
-from gateway.contract import Body, Operation, Reply, page_of_request, query_document, route
-from gateway.http_io import call, page_response, raw_json_response
-
-TAG = "Time off"
-BASE = "/api/v1/time-off"
+from gateway.auth import principal_of
+from gateway.contract import Body, Reply, query_document, route
+from gateway.http_io import call
+from gateway.relay import relay_document, relay_page
+from gateway.resource import Resource
 
 
 def _ref(request: web.Request) -> catalogue_pb2.TimeOffRef:
@@ -29,34 +28,26 @@ def _ref(request: web.Request) -> catalogue_pb2.TimeOffRef:
 
 
 async def create_time_off(request: web.Request) -> web.Response:
-    answer = await call(
-        request,
-        request.app[DOWNSTREAM].catalogue.CreateTimeOff,
-        catalogue_pb2.CreateTimeOffRequest(
-            business_id=principal_of(request).business_id, body_json=await request.read()
-        ),
+    message = catalogue_pb2.CreateTimeOffRequest(
+        business_id=principal_of(request).business_id, body_json=await request.read()
     )
-    return raw_json_response(answer.json, status=201)
+    return await relay_document(
+        request, request.app[DOWNSTREAM].catalogue.CreateTimeOff, message, status=201
+    )
 
 
 async def list_time_off(request: web.Request) -> web.Response:
-    cursor, limit = page_of_request(request)
-    page = await call(
-        request,
-        request.app[DOWNSTREAM].catalogue.ListTimeOff,
-        catalogue_pb2.ListTimeOffRequest(
-            business_id=principal_of(request).business_id,
-            filters_json=orjson.dumps(query_document(request, LIST_TIME_OFF)),
-            cursor=cursor,
-            limit=limit,
-        ),
+    query = catalogue_pb2.ListTimeOffRequest(
+        business_id=principal_of(request).business_id,
+        filters_json=orjson.dumps(query_document(request, LIST_TIME_OFF)),
     )
-    return page_response(list(page.items_json), page.next_cursor)
+    return await relay_page(request, request.app[DOWNSTREAM].catalogue.ListTimeOff, query)
 
 
 async def show_time_off(request: web.Request) -> web.Response:
-    answer = await call(request, request.app[DOWNSTREAM].catalogue.GetTimeOff, _ref(request))
-    return raw_json_response(answer.json)
+    return await relay_document(
+        request, request.app[DOWNSTREAM].catalogue.GetTimeOff, _ref(request)
+    )
 
 
 async def delete_time_off(request: web.Request) -> web.Response:
@@ -64,70 +55,45 @@ async def delete_time_off(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-LIST_TIME_OFF = Operation(
-    "GET",
-    BASE,
-    name="list_time_off",
+TIME_OFF = Resource(
+    collection="/api/v1/time-off",
+    item="/api/v1/time-off/{id}",
+    tag="Time off",
+    one="time off",
+)
+LIST_TIME_OFF = TIME_OFF.operation(
+    "list",
+    Reply(200, TimeOffList, "One page of time off"),
     summary="List time off and closures",
-    tag=TAG,
-    key_kinds=MANAGING_KINDS,
     description="In the order they were made. `staff_id` or `location_id` pick one "
     "subject; `from`/`to` select time off overlapping [from, to).",
     query=TimeOffFilters,
-    paged=True,
-    replies=(Reply(200, TimeOffList, "One page of time off"),),
 )
-_MISSING = {404: "No such time off in this business"}
 
 routes = [
-    route(
-        Operation(
-            "POST",
-            BASE,
-            name="create_time_off",
-            summary="Give a staff member time off, or close a location",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            description="Exactly one of `staff_id` (time off) and `location_id` (a "
-            "closure); at most 366 days long. Availability stops offering the time and "
-            "holds inside it are 422 naming `starts_at`; with no `staff_id` asked for, "
-            "another free staff member is picked. Live bookings inside it are not moved "
-            "or cancelled: they are listed in `conflicting_booking_ids`. Holds already "
-            "placed stay.",
-            body=Body(TimeOffFields),
-            replies=(Reply(201, TimeOffCreated, "The time off, with the bookings inside it"),),
-            conflicts=False,
-            errors={422: "Invalid fields, or an id that names nothing in this business"},
-        ),
+    TIME_OFF.route(
+        "create",
         create_time_off,
+        Reply(201, TimeOffCreated, "The time off, with the bookings inside it"),
+        summary="Give a staff member time off, or close a location",
+        description="Exactly one of `staff_id` (time off) and `location_id` (a "
+        "closure); at most 366 days long. Availability stops offering the time and "
+        "holds inside it are 422 naming `starts_at`; with no `staff_id` asked for, "
+        "another free staff member is picked. Live bookings inside it are not moved "
+        "or cancelled: they are listed in `conflicting_booking_ids`. Holds already "
+        "placed stay.",
+        body=Body(TimeOffFields),
+        conflicts=False,
+        errors={422: "Invalid fields, or an id that names nothing in this business"},
     ),
     route(LIST_TIME_OFF, list_time_off),
-    route(
-        Operation(
-            "GET",
-            BASE + "/{id}",
-            name="get_time_off",
-            summary="Show time off",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            replies=(Reply(200, TimeOff, "The time off"),),
-            errors=_MISSING,
-        ),
-        show_time_off,
-    ),
-    route(
-        Operation(
-            "DELETE",
-            BASE + "/{id}",
-            name="delete_time_off",
-            summary="Remove time off",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            description="The time is offered again wherever hours allow.",
-            replies=(Reply(204, None, "Removed"),),
-            conflicts=False,
-            errors=_MISSING,
-        ),
+    TIME_OFF.route("get", show_time_off, Reply(200, TimeOff, "The time off"), "Show time off"),
+    TIME_OFF.route(
+        "delete",
         delete_time_off,
+        Reply(204, None, "Removed"),
+        summary="Remove time off",
+        description="The time is offered again wherever hours allow.",
+        conflicts=False,
     ),
 ]

@@ -18,14 +18,11 @@ from calendence.schemas.webhooks import (
 )
 
 from gateway.appkeys import DOWNSTREAM
-from gateway.auth import MANAGING_KINDS, principal_of
-from gateway.contract import Body, Operation, Reply, page_of_request, route
-from gateway.http_io import call, page_response, raw_json_response, read_body
-
-TAG = "Webhook endpoints"
-BASE = "/api/v1/webhook-endpoints"
-ONE = BASE + "/{endpoint_id}"
-_MISSING = {404: "No such webhook endpoint in this business"}
+from gateway.auth import principal_of
+from gateway.contract import Body, Reply
+from gateway.http_io import call, read_body
+from gateway.relay import relay_document, relay_page
+from gateway.resource import Resource
 
 
 def endpoint_ref(request: web.Request) -> notify_pb2.EndpointRef:
@@ -36,45 +33,33 @@ def endpoint_ref(request: web.Request) -> notify_pb2.EndpointRef:
 
 
 async def create_endpoint(request: web.Request) -> web.Response:
-    answer = await call(
-        request,
-        request.app[DOWNSTREAM].notify.CreateEndpoint,
-        notify_pb2.CreateEndpointRequest(
-            business_id=principal_of(request).business_id, body_json=await read_body(request)
-        ),
+    message = notify_pb2.CreateEndpointRequest(
+        business_id=principal_of(request).business_id, body_json=await read_body(request)
     )
-    return raw_json_response(answer.json, status=201)
+    return await relay_document(
+        request, request.app[DOWNSTREAM].notify.CreateEndpoint, message, status=201
+    )
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
-    cursor, limit = page_of_request(request)
-    page = await call(
-        request,
-        request.app[DOWNSTREAM].notify.ListEndpoints,
-        notify_pb2.ListEndpointsRequest(
-            business_id=principal_of(request).business_id, cursor=cursor, limit=limit
-        ),
-    )
-    return page_response(list(page.items_json), page.next_cursor)
+    query = notify_pb2.ListEndpointsRequest(business_id=principal_of(request).business_id)
+    return await relay_page(request, request.app[DOWNSTREAM].notify.ListEndpoints, query)
 
 
 async def show_endpoint(request: web.Request) -> web.Response:
-    answer = await call(request, request.app[DOWNSTREAM].notify.GetEndpoint, endpoint_ref(request))
-    return raw_json_response(answer.json)
+    return await relay_document(
+        request, request.app[DOWNSTREAM].notify.GetEndpoint, endpoint_ref(request)
+    )
 
 
 async def update_endpoint(request: web.Request) -> web.Response:
     ref = endpoint_ref(request)
-    answer = await call(
-        request,
-        request.app[DOWNSTREAM].notify.UpdateEndpoint,
-        notify_pb2.UpdateEndpointRequest(
-            business_id=ref.business_id,
-            endpoint_id=ref.endpoint_id,
-            patch_json=await request.read() or b"{}",
-        ),
+    message = notify_pb2.UpdateEndpointRequest(
+        business_id=ref.business_id,
+        endpoint_id=ref.endpoint_id,
+        patch_json=await request.read() or b"{}",
     )
-    return raw_json_response(answer.json)
+    return await relay_document(request, request.app[DOWNSTREAM].notify.UpdateEndpoint, message)
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
@@ -83,159 +68,94 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
-    answer = await call(
+    return await relay_document(
         request, request.app[DOWNSTREAM].notify.RotateEndpointSecret, endpoint_ref(request)
     )
-    return raw_json_response(answer.json)
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
     ref = endpoint_ref(request)
-    cursor, limit = page_of_request(request)
-    page = await call(
-        request,
-        request.app[DOWNSTREAM].notify.ListDeliveries,
-        notify_pb2.ListDeliveriesRequest(
-            business_id=ref.business_id, endpoint_id=ref.endpoint_id, cursor=cursor, limit=limit
-        ),
+    query = notify_pb2.ListDeliveriesRequest(
+        business_id=ref.business_id, endpoint_id=ref.endpoint_id
     )
-    return page_response(list(page.items_json), page.next_cursor)
+    return await relay_page(request, request.app[DOWNSTREAM].notify.ListDeliveries, query)
 
 
 async def redeliver(request: web.Request) -> web.Response:
     ref = endpoint_ref(request)
-    answer = await call(
-        request,
-        request.app[DOWNSTREAM].notify.Redeliver,
-        notify_pb2.RedeliverRequest(
-            business_id=ref.business_id,
-            endpoint_id=ref.endpoint_id,
-            body_json=await read_body(request),
-        ),
+    message = notify_pb2.RedeliverRequest(
+        business_id=ref.business_id, endpoint_id=ref.endpoint_id, body_json=await read_body(request)
     )
-    return raw_json_response(answer.json, status=202)
+    return await relay_document(
+        request, request.app[DOWNSTREAM].notify.Redeliver, message, status=202
+    )
 
+
+ENDPOINTS = Resource(
+    collection="/api/v1/webhook-endpoints",
+    item="/api/v1/webhook-endpoints/{endpoint_id}",
+    tag="Webhook endpoints",
+    one="webhook endpoint",
+)
 
 routes = [
-    route(
-        Operation(
-            "POST",
-            BASE,
-            name="create_webhook_endpoint",
-            summary="Create a webhook endpoint",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            description="Subscribes an https URL to booking events (`*` for every event). The "
-            "answer carries the signing secret, shown this once. Private, loopback and "
-            "link-local targets are refused.",
-            body=Body(EndpointFields, checked=False),
-            replies=(Reply(201, NewWebhookEndpoint, "The endpoint and its signing secret"),),
-            idempotent=True,
-        ),
+    ENDPOINTS.route(
+        "create",
         create_endpoint,
+        Reply(201, NewWebhookEndpoint, "The endpoint and its signing secret"),
+        description="Subscribes an https URL to booking events (`*` for every event). The "
+        "answer carries the signing secret, shown this once. Private, loopback and "
+        "link-local targets are refused.",
+        body=Body(EndpointFields, checked=False),
+        idempotent=True,
     ),
-    route(
-        Operation(
-            "GET",
-            BASE,
-            name="list_webhook_endpoints",
-            summary="List webhook endpoints",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            paged=True,
-            replies=(Reply(200, WebhookEndpointList, "One page of endpoints"),),
-        ),
-        list_endpoints,
+    ENDPOINTS.route(
+        "list", list_endpoints, Reply(200, WebhookEndpointList, "One page of endpoints")
     ),
-    route(
-        Operation(
-            "GET",
-            ONE,
-            name="get_webhook_endpoint",
-            summary="Show a webhook endpoint",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            replies=(Reply(200, WebhookEndpoint, "The endpoint (without its secret)"),),
-            errors=_MISSING,
-        ),
-        show_endpoint,
+    ENDPOINTS.route(
+        "get", show_endpoint, Reply(200, WebhookEndpoint, "The endpoint (without its secret)")
     ),
-    route(
-        Operation(
-            "PATCH",
-            ONE,
-            name="update_webhook_endpoint",
-            summary="Update a webhook endpoint",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            description="Send only the fields to change (url, events, description, enabled).",
-            body=Body(EndpointFields, required=False, checked=False, partial=True),
-            replies=(Reply(200, WebhookEndpoint, "The updated endpoint"),),
-            conflicts=False,
-            errors=_MISSING,
-        ),
+    ENDPOINTS.route(
+        "update",
         update_endpoint,
+        Reply(200, WebhookEndpoint, "The updated endpoint"),
+        description="Send only the fields to change (url, events, description, enabled).",
+        body=Body(EndpointFields, required=False, checked=False, partial=True),
+        conflicts=False,
     ),
-    route(
-        Operation(
-            "DELETE",
-            ONE,
-            name="delete_webhook_endpoint",
-            summary="Delete a webhook endpoint",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            replies=(Reply(204, None, "Deleted"),),
-            conflicts=False,
-            errors=_MISSING,
-        ),
-        delete_endpoint,
-    ),
-    route(
-        Operation(
-            "POST",
-            ONE + "/rotate-secret",
-            name="rotate_webhook_endpoint_secret",
-            summary="Rotate the signing secret",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            description="A new secret, shown this once; the previous one keeps signing beside "
-            "it for 24 hours.",
-            replies=(Reply(200, RotatedWebhookEndpoint, "The endpoint and its new secret"),),
-            idempotent=True,
-            errors=_MISSING,
-        ),
+    ENDPOINTS.route("delete", delete_endpoint, Reply(204, None, "Deleted"), conflicts=False),
+    ENDPOINTS.action(
+        "POST",
+        "/rotate-secret",
+        "rotate_webhook_endpoint_secret",
+        "Rotate the signing secret",
         rotate_secret,
+        Reply(200, RotatedWebhookEndpoint, "The endpoint and its new secret"),
+        description="A new secret, shown this once; the previous one keeps signing beside "
+        "it for 24 hours.",
+        idempotent=True,
     ),
-    route(
-        Operation(
-            "GET",
-            ONE + "/deliveries",
-            name="list_webhook_deliveries",
-            summary="List recent deliveries",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            paged=True,
-            replies=(Reply(200, WebhookDeliveryList, "One page of deliveries, with attempts"),),
-            errors=_MISSING,
-        ),
+    ENDPOINTS.action(
+        "GET",
+        "/deliveries",
+        "list_webhook_deliveries",
+        "List recent deliveries",
         list_deliveries,
+        Reply(200, WebhookDeliveryList, "One page of deliveries, with attempts"),
+        paged=True,
     ),
-    route(
-        Operation(
-            "POST",
-            ONE + "/redeliver",
-            name="redeliver_webhook_event",
-            summary="Redeliver an event",
-            tag=TAG,
-            key_kinds=MANAGING_KINDS,
-            body=Body(RedeliverRequest, checked=False),
-            replies=(Reply(202, WebhookDelivery, "A new delivery of the event, queued"),),
-            idempotent=True,
-            errors={
-                404: "No such endpoint, or no such event of this business",
-                409: "The endpoint is disabled; enable it first",
-            },
-        ),
+    ENDPOINTS.action(
+        "POST",
+        "/redeliver",
+        "redeliver_webhook_event",
+        "Redeliver an event",
         redeliver,
+        Reply(202, WebhookDelivery, "A new delivery of the event, queued"),
+        body=Body(RedeliverRequest, checked=False),
+        idempotent=True,
+        errors={
+            404: "No such endpoint, or no such event of this business",
+            409: "The endpoint is disabled; enable it first",
+        },
     ),
 ]

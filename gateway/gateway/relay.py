@@ -1,0 +1,60 @@
+"""Routes that hand a request to a service and answer the JSON it returns untouched: one
+way to relay a document and one to relay a page of a list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
+
+from aiohttp import web
+from calendence import rpc
+
+from gateway.contract import page_of_request
+from gateway.http_io import call, page_response, raw_json_response
+
+
+class JsonAnswer(Protocol):
+    """A service answer carrying one JSON document (`JsonReply` and its kin)."""
+
+    @property
+    def json(self) -> bytes: ...
+
+
+class PageAnswer(Protocol):
+    """A service answer carrying one page of JSON documents."""
+
+    @property
+    def items_json(self) -> Sequence[bytes]: ...
+
+    @property
+    def next_cursor(self) -> str: ...
+
+
+class PageQuery(Protocol):
+    """A request for one page of a list (`ListBookingsRequest` and its kin)."""
+
+    cursor: str
+    limit: int
+
+
+Document = TypeVar("Document", bound=JsonAnswer)
+Page = TypeVar("Page", bound=PageAnswer)
+Query = TypeVar("Query", bound=PageQuery)
+
+
+async def relay_document(
+    request: web.Request, method: rpc.UnaryMethod[Any, Document], message: Any, status: int = 200
+) -> web.Response:
+    """Calls `method` and answers the document it returns with `status`."""
+    answer = await call(request, method, message)
+    return raw_json_response(answer.json, status=status)
+
+
+async def relay_page(
+    request: web.Request, method: rpc.UnaryMethod[Query, Page], query: Query
+) -> web.Response:
+    """Calls `method` with `query` set to the page the request asks for (`cursor`,
+    `limit`), and answers that page."""
+    query.cursor, query.limit = page_of_request(request)
+    page = await call(request, method, query)
+    return page_response(list(page.items_json), page.next_cursor)
