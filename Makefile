@@ -42,8 +42,25 @@ endef
 
 ## Lint, type-check and run every test (unit and live-stack) against real servers the
 ## session starts; the 25 slowest setups, calls and teardowns are listed at the end.
+## The suite runs in two lanes side by side, each a pytest session with its own stack and
+## temp folder: the fuzzing and the clustered-store failure tests (mostly schemathesis's
+## own CPU and waits for failovers) beside all the rest. With PYTEST_ARGS, one session.
+SECOND_LANE := tests/test_fuzz.py tests/cluster tests/scale_out
 test: install browser lint wrk
+ifeq ($(strip $(PYTEST_ARGS)),)
+	@lanes=$$(mktemp -d); \
+	$(BIN)/pytest --durations=10 --basetemp=$$lanes/second $(SECOND_LANE) >$$lanes/second.log 2>&1 & second=$$!; \
+	$(BIN)/pytest --durations=25 --basetemp=$$lanes/first $(addprefix --ignore=,$(SECOND_LANE)); first=$$?; \
+	wait $$second; second=$$?; \
+	echo "======== second lane: $(SECOND_LANE)"; cat $$lanes/second.log; \
+	echo "======== lanes: first exited $$first, second exited $$second"; \
+	for status in $$first $$second; do \
+		if [ $$status -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
+	done; \
+	[ $$first -eq 0 ] && [ $$second -eq 0 ]
+else
 	$(call run_pytest,--durations=25 $(PYTEST_ARGS))
+endif
 
 ## Only the pure-module tests in tests/unit: no servers, a few seconds.
 test-unit: install

@@ -167,7 +167,15 @@ async def test_a_full_hold_service_redis_pool_answers_503_with_retry_after(
             REDIS_POOL_MAX="1",
             REDIS_POOL_TIMEOUT_SECONDS="0.005",
         ) as holds,
-        replica(stack, tmp_path, HOLD_SERVICE_ADDR=holds) as url,
+        # A gateway that sends each hold in a call of its own (no batches), so the 300
+        # holds reach hold-service together and want more connections than its pool has.
+        replica(
+            stack,
+            tmp_path,
+            HOLD_SERVICE_ADDR=holds,
+            HOLD_BATCHES_IN_FLIGHT="100000",
+            HOLD_BATCH_MAX="1",
+        ) as url,
     ):
         gateway = Api(crowd, url)
         answers = await asyncio.gather(

@@ -12,7 +12,15 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import orjson
-from calendence.errors import DomainError, HoldConflict, InternalError, InvalidInput, NotFound
+from calendence.errors import (
+    DomainError,
+    HoldConflict,
+    InternalError,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+    is_store_busy,
+)
 from calendence.ids import existing_id
 from calendence.logs import log_fields
 
@@ -139,7 +147,13 @@ class Holds:
         placed = await self.store.place_many([placement for _, _, placement in single])
         existing: list[tuple[int, str, str]] = []
         for (index, hold, placement), result in zip(single, placed, strict=True):
-            if isinstance(result, Exception):
+            if isinstance(result, Exception) and is_store_busy(result):
+                # One node of a cluster failing over, say: this hold may be asked again.
+                log.warning(
+                    "placing a hold found its store busy", extra=log_fields(error=repr(result))
+                )
+                outcomes[index] = Unavailable("the hold's store is busy; try again shortly")
+            elif isinstance(result, Exception):
                 log.error("placing a hold failed", extra=log_fields(error=repr(result)))
                 outcomes[index] = InternalError("the hold could not be placed")
             elif result[0] == "placed":
