@@ -797,7 +797,9 @@ def main() -> None:
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if args.tiny:
-        args.sessions, args.keys, args.connections, args.open_connections = 40, 2, 8, 8
+        # Enough tokens that their rate limits (10/s each, as `make run` sets them) stay
+        # above what 8 connections get through on a fast machine.
+        args.sessions, args.keys, args.connections, args.open_connections = 400, 2, 8, 8
         # Three seconds at saturation: a pair of requests still finishes on a busy machine.
         args.seconds, args.turns, args.warmup, args.open_seconds = 3, 1, 1, 1
         args.cancels, args.in_flight, args.idle_seconds = 10, 5, 0.5

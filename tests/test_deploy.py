@@ -16,7 +16,6 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 from calendence import settings as settings_module
+from calendence.devstack.processes import free_port
 from calendence.migrations import database_urls
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic_settings import BaseSettings
@@ -1025,12 +1025,6 @@ def test_wait_for_migrations_knows_each_database() -> None:
 
 
 # --- the health probe script, against real servers ------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_probe(service: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -216,6 +216,7 @@ async def test_a_booking_service_killed_before_the_reminder_sends_it_once_after_
         assert reminders_seen(receiver, booking["id"]) == []
     finally:
         stack.start_service("booking-service")
+        stack.wait_until_ready()
     await reminders_of(receiver, booking["id"])
     await wait_for_mails(stack, booking["id"], "reminder")
     await asyncio.sleep(1)
@@ -240,6 +241,7 @@ async def test_a_booking_service_killed_while_sending_reminders_sends_each_once(
         await asyncio.sleep(pause)
         stack.services["booking-service"].kill()
         stack.start_service("booking-service")
+    stack.wait_until_ready()
     for booking in bookings:
         await reminders_of(receiver, booking["id"], count=5)
     await asyncio.sleep(1)

@@ -33,6 +33,8 @@ class Call:
     status: int  # 0: no answer within ANSWER_TIMEOUT_SECONDS
     retry_after: str | None
     body: Any
+    # A booking's: when its hold was asked for (time.monotonic()).
+    hold_asked_at: float | None = None
 
 
 @dataclass
@@ -42,6 +44,7 @@ class PlacedHold:
     hold_id: str
     starts_at: str
     idempotency_key: str
+    asked_at: float  # time.monotonic() when its hold was asked for
     booking: dict[str, Any] | None = None
 
 
@@ -82,6 +85,7 @@ class BookingLoad:
             shop = self.shops[shop_index]
             gateway = self.gateways[(number + step) % len(self.gateways)]
             starts_at = self._next_slot(shop_index)
+            asked_at = time.monotonic()
             answer = await self._ask(
                 "hold",
                 shop_index,
@@ -95,7 +99,12 @@ class BookingLoad:
                     await asyncio.sleep(0.05)
                 continue
             placed = PlacedHold(
-                shop_index, tokens[shop_index], answer.body["hold_id"], starts_at, uuid.uuid4().hex
+                shop_index,
+                tokens[shop_index],
+                answer.body["hold_id"],
+                starts_at,
+                uuid.uuid4().hex,
+                asked_at,
             )
             self.holds.append(placed)
             await self._book(placed, gateway, deadline)
@@ -109,6 +118,7 @@ class BookingLoad:
                 "/api/v1/bookings",
                 placed.token,
                 {"hold_id": placed.hold_id, "client": JANE},
+                hold_asked_at=placed.asked_at,
                 headers={"Idempotency-Key": placed.idempotency_key},
             )
             if answer is not None and answer.status == 201:
@@ -119,7 +129,15 @@ class BookingLoad:
             await asyncio.sleep(0.2)
 
     async def _ask(
-        self, kind: str, shop: int, gateway: Api, path: str, token: str, body: Any, **kw: Any
+        self,
+        kind: str,
+        shop: int,
+        gateway: Api,
+        path: str,
+        token: str,
+        body: Any,
+        hold_asked_at: float | None = None,
+        **kw: Any,
     ) -> Answer | None:
         started = time.monotonic()
         try:
@@ -127,10 +145,11 @@ class BookingLoad:
                 gateway.post(path, token, body, **kw), ANSWER_TIMEOUT_SECONDS
             )
         except TimeoutError:
-            self.calls.append(Call(kind, shop, started, 0, None, None))
+            self.calls.append(Call(kind, shop, started, 0, None, None, hold_asked_at))
             return None
+        retry_after = answer.headers.get("Retry-After")
         self.calls.append(
-            Call(kind, shop, started, answer.status, answer.headers.get("Retry-After"), answer.body)
+            Call(kind, shop, started, answer.status, retry_after, answer.body, hold_asked_at)
         )
         return answer
 

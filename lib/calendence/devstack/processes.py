@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,14 +17,60 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
+# Ports below the kernel's ephemeral range, which outgoing connections take their
+# source ports from: a port handed out here is never one a client connection (another
+# lane's, another stack's) holds, and a probe can never connect to itself.
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10000
+# Redis Cluster nodes listen on their port plus 10000 too: that one must stay below the
+# ephemeral range as well.
+_HIGHEST_OFFSET = 10000
+_STANDARD_PORTS = frozenset({5432, 6379, 4222, 8080})
+# One lock file per port handed out, held while this process lives: two stacks started
+# at once on one machine (the suite's two lanes) never pick the same port.
+_LOCK_DIR = Path(tempfile.gettempdir()) / "calendence-ports"
+_held_ports: dict[int, int] = {}
+
+
 def free_port() -> int:
-    """A port nobody listens on now (never one of the standard store ports)."""
+    """A port nobody listens on now and no other stack of this machine holds (never one
+    of the standard store ports); reserved for this process's life."""
+    highest = _ephemeral_low() - 1 - _HIGHEST_OFFSET
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in (5432, 6379, 4222, 8080):
+        port = random.randint(_LOWEST_PORT, highest)
+        if port not in _STANDARD_PORTS and reserve_port(port):
             return port
+
+
+def reserve_port(port: int) -> bool:
+    """Hold `port` for this process if it is free and no other process holds it."""
+    if port in _held_ports or not _bindable(port):
+        return False
+    _LOCK_DIR.mkdir(mode=0o1777, exist_ok=True)
+    descriptor = os.open(_LOCK_DIR / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return False
+    _held_ports[port] = descriptor
+    return True
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def wait_for_port(port: int, timeout: float, process: ManagedProcess | None = None) -> None:

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Literal
 
 import redis
 
-from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
+from calendence.devstack.processes import ManagedProcess, free_port, reserve_port, wait_for_port
 
 SLOTS = 16384
 PRIMARIES = 3
@@ -307,7 +306,9 @@ def start_redis_cluster(
     layout = root / "ports.json"
     count = PRIMARIES * (1 + REPLICAS_PER_PRIMARY)
     kept: list[int] = json.loads(layout.read_text()) if persist and layout.exists() else []
-    reuse = len(kept) == count and all(_port_is_free(port) for port in kept)
+    reuse = len(kept) == count and all(
+        reserve_port(port) and reserve_port(port + CLUSTER_BUS_OFFSET) for port in kept
+    )
     if not reuse and root.exists():
         shutil.rmtree(root)
     ports = kept if reuse else _node_ports(count)
@@ -339,23 +340,13 @@ def start_redis_cluster(
 
 def _node_ports(count: int) -> list[int]:
     """Free ports whose cluster bus port (10000 higher: redis 6.2 has no setting for
-    it) is free too."""
+    it) is free and held too."""
     ports: list[int] = []
     while len(ports) < count:
         port = free_port()
-        bus = port + CLUSTER_BUS_OFFSET
-        if bus <= 65535 and bus not in ports and port not in ports and _port_is_free(bus):
+        if reserve_port(port + CLUSTER_BUS_OFFSET):
             ports.append(port)
     return ports
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _create(nodes: list[RedisClusterNode]) -> None:

@@ -304,6 +304,7 @@ class LocalStack:
     def _wait_until_ready(self, gateway_url: str, deadline: float) -> dict[str, Any]:
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
+            self._raise_if_a_service_exited()
             try:
                 with urllib.request.urlopen(f"{gateway_url}/readyz", timeout=2) as answer:
                     return dict(json.load(answer))
@@ -313,6 +314,15 @@ class LocalStack:
                 pass
             time.sleep(0.2)
         raise TimeoutError(f"the stack did not become ready: {last}; logs in {self.state_dir}/logs")
+
+    def _raise_if_a_service_exited(self) -> None:
+        for name, process in self.services.items():
+            if not process.running():
+                tail = process.log_path.read_text(errors="replace").splitlines()[-15:]
+                raise RuntimeError(
+                    f"{name} exited with {process.popen.returncode} before the stack was "
+                    f"ready; the end of {process.log_path}:\n" + "\n".join(tail)
+                )
 
     def describe(self) -> dict[str, Any]:
         """What `make run` writes to stack.json (besides the demo business)."""

@@ -87,6 +87,12 @@ def _mapped(method: str, inner: Callable[..., Any]) -> Callable[..., Awaitable[A
         except asyncio.CancelledError:
             outcome = "CANCELLED"
             raise
+        except grpc.aio.AbortError:
+            # The handler answered with a status of its own (the health service's
+            # NOT_FOUND for a store it has not probed yet): that is its answer, no error.
+            code = context.code()
+            outcome = code.name if isinstance(code, grpc.StatusCode) else "ABORTED"
+            raise
         except Exception as error:
             if is_store_busy(error):
                 # A full pool or an unreachable store: the caller may retry, it is no bug.
