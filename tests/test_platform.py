@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -47,6 +48,16 @@ async def test_metrics_count_requests_by_route_and_status(api: Api) -> None:
         'calendence_http_requests_total{method="GET",route="/healthz",status="200"}' in answer.body
     )
     assert "calendence_http_request_duration_seconds_bucket" in answer.body
+
+
+async def test_metrics_show_the_garbage_collectors_pauses(api: Api) -> None:
+    # Enough requests that the collector's youngest generation has run.
+    for _ in range(50):
+        await api.get("/healthz")
+    answer = await api.get("/metrics")
+    count = re.search(r'calendence_gc_pause_seconds_count\{generation="0"\} (\S+)', answer.body)
+    assert count is not None, answer.body
+    assert float(count.group(1)) > 0
 
 
 async def test_every_answer_carries_a_request_id(api: Api) -> None:

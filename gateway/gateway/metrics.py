@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -19,3 +22,24 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
     registry=REGISTRY,
 )
+GC_PAUSES = Histogram(
+    "calendence_gc_pause_seconds",
+    "How long each run of Python's cyclic garbage collector stopped the gateway, by generation.",
+    ["generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+    registry=REGISTRY,
+)
+_gc_started: list[float] = [0.0]
+
+
+def _time_gc(phase: str, info: dict[str, int]) -> None:
+    # Called by the interpreter around every collection: a pause no request log shows.
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        GC_PAUSES.labels(str(info["generation"])).observe(time.perf_counter() - _gc_started[0])
+
+
+def observe_gc_pauses() -> None:
+    if _time_gc not in gc.callbacks:
+        gc.callbacks.append(_time_gc)

@@ -21,6 +21,7 @@ from gateway.downstream import Downstream
 from gateway.hold_placer import HoldPlacer
 from gateway.http_io import MAX_BODY_BYTES
 from gateway.idempotency import IDEMPOTENCY, IdempotencyRepository
+from gateway.metrics import observe_gc_pauses
 from gateway.middleware import MIDDLEWARES
 from gateway.openapi import build_document
 from gateway.protocol_errors import GatewayRunner
@@ -128,6 +129,7 @@ async def serve(settings: GatewaySettings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.gateway_host, settings.gateway_port, backlog=1024)
     await site.start()
+    observe_gc_pauses()
     log.info(
         "serving",
         extra={"fields": {"url": f"http://{settings.gateway_host}:{settings.gateway_port}"}},
