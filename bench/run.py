@@ -60,6 +60,7 @@ from calendence.devstack.processes import ManagedProcess, free_port, wait_for_po
 from calendence.devstack.stack import LocalStack, service_of
 from cpu import cpu_seconds, spent
 from loadgen import HERE, Load, Phase, run_phase
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook
 
 # Holds take consecutive slots of this length: 5 minutes (the granule holds are kept
@@ -264,6 +265,22 @@ def open_summary(phase: Phase, done: str) -> dict[str, Any]:
     }
 
 
+def gc_during(
+    before: dict[str, list[float]], after: dict[str, list[float]]
+) -> dict[str, dict[str, float]]:
+    """Per generation: collections between two scrapes, their total and mean pause."""
+    during: dict[str, dict[str, float]] = {}
+    for generation, (count, seconds) in sorted(after.items()):
+        count -= before.get(generation, [0.0, 0.0])[0]
+        seconds -= before.get(generation, [0.0, 0.0])[1]
+        during[generation] = {
+            "collections": int(count),
+            "pause_ms_total": round(seconds * 1000, 1),
+            "pause_ms_mean": round(seconds * 1000 / count, 2) if count else 0.0,
+        }
+    return during
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -327,6 +344,7 @@ class Bench:
         result: dict[str, Any] = {"floor": floor_name, "connections": a.connections}
         for who, url in targets:
             peak = merged(turns[who], DONE[path])
+            gc_before = await self.gateway_gc() if who == "full" else {}
             half = await self.phase(
                 f"{path} {who} open loop",
                 url,
@@ -341,10 +359,33 @@ class Bench:
                 ),
             )
             result[who] = {"saturation": peak, "half_rate": open_summary(half, DONE[path])}
+            if who == "full":
+                result[who]["half_rate"]["gateway_gc"] = gc_during(
+                    gc_before, await self.gateway_gc()
+                )
         full_rate = result["full"]["saturation"]["per_second"]
         floor_rate = result["floor"]["saturation"]["per_second"]
         result["ratio"] = round(full_rate / floor_rate, 3) if floor_rate else None
         return result
+
+    async def gateway_gc(self) -> dict[str, list[float]]:
+        """Every gateway's garbage-collector pauses so far, summed: per generation, the
+        collections and the seconds they stopped the gateway."""
+        totals: dict[str, list[float]] = {}
+        async with aiohttp.ClientSession() as http:
+            for url in self.stack.gateway_urls:
+                async with http.get(f"{url}/metrics") as answer:
+                    text = await answer.text()
+                for family in text_string_to_metric_families(text):
+                    if family.name != "calendence_gc_pause_seconds":
+                        continue
+                    for sample in family.samples:
+                        kept = totals.setdefault(sample.labels["generation"], [0.0, 0.0])
+                        if sample.name.endswith("_count"):
+                            kept[0] += sample.value
+                        elif sample.name.endswith("_sum"):
+                            kept[1] += sample.value
+        return totals
 
     async def greet_every_token(self) -> None:
         """One cheap request per session token (releasing a hold that does not exist:
@@ -691,6 +732,16 @@ def report(results: dict[str, Any]) -> str:
             f"{fmt(floor['saturation']['per_second']):>9}{r['ratio'] or 0:>6.2f}x   "
             f"{at_half(full):<49}{at_half(floor)}"
         )
+    for path in ("holds", "book"):
+        gc = results.get(path, {}).get("full", {}).get("half_rate", {}).get("gateway_gc")
+        if gc:
+            lines.append(
+                f"{'':<12}{names[path]} open loop, gateway garbage collections: "
+                + "; ".join(
+                    f"gen {g} x{c['collections']} mean {fmt(c['pause_ms_mean'])} ms"
+                    for g, c in gc.items()
+                )
+            )
     race = results.get("holds", {}).get("race")
     if race:
         lines.append(
