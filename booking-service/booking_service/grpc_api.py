@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 from calendence import jsonfmt
 from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.errors import InvalidInput
 from calendence.ids import optional_uuid, parse_uuid
-from calendence.pages import PageRequest, page_message
+from calendence.pages import oldest_first_page, page_message
 from calendence.principals import PROTO_BY_KIND, KeyKind, principal_message
 from calendence.rpc import ServicerContext
 from calendence.schemas.catalogue import BusinessFields
@@ -146,11 +148,10 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def ListBusinesses(
         self, request: catalogue_pb2.ListBusinessesRequest, context: ServicerContext
     ) -> catalogue_pb2.ResourcePage:
-        page = PageRequest.of(request.cursor, request.limit)
-        rows = await self.tenancy.repository.list_businesses(
-            parse_uuid(request.hub_id, "hub_id"), page.after, page.fetch
+        rows_after = functools.partial(
+            self.tenancy.repository.list_businesses, parse_uuid(request.hub_id, "hub_id")
         )
-        shown, next_cursor = page.cut(rows)
+        shown, next_cursor = await oldest_first_page(request.cursor, request.limit, rows_after)
         return page_message(
             catalogue_pb2.ResourcePage, [render_business(r) for r in shown], next_cursor
         )
