@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from calendence.storage import mark_session_changed
+from calendence.storage import fetch_dict, mark_session_changed
 
 # Turns the current row into the values to write; may raise to write nothing.
 Change = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -137,12 +137,10 @@ class CatalogueRepository:
     async def get(
         self, table: CatalogueTable, business_id: UUID, row_id: UUID
     ) -> dict[str, Any] | None:
-        row = await self.db.fetchrow(
-            f"SELECT * FROM {table.name} WHERE id = $1 AND business_id = $2 AND deleted_at IS NULL",
-            row_id,
-            business_id,
+        query = (
+            f"SELECT * FROM {table.name} WHERE id = $1 AND business_id = $2 AND deleted_at IS NULL"
         )
-        return dict(row) if row else None
+        return await fetch_dict(self.db, query, row_id, business_id)
 
     async def list_page(
         self, table: CatalogueTable, business_id: UUID, after_seq: int, limit: int

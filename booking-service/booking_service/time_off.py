@@ -51,10 +51,8 @@ class TimeOffEntries:
     async def list_page(
         self, business_id: UUID, filters_json: bytes, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
-        rows_after = functools.partial(self.repository.list_page, business_id)
-        shown, next_cursor = await filtered_page(
-            TimeOffFilters, filters_json, cursor, limit, rows_after
-        )
+        read = functools.partial(self.repository.list_page, business_id)
+        shown, next_cursor = await filtered_page(TimeOffFilters, filters_json, cursor, limit, read)
         return [render(r) for r in shown], next_cursor
 
     async def delete(self, business_id: UUID, time_off_id: UUID) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from calendence.storage import fetch_dict
 
 from booking_service.catalogue_repository import take_turn
 
@@ -68,12 +69,8 @@ class TimeOffRepository:
         return dict(row), [r["id"] for r in conflicting]
 
     async def get(self, business_id: UUID, time_off_id: UUID) -> dict[str, Any] | None:
-        row = await self.db.fetchrow(
-            f"SELECT {_COLUMNS} FROM time_off WHERE id = $1 AND business_id = $2",
-            time_off_id,
-            business_id,
-        )
-        return dict(row) if row else None
+        query = f"SELECT {_COLUMNS} FROM time_off WHERE id = $1 AND business_id = $2"
+        return await fetch_dict(self.db, query, time_off_id, business_id)
 
     async def list_page(
         self, business_id: UUID, filters: dict[str, Any], after_seq: int, limit: int

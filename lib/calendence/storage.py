@@ -102,6 +102,14 @@ async def open_pool(
     return pool
 
 
+async def fetch_dict(
+    db: asyncpg.Pool | asyncpg.Connection, query: str, *args: Any
+) -> dict[str, Any] | None:
+    """The query's first row as a dict; None when it returns no row."""
+    row = await db.fetchrow(query, *args)
+    return dict(row) if row else None
+
+
 # What services hold: one Redis server or a Redis Cluster. Both run the same commands,
 # scripts and non-transactional pipelines; a cluster needs every script's keys (and each
 # multi-key command's) in one hash slot, which the key layouts keep (`{...}` hash tags).

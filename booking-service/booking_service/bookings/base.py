@@ -68,8 +68,6 @@ class DeskBase:
     async def list_page(
         self, business_id: UUID, filters_json: bytes, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
-        rows_after = functools.partial(self.repository.list_page, business_id)
-        shown, next_cursor = await filtered_page(
-            BookingFilters, filters_json, cursor, limit, rows_after
-        )
+        read = functools.partial(self.repository.list_page, business_id)
+        shown, next_cursor = await filtered_page(BookingFilters, filters_json, cursor, limit, read)
         return [render(r | {"manage_url": self.manage_url(r)}) for r in shown], next_cursor
