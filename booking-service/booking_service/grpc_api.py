@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from uuid import UUID
 
 from calendence import jsonfmt
 from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -42,9 +44,9 @@ def issued_key_message(issued: IssuedKey) -> auth_pb2.IssuedKey:
     return message
 
 
+@dataclass
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, tenancy: Tenancy) -> None:
-        self.tenancy = tenancy
+    tenancy: Tenancy
 
     async def Authenticate(
         self, request: auth_pb2.AuthenticateRequest, context: ServicerContext
@@ -83,11 +85,11 @@ def _resource(document: object) -> catalogue_pb2.Resource:
     return catalogue_pb2.Resource(json=jsonfmt.dumps(document))
 
 
+@dataclass
 class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
-    def __init__(self, catalogue: Catalogue, tenancy: Tenancy, time_off: TimeOffEntries) -> None:
-        self.catalogue = catalogue
-        self.tenancy = tenancy
-        self.time_off = time_off
+    catalogue: Catalogue
+    tenancy: Tenancy
+    time_off: TimeOffEntries
 
     async def CreateResource(
         self, request: catalogue_pb2.CreateResourceRequest, context: ServicerContext
@@ -99,11 +101,7 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def GetResource(
         self, request: catalogue_pb2.ResourceRef, context: ServicerContext
     ) -> catalogue_pb2.Resource:
-        document = await self.catalogue.get(
-            _kind(request.kind),
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.id, "id"),
-        )
+        document = await self.catalogue.get(*_resource_ref(request))
         return _resource(document)
 
     async def ListResources(
@@ -118,22 +116,13 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def UpdateResource(
         self, request: catalogue_pb2.UpdateResourceRequest, context: ServicerContext
     ) -> catalogue_pb2.Resource:
-        document = await self.catalogue.update(
-            _kind(request.kind),
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.id, "id"),
-            request.patch_json,
-        )
+        document = await self.catalogue.update(*_resource_ref(request), request.patch_json)
         return _resource(document)
 
     async def DeleteResource(
         self, request: catalogue_pb2.ResourceRef, context: ServicerContext
     ) -> catalogue_pb2.DeleteResourceResponse:
-        await self.catalogue.delete(
-            _kind(request.kind),
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.id, "id"),
-        )
+        await self.catalogue.delete(*_resource_ref(request))
         return catalogue_pb2.DeleteResourceResponse()
 
     async def CreateBusiness(
@@ -207,6 +196,17 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
 
 def render_business(row: dict[str, object]) -> dict[str, object]:
     return {"object": "business"} | {k: v for k, v in row.items() if k != "seq"}
+
+
+def _resource_ref(
+    request: catalogue_pb2.ResourceRef | catalogue_pb2.UpdateResourceRequest,
+) -> tuple[str, UUID, UUID]:
+    """The kind, business and id of the catalogue resource a request names."""
+    return (
+        _kind(request.kind),
+        parse_uuid(request.business_id, "business_id"),
+        parse_uuid(request.id, "id"),
+    )
 
 
 def _kind(kind: catalogue_pb2.ResourceKind.ValueType) -> str:
