@@ -83,20 +83,13 @@ class Managed:
     row: dict[str, Any]
 
 
+@dataclass
 class SelfService:
-    def __init__(
-        self,
-        bookings: Bookings,
-        links: ManageLinks,
-        repository: ManageRepository,
-        rules_of: RulesOf,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.bookings = bookings
-        self.links = links
-        self.repository = repository
-        self.rules_of = rules_of
-        self.clock = clock
+    bookings: Bookings
+    links: ManageLinks
+    repository: ManageRepository
+    rules_of: RulesOf
+    clock: Callable[[], datetime] = utcnow
 
     async def booking(self, token: str) -> dict[str, Any]:
         """The booking row a working link names; NotFound otherwise."""
