@@ -5,18 +5,14 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-from calendence.storage import fetch_dict
+from calendence.storage import Repository, fetch_dict
 
 from booking_service.catalogue_repository import take_turn
 
 _COLUMNS = "id, staff_id, location_id, starts_at, ends_at, reason, seq, created_at"
 
 
-class TimeOffRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self.db = db
-
+class TimeOffRepository(Repository):
     async def insert(
         self, business_id: UUID, time_off_id: UUID, fields: dict[str, Any]
     ) -> tuple[dict[str, Any], list[UUID]] | None:

@@ -102,6 +102,13 @@ async def open_pool(
     return pool
 
 
+class Repository:
+    """A service's SQL for one part of its domain, run on the service's pool."""
+
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self.db = db
+
+
 async def fetch_dict(
     db: asyncpg.Pool | asyncpg.Connection, query: str, *args: Any
 ) -> dict[str, Any] | None:

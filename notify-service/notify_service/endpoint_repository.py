@@ -6,17 +6,13 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-from calendence.storage import fetch_dict
+from calendence.storage import Repository, fetch_dict
 
 _COLUMNS = """id, seq, business_id, url, description, events, enabled, disabled_reason,
     disabled_at, failing_since, previous_secret_expires_at, created_at, updated_at"""
 
 
-class EndpointRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self.db = db
-
+class EndpointRepository(Repository):
     async def insert(
         self, business_id: UUID, endpoint_id: UUID, fields: dict[str, Any], secret: str
     ) -> dict[str, Any]:
