@@ -20,7 +20,7 @@ from datetime import datetime
 import asyncpg
 import orjson
 from aiohttp import web
-from naive_hold_app import SERVICE_DURATION, TTL, alive, echo_request_id, serve
+from naive_hold_app import SERVICE_DURATION, TTL, naive_app, serve
 from redis.asyncio import Redis
 
 REDIS = web.AppKey("redis", Redis)
@@ -138,11 +138,8 @@ async def stores(app: web.Application):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    app = web.Application(middlewares=[echo_request_id])
-    app.router.add_get("/healthz", alive)
-    app.router.add_post("/api/v1/bookings/hold", hold)
+    app = naive_app(hold, stores)
     app.router.add_post("/api/v1/bookings", book)
-    app.cleanup_ctx.append(stores)
     serve(app)
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import uvloop
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from redis.asyncio import Redis
 
 TTL = timedelta(minutes=10)
@@ -85,12 +87,20 @@ def serve(app: web.Application) -> None:
     )
 
 
-def main() -> None:
+def naive_app(
+    hold: Handler, stores: Callable[[web.Application], AsyncIterator[None]]
+) -> web.Application:
+    """A floor's app: X-Request-Id echoed, /healthz, POST /api/v1/bookings/hold answered
+    by `hold`, and `stores` open while it runs."""
     app = web.Application(middlewares=[echo_request_id])
     app.router.add_get("/healthz", alive)
     app.router.add_post("/api/v1/bookings/hold", hold)
-    app.cleanup_ctx.append(redis_client)
-    serve(app)
+    app.cleanup_ctx.append(stores)
+    return app
+
+
+def main() -> None:
+    serve(naive_app(hold, redis_client))
 
 
 if __name__ == "__main__":

@@ -125,70 +125,59 @@ async def load_demo(tenancy: Tenancy, catalogue: Catalogue) -> dict[str, Any]:
                 "sunday",
             )
         }
-        location = await catalogue.create(
+
+        async def add(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+            return await catalogue.create(kind, business_id, jsonfmt.dumps(fields))
+
+        location = await add(
             "locations",
-            business_id,
-            jsonfmt.dumps(
-                {
-                    "name": "Demo Salon, Main Street",
-                    "address": "1 Main Street, London",
-                    "timezone": "Europe/London",
-                    "opening_hours": every_day,
-                }
-            ),
+            {
+                "name": "Demo Salon, Main Street",
+                "address": "1 Main Street, London",
+                "timezone": "Europe/London",
+                "opening_hours": every_day,
+            },
         )
-        haircut = await catalogue.create(
+        haircut = await add(
             "services",
-            business_id,
-            jsonfmt.dumps(
-                {
-                    "name": "Haircut",
-                    "duration_minutes": 30,
-                    "price_amount": 3500,
-                    "currency": "GBP",
-                    "location_ids": [location["id"]],
-                }
-            ),
+            {
+                "name": "Haircut",
+                "duration_minutes": 30,
+                "price_amount": 3500,
+                "currency": "GBP",
+                "location_ids": [location["id"]],
+            },
         )
-        colour = await catalogue.create(
+        colour = await add(
             "services",
-            business_id,
-            jsonfmt.dumps(
-                {
-                    "name": "Colour treatment",
-                    "duration_minutes": 90,
-                    "price_amount": 12000,
-                    "currency": "GBP",
-                    "deposit_amount": 3000,
-                    "buffer_minutes": 15,
-                    "location_ids": [location["id"]],
-                }
-            ),
+            {
+                "name": "Colour treatment",
+                "duration_minutes": 90,
+                "price_amount": 12000,
+                "currency": "GBP",
+                "deposit_amount": 3000,
+                "buffer_minutes": 15,
+                "location_ids": [location["id"]],
+            },
         )
-        await catalogue.create(
+        await add(
             "staff",
-            business_id,
-            jsonfmt.dumps(
-                {
-                    "name": "Alex Morgan",
-                    "email": "alex@example.com",
-                    "service_ids": [haircut["id"]],
-                    "location_ids": [location["id"]],
-                }
-            ),
+            {
+                "name": "Alex Morgan",
+                "email": "alex@example.com",
+                "service_ids": [haircut["id"]],
+                "location_ids": [location["id"]],
+            },
         )
-        await catalogue.create(
+        await add(
             "staff",
-            business_id,
-            jsonfmt.dumps(
-                {
-                    "name": "Sam Patel",
-                    "email": "sam@example.com",
-                    # Both cut hair, so either can cover while the other is away.
-                    "service_ids": [haircut["id"], colour["id"]],
-                    "location_ids": [location["id"]],
-                }
-            ),
+            {
+                "name": "Sam Patel",
+                "email": "sam@example.com",
+                # Both cut hair, so either can cover while the other is away.
+                "service_ids": [haircut["id"], colour["id"]],
+                "location_ids": [location["id"]],
+            },
         )
     snapshot = await catalogue.snapshot(business_id)
     services = {s["name"]: str(s["id"]) for s in snapshot["services"]}

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from calendence.storage import Repository
 
 from booking_service.reminder_repository import ReminderSchedule
 
@@ -69,10 +70,7 @@ class DepositTerms:
     cancel_url: str | None
 
 
-class BookingRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self.db = db
-
+class BookingRepository(Repository):
     async def insert_if_catalogue_live(
         self, connection: asyncpg.Connection, booking: NewBooking, reminders: ReminderSchedule
     ) -> dict[str, Any] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from calendence import jsonfmt
 from calendence.booking.v1 import booking_pb2, booking_pb2_grpc
 from calendence.ids import booking_ids, parse_uuid
@@ -23,9 +25,9 @@ def _if_match(
     return frozenset(request.if_match_versions) if request.if_match else None
 
 
+@dataclass
 class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
-    def __init__(self, bookings: Bookings) -> None:
-        self.bookings = bookings
+    bookings: Bookings
 
     async def CreateBooking(
         self, request: booking_pb2.CreateBookingRequest, context: ServicerContext

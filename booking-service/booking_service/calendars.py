@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -90,20 +91,16 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+@dataclass
 class Calendars:
-    def __init__(
-        self,
-        repository: ManageRepository,
-        links: ManageLinks,
-        rules_of: RulesOf,
-        base_url: str,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.repository = repository
-        self.links = links
-        self.rules_of = rules_of
-        self.base_url = base_url.rstrip("/")
-        self.clock = clock
+    repository: ManageRepository
+    links: ManageLinks
+    rules_of: RulesOf
+    base_url: str
+    clock: Callable[[], datetime] = utcnow
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
 
     async def booking_file(self, business_id: UUID, booking_id: UUID) -> bytes:
         row = await self.repository.booking(booking_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -11,7 +12,7 @@ from uuid import UUID
 import asyncpg
 from calendence import jsonfmt
 from calendence.errors import Conflict, InvalidInput, NotFound
-from calendence.pages import PageRequest
+from calendence.pages import oldest_first_page
 from calendence.schemas.catalogue import CATALOGUE_FIELDS, WEEKDAYS, merge_patch
 from calendence.schemas.common import Schema, parse_json, patch_document
 from calendence.schemas.scheduling import BookingPolicyOverride
@@ -95,9 +96,8 @@ class Catalogue:
     async def list_page(
         self, kind: str, business_id: UUID, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
-        page = PageRequest.of(cursor, limit)
-        rows = await self.repository.list_page(TABLES[kind], business_id, page.after, page.fetch)
-        shown, next_cursor = page.cut(rows)
+        rows_after = functools.partial(self.repository.list_page, TABLES[kind], business_id)
+        shown, next_cursor = await oldest_first_page(cursor, limit, rows_after)
         return [render(kind, r) for r in shown], next_cursor
 
     async def update(

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from calendence.storage import mark_session_changed
+from calendence.storage import Repository, fetch_dict, mark_session_changed
 
 # Turns the current row into the values to write; may raise to write nothing.
 Change = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -114,10 +114,7 @@ async def _read_snapshot_rows(
     return SnapshotRows(rows, policy or {}, [dict(r) for r in time_off])
 
 
-class CatalogueRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self.db = db
-
+class CatalogueRepository(Repository):
     async def insert(
         self, table: CatalogueTable, business_id: UUID, row_id: UUID, values: dict[str, Any]
     ) -> dict[str, Any]:
@@ -137,12 +134,10 @@ class CatalogueRepository:
     async def get(
         self, table: CatalogueTable, business_id: UUID, row_id: UUID
     ) -> dict[str, Any] | None:
-        row = await self.db.fetchrow(
-            f"SELECT * FROM {table.name} WHERE id = $1 AND business_id = $2 AND deleted_at IS NULL",
-            row_id,
-            business_id,
+        query = (
+            f"SELECT * FROM {table.name} WHERE id = $1 AND business_id = $2 AND deleted_at IS NULL"
         )
-        return dict(row) if row else None
+        return await fetch_dict(self.db, query, row_id, business_id)
 
     async def list_page(
         self, table: CatalogueTable, business_id: UUID, after_seq: int, limit: int

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -38,18 +39,12 @@ CHANGE_PUBLISH_SECONDS = 2.0
 _REPAIR_BATCH = 100
 
 
+@dataclass
 class CatalogueSnapshots:
-    def __init__(
-        self,
-        repository: CatalogueRepository,
-        bucket: KeyValue,
-        connected: Callable[[], bool],
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.repository = repository
-        self.bucket = bucket
-        self.connected = connected
-        self.clock = clock
+    repository: CatalogueRepository
+    bucket: KeyValue
+    connected: Callable[[], bool]
+    clock: Callable[[], datetime] = utcnow
 
     async def publish(self, business_id: UUID) -> bool:
         """Write the business's snapshot if a committed change is not in it yet."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from uuid import UUID
+
 from calendence import jsonfmt
 from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.errors import InvalidInput
 from calendence.ids import optional_uuid, parse_uuid
-from calendence.pages import PageRequest, page_message
+from calendence.pages import oldest_first_page, page_message
 from calendence.principals import PROTO_BY_KIND, KeyKind, principal_message
 from calendence.rpc import ServicerContext
 from calendence.schemas.catalogue import BusinessFields
@@ -40,9 +44,9 @@ def issued_key_message(issued: IssuedKey) -> auth_pb2.IssuedKey:
     return message
 
 
+@dataclass
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, tenancy: Tenancy) -> None:
-        self.tenancy = tenancy
+    tenancy: Tenancy
 
     async def Authenticate(
         self, request: auth_pb2.AuthenticateRequest, context: ServicerContext
@@ -81,11 +85,11 @@ def _resource(document: object) -> catalogue_pb2.Resource:
     return catalogue_pb2.Resource(json=jsonfmt.dumps(document))
 
 
+@dataclass
 class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
-    def __init__(self, catalogue: Catalogue, tenancy: Tenancy, time_off: TimeOffEntries) -> None:
-        self.catalogue = catalogue
-        self.tenancy = tenancy
-        self.time_off = time_off
+    catalogue: Catalogue
+    tenancy: Tenancy
+    time_off: TimeOffEntries
 
     async def CreateResource(
         self, request: catalogue_pb2.CreateResourceRequest, context: ServicerContext
@@ -97,11 +101,7 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def GetResource(
         self, request: catalogue_pb2.ResourceRef, context: ServicerContext
     ) -> catalogue_pb2.Resource:
-        document = await self.catalogue.get(
-            _kind(request.kind),
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.id, "id"),
-        )
+        document = await self.catalogue.get(*_resource_ref(request))
         return _resource(document)
 
     async def ListResources(
@@ -116,22 +116,13 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def UpdateResource(
         self, request: catalogue_pb2.UpdateResourceRequest, context: ServicerContext
     ) -> catalogue_pb2.Resource:
-        document = await self.catalogue.update(
-            _kind(request.kind),
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.id, "id"),
-            request.patch_json,
-        )
+        document = await self.catalogue.update(*_resource_ref(request), request.patch_json)
         return _resource(document)
 
     async def DeleteResource(
         self, request: catalogue_pb2.ResourceRef, context: ServicerContext
     ) -> catalogue_pb2.DeleteResourceResponse:
-        await self.catalogue.delete(
-            _kind(request.kind),
-            parse_uuid(request.business_id, "business_id"),
-            parse_uuid(request.id, "id"),
-        )
+        await self.catalogue.delete(*_resource_ref(request))
         return catalogue_pb2.DeleteResourceResponse()
 
     async def CreateBusiness(
@@ -146,11 +137,10 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def ListBusinesses(
         self, request: catalogue_pb2.ListBusinessesRequest, context: ServicerContext
     ) -> catalogue_pb2.ResourcePage:
-        page = PageRequest.of(request.cursor, request.limit)
-        rows = await self.tenancy.repository.list_businesses(
-            parse_uuid(request.hub_id, "hub_id"), page.after, page.fetch
+        rows_after = functools.partial(
+            self.tenancy.repository.list_businesses, parse_uuid(request.hub_id, "hub_id")
         )
-        shown, next_cursor = page.cut(rows)
+        shown, next_cursor = await oldest_first_page(request.cursor, request.limit, rows_after)
         return page_message(
             catalogue_pb2.ResourcePage, [render_business(r) for r in shown], next_cursor
         )
@@ -206,6 +196,17 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
 
 def render_business(row: dict[str, object]) -> dict[str, object]:
     return {"object": "business"} | {k: v for k, v in row.items() if k != "seq"}
+
+
+def _resource_ref(
+    request: catalogue_pb2.ResourceRef | catalogue_pb2.UpdateResourceRequest,
+) -> tuple[str, UUID, UUID]:
+    """The kind, business and id of the catalogue resource a request names."""
+    return (
+        _kind(request.kind),
+        parse_uuid(request.business_id, "business_id"),
+        parse_uuid(request.id, "id"),
+    )
 
 
 def _kind(kind: catalogue_pb2.ResourceKind.ValueType) -> str:

@@ -38,6 +38,25 @@ class ClientRules:
 RulesOf = Callable[[UUID], Awaitable[ClientRules]]
 
 
+@dataclass(frozen=True)
+class Cutoff:
+    """Something a client may do until some minutes before the appointment."""
+
+    rule: str  # the booking policy's setting
+    action: str  # how a refusal names what the client tried
+    minutes: Callable[[ClientRules], int]
+
+
+CANCEL_CUTOFF = Cutoff(
+    "client_cancel_cutoff_minutes", "cancel", lambda rules: rules.cancel_cutoff_minutes
+)
+RESCHEDULE_CUTOFF = Cutoff(
+    "client_reschedule_cutoff_minutes",
+    "move a booking",
+    lambda rules: rules.reschedule_cutoff_minutes,
+)
+
+
 def rules_in(policy: Mapping[str, Any]) -> ClientRules:
     """The client's rules within a booking policy (a business's, or one a booking keeps)."""
     return ClientRules(
@@ -64,20 +83,13 @@ class Managed:
     row: dict[str, Any]
 
 
+@dataclass
 class SelfService:
-    def __init__(
-        self,
-        bookings: Bookings,
-        links: ManageLinks,
-        repository: ManageRepository,
-        rules_of: RulesOf,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.bookings = bookings
-        self.links = links
-        self.repository = repository
-        self.rules_of = rules_of
-        self.clock = clock
+    bookings: Bookings
+    links: ManageLinks
+    repository: ManageRepository
+    rules_of: RulesOf
+    clock: Callable[[], datetime] = utcnow
 
     async def booking(self, token: str) -> dict[str, Any]:
         """The booking row a working link names; NotFound otherwise."""
@@ -93,34 +105,31 @@ class SelfService:
 
     async def cancel(self, token: str, body: bytes) -> Managed:
         request = parse_json(ManageCancelRequest, body or b"{}")
-        row = await self.booking(token)
-        rules = await self.rules_for(row)
-        _within(
-            row["starts_at"] - timedelta(minutes=rules.cancel_cutoff_minutes),
-            self.clock(),
-            "client_cancel_cutoff_minutes",
-            f"clients may cancel up to {rules.cancel_cutoff_minutes} minutes before the "
-            "appointment; contact the business",
-        )
+        row = await self._before_cutoff(token, CANCEL_CUTOFF)
         document = await self.bookings.cancel(
             row["business_id"], row["id"], actor=Actor.CLIENT, reason=request.cancellation_reason
         )
         return Managed(await self._view(document, row), row)
 
     async def reschedule(self, token: str, starts_at: datetime) -> Managed:
-        row = await self.booking(token)
-        rules = await self.rules_for(row)
-        _within(
-            row["starts_at"] - timedelta(minutes=rules.reschedule_cutoff_minutes),
-            self.clock(),
-            "client_reschedule_cutoff_minutes",
-            f"clients may move a booking up to {rules.reschedule_cutoff_minutes} minutes "
-            "before the appointment; contact the business",
-        )
+        row = await self._before_cutoff(token, RESCHEDULE_CUTOFF)
         document = await self.bookings.update(
             row["business_id"], row["id"], BookingPatch(starts_at=starts_at), actor=Actor.CLIENT
         )
         return Managed(await self._view(document, row), row)
+
+    async def _before_cutoff(self, token: str, cutoff: Cutoff) -> dict[str, Any]:
+        """The booking row a working link names, while its client may still do what
+        `cutoff` allows; Conflict once the booking's cutoff has passed."""
+        row = await self.booking(token)
+        minutes = cutoff.minutes(await self.rules_for(row))
+        if self.clock() > row["starts_at"] - timedelta(minutes=minutes):
+            raise Conflict(
+                f"too late for that under the business's {cutoff.rule} rule: clients may "
+                f"{cutoff.action} up to {minutes} minutes before the appointment; contact "
+                "the business"
+            )
+        return row
 
     async def rules_for(self, row: dict[str, Any]) -> ClientRules:
         """The rules the booking was made under; the business's own for older bookings,
@@ -131,11 +140,6 @@ class SelfService:
 
     async def _view(self, document: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         return client_view(document, await self.rules_for(row), self.clock())
-
-
-def _within(deadline: datetime, now: datetime, rule: str, explanation: str) -> None:
-    if now > deadline:
-        raise Conflict(f"too late for that under the business's {rule} rule: {explanation}")
 
 
 def client_view(document: dict[str, Any], rules: ClientRules, now: datetime) -> dict[str, Any]:

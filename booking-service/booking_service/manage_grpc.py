@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from calendence import jsonfmt
 from calendence.ids import booking_ids, parse_uuid
 from calendence.manage.v1 import manage_pb2, manage_pb2_grpc
@@ -24,10 +26,10 @@ def _managed(managed: Managed) -> manage_pb2.ManagedBooking:
     )
 
 
+@dataclass
 class ManageServicer(manage_pb2_grpc.ManageServiceServicer):
-    def __init__(self, self_service: SelfService, calendars: Calendars) -> None:
-        self.self_service = self_service
-        self.calendars = calendars
+    self_service: SelfService
+    calendars: Calendars
 
     async def GetManagedBooking(
         self, request: manage_pb2.ManageTokenRequest, context: ServicerContext
@@ -53,9 +55,9 @@ class ManageServicer(manage_pb2_grpc.ManageServiceServicer):
         return manage_pb2.CalendarFile(ics=self.calendars.client_file(row))
 
 
+@dataclass
 class CalendarServicer(manage_pb2_grpc.CalendarServiceServicer):
-    def __init__(self, calendars: Calendars) -> None:
-        self.calendars = calendars
+    calendars: Calendars
 
     async def GetBookingCalendar(
         self, request: manage_pb2.BookingCalendarRequest, context: ServicerContext

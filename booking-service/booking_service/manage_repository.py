@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from calendence.storage import Repository
 
 from booking_service.booking_repository import _SELECT as BOOKING_SELECT
 
@@ -26,10 +26,7 @@ class FeedOwner:
     staff_name: str
 
 
-class ManageRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self.db = db
-
+class ManageRepository(Repository):
     async def link_keys(self) -> list[LinkKey]:
         """The keys that still verify, newest first."""
         rows = await self.db.fetch(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -38,18 +39,12 @@ def reminder_document(booking: dict[str, Any], due: DueReminder) -> dict[str, An
     }
 
 
+@dataclass
 class ReminderSender:
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        schedule: ReminderSchedule,
-        bookings: BookingRepository,
-        poll_seconds: float,
-    ) -> None:
-        self.pool = pool
-        self.schedule = schedule
-        self.bookings = bookings
-        self.poll_seconds = poll_seconds
+    pool: asyncpg.Pool
+    schedule: ReminderSchedule
+    bookings: BookingRepository
+    poll_seconds: float
 
     async def fire_due(self) -> int:
         """Write the events of due reminders; how many were taken."""

@@ -6,12 +6,13 @@ and names them, so the business decides what to do with each.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 from uuid import UUID
 
 from calendence.errors import InvalidInput, NotFound
-from calendence.pages import PageRequest
+from calendence.pages import filtered_page
 from calendence.schemas.common import parse_json
 from calendence.schemas.scheduling import TimeOffFields, TimeOffFilters
 
@@ -50,12 +51,8 @@ class TimeOffEntries:
     async def list_page(
         self, business_id: UUID, filters_json: bytes, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
-        filters = parse_json(TimeOffFilters, filters_json or b"{}")
-        page = PageRequest.of(cursor, limit)
-        rows = await self.repository.list_page(
-            business_id, filters.model_dump(by_alias=True), page.after, page.fetch
-        )
-        shown, next_cursor = page.cut(rows)
+        read = functools.partial(self.repository.list_page, business_id)
+        shown, next_cursor = await filtered_page(TimeOffFilters, filters_json, cursor, limit, read)
         return [render(r) for r in shown], next_cursor
 
     async def delete(self, business_id: UUID, time_off_id: UUID) -> None:

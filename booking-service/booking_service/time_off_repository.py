@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from calendence.storage import Repository, fetch_dict
 
 from booking_service.catalogue_repository import take_turn
 
 _COLUMNS = "id, staff_id, location_id, starts_at, ends_at, reason, seq, created_at"
 
 
-class TimeOffRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self.db = db
-
+class TimeOffRepository(Repository):
     async def insert(
         self, business_id: UUID, time_off_id: UUID, fields: dict[str, Any]
     ) -> tuple[dict[str, Any], list[UUID]] | None:
@@ -68,12 +65,8 @@ class TimeOffRepository:
         return dict(row), [r["id"] for r in conflicting]
 
     async def get(self, business_id: UUID, time_off_id: UUID) -> dict[str, Any] | None:
-        row = await self.db.fetchrow(
-            f"SELECT {_COLUMNS} FROM time_off WHERE id = $1 AND business_id = $2",
-            time_off_id,
-            business_id,
-        )
-        return dict(row) if row else None
+        query = f"SELECT {_COLUMNS} FROM time_off WHERE id = $1 AND business_id = $2"
+        return await fetch_dict(self.db, query, time_off_id, business_id)
 
     async def list_page(
         self, business_id: UUID, filters: dict[str, Any], after_seq: int, limit: int

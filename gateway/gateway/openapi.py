@@ -210,52 +210,37 @@ _PROBLEM_EXAMPLES = {
     ),
 }
 
+
+def _header(description: str, *, required: bool = True, **schema: Any) -> dict[str, Any]:
+    """A response header's entry in components.headers; an optional one leaves
+    `required` out (OpenAPI's default)."""
+    required_entry = {"required": True} if required else {}
+    return {"description": description, **required_entry, "schema": schema}
+
+
 _HEADERS: dict[str, dict[str, Any]] = {
-    "X-Request-Id": {
-        "description": "This request's id: yours when well-formed, otherwise a new one",
-        "required": True,
-        "schema": {"type": "string"},
-    },
-    "RateLimit-Limit": {
-        "description": "The size of this key's bucket (requests in a burst)",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 1},
-    },
-    "RateLimit-Remaining": {
-        "description": "Requests left in the bucket now",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 0},
-    },
-    "RateLimit-Reset": {
-        "description": "Seconds until the bucket is full again",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 0},
-    },
-    "RateLimit-Policy": {
-        "description": "The bucket as `<size>;w=<seconds to refill it>`",
-        "required": True,
-        "schema": {"type": "string"},
-    },
-    "Retry-After": {
-        "description": "Seconds after which a retry may succeed",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 1},
-    },
-    "ETag": {
-        "description": "The booking's `version`, quoted (a strong tag), for `If-Match`",
-        "required": True,
-        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
-    },
-    "WWW-Authenticate": {
-        "description": "The Bearer scheme",
-        "required": True,
-        "schema": {"type": "string"},
-    },
-    REPLAYED_HEADER: {
-        "description": "`true` when this is the stored answer to an earlier request with "
-        "the same Idempotency-Key",
-        "schema": {"type": "string", "enum": ["true"]},
-    },
+    "X-Request-Id": _header(
+        "This request's id: yours when well-formed, otherwise a new one", type="string"
+    ),
+    "RateLimit-Limit": _header(
+        "The size of this key's bucket (requests in a burst)", type="integer", minimum=1
+    ),
+    "RateLimit-Remaining": _header("Requests left in the bucket now", type="integer", minimum=0),
+    "RateLimit-Reset": _header("Seconds until the bucket is full again", type="integer", minimum=0),
+    "RateLimit-Policy": _header("The bucket as `<size>;w=<seconds to refill it>`", type="string"),
+    "Retry-After": _header("Seconds after which a retry may succeed", type="integer", minimum=1),
+    "ETag": _header(
+        "The booking's `version`, quoted (a strong tag), for `If-Match`",
+        type="string",
+        pattern='^"[0-9]+"$',
+    ),
+    "WWW-Authenticate": _header("The Bearer scheme", type="string"),
+    REPLAYED_HEADER: _header(
+        "`true` when this is the stored answer to an earlier request with the same Idempotency-Key",
+        required=False,
+        type="string",
+        enum=["true"],
+    ),
 }
 _RATE_LIMIT_HEADERS = (
     "RateLimit-Limit",

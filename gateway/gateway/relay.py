@@ -3,13 +3,15 @@ way to relay a document and one to relay a page of a list."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from calendence import rpc
 
+from gateway.appkeys import DOWNSTREAM
 from gateway.contract import page_of_request
+from gateway.downstream import Downstream
 from gateway.http_io import call, page_response, raw_json_response
 
 
@@ -48,6 +50,19 @@ async def relay_document(
     """Calls `method` and answers the document it returns with `status`."""
     answer = await call(request, method, message)
     return raw_json_response(answer.json, status=status)
+
+
+def item_relay(
+    method: Callable[[Downstream], rpc.UnaryMethod[Any, Document]],
+    message: Callable[[web.Request], Any],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A route handler that sends the message `message(request)` builds (the item the
+    path names) to `method` of the services, and answers the document it returns."""
+
+    async def relay_item(request: web.Request) -> web.Response:
+        return await relay_document(request, method(request.app[DOWNSTREAM]), message(request))
+
+    return relay_item
 
 
 async def relay_page(

@@ -47,20 +47,23 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     # Bookings first: the docs list the routes in this order.
-    app.add_routes(holds.routes)
-    app.add_routes(bookings.routes)
-    app.add_routes(tenancy.routes)
-    app.add_routes(catalogue.routes)
-    app.add_routes(time_off.routes)
-    app.add_routes(webhooks.routes)
-    app.add_routes(stripe_webhooks.routes)
-    app.add_routes(manage.routes)
-    app.add_routes(manage.page_routes)
-    app.add_routes(calendar.routes)
-    app.add_routes(health.routes)
-    app.add_routes(health.operator_routes)
-    app.add_routes(docs.routes)
-    app.add_routes(docs.page_routes())
+    for route_table in (
+        holds.routes,
+        bookings.routes,
+        tenancy.routes,
+        catalogue.routes,
+        time_off.routes,
+        webhooks.routes,
+        stripe_webhooks.routes,
+        manage.routes,
+        manage.page_routes,
+        calendar.routes,
+        health.routes,
+        health.operator_routes,
+        docs.routes,
+        docs.page_routes(),
+    ):
+        app.add_routes(route_table)
     # Built once from the routes just registered; an undescribed route stops the start.
     app[docs.OPENAPI_DOCUMENT] = orjson.dumps(build_document(app))
     app.cleanup_ctx.append(_downstream)
@@ -85,11 +88,7 @@ async def _downstream(app: web.Application):  # type: ignore[no-untyped-def]
     nc = await connect_nats(settings, "gateway")
     app[NATS] = nc
     redis = await connect_redis(
-        settings.redis_url,
-        settings.gateway_redis_pool_max,
-        settings.gateway_redis_pool_timeout_seconds,
-        socket_timeout=settings.redis_socket_timeout_seconds,
-        health_check_interval=30,
+        settings, settings.gateway_redis_pool_max, settings.gateway_redis_pool_timeout_seconds
     )
     app[REDIS] = redis
     app[IDEMPOTENCY] = IdempotencyRepository(redis, settings.idempotency_ttl_seconds)

@@ -48,11 +48,7 @@ async def _follow_changes(watcher: KeyValue.KeyWatcher, cache: CatalogueCache) -
 
 async def serve(settings: HoldServiceSettings) -> None:
     redis = await connect_redis(
-        settings.redis_url,
-        settings.redis_pool_max,
-        settings.redis_pool_timeout_seconds,
-        socket_timeout=settings.redis_socket_timeout_seconds,
-        health_check_interval=30,
+        settings, settings.redis_pool_max, settings.redis_pool_timeout_seconds
     )
     nc = await connect_nats(settings, "hold-service")
     # Reads give up well inside the gateway's deadline: a NATS that does not answer

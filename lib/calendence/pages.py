@@ -7,12 +7,16 @@ one row more than it shows; that look-ahead row says whether another page follow
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from calendence import jsonfmt
 from calendence.errors import InvalidInput
+from calendence.schemas.common import parse_json
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -75,6 +79,29 @@ class PageRequest:
         if len(rows) > self.size:
             return rows[: self.size], encode_cursor(rows[self.size - 1]["seq"])
         return rows, ""
+
+
+async def oldest_first_page(
+    cursor: str, limit: int, rows_after: Callable[[int, int], Awaitable[Sequence[Row]]]
+) -> tuple[Sequence[Row], str]:
+    """The page of an oldest-first list that `cursor` and `limit` ask for, and the next
+    page's cursor ('' on the last page). `rows_after(seq, count)` reads at most `count`
+    rows whose seq is above `seq`, in seq order."""
+    page = PageRequest.of(cursor, limit)
+    return page.cut(await rows_after(page.after, page.fetch))
+
+
+async def filtered_page(
+    filters: type[BaseModel],
+    filters_json: bytes,
+    cursor: str,
+    limit: int,
+    rows_after: Callable[[dict[str, Any], int, int], Awaitable[Sequence[Row]]],
+) -> tuple[Sequence[Row], str]:
+    """`oldest_first_page` of the rows a filter document picks: `filters_json` (empty for
+    none) is checked against `filters` and handed to `rows_after` by its JSON names."""
+    matching = parse_json(filters, filters_json or b"{}").model_dump(by_alias=True)
+    return await oldest_first_page(cursor, limit, functools.partial(rows_after, matching))
 
 
 def page_message(

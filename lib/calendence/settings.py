@@ -37,8 +37,10 @@ class CommonSettings(BaseSettings):
     nats_max_outstanding_pings: int = Field(default=2, ge=1)
 
 
-class HoldServiceSettings(CommonSettings):
-    hold_service_port: int = 50051
+class RedisSettings(CommonSettings):
+    """The Redis that hold-service keeps holds in and the gateway its Idempotency-Key
+    records and rate-limit buckets: the same variables in both."""
+
     # One Redis (`redis://host:6379/0`) or a Redis Cluster
     # (`redis+cluster://node1:6379,node2:6379,node3:6379`, any nodes as seeds).
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -47,6 +49,10 @@ class HoldServiceSettings(CommonSettings):
     # UNAVAILABLE (503 at the gateway), while a cluster moves the node's slots to its
     # replica. redis-py's own default; far above any script's time.
     redis_socket_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class HoldServiceSettings(RedisSettings):
+    hold_service_port: int = 50051
     hold_ttl_seconds: int = 600
     # Redis connections per replica. Each hold holds one for a single script call
     # (under a millisecond), so 64 keep Redis busy for thousands of concurrent holds;
@@ -146,7 +152,7 @@ class NotifyServiceSettings(CommonSettings):
     mail_poll_seconds: float = 1.0
 
 
-class GatewaySettings(CommonSettings):
+class GatewaySettings(RedisSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     # Each service's address: `host:port` (a DNS name resolving to every replica, e.g.
@@ -170,11 +176,8 @@ class GatewaySettings(CommonSettings):
     # A connection that sends nothing (or never finishes its headers) for this long is
     # closed; aiohttp's own default would keep it for an hour.
     idle_connection_timeout_seconds: float = Field(default=75.0, gt=0)
-    # Idempotency-Key replays and the rate-limit buckets live here, shared by replicas:
-    # one Redis or a Redis Cluster (`redis+cluster://...`), as hold-service's REDIS_URL.
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    # Longest wait for a Redis answer for Idempotency-Key records, as hold-service's.
-    redis_socket_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Idempotency-Key replays (and, unless RATE_LIMIT_REDIS_URL says otherwise, the
+    # rate-limit buckets) live in REDIS_URL's Redis (`RedisSettings`), shared by replicas.
     idempotency_ttl_seconds: int = 24 * 3600
     # Redis connections per replica for Idempotency-Key records. A request holds one
     # for one command at a time (well under a millisecond), so 64 serve thousands of

@@ -102,6 +102,21 @@ async def open_pool(
     return pool
 
 
+class Repository:
+    """A service's SQL for one part of its domain, run on the service's pool."""
+
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self.db = db
+
+
+async def fetch_dict(
+    db: asyncpg.Pool | asyncpg.Connection, query: str, *args: Any
+) -> dict[str, Any] | None:
+    """The query's first row as a dict; None when it returns no row."""
+    row = await db.fetchrow(query, *args)
+    return dict(row) if row else None
+
+
 # What services hold: one Redis server or a Redis Cluster. Both run the same commands,
 # scripts and non-transactional pipelines; a cluster needs every script's keys (and each
 # multi-key command's) in one hash slot, which the key layouts keep (`{...}` hash tags).

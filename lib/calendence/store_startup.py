@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 from nats.aio.client import Client as NatsClient
@@ -20,7 +20,7 @@ from calendence import events
 from calendence.errors import Unavailable
 from calendence.logs import log_fields
 from calendence.migrations import require_schema
-from calendence.settings import CommonSettings
+from calendence.settings import CommonSettings, RedisSettings
 from calendence.storage import RedisClient, open_pool, open_redis
 
 log = logging.getLogger("calendence.store_startup")
@@ -72,11 +72,18 @@ async def connect_postgres(
 
 
 async def connect_redis(
-    url: str, max_connections: int, wait_seconds: float, **options: Any
+    settings: RedisSettings, max_connections: int, wait_seconds: float
 ) -> RedisClient:
-    """A Redis client with bounded waits (`storage.open_redis`: one server or a Redis
-    Cluster), once Redis answers."""
-    redis = open_redis(url, max_connections, wait_seconds, **options)
+    """A client on REDIS_URL with bounded waits (`storage.open_redis`: one server or a
+    Redis Cluster; a connection idle for 30 s is checked before use), once Redis
+    answers."""
+    redis = open_redis(
+        settings.redis_url,
+        max_connections,
+        wait_seconds,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        health_check_interval=30,
+    )
     await connect_with_retry("redis", redis.ping)
     return redis
 

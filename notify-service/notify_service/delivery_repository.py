@@ -16,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 import orjson
+from calendence.storage import Repository
 
 from notify_service.schedule import DISABLE_AFTER
 
@@ -58,10 +59,7 @@ def order_key(event: dict[str, Any]) -> str:
     return str(subject or event["id"])
 
 
-class DeliveryRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self.db = db
-
+class DeliveryRepository(Repository):
     async def record_events(self, events: list[tuple[dict[str, Any], int]]) -> dict[str, int]:
         """Store events (with their stream positions) and one delivery per subscribed,
         enabled endpoint, all in one transaction.

@@ -6,16 +6,13 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import asyncpg
+from calendence.storage import Repository, fetch_dict
 
 _COLUMNS = """id, seq, business_id, url, description, events, enabled, disabled_reason,
     disabled_at, failing_since, previous_secret_expires_at, created_at, updated_at"""
 
 
-class EndpointRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self.db = db
-
+class EndpointRepository(Repository):
     async def insert(
         self, business_id: UUID, endpoint_id: UUID, fields: dict[str, Any], secret: str
     ) -> dict[str, Any]:
@@ -37,12 +34,8 @@ class EndpointRepository:
         return dict(row)
 
     async def get(self, business_id: UUID, endpoint_id: UUID) -> dict[str, Any] | None:
-        row = await self.db.fetchrow(
-            f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND business_id = $2",
-            endpoint_id,
-            business_id,
-        )
-        return dict(row) if row else None
+        query = f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND business_id = $2"
+        return await fetch_dict(self.db, query, endpoint_id, business_id)
 
     async def list_page(
         self, business_id: UUID, after_seq: int, limit: int

@@ -6,6 +6,7 @@ in the answer only when it is made (create, rotate-secret).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from uuid import UUID
 
 from calendence import jsonfmt
 from calendence.errors import InvalidInput, NotFound
-from calendence.pages import PageRequest
+from calendence.pages import oldest_first_page
 from calendence.schemas.common import parse_json, patch_document
 from calendence.schemas.webhooks import EndpointFields
 from calendence.timefmt import to_iso
@@ -80,9 +81,8 @@ class Endpoints:
     async def list_page(
         self, business_id: UUID, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
-        page = PageRequest.of(cursor, limit)
-        rows = await self.store.list_page(business_id, page.after, page.fetch)
-        shown, next_cursor = page.cut(rows)
+        rows_after = functools.partial(self.store.list_page, business_id)
+        shown, next_cursor = await oldest_first_page(cursor, limit, rows_after)
         return [render(r) for r in shown], next_cursor
 
     async def update(self, business_id: UUID, endpoint_id: UUID, patch: bytes) -> dict[str, Any]:

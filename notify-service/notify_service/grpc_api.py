@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -24,18 +25,12 @@ def _document(document: dict[str, Any]) -> notify_pb2.WebhookDocument:
     return notify_pb2.WebhookDocument(json=jsonfmt.dumps(document))
 
 
+@dataclass
 class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
-    def __init__(
-        self,
-        receipts: ReceiptRepository,
-        endpoints: Endpoints,
-        deliveries: Deliveries,
-        messages: MessageRepository,
-    ) -> None:
-        self.receipts = receipts
-        self.endpoints = endpoints
-        self.deliveries = deliveries
-        self.messages = messages
+    receipts: ReceiptRepository
+    endpoints: Endpoints
+    deliveries: Deliveries
+    messages: MessageRepository
 
     async def GetEventReceipt(
         self, request: notify_pb2.GetEventReceiptRequest, context: ServicerContext

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from calendence.schemas.messaging import ClientEmail
+from calendence.storage import Repository
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,7 @@ class MessageClaim:
     event: dict[str, Any]
 
 
-class MessageRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self.db = db
-
+class MessageRepository(Repository):
     async def enqueue(self, messages: list[NewMessage]) -> int:
         """Queue messages; one an event made before (a redelivery) is left as it is."""
         if not messages:

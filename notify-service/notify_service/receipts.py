@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import asyncpg
+from calendence.storage import Repository
 
 
 @dataclass(frozen=True)
@@ -19,10 +19,7 @@ class EventReceipt:
     deliveries: int
 
 
-class ReceiptRepository:
-    def __init__(self, db: asyncpg.Pool) -> None:
-        self.db = db
-
+class ReceiptRepository(Repository):
     async def get(self, event_id: UUID) -> EventReceipt | None:
         row = await self.db.fetchrow(
             "SELECT event_id, type, business_id, received_at, deliveries FROM event_receipts "

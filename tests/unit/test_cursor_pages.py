@@ -3,9 +3,20 @@ a made-up cursor is the caller's error, and a page knows whether another follows
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from calendence.errors import InvalidInput
-from calendence.pages import MAX_PAGE_SIZE, PageRequest, decode_cursor, encode_cursor, page_size
+from calendence.pages import (
+    MAX_PAGE_SIZE,
+    PageRequest,
+    decode_cursor,
+    encode_cursor,
+    filtered_page,
+    oldest_first_page,
+    page_size,
+)
+from pydantic import BaseModel, Field
 
 
 def seqs(*numbers: int) -> list[dict[str, int]]:
@@ -75,3 +86,41 @@ def test_a_newest_first_list_pages_backwards_through_the_cursor() -> None:
     newest, cursor = PageRequest.of("", 2).cut(seqs(9, 7, 4))
     assert newest == seqs(9, 7)
     assert PageRequest.of(cursor, 2).position == 7
+
+
+async def test_an_oldest_first_page_reads_after_the_cursor_and_one_row_beyond() -> None:
+    asked: list[tuple[int, int]] = []
+
+    async def rows_after(seq: int, count: int) -> list[dict[str, int]]:
+        asked.append((seq, count))
+        return seqs(58, 60, 61)
+
+    shown, next_cursor = await oldest_first_page(encode_cursor(57), 2, rows_after)
+    assert asked == [(57, 3)]
+    assert shown == seqs(58, 60)
+    assert decode_cursor(next_cursor) == 60
+
+
+class Window(BaseModel):
+    starts: int | None = Field(default=None, alias="from")
+
+
+async def test_a_filtered_page_hands_the_filters_on_by_their_json_names() -> None:
+    asked: list[dict[str, Any]] = []
+
+    async def rows_after(filters: dict[str, Any], seq: int, count: int) -> list[dict[str, int]]:
+        asked.append(filters)
+        return []
+
+    assert await filtered_page(Window, b'{"from": 3}', "", 5, rows_after) == ([], "")
+    assert await filtered_page(Window, b"", "", 5, rows_after) == ([], "")
+    assert asked == [{"from": 3}, {"from": None}]
+
+
+async def test_a_filter_document_with_a_bad_field_is_refused_by_field() -> None:
+    async def rows_after(filters: dict[str, Any], seq: int, count: int) -> list[dict[str, int]]:
+        pytest.fail("a refused filter document reads no rows")
+
+    with pytest.raises(InvalidInput) as refused:
+        await filtered_page(Window, b'{"from": "soon"}', "", 5, rows_after)
+    assert "from" in refused.value.fields

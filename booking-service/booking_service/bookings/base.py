@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -9,9 +10,8 @@ from uuid import UUID
 
 import asyncpg
 from calendence.errors import NotFound
-from calendence.pages import PageRequest
+from calendence.pages import filtered_page
 from calendence.schemas.bookings import BookingFilters
-from calendence.schemas.common import parse_json
 
 from booking_service.booking_repository import BookingRepository
 from booking_service.bookings.document import render
@@ -68,10 +68,6 @@ class DeskBase:
     async def list_page(
         self, business_id: UUID, filters_json: bytes, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
-        filters = parse_json(BookingFilters, filters_json or b"{}")
-        page = PageRequest.of(cursor, limit)
-        rows = await self.repository.list_page(
-            business_id, filters.model_dump(by_alias=True), page.after, page.fetch
-        )
-        shown, next_cursor = page.cut(rows)
+        read = functools.partial(self.repository.list_page, business_id)
+        shown, next_cursor = await filtered_page(BookingFilters, filters_json, cursor, limit, read)
         return [render(r | {"manage_url": self.manage_url(r)}) for r in shown], next_cursor

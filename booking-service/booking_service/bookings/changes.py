@@ -127,16 +127,12 @@ class Changes(DeskBase):
                 raise Conflict(f"a {status.value} booking cannot be rescheduled")
             starts_at = patch.starts_at or current["starts_at"]
             ends_at = patch.ends_at or starts_at + (current["ends_at"] - current["starts_at"])
-            blocked_until = await self.holds.move(
-                business_id=business_id,
-                booking_id=booking_id,
-                resource_id=current["resource_id"],
-                service_id=current["service_id"],
-                location_id=current["location_id"],
-                staff_id=current["staff_id"],
-                previous=(current["starts_at"], current["blocked_until"]),
-                starts_at=starts_at,
-                ends_at=ends_at,
+            blocked_until = await self._move_claim(
+                business_id,
+                booking_id,
+                current,
+                (current["starts_at"], current["blocked_until"]),
+                (starts_at, ends_at),
             )
             change.moved = Move(current, starts_at, ends_at, blocked_until)
             changes |= {"starts_at": starts_at, "ends_at": ends_at, "blocked_until": blocked_until}
@@ -180,22 +176,41 @@ class Changes(DeskBase):
                 extra=log_fields(booking_id=str(booking_id), error=repr(error)),
             )
 
+    async def _move_claim(
+        self,
+        business_id: UUID,
+        booking_id: UUID,
+        booking: dict[str, Any],
+        previous: tuple[datetime, datetime],
+        to: tuple[datetime, datetime],
+    ) -> datetime:
+        """Move the booking's claim in Redis from `previous` (its start and blocked end)
+        to the interval `to` (start and end), for the booking's resource, service,
+        location and staff member; returns the new blocked end."""
+        return await self.holds.move(
+            business_id=business_id,
+            booking_id=booking_id,
+            resource_id=booking["resource_id"],
+            service_id=booking["service_id"],
+            location_id=booking["location_id"],
+            staff_id=booking["staff_id"],
+            previous=previous,
+            starts_at=to[0],
+            ends_at=to[1],
+        )
+
     async def _move_back(self, business_id: UUID, booking_id: UUID, moved: Move | None) -> None:
         """Put a booking's claim in Redis back where PostgreSQL still has it."""
         if moved is None:
             return
         old = moved.before
         try:
-            await self.holds.move(
-                business_id=business_id,
-                booking_id=booking_id,
-                resource_id=old["resource_id"],
-                service_id=old["service_id"],
-                location_id=old["location_id"],
-                staff_id=old["staff_id"],
-                previous=(moved.starts_at, moved.blocked_until),
-                starts_at=old["starts_at"],
-                ends_at=old["ends_at"],
+            await self._move_claim(
+                business_id,
+                booking_id,
+                old,
+                (moved.starts_at, moved.blocked_until),
+                (old["starts_at"], old["ends_at"]),
             )
         except Exception as error:  # PostgreSQL still guards the slot; Redis lags only
             log.warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -86,6 +87,18 @@ def _if_match(request: web.Request) -> tuple[bool, list[int]]:
     return True, [int(m[1]) for tag in tags if (m := _VERSION_TAG.match(tag))]
 
 
+def _change_target(request: web.Request) -> dict[str, Any]:
+    """The fields of every change to one booking (`UpdateBookingRequest`,
+    `CancelBookingRequest`): the booking the path names and the versions If-Match allows."""
+    if_match, versions = _if_match(request)
+    return {
+        "business_id": _business(request),
+        "booking_id": request.match_info["booking_id"],
+        "if_match": if_match,
+        "if_match_versions": versions,
+    }
+
+
 async def show_booking(request: web.Request) -> web.Response:
     booking = await call(
         request,
@@ -98,35 +111,19 @@ async def show_booking(request: web.Request) -> web.Response:
 
 
 async def update_booking(request: web.Request) -> web.Response:
-    if_match, versions = _if_match(request)
-    booking = await call(
-        request,
-        request.app[DOWNSTREAM].bookings.UpdateBooking,
-        booking_pb2.UpdateBookingRequest(
-            business_id=_business(request),
-            booking_id=request.match_info["booking_id"],
-            patch_json=await request.read(),
-            if_match=if_match,
-            if_match_versions=versions,
-        ),
+    message = booking_pb2.UpdateBookingRequest(
+        patch_json=await request.read(), **_change_target(request)
     )
+    booking = await call(request, request.app[DOWNSTREAM].bookings.UpdateBooking, message)
     return _with_etag(booking.json)
 
 
 async def cancel_booking(request: web.Request) -> web.Response:
-    if_match, versions = _if_match(request)
     body = await request.read()
-    booking = await call(
-        request,
-        request.app[DOWNSTREAM].bookings.CancelBooking,
-        booking_pb2.CancelBookingRequest(
-            business_id=_business(request),
-            booking_id=request.match_info["booking_id"],
-            body_json=body if body.strip() else b"{}",
-            if_match=if_match,
-            if_match_versions=versions,
-        ),
+    message = booking_pb2.CancelBookingRequest(
+        body_json=body if body.strip() else b"{}", **_change_target(request)
     )
+    booking = await call(request, request.app[DOWNSTREAM].bookings.CancelBooking, message)
     return _with_etag(booking.json)
 
 

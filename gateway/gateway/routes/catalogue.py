@@ -12,7 +12,7 @@ from gateway.appkeys import DOWNSTREAM
 from gateway.auth import principal_of
 from gateway.contract import Body, Reply
 from gateway.http_io import call
-from gateway.relay import relay_document, relay_page
+from gateway.relay import item_relay, relay_document, relay_page
 from gateway.resource import Resource
 
 
@@ -87,10 +87,7 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
             business_id=principal_of(request).business_id, kind=kind, id=request.match_info["id"]
         )
 
-    async def show(request: web.Request) -> web.Response:
-        return await relay_document(
-            request, request.app[DOWNSTREAM].catalogue.GetResource, ref(request)
-        )
+    show = item_relay(lambda services: services.catalogue.GetResource, ref)
 
     async def update(request: web.Request) -> web.Response:
         target = ref(request)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import html
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from string import Template
@@ -333,13 +334,29 @@ async def manage_page(request: web.Request) -> web.Response:
     return _booking_page(request, document, notice)
 
 
-@token_limited
-async def manage_page_cancel(request: web.Request) -> web.Response:
-    form = await _form(request)
-    try:
-        current = orjson.loads((await _managed(request)).json)
-    except DomainError as error:
-        return _error_page(error)
+PageForm = Callable[[web.Request, dict[str, str], dict[str, Any]], Awaitable[web.Response]]
+
+
+def _page_form(answer: PageForm) -> Handler:
+    """The handler of a form posted from the booking's page: `answer` gets the form and
+    the booking as it is now; a link that no longer works gets the error page."""
+
+    @token_limited
+    async def handler(request: web.Request) -> web.Response:
+        form = await _form(request)
+        try:
+            current = orjson.loads((await _managed(request)).json)
+        except DomainError as error:
+            return _error_page(error)
+        return await answer(request, form, current)
+
+    return handler
+
+
+@_page_form
+async def manage_page_cancel(
+    request: web.Request, form: dict[str, str], current: dict[str, Any]
+) -> web.Response:
     if form.get("confirm") != "yes":
         return _booking_page(
             request,
@@ -359,13 +376,10 @@ async def manage_page_cancel(request: web.Request) -> web.Response:
     return _page(title="Appointment cancelled", body=body)
 
 
-@token_limited
-async def manage_page_reschedule(request: web.Request) -> web.Response:
-    form = await _form(request)
-    try:
-        current = orjson.loads((await _managed(request)).json)
-    except DomainError as error:
-        return _error_page(error)
+@_page_form
+async def manage_page_reschedule(
+    request: web.Request, form: dict[str, str], current: dict[str, Any]
+) -> web.Response:
     try:
         wanted = ManageRescheduleRequest.model_validate_json(
             orjson.dumps({"starts_at": form.get("starts_at", "")})

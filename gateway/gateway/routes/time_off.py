@@ -17,7 +17,7 @@ from gateway.appkeys import DOWNSTREAM
 from gateway.auth import principal_of
 from gateway.contract import Body, Reply, query_document, route
 from gateway.http_io import call
-from gateway.relay import relay_document, relay_page
+from gateway.relay import item_relay, relay_document, relay_page
 from gateway.resource import Resource
 
 
@@ -44,10 +44,7 @@ async def list_time_off(request: web.Request) -> web.Response:
     return await relay_page(request, request.app[DOWNSTREAM].catalogue.ListTimeOff, query)
 
 
-async def show_time_off(request: web.Request) -> web.Response:
-    return await relay_document(
-        request, request.app[DOWNSTREAM].catalogue.GetTimeOff, _ref(request)
-    )
+show_time_off = item_relay(lambda services: services.catalogue.GetTimeOff, _ref)
 
 
 async def delete_time_off(request: web.Request) -> web.Response:

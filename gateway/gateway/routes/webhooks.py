@@ -21,7 +21,7 @@ from gateway.appkeys import DOWNSTREAM
 from gateway.auth import principal_of
 from gateway.contract import Body, Reply
 from gateway.http_io import call, read_body
-from gateway.relay import relay_document, relay_page
+from gateway.relay import item_relay, relay_document, relay_page
 from gateway.resource import Resource
 
 
@@ -46,10 +46,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
     return await relay_page(request, request.app[DOWNSTREAM].notify.ListEndpoints, query)
 
 
-async def show_endpoint(request: web.Request) -> web.Response:
-    return await relay_document(
-        request, request.app[DOWNSTREAM].notify.GetEndpoint, endpoint_ref(request)
-    )
+show_endpoint = item_relay(lambda services: services.notify.GetEndpoint, endpoint_ref)
 
 
 async def update_endpoint(request: web.Request) -> web.Response:
@@ -67,10 +64,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def rotate_secret(request: web.Request) -> web.Response:
-    return await relay_document(
-        request, request.app[DOWNSTREAM].notify.RotateEndpointSecret, endpoint_ref(request)
-    )
+rotate_secret = item_relay(lambda services: services.notify.RotateEndpointSecret, endpoint_ref)
 
 
 async def list_deliveries(request: web.Request) -> web.Response:

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
+from calendence.devstack.processes import ManagedProcess, free_port, start_cluster, wait_for_port
 from calendence.devstack.stores import nats_server_binary
 
 CLUSTER_NAME = "calendence"
@@ -102,7 +102,8 @@ class NatsCluster:
 
     def stop(self) -> None:
         for node in reversed(self.nodes):
-            node.process.stop()
+            if hasattr(node, "process"):  # started
+                node.process.stop()
 
 
 def start_nats_cluster(state_dir: Path, size: int = 3, timeout: float = 60) -> NatsCluster:
@@ -122,15 +123,7 @@ def start_nats_cluster(state_dir: Path, size: int = 3, timeout: float = 60) -> N
         for number, route_port in enumerate(route_ports, start=1)
     ]
     cluster = NatsCluster(nodes)
-    try:
-        for node in nodes:
-            node.start()
-        wait_until_healthy(nodes, timeout)
-    except BaseException:
-        for node in nodes:
-            if hasattr(node, "process"):
-                node.process.stop()
-        raise
+    start_cluster(nodes, lambda: wait_until_healthy(nodes, timeout), cluster.stop)
     return cluster
 
 

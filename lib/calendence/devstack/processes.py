@@ -11,8 +11,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 _PR_SET_PDEATHSIG = 1
 
@@ -84,6 +85,26 @@ def wait_for_port(port: int, timeout: float, process: ManagedProcess | None = No
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+class Node(Protocol):
+    """One server of a local cluster."""
+
+    def start(self) -> None: ...
+
+
+def start_cluster(
+    nodes: Sequence[Node], ready: Callable[[], None], stop: Callable[[], None]
+) -> None:
+    """Start every node, then `ready()` (until the nodes work as one cluster); on any
+    failure, `stop()` (which passes over nodes never started) and raise again."""
+    try:
+        for node in nodes:
+            node.start()
+        ready()
+    except BaseException:
+        stop()
+        raise
 
 
 class ManagedProcess:

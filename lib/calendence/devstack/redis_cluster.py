@@ -28,7 +28,13 @@ from typing import Literal
 
 import redis
 
-from calendence.devstack.processes import ManagedProcess, free_port, reserve_port, wait_for_port
+from calendence.devstack.processes import (
+    ManagedProcess,
+    free_port,
+    reserve_port,
+    start_cluster,
+    wait_for_port,
+)
 
 SLOTS = 16384
 PRIMARIES = 3
@@ -324,15 +330,13 @@ def start_redis_cluster(
         for number, port in enumerate(ports, start=1)
     ]
     cluster = LocalRedisCluster(nodes)
-    try:
-        for node in nodes:
-            node.start()
+
+    def ready() -> None:
         if not reuse:
             _create(nodes)
         cluster.wait_until_healthy(timeout)
-    except BaseException:
-        cluster.stop()
-        raise
+
+    start_cluster(nodes, ready, cluster.stop)
     root.mkdir(parents=True, exist_ok=True)
     layout.write_text(json.dumps(ports))
     return cluster
