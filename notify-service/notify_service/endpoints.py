@@ -49,9 +49,9 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class Endpoints:
-    def __init__(self, store: EndpointRepository, allow_private_targets: bool) -> None:
-        self.store = store
+class WebhookEndpoints:
+    def __init__(self, repository: EndpointRepository, allow_private_targets: bool) -> None:
+        self.repository = repository
         self.allow_private_targets = allow_private_targets
 
     async def _check_url(self, url: str) -> None:
@@ -66,14 +66,14 @@ class Endpoints:
         fields = parse_json(EndpointFields, body)
         await self._check_url(fields.url)
         secret = new_secret()
-        row = await self.store.insert(business_id, uuid.uuid4(), fields.model_dump(), secret)
+        row = await self.repository.insert(business_id, uuid.uuid4(), fields.model_dump(), secret)
         return render(row) | {"secret": secret}
 
     async def get(self, business_id: UUID, endpoint_id: UUID) -> dict[str, Any]:
         return render(await self._row(business_id, endpoint_id))
 
     async def _row(self, business_id: UUID, endpoint_id: UUID) -> dict[str, Any]:
-        row = await self.store.get(business_id, endpoint_id)
+        row = await self.repository.get(business_id, endpoint_id)
         if row is None:
             raise NotFound("no such webhook endpoint")
         return row
@@ -81,7 +81,7 @@ class Endpoints:
     async def list_page(
         self, business_id: UUID, cursor: str, limit: int
     ) -> tuple[list[dict[str, Any]], str]:
-        rows_after = functools.partial(self.store.list_page, business_id)
+        rows_after = functools.partial(self.repository.list_page, business_id)
         shown, next_cursor = await oldest_first_page(cursor, limit, rows_after)
         return [render(r) for r in shown], next_cursor
 
@@ -93,18 +93,18 @@ class Endpoints:
         merged = parse_json(EndpointFields, jsonfmt.dumps(editable | changes))
         if merged.url != current["url"]:
             await self._check_url(merged.url)
-        row = await self.store.update(business_id, endpoint_id, merged.model_dump())
+        row = await self.repository.update(business_id, endpoint_id, merged.model_dump())
         if row is None:
             raise NotFound("no such webhook endpoint")
         return render(row)
 
     async def delete(self, business_id: UUID, endpoint_id: UUID) -> None:
-        if not await self.store.delete(business_id, endpoint_id):
+        if not await self.repository.delete(business_id, endpoint_id):
             raise NotFound("no such webhook endpoint")
 
     async def rotate_secret(self, business_id: UUID, endpoint_id: UUID) -> dict[str, Any]:
         secret = new_secret()
-        row = await self.store.rotate_secret(
+        row = await self.repository.rotate_secret(
             business_id, endpoint_id, secret, PREVIOUS_SECRET_LIFETIME
         )
         if row is None:

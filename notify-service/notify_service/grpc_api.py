@@ -15,7 +15,7 @@ from calendence.rpc import ServicerContext
 from calendence.timefmt import to_timestamp
 
 from notify_service.deliveries import Deliveries
-from notify_service.endpoints import Endpoints
+from notify_service.endpoints import WebhookEndpoints
 from notify_service.mailer import render_message
 from notify_service.message_repository import MessageRepository
 from notify_service.receipts import ReceiptRepository
@@ -28,7 +28,7 @@ def _document(document: dict[str, Any]) -> notify_pb2.WebhookDocument:
 @dataclass
 class NotifyServicer(notify_pb2_grpc.NotifyServiceServicer):
     receipts: ReceiptRepository
-    endpoints: Endpoints
+    endpoints: WebhookEndpoints
     deliveries: Deliveries
     messages: MessageRepository
 

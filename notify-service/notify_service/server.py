@@ -20,7 +20,7 @@ from notify_service.deliveries import Deliveries
 from notify_service.delivery_repository import DeliveryRepository
 from notify_service.dispatcher import Dispatcher, Limits
 from notify_service.endpoint_repository import EndpointRepository
-from notify_service.endpoints import Endpoints
+from notify_service.endpoints import WebhookEndpoints
 from notify_service.grpc_api import NotifyServicer
 from notify_service.mailer import Mailer, SmtpServer
 from notify_service.message_repository import MessageRepository
@@ -105,7 +105,7 @@ async def serve(settings: NotifyServiceSettings) -> None:
     health = rpc.DependencyHealth({"postgres": postgres_probe, "nats": nats_probe})
     servicer = NotifyServicer(
         ReceiptRepository(pool),
-        Endpoints(EndpointRepository(pool), settings.webhooks_allow_private_targets),
+        WebhookEndpoints(EndpointRepository(pool), settings.webhooks_allow_private_targets),
         Deliveries(store, dispatcher.wake),
         messages,
     )

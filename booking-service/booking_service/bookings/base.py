@@ -20,7 +20,7 @@ from booking_service.hold_client import HoldClient
 from booking_service.reminder_repository import ReminderSchedule
 
 
-class DeskBase:
+class BookingsBase:
     """The dependencies every job on bookings uses, and reading bookings."""
 
     def __init__(

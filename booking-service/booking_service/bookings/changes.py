@@ -16,7 +16,7 @@ from calendence.logs import log_fields
 from calendence.schemas.bookings import LIVE_STATUSES, Actor, BookingPatch, BookingStatus
 from calendence.timefmt import utcnow
 
-from booking_service.bookings.base import DeskBase
+from booking_service.bookings.base import BookingsBase
 from booking_service.bookings.document import render
 from booking_service.bookings.status import (
     EVENTS_WITH_ACTOR,
@@ -30,7 +30,7 @@ from booking_service.outbox import record_event
 log = logging.getLogger("booking_service.bookings")
 
 
-class Changes(DeskBase):
+class Changes(BookingsBase):
     """Changing and cancelling bookings."""
 
     async def cancel(

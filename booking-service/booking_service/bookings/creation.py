@@ -19,7 +19,7 @@ from calendence.schemas.common import parse_json
 from calendence.timefmt import utcnow
 
 from booking_service.booking_repository import NewBooking
-from booking_service.bookings.base import DeskBase
+from booking_service.bookings.base import BookingsBase
 from booking_service.bookings.custom_fields import check_custom_fields
 from booking_service.bookings.document import render
 from booking_service.checkout import Deposit
@@ -36,7 +36,7 @@ class _SameKeyCommitted(Exception):
     """A concurrent request with the same Idempotency-Key committed first."""
 
 
-class Creation(DeskBase):
+class Creation(BookingsBase):
     """Turning a hold into a booking."""
 
     async def create(
