@@ -54,6 +54,7 @@ class Dispatcher:
         self._last_watermark = 0
         self._watermark_stale = True
         self._watermark_at = 0.0
+        self._watermark_asking: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -87,7 +88,7 @@ class Dispatcher:
             if room <= 0 or self._stopping:
                 return
             claims = await self.store.claim(
-                room, self.limits.per_endpoint, await self._watermark(), self.limits.lease
+                room, self.limits.per_endpoint, self._watermark(), self.limits.lease
             )
             for claim in claims:
                 task = asyncio.create_task(self._deliver(claim))
@@ -96,23 +97,40 @@ class Dispatcher:
             if len(claims) < room:
                 return
 
-    async def _watermark(self) -> int:
-        """The highest stream position below which every event is stored. Asked of
-        JetStream after this replica stored events, or a poll interval after the last
-        asking (other replicas store events too); the last known one while JetStream
-        cannot say (it only grows)."""
+    def _watermark(self) -> int:
+        """The highest stream position below which every event is known stored. Asked
+        of JetStream after this replica stored events, or a poll interval after the
+        last asking (other replicas store events too), in the background: a claim
+        never waits for the answer, it takes what is known, and a higher answer wakes
+        the loop to claim again. The last known one while JetStream cannot say (it
+        only grows)."""
         now = asyncio.get_running_loop().time()
-        if self._watermark_stale or now - self._watermark_at > self.limits.poll_seconds:
-            # Cleared before asking: events stored while the answer is on its way
-            # make it stale again.
-            self._watermark_stale = False
-            try:
-                self._last_watermark = max(self._last_watermark, await self.watermark())
-                self._watermark_at = now
-            except Exception as error:
-                self._watermark_stale = True
-                log.warning("stream position unknown", extra=log_fields(error=repr(error)))
+        stale = self._watermark_stale or now - self._watermark_at > self.limits.poll_seconds
+        if stale and self._watermark_asking is None and not self._stopping:
+            self._watermark_asking = asyncio.create_task(self._ask_watermark())
         return self._last_watermark
+
+    async def _ask_watermark(self) -> None:
+        try:
+            while True:
+                # Cleared before asking: events stored while the answer is on its way
+                # make it stale again, and it is asked once more.
+                self._watermark_stale = False
+                asked_at = asyncio.get_running_loop().time()
+                try:
+                    known = await self.watermark()
+                except Exception as error:
+                    self._watermark_stale = True
+                    log.warning("stream position unknown", extra=log_fields(error=repr(error)))
+                    return
+                self._watermark_at = asked_at
+                if known > self._last_watermark:
+                    self._last_watermark = known
+                    self.wake()
+                if not self._watermark_stale:
+                    return
+        finally:
+            self._watermark_asking = None
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
@@ -144,6 +162,8 @@ class Dispatcher:
         at once."""
         self._stopping = True
         self.wake()
+        if self._watermark_asking is not None:
+            self._watermark_asking.cancel()
 
         async def give_back(claim: Claim) -> None:
             await self.store.release(claim.lease_token, claim.delivery_id)
