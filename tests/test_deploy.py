@@ -113,6 +113,7 @@ OPTIONAL_SETTINGS = {
     "REMINDER_MINUTE_SECONDS": "a reminder minute is 60 s; only tests shorten it",
     "SMTP_TIMEOUT_SECONDS": "tuning: how long one email send may take",
     "MAIL_POLL_SECONDS": "tuning: new messages wake the mail sender at once anyway",
+    "MAIL_WAIT_FOR_WEBHOOKS_SECONDS": "tuning: how long an email waits for webhooks",
     "NATS_PING_INTERVAL_SECONDS": "tuning: how soon a client leaves a NATS server that hangs",
     "NATS_MAX_OUTSTANDING_PINGS": "tuning: how soon a client leaves a NATS server that hangs",
     "NOTIFY_EVENTS_ACK_WAIT_SECONDS": "tuning: when an event a dead consumer took is resent",

@@ -150,6 +150,9 @@ class NotifyServiceSettings(CommonSettings):
     smtp_timeout_seconds: float = 10.0
     # How often due email retries are looked for (new messages wake the sender at once).
     mail_poll_seconds: float = 1.0
+    # Webhooks go first: while webhook attempts are being made, an email waits for them
+    # at most this long after it was queued.
+    mail_wait_for_webhooks_seconds: float = Field(default=5.0, ge=0)
 
 
 class GatewaySettings(RedisSettings):

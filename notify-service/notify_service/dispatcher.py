@@ -55,9 +55,20 @@ class Dispatcher:
         self._watermark_stale = True
         self._watermark_at = 0.0
         self._watermark_asking: asyncio.Task[None] | None = None
+        self._claiming = False
+        self._on_idle: list[Callable[[], None]] = []
 
     def wake(self) -> None:
         self._wake.set()
+
+    def busy(self) -> bool:
+        """Attempts are running, being claimed, or new events are stored and about to
+        be claimed."""
+        return bool(self._running) or self._claiming or self._wake.is_set()
+
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call `callback` each time the last running attempt has finished."""
+        self._on_idle.append(callback)
 
     def events_stored(self) -> None:
         """New events (and their deliveries) are stored: the stream position moved."""
@@ -70,6 +81,7 @@ class Dispatcher:
         while not self._stopping:
             self._wake.clear()
             started = loop.time()
+            self._claiming = True
             try:
                 await self._claim_and_start()
                 if started - since_purge > _PURGE_EVERY_SECONDS:
@@ -79,6 +91,11 @@ class Dispatcher:
                 raise
             except Exception as error:
                 log.warning("claiming deliveries failed", extra=log_fields(error=repr(error)))
+            finally:
+                self._claiming = False
+            if not self.busy():
+                for callback in self._on_idle:
+                    callback()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.limits.poll_seconds)
 

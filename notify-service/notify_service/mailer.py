@@ -3,9 +3,13 @@
 Queuing happens with the event's receipt (one message per event, however often
 JetStream delivers it); sending happens in a loop every replica runs, apart from
 bookings and webhooks, so a slow, refusing or absent mail server never holds up
-either. A temporary failure (no connection, a 4xx answer) is retried on the webhook
-schedule (5 s, 20 s, 80 s, ... for about a day); a 5xx answer (the server refuses the
-recipient: a bounce) fails the message at once.
+either. Webhooks go first: while webhook attempts are being made, only emails queued
+a while ago (`MAIL_WAIT_FOR_WEBHOOKS_SECONDS`) are sent, so that composing and sending a
+burst of emails never delays the webhooks of the same events; once the webhooks are
+out, or the emails have waited that long, they go. A temporary failure (no connection,
+a 4xx answer) is retried on the webhook schedule (5 s, 20 s, 80 s, ... for about a
+day); a 5xx answer (the server refuses the recipient: a bounce) fails the message at
+once.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -187,6 +192,8 @@ class Mailer:
         timeout_seconds: float,
         poll_seconds: float,
         max_in_flight: int = 10,
+        webhooks_busy: Callable[[], bool] = lambda: False,
+        wait_for_webhooks: timedelta = timedelta(0),
     ) -> None:
         self.store = store
         self.server = server
@@ -195,6 +202,11 @@ class Mailer:
         self.timeout_seconds = timeout_seconds
         self.poll_seconds = poll_seconds
         self.max_in_flight = max_in_flight
+        self.webhooks_busy = webhooks_busy
+        self.wait_for_webhooks = wait_for_webhooks
+        # Composing an email takes milliseconds of CPU: one at a time, each in its own
+        # turn of the event loop, so that a webhook never waits for a whole batch.
+        self._composing = asyncio.Lock()
         # A send not reported within this is taken over by another claim.
         self.lease = timedelta(seconds=timeout_seconds * 3 + 20)
         self._wake = asyncio.Event()
@@ -217,13 +229,17 @@ class Mailer:
         if made:
             self._wake.set()
 
+    def wake(self) -> None:
+        self._wake.set()
+
     async def run(self) -> None:
         while not self._stopping:
             self._wake.clear()
             try:
                 room = self.max_in_flight - len(self._running)
                 if room > 0:
-                    for claim in await self.store.claim(room, self.lease):
+                    fresh_wait = self.wait_for_webhooks if self.webhooks_busy() else None
+                    for claim in await self.store.claim(room, self.lease, fresh_wait):
                         task = asyncio.create_task(self._send(claim))
                         self._running[task] = claim
                         task.add_done_callback(self._done)
@@ -245,7 +261,8 @@ class Mailer:
         error: str | None = None
         wait: timedelta | None = None
         try:
-            message = mail.compose(claim.kind, claim.event, claim.message_id, self.sender)
+            async with self._composing:
+                message = mail.compose(claim.kind, claim.event, claim.message_id, self.sender)
             await self.connections.send(message)
         except Permanent as refused:
             error = f"refused: {refused}"[:_MAX_ERROR_CHARS]

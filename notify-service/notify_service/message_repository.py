@@ -60,13 +60,18 @@ class MessageRepository(Repository):
         )
         return len(made)
 
-    async def claim(self, want: int, lease: timedelta) -> list[MessageClaim]:
+    async def claim(
+        self, want: int, lease: timedelta, queued_before: timedelta | None = None
+    ) -> list[MessageClaim]:
+        """Lease up to `want` due messages; with `queued_before`, only those queued at
+        least that long ago."""
         token = uuid.uuid4()
         rows = await self.db.fetch(
             """
             WITH due AS (
                 SELECT id FROM client_messages
                 WHERE status = 'pending' AND next_attempt_at <= now()
+                  AND ($4::interval IS NULL OR created_at <= now() - $4::interval)
                 ORDER BY next_attempt_at
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED
@@ -81,6 +86,7 @@ class MessageRepository(Repository):
             want,
             lease,
             token,
+            queued_before,
         )
         return [
             MessageClaim(row["id"], row["attempt_count"], token, row["kind"], row["payload"])

@@ -80,7 +80,10 @@ async def serve(settings: NotifyServiceSettings) -> None:
             settings.mail_from,
             timeout_seconds=settings.smtp_timeout_seconds,
             poll_seconds=settings.mail_poll_seconds,
+            webhooks_busy=dispatcher.busy,
+            wait_for_webhooks=timedelta(seconds=settings.mail_wait_for_webhooks_seconds),
         )
+        dispatcher.when_idle(mailer.wake)
     else:
         log.warning("SMTP_URL is not set: no client emails (webhooks still go out)")
 
