@@ -45,6 +45,15 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+@dataclass(frozen=True)
+class Finished:
+    """An attempt that ended, and when the delivery is due again (None: never)."""
+
+    claim: Claim
+    result: AttemptResult
+    retry_in: timedelta | None
+
+
 def webhook_body(event: dict[str, Any]) -> bytes:
     """The Standard Webhooks body: the event's type, timestamp and data."""
     return orjson.dumps(
@@ -108,25 +117,63 @@ class DeliveryRepository(Repository):
         )
         return {str(row["event_id"]): row["deliveries"] for row in rows}
 
-    async def claim(
-        self, want: int, per_endpoint: int, watermark: int, lease: timedelta
-    ) -> list[Claim]:
-        """Lease up to `want` due deliveries, never more than `per_endpoint` in flight
-        for one endpoint, and never one whose booking has an earlier delivery pending
-        to the same endpoint or that came after `watermark` (an event not every
-        earlier one of which is stored yet)."""
+    async def finish_and_claim(
+        self,
+        finished: list[Finished],
+        want: int,
+        per_endpoint: int,
+        watermark: int,
+        lease: timedelta,
+    ) -> tuple[list[Claim], list[tuple[Finished, str]]]:
+        """Record finished attempts, then lease up to `want` due deliveries, in one
+        round trip. Returns the claims, and the attempts whose failure disabled their
+        endpoint, each with the reason recorded on it.
+
+        Recording an attempt: the delivery succeeded, waits for its next attempt or
+        has failed for good; the endpoint's failure run starts, ends, or (5 days in)
+        disables it. A result whose lease was taken over meanwhile is recorded but
+        steers nothing.
+
+        Claiming: never more than `per_endpoint` in flight for one endpoint, and never
+        a delivery whose booking has an earlier delivery pending to the same endpoint
+        or that came after `watermark` (an event not every earlier one of which is
+        stored yet)."""
         token = uuid.uuid4()
-        # One round trip: the function takes the claim lock, then claims (see its
-        # migration).
+        reasons = [
+            f"every delivery attempt failed for {DISABLE_AFTER.days} days; last: "
+            + (f.result.error or f"HTTP {f.result.status_code}")
+            for f in finished
+        ]
+        # One round trip: the function records each result, takes the claim lock, then
+        # claims (see its migration).
         rows = await self.db.fetch(
-            "SELECT * FROM claim_webhook_deliveries($1, $2, $3, $4, $5)",
+            """
+            SELECT * FROM finish_and_claim_webhook_deliveries(
+                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+            """,
+            [f.claim.delivery_id for f in finished],
+            [f.claim.lease_token for f in finished],
+            [f.claim.attempt for f in finished],
+            [f.result.attempted_at for f in finished],
+            [f.result.status_code for f in finished],
+            [f.result.latency_ms for f in finished],
+            [f.result.error for f in finished],
+            [f.retry_in for f in finished],
+            DISABLE_AFTER,
+            reasons,
             want,
             per_endpoint,
             watermark,
             lease,
             token,
         )
-        return [
+        disabling = {row["id"] for row in rows if row["finished"]}
+        disabled = [
+            (f, reason)
+            for f, reason in zip(finished, reasons, strict=True)
+            if f.claim.delivery_id in disabling
+        ]
+        claims = [
             Claim(
                 delivery_id=row["id"],
                 endpoint_id=row["endpoint_id"],
@@ -140,68 +187,9 @@ class DeliveryRepository(Repository):
                 body=row["webhook_body"] or webhook_body(row["payload"]),
             )
             for row in rows
+            if not row["finished"]
         ]
-
-    async def finish(
-        self, claim: Claim, result: AttemptResult, retry_in: timedelta | None
-    ) -> str | None:
-        """Record an attempt and what follows from it, in one statement: the delivery
-        succeeded, waits for its next attempt or has failed for good; the endpoint's
-        failure run starts, ends, or (5 days in) disables it. A result whose lease was
-        taken over meanwhile is recorded but steers nothing. Returns the reason when this
-        failure disabled the endpoint."""
-        reason = f"every delivery attempt failed for {DISABLE_AFTER.days} days; last: " + (
-            result.error or f"HTTP {result.status_code}"
-        )
-        disabled = await self.db.fetchval(
-            """
-            WITH target AS (
-                SELECT id, endpoint_id, lease_token = $2 AS current
-                FROM webhook_deliveries WHERE id = $1 FOR UPDATE
-            ), attempt AS (
-                INSERT INTO webhook_attempts
-                    (delivery_id, attempt, attempted_at, status_code, latency_ms, error)
-                SELECT id, $3, $4, $5, $6, $7 FROM target
-                ON CONFLICT DO NOTHING
-            ), delivery AS (
-                UPDATE webhook_deliveries d SET
-                    status = CASE WHEN $8 THEN 'succeeded'
-                                  WHEN $9::interval IS NULL THEN 'failed'
-                                  ELSE 'pending' END,
-                    completed_at = CASE WHEN $8 OR $9::interval IS NULL THEN now() END,
-                    next_attempt_at = coalesce(now() + $9::interval, d.next_attempt_at),
-                    leased_until = NULL, lease_token = NULL
-                FROM target WHERE d.id = target.id AND target.current
-            ), endpoint AS (
-                SELECT e.id, e.failing_since,
-                    e.enabled AND NOT $8 AND coalesce(e.failing_since <= now() - $10::interval,
-                                                      false) AS give_up
-                FROM webhook_endpoints e JOIN target ON e.id = target.endpoint_id
-            ), changed AS (
-                UPDATE webhook_endpoints e SET
-                    failing_since = CASE WHEN $8 THEN NULL ELSE coalesce(e.failing_since, $4) END,
-                    enabled = e.enabled AND NOT x.give_up,
-                    disabled_at = CASE WHEN x.give_up THEN now() ELSE e.disabled_at END,
-                    disabled_reason = CASE WHEN x.give_up THEN $11 ELSE e.disabled_reason END
-                FROM endpoint x
-                WHERE e.id = x.id AND NOT ($8 AND x.failing_since IS NULL)
-                RETURNING x.give_up
-            )
-            SELECT coalesce((SELECT give_up FROM changed), false)
-            """,
-            claim.delivery_id,
-            claim.lease_token,
-            claim.attempt,
-            result.attempted_at,
-            result.status_code,
-            result.latency_ms,
-            result.error,
-            result.succeeded,
-            retry_in,
-            DISABLE_AFTER,
-            reason,
-        )
-        return reason if disabled else None
+        return claims, disabled
 
     async def release(self, lease_token: UUID, delivery_id: UUID) -> None:
         """Give back a lease whose attempt was interrupted (a shutdown): due at once."""

@@ -1,5 +1,9 @@
 """The delivery loop every replica runs: claim due deliveries, attempt them, record.
 
+Attempts that ended are recorded by the loop's next call, which also claims what is
+due (one round trip): an endpoint's next attempt starts one round trip after the last
+one's answer.
+
 It claims only what it has room for (`max_in_flight` per replica; the store keeps each
 endpoint to `per_endpoint` across replicas), so a slow or dead endpoint ties up at most
 its own share and never the others' turn. New events wake it at once; retries that
@@ -17,7 +21,7 @@ from datetime import timedelta
 
 from calendence.logs import access_log, log_fields
 
-from notify_service.delivery_repository import AttemptResult, Claim, DeliveryRepository
+from notify_service.delivery_repository import AttemptResult, Claim, DeliveryRepository, Finished
 from notify_service.leased_work import finish_or_give_back
 from notify_service.schedule import retry_in
 
@@ -50,6 +54,8 @@ class Dispatcher:
         self.limits = limits
         self._wake = asyncio.Event()
         self._running: dict[asyncio.Task[None], Claim] = {}
+        # Attempts that ended, to be recorded by the next call to the store.
+        self._finished: list[Finished] = []
         self._stopping = False
         self._last_watermark = 0
         self._watermark_stale = True
@@ -64,7 +70,7 @@ class Dispatcher:
     def busy(self) -> bool:
         """Attempts are running, being claimed, or new events are stored and about to
         be claimed."""
-        return bool(self._running) or self._claiming or self._wake.is_set()
+        return bool(self._running or self._finished) or self._claiming or self._wake.is_set()
 
     def when_idle(self, callback: Callable[[], None]) -> None:
         """Call `callback` each time the last running attempt has finished."""
@@ -101,17 +107,32 @@ class Dispatcher:
 
     async def _claim_and_start(self) -> None:
         while True:
-            room = self.limits.max_in_flight - len(self._running)
-            if room <= 0 or self._stopping:
+            room = 0 if self._stopping else self.limits.max_in_flight - len(self._running)
+            finished, self._finished = self._finished, []
+            if room <= 0 and not finished:
                 return
-            claims = await self.store.claim(
-                room, self.limits.per_endpoint, self._watermark(), self.limits.lease
-            )
+            try:
+                claims, disabled = await self.store.finish_and_claim(
+                    finished,
+                    max(room, 0),
+                    self.limits.per_endpoint,
+                    self._watermark(),
+                    self.limits.lease,
+                )
+            except BaseException:
+                # Recorded by the next call; should this replica stop first, the
+                # leases run out and the deliveries are attempted again.
+                self._finished[:0] = finished
+                raise
+            for ended, reason in disabled:
+                log.warning(
+                    "endpoint disabled", extra=log_fields(**_attempt_fields(ended), reason=reason)
+                )
             for claim in claims:
                 task = asyncio.create_task(self._deliver(claim))
                 self._running[task] = claim
                 task.add_done_callback(self._done)
-            if len(claims) < room:
+            if len(claims) < room or room <= 0:
                 return
 
     def _watermark(self) -> int:
@@ -157,21 +178,10 @@ class Dispatcher:
 
     async def _deliver(self, claim: Claim) -> None:
         result = await self.attempt(claim)
-        wait = None if result.succeeded else retry_in(claim.attempt)
-        fields: dict[str, object] = dict(
-            delivery_id=str(claim.delivery_id),
-            event_id=str(claim.event_id),
-            endpoint_id=str(claim.endpoint_id),
-            attempt=claim.attempt,
-            status=result.status_code,
-            ms=result.latency_ms,
-            error=result.error,
-        )
+        ended = Finished(claim, result, None if result.succeeded else retry_in(claim.attempt))
         if access_log.wanted(result.latency_ms / 1000, not result.succeeded):
-            log.info("webhook attempt", extra=log_fields(**fields))
-        disabled = await self.store.finish(claim, result, wait)
-        if disabled:
-            log.warning("endpoint disabled", extra=log_fields(**fields, reason=disabled))
+            log.info("webhook attempt", extra=log_fields(**_attempt_fields(ended)))
+        self._finished.append(ended)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming; let running attempts finish within the grace, then give the
@@ -186,3 +196,22 @@ class Dispatcher:
             await self.store.release(claim.lease_token, claim.delivery_id)
 
         await finish_or_give_back(self._running, grace_seconds, give_back)
+        if self._finished:
+            # What ended within the grace: recorded now, not attempted again.
+            try:
+                await self._claim_and_start()
+            except Exception as error:
+                log.warning("recording attempts failed", extra=log_fields(error=repr(error)))
+
+
+def _attempt_fields(ended: Finished) -> dict[str, object]:
+    claim, result = ended.claim, ended.result
+    return dict(
+        delivery_id=str(claim.delivery_id),
+        event_id=str(claim.event_id),
+        endpoint_id=str(claim.endpoint_id),
+        attempt=claim.attempt,
+        status=result.status_code,
+        ms=result.latency_ms,
+        error=result.error,
+    )
