@@ -1,8 +1,8 @@
 """The durable JetStream consumer: take each event, record it, then ack.
 
-Acking only after the work is stored means a crash redelivers instead of losing. The
-ack waits for JetStream's answer, so once `on_acked` runs the consumer's ack floor
-(every event up to it stored) already counts this event.
+Acking only after the work is stored means a crash redelivers instead of losing (and
+a redelivered event is recognised). `on_stored` hears the stream positions of each
+batch as soon as it is stored, before the acks: what it stored may go out at once.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def ensure_consumer(
 async def consume_events(
     js: JetStreamContext,
     handle: Handler,
-    on_acked: Callable[[], None] = lambda: None,
+    on_stored: Callable[[list[int]], None] = lambda positions: None,
     batch: int = 50,
 ) -> None:
     subscription = await js.pull_subscribe_bind(DURABLE_NAME, stream=EVENTS_STREAM)
@@ -107,8 +107,7 @@ async def consume_events(
                 await asyncio.sleep(0.5)
                 continue
             idle = False
-            await _store_and_ack(messages, handle)
-            on_acked()
+            await _store_and_ack(messages, handle, on_stored)
     finally:
         # Whatever it still holds is not ours any more (JetStream redelivers what was
         # not acked); left subscribed, it would keep the connection's drain waiting.
@@ -116,10 +115,13 @@ async def consume_events(
             await subscription.unsubscribe()
 
 
-async def _store_and_ack(messages: list[Msg], handle: Handler) -> None:
+async def _store_and_ack(
+    messages: list[Msg], handle: Handler, on_stored: Callable[[list[int]], None]
+) -> None:
     """Store a fetched batch in one go, then ack it. Should the batch fail, each event
     is tried alone, so one bad event holds back only itself."""
     parsed: list[tuple[Msg, dict[str, Any]]] = []
+    dropped: list[int] = []
     for message in messages:
         try:
             parsed.append((message, parse_event(message.data)))
@@ -127,7 +129,9 @@ async def _store_and_ack(messages: list[Msg], handle: Handler) -> None:
             # Redelivering it would never help; it would only hold the ack floor back.
             log.error("malformed event dropped", extra=log_fields(error=str(error)))
             await message.term()
+            dropped.append(message.metadata.sequence.stream)
     if not parsed:
+        on_stored(dropped)
         return
     stored = [message for message, _ in parsed]
     try:
@@ -142,6 +146,8 @@ async def _store_and_ack(messages: list[Msg], handle: Handler) -> None:
             except Exception:
                 log.exception("event handling failed; JetStream will redeliver")
                 await message.nak(delay=1)
+    # Dropped ones count as handled: nothing will ever be stored at their positions.
+    on_stored(dropped + [message.metadata.sequence.stream for message in stored])
     if not stored:
         return
     for message in stored[:-1]:

@@ -61,6 +61,9 @@ class Dispatcher:
         self._watermark_stale = True
         self._watermark_at = 0.0
         self._watermark_asking: asyncio.Task[None] | None = None
+        # Positions this replica stored at or beyond the watermark: once the gap below
+        # them closes, the watermark moves past them without asking JetStream.
+        self._stored_ahead: set[int] = set()
         self._claiming = False
         self._on_idle: list[Callable[[], None]] = []
 
@@ -76,10 +79,24 @@ class Dispatcher:
         """Call `callback` each time the last running attempt has finished."""
         self._on_idle.append(callback)
 
-    def events_stored(self) -> None:
-        """New events (and their deliveries) are stored: the stream position moved."""
-        self._watermark_stale = True
+    def events_stored(self, positions: list[int]) -> None:
+        """Events (and their deliveries) are stored at these stream positions. When
+        they continue the stream right from the watermark (one replica, or this one's
+        turn), the watermark moves past them at once; otherwise JetStream is asked
+        (another replica stores the events between)."""
+        self._stored_ahead.update(p for p in positions if p >= self._last_watermark)
+        self._advance_watermark()
+        if self._stored_ahead:
+            self._watermark_stale = True
         self._wake.set()
+
+    def _advance_watermark(self) -> None:
+        if self._last_watermark == 0:  # not known yet: JetStream says where to start
+            return
+        while self._last_watermark in self._stored_ahead:
+            self._stored_ahead.discard(self._last_watermark)
+            self._last_watermark += 1
+        self._stored_ahead = {p for p in self._stored_ahead if p >= self._last_watermark}
 
     async def run(self) -> None:
         since_purge = 0.0
@@ -136,12 +153,12 @@ class Dispatcher:
                 return
 
     def _watermark(self) -> int:
-        """The highest stream position below which every event is known stored. Asked
-        of JetStream after this replica stored events, or a poll interval after the
-        last asking (other replicas store events too), in the background: a claim
-        never waits for the answer, it takes what is known, and a higher answer wakes
-        the loop to claim again. The last known one while JetStream cannot say (it
-        only grows)."""
+        """The highest stream position below which every event is known stored: moved
+        by this replica's own stores, and asked of JetStream when they leave a gap or a
+        poll interval after the last asking (other replicas store events too). Asked
+        in the background: a claim never waits for the answer, it takes what is known,
+        and a higher answer wakes the loop to claim again. The last known one while
+        JetStream cannot say (it only grows)."""
         now = asyncio.get_running_loop().time()
         stale = self._watermark_stale or now - self._watermark_at > self.limits.poll_seconds
         if stale and self._watermark_asking is None and not self._stopping:
@@ -164,6 +181,7 @@ class Dispatcher:
                 self._watermark_at = asked_at
                 if known > self._last_watermark:
                     self._last_watermark = known
+                    self._advance_watermark()
                     self.wake()
                 if not self._watermark_stale:
                     return
