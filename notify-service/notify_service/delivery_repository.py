@@ -18,6 +18,7 @@ import asyncpg
 import orjson
 from calendence.storage import Repository
 
+from notify_service.message_repository import NewMessage
 from notify_service.schedule import DISABLE_AFTER
 
 
@@ -69,12 +70,16 @@ def order_key(event: dict[str, Any]) -> str:
 
 
 class DeliveryRepository(Repository):
-    async def record_events(self, events: list[tuple[dict[str, Any], int]]) -> dict[str, int]:
-        """Store events (with their stream positions) and one delivery per subscribed,
-        enabled endpoint, all in one transaction.
+    async def record_events(
+        self, events: list[tuple[dict[str, Any], int]], messages: list[NewMessage]
+    ) -> dict[str, int]:
+        """Store events (with their stream positions), one delivery per subscribed,
+        enabled endpoint and the client messages the events call for, all in one
+        transaction.
 
         Returns how many deliveries each newly stored event made; an event stored
-        before (a JetStream redelivery) only counts one more receipt and is left out.
+        before (a JetStream redelivery) only counts one more receipt and is left out,
+        and its message is the one queued the first time.
         """
         unique = list({event["id"]: (event, seq) for event, seq in events}.values())
         # One statement is one transaction: no BEGIN and COMMIT round trips around it.
@@ -101,6 +106,12 @@ class DeliveryRepository(Repository):
                     AND ('*' = ANY (e.events) OR i.type = ANY (e.events))
                 WHERE s.first
                 RETURNING event_id
+            ), queued AS (
+                INSERT INTO client_messages
+                    (id, event_id, business_id, booking_id, kind, recipient, subject)
+                SELECT gen_random_uuid(), * FROM unnest(
+                    $8::uuid[], $9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::text[])
+                ON CONFLICT (event_id) DO NOTHING
             )
             SELECT s.event_id, count(m.event_id) AS deliveries
             FROM stored s LEFT JOIN made m ON m.event_id = s.event_id
@@ -114,6 +125,12 @@ class DeliveryRepository(Repository):
             [seq for _, seq in unique],
             [webhook_body(e) for e, _ in unique],
             [order_key(e) for e, _ in unique],
+            [m.event_id for m in messages],
+            [m.business_id for m in messages],
+            [m.booking_id for m in messages],
+            [m.kind for m in messages],
+            [m.recipient for m in messages],
+            [m.subject for m in messages],
         )
         return {str(row["event_id"]): row["deliveries"] for row in rows}
 

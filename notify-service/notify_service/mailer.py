@@ -157,6 +157,21 @@ def messages_for(event: dict[str, Any]) -> list[NewMessage]:
     ]
 
 
+def messages_wanted(events: list[dict[str, Any]]) -> list[NewMessage]:
+    """The client emails these events call for, to be queued with their receipts."""
+    wanted: list[NewMessage] = []
+    for event in events:
+        try:
+            wanted += messages_for(event)
+        except (KeyError, TypeError, ValueError) as error:
+            # A booking document without what a mail needs: webhooks still go out.
+            log.error(
+                "no client email for a malformed booking event",
+                extra=log_fields(event_id=event["id"], error=repr(error)),
+            )
+    return wanted
+
+
 def render_message(row: dict[str, Any]) -> dict[str, Any]:
     """A message as GET /api/v1/bookings/{id}/messages shows it."""
     return {
@@ -212,22 +227,6 @@ class Mailer:
         self._wake = asyncio.Event()
         self._running: dict[asyncio.Task[None], MessageClaim] = {}
         self._stopping = False
-
-    async def queue(self, events: list[dict[str, Any]]) -> None:
-        """Queue the messages these (stored) events call for, and wake the loop."""
-        wanted: list[NewMessage] = []
-        for event in events:
-            try:
-                wanted += messages_for(event)
-            except (KeyError, TypeError, ValueError) as error:
-                # A booking document without what a mail needs: webhooks still go out.
-                log.error(
-                    "no client email for a malformed booking event",
-                    extra=log_fields(event_id=event["id"], error=repr(error)),
-                )
-        made = await self.store.enqueue(wanted)
-        if made:
-            self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()

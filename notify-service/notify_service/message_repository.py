@@ -1,4 +1,5 @@
-"""SQL for client messages: queue one per event, claim due ones, record attempts.
+"""SQL for client messages: claim due ones, record attempts (they are queued with
+their event's receipt: `DeliveryRepository.record_events`).
 
 A claim leases the message (its `next_attempt_at` moves one lease ahead, FOR UPDATE
 SKIP LOCKED so replicas never take the same one); a replica that dies mid-send only
@@ -38,28 +39,6 @@ class MessageClaim:
 
 
 class MessageRepository(Repository):
-    async def enqueue(self, messages: list[NewMessage]) -> int:
-        """Queue messages; one an event made before (a redelivery) is left as it is."""
-        if not messages:
-            return 0
-        made = await self.db.fetch(
-            """
-            INSERT INTO client_messages
-                (id, event_id, business_id, booking_id, kind, recipient, subject)
-            SELECT gen_random_uuid(), * FROM unnest(
-                $1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[])
-            ON CONFLICT (event_id) DO NOTHING
-            RETURNING id
-            """,
-            [m.event_id for m in messages],
-            [m.business_id for m in messages],
-            [m.booking_id for m in messages],
-            [m.kind for m in messages],
-            [m.recipient for m in messages],
-            [m.subject for m in messages],
-        )
-        return len(made)
-
     async def claim(
         self, want: int, lease: timedelta, queued_before: timedelta | None = None
     ) -> list[MessageClaim]:

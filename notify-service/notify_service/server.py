@@ -22,7 +22,7 @@ from notify_service.dispatcher import Dispatcher, Limits
 from notify_service.endpoint_repository import EndpointRepository
 from notify_service.endpoints import WebhookEndpoints
 from notify_service.grpc_api import NotifyServicer
-from notify_service.mailer import Mailer, SmtpServer
+from notify_service.mailer import Mailer, SmtpServer, messages_wanted
 from notify_service.message_repository import MessageRepository
 from notify_service.receipts import ReceiptRepository
 from notify_service.sender import Sender
@@ -88,9 +88,11 @@ async def serve(settings: NotifyServiceSettings) -> None:
         log.warning("SMTP_URL is not set: no client emails (webhooks still go out)")
 
     async def handle(batch: list[tuple[dict[str, Any], int]]) -> None:
-        made = await store.record_events(batch)
-        if mailer is not None:
-            await mailer.queue([event for event, _ in batch])
+        events = [event for event, _ in batch]
+        messages = messages_wanted(events) if mailer is not None else []
+        made = await store.record_events(batch, messages)
+        if mailer is not None and messages:
+            mailer.wake()
         if log.isEnabledFor(logging.DEBUG):  # one line per event: not at INFO
             for event, _ in batch:
                 if event["id"] in made:
