@@ -30,6 +30,16 @@ _RELAY_LOCK_ID = 0x6F7574626F78
 _WAKE_CHANNEL = "outbox"
 # How long a batch waits for JetStream's acks before it is sent again.
 _ACK_TIMEOUT_SECONDS = 5.0
+_BATCH = 200
+_MARK = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])"
+# The batch published last is marked and the next read in one statement, which sees the
+# table as it was before the mark: the marked rows are left out by id.
+_MARK_AND_READ = f"""
+    WITH marked AS ({_MARK})
+    SELECT id, type, payload FROM outbox
+    WHERE published_at IS NULL AND id <> ALL($1::uuid[])
+    ORDER BY seq LIMIT $2
+"""
 
 
 async def record_event(
@@ -73,20 +83,14 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
 
-    async def publish_pending(self, connection: asyncpg.Connection, batch: int = 200) -> int:
-        """Publish up to `batch` unpublished events; returns how many were published.
+    async def publish(self, rows: list[asyncpg.Record]) -> list[UUID]:
+        """Publish a batch of outbox rows; returns the ids JetStream acked.
 
         The batch is sent in order without waiting between messages (JetStream stores
         them in the order it receives them on this connection) and then every ack is
         awaited: one round trip to NATS per batch, not per event. Only the acked prefix
-        is marked published, in one statement; anything after a failure is sent again
-        later, and JetStream drops what it already has (same Nats-Msg-Id)."""
-        rows = await connection.fetch(
-            "SELECT id, type, payload FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
-            batch,
-        )
-        if not rows:
-            return 0
+        counts; anything after a failure is sent again later, and JetStream drops what
+        it already has (same Nats-Msg-Id)."""
         acks = [
             await self.js.publish_async(
                 event_subject(row["type"]),
@@ -101,14 +105,11 @@ class OutboxRelay:
         acked = list(
             itertools.takewhile(lambda outcome: not isinstance(outcome, BaseException), outcomes)
         )
-        if acked:
-            await connection.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])",
-                [row["id"] for row in rows[: len(acked)]],
-            )
         if len(acked) < len(rows):
-            raise RuntimeError(f"JetStream refused an event: {outcomes[len(acked)]!r}")
-        return len(rows)
+            log.warning(
+                "JetStream refused an event", extra=log_fields(error=repr(outcomes[len(acked)]))
+            )
+        return [row["id"] for row in rows[: len(acked)]]
 
     async def run(self) -> None:
         """Relay forever; only the replica holding the advisory lock publishes."""
@@ -133,13 +134,24 @@ class OutboxRelay:
 
         await connection.add_listener(_WAKE_CHANNEL, wake)
         try:
+            published: list[UUID] = []
             while True:
                 self._wake.clear()
-                if await self.publish_pending(connection) == 0:
+                # One round trip: the last batch marked published, the next one read.
+                rows = await connection.fetch(_MARK_AND_READ, published, _BATCH)
+                if not rows:
+                    published = []
                     try:
                         await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                     except TimeoutError:
                         pass
+                    continue
+                published = await self.publish(rows)
+                if len(published) < len(rows):
+                    # The rest is sent again after the poll interval.
+                    await connection.execute(_MARK, published)
+                    published = []
+                    await asyncio.sleep(self.poll_seconds)
         finally:
             await connection.remove_listener(_WAKE_CHANNEL, wake)
             await connection.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK_ID)
