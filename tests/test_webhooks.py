@@ -17,6 +17,7 @@ from calendence.devstack.stack import LocalStack
 
 from tests.api import Tenant, tomorrow_at
 from tests.booking_helpers import Salon, open_salon
+from tests.mail_helpers import mails_of, wait_for_mails
 from tests.webhook_receiver import (
     ALLOW_PRIVATE,
     ENDPOINTS,
@@ -177,6 +178,49 @@ async def test_a_slow_endpoint_does_not_delay_another(
     assert receiver.most_in_flight["/slow"] == 4
     assert len(receiver.at("/slow")) == 4
     await salon.tenant.api.delete(f"{ENDPOINTS}/{slow['id']}", salon.tenant.business_key)
+
+
+async def booking_whose_webhook_hangs(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack, hang: float, mail_wait: float
+) -> str:
+    """A booking whose first webhook attempt is under way (the endpoint answers after
+    `hang` seconds), from a notify-service whose emails wait for webhooks at most
+    `mail_wait` seconds."""
+    restart_notify_service(
+        stack,
+        env={"MAIL_WAIT_FOR_WEBHOOKS_SECONDS": str(mail_wait), "SHUTDOWN_GRACE_SECONDS": "1"},
+    )
+    receiver.answer("/hook", delay=hang)
+    await create_endpoint(salon.tenant, receiver.url("/hook"))
+    booking = await salon.booking(tomorrow_at(13))
+    await receiver.wait_for(of_booking(booking["id"]))
+    return str(booking["id"])
+
+
+async def test_client_emails_wait_while_a_webhook_attempt_is_under_way(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    try:
+        booking_id = await booking_whose_webhook_hangs(salon, receiver, stack, 5, mail_wait=60)
+        await asyncio.sleep(1.5)
+        # Webhooks go first: no email while the attempt is under way, then at once.
+        assert receiver.in_flight["/hook"] == 1
+        assert mails_of(stack, booking_id) == []
+        await wait_for_mails(stack, booking_id, "confirmation", timeout=15)
+    finally:
+        restart_notify_service(stack)
+
+
+async def test_a_hanging_endpoint_holds_client_emails_back_only_for_the_wait(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    try:
+        booking_id = await booking_whose_webhook_hangs(salon, receiver, stack, 30, mail_wait=1)
+        await wait_for_mails(stack, booking_id, "confirmation", timeout=8)
+        # The attempt still hangs (it times out after 10 s): the email did not wait for it.
+        assert receiver.in_flight["/hook"] == 1
+    finally:
+        restart_notify_service(stack)
 
 
 async def test_events_of_one_booking_arrive_in_the_order_they_happened(
