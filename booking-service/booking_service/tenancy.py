@@ -83,14 +83,13 @@ class Tenancy:
         """Resolve a bearer token; narrow a hub key to `business_id` when one is named."""
         if kind_of(secret) is None:
             raise Unauthenticated("the API key is malformed")
-        key = await self.repository.find_key(hash_secret(secret))
+        key = await self.repository.find_and_touch_key(hash_secret(secret))
         if key is None:
             raise Unauthenticated("the API key is not valid")
         if key.revoked_at is not None:
             raise Unauthenticated("the API key has been revoked")
         if key.expires_at is not None and key.expires_at <= utcnow():
             raise Unauthenticated("the API key has expired")
-        await self.repository.touch_key(key.id)
         kind = KeyKind(key.kind)
         resolved, origins = key.business_id, key.allowed_origins
         if business_id is not None and business_id != key.business_id:

@@ -25,7 +25,7 @@ class StoredKey:
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
-    # The key's business's allowed origins (CORS); only `find_key` reads them.
+    # The key's business's allowed origins (CORS); only `find_and_touch_key` reads them.
     allowed_origins: tuple[str, ...] = ()
 
 
@@ -166,15 +166,25 @@ class TenancyRepository:
         )
         return StoredKey(**dict(row))
 
-    async def find_key(self, key_hash: bytes) -> StoredKey | None:
-        """The key, with its business's allowed origins (in the same round trip)."""
+    async def find_and_touch_key(self, key_hash: bytes) -> StoredKey | None:
+        """The key, with its business's allowed origins, as it was before this use; a
+        live one (not revoked, not expired) has its last use recorded, once a minute at
+        most, so that a hot key does not turn every request into a write. One round trip.
+        """
         row = await self.db.fetchrow(
             """
-            SELECT k.id, k.kind, k.hub_id, k.business_id, k.created_at, k.expires_at,
-                   k.revoked_at, k.last_used_at,
-                   coalesce(b.allowed_origins, '{}') AS allowed_origins
-            FROM api_keys k LEFT JOIN businesses b ON b.id = k.business_id
-            WHERE k.key_hash = $1
+            WITH found AS (
+                SELECT k.id, k.kind, k.hub_id, k.business_id, k.created_at, k.expires_at,
+                       k.revoked_at, k.last_used_at,
+                       coalesce(b.allowed_origins, '{}') AS allowed_origins
+                FROM api_keys k LEFT JOIN businesses b ON b.id = k.business_id
+                WHERE k.key_hash = $1),
+                 touched AS (
+                UPDATE api_keys SET last_used_at = now()
+                WHERE id = (SELECT id FROM found) AND revoked_at IS NULL
+                  AND (expires_at IS NULL OR expires_at > now())
+                  AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute'))
+            SELECT * FROM found
             """,
             key_hash,
         )
@@ -187,16 +197,6 @@ class TenancyRepository:
     async def get_key(self, key_id: UUID) -> StoredKey | None:
         row = await self.db.fetchrow(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
         return StoredKey(**dict(row)) if row else None
-
-    async def touch_key(self, key_id: UUID) -> None:
-        # Only once a minute: a hot key must not turn every request into a write.
-        await self.db.execute(
-            """
-            UPDATE api_keys SET last_used_at = now()
-            WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
-            """,
-            key_id,
-        )
 
     async def revoke_key(self, key_id: UUID) -> None:
         await self.db.execute(
