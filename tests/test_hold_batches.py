@@ -1,5 +1,6 @@
-"""Holds placed in batches (PlaceHolds, what the gateway sends for holds that arrive
-together): each hold decided on its own, in order, as if it came alone."""
+"""Holds placed, consumed and confirmed in batches (PlaceHolds, what the gateway sends
+for holds that arrive together; ConsumeHolds and ConfirmClaims, what booking-service
+sends for bookings that do): each item decided on its own, in order, as if it came alone."""
 
 from __future__ import annotations
 
@@ -142,3 +143,92 @@ async def test_holds_that_arrive_together_while_redis_is_gone_all_get_503_with_r
     assert Counter(a.status for a in answers) == {503: len(tokens)}
     assert all(int(a.headers["Retry-After"]) >= 1 for a in answers)
     assert all(a.content_type == "application/problem+json" for a in answers)
+
+
+def consuming(
+    shop: Shop, hold_id: str, booking_id: str, **fields: str | int
+) -> hold_pb2.ConsumeHoldRequest:
+    return hold_pb2.ConsumeHoldRequest(
+        business_id=str(fields.pop("business_id", shop.tenant.business_id)),
+        hold_id=hold_id,
+        booking_id=booking_id,
+        pending_ms=int(fields.pop("pending_ms", 20_000)),
+    )
+
+
+async def consume(
+    holds: hold_pb2_grpc.HoldServiceStub, batch: list[hold_pb2.ConsumeHoldRequest]
+) -> list[hold_pb2.PlaceHoldOutcome]:
+    answer = await rpc.unary(holds.ConsumeHolds, hold_pb2.ConsumeHoldsRequest(holds=batch))
+    assert len(answer.outcomes) == len(batch)
+    return list(answer.outcomes)
+
+
+async def placed_holds(
+    holds: hold_pb2_grpc.HoldServiceStub, shop: Shop, *hours: int
+) -> list[hold_pb2.PlacedHold]:
+    outcomes = await place(holds, [wanted(shop, "widget", tomorrow_at(hour)) for hour in hours])
+    return [o.hold for o in outcomes]
+
+
+async def test_of_bookings_consuming_one_hold_in_one_batch_only_the_first_gets_it(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant
+) -> None:
+    shop = await open_shop(tenant)
+    [hold] = await placed_holds(holds, shop, 10)
+    outcomes = await consume(
+        holds, [consuming(shop, hold.hold_id, str(uuid.uuid4())) for _ in range(10)]
+    )
+    assert outcomes[0].hold.hold_id == hold.hold_id
+    assert [o.failure.kind for o in outcomes[1:]] == ["NotFound"] * 9
+
+
+async def test_a_bad_item_in_a_consume_batch_fails_alone_and_the_others_are_consumed(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant
+) -> None:
+    shop = await open_shop(tenant)
+    first, last = await placed_holds(holds, shop, 10, 11)
+    outcomes = await consume(
+        holds,
+        [
+            consuming(shop, first.hold_id, str(uuid.uuid4())),
+            consuming(shop, last.hold_id, str(uuid.uuid4()), business_id="not-a-uuid"),
+            consuming(shop, str(uuid.uuid4()), str(uuid.uuid4())),
+            consuming(shop, last.hold_id, str(uuid.uuid4()), pending_ms=0),
+            consuming(shop, last.hold_id, str(uuid.uuid4()), business_id=str(uuid.uuid4())),
+            consuming(shop, last.hold_id, str(uuid.uuid4())),
+        ],
+    )
+    assert [o.hold.hold_id for o in (outcomes[0], outcomes[5])] == [first.hold_id, last.hold_id]
+    assert [o.failure.kind for o in outcomes[1:5]] == [
+        "InvalidInput",
+        "NotFound",
+        "InvalidInput",
+        "NotFound",
+    ]
+
+
+async def test_claims_confirmed_in_one_batch_each_answer_for_their_own_booking(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant
+) -> None:
+    shop = await open_shop(tenant)
+    placed = await placed_holds(holds, shop, 10, 11)
+    bookings = [str(uuid.uuid4()) for _ in placed]
+    await consume(
+        holds, [consuming(shop, h.hold_id, b) for h, b in zip(placed, bookings, strict=True)]
+    )
+    claims = [
+        hold_pb2.ConfirmClaimRequest(
+            booking_id=booking_id,
+            hold_id=hold.hold_id,
+            resource_id=hold.resource_id,
+            starts_at=hold.starts_at,
+            blocked_until=hold.blocked_until,
+        )
+        for hold, booking_id in zip(placed, [bookings[0], str(uuid.uuid4())], strict=True)
+    ]
+    answer = await rpc.unary(holds.ConfirmClaims, hold_pb2.ConfirmClaimsRequest(claims=claims))
+    # The second names a booking that never consumed its hold: nothing of it changes.
+    assert [o.answer.confirmed for o in answer.outcomes] == [True, False]
+    again = await consume(holds, [consuming(shop, placed[1].hold_id, bookings[1])])
+    assert again[0].hold.hold_id == placed[1].hold_id

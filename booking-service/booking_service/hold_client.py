@@ -1,13 +1,24 @@
-"""hold-service as booking-service sees it: the gRPC calls behind a small interface."""
+"""hold-service as booking-service sees it: the gRPC calls behind a small interface.
+
+Consuming holds and confirming claims are what every booking does: the calls that
+arrive while earlier ones are under way go together as one `ConsumeHolds` or
+`ConfirmClaims` call (`calendence.coalesce`), which hold-service runs as one Redis
+pipeline; a quiet booking-service sends each alone, at once.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 import grpc
 from calendence import rpc
+from calendence.coalesce import Coalescer
+from calendence.errors import DomainError, NotFound
+from calendence.hold.outcomes import failure_of, outcome_of
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.timefmt import from_timestamp, to_timestamp
 
@@ -50,6 +61,12 @@ class HoldClient:
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.stub = hold_pb2_grpc.HoldServiceStub(channel)
+        self._consumes: Coalescer[hold_pb2.ConsumeHoldRequest, hold_pb2.PlacedHold] = Coalescer(
+            self._consume_batch, on_abandoned=self._restore_abandoned
+        )
+        self._confirms: Coalescer[hold_pb2.ConfirmClaimRequest, bool] = Coalescer(
+            self._confirm_batch
+        )
 
     async def consume(
         self,
@@ -60,16 +77,14 @@ class HoldClient:
         holder_id: str,
         pending: timedelta,
     ) -> ConsumedHold:
-        hold = await rpc.unary(
-            self.stub.ConsumeHold,
+        hold = await self._consumes.submit(
             hold_pb2.ConsumeHoldRequest(
                 business_id=str(business_id),
                 hold_id=str(hold_id),
                 booking_id=str(booking_id),
                 holder_id=holder_id,
                 pending_ms=int(pending.total_seconds() * 1000),
-            ),
-            wait_for_ready=True,
+            )
         )
         return ConsumedHold(
             hold_id=UUID(hold.hold_id),
@@ -82,10 +97,29 @@ class HoldClient:
             blocked_until=from_timestamp(hold.blocked_until),
         )
 
+    async def _consume_batch(
+        self, batch: list[hold_pb2.ConsumeHoldRequest]
+    ) -> Sequence[hold_pb2.PlacedHold | DomainError]:
+        answer = await rpc.unary(
+            self.stub.ConsumeHolds,
+            hold_pb2.ConsumeHoldsRequest(holds=batch),
+            wait_for_ready=True,
+        )
+        return [outcome_of(item) for item in answer.outcomes]
+
+    async def _restore_abandoned(
+        self, wanted: hold_pb2.ConsumeHoldRequest, hold: hold_pb2.PlacedHold
+    ) -> None:
+        """A hold consumed for a booking whose request was gone by then: nobody will
+        write that booking, so the hold goes back to its holder at once."""
+        with contextlib.suppress(NotFound):  # expired meanwhile
+            await self.restore(
+                UUID(wanted.business_id), UUID(wanted.hold_id), UUID(wanted.booking_id)
+            )
+
     async def confirm(self, booking_id: UUID, claim: Claim, *, force: bool) -> bool:
         """Make a committed booking's pending claim last until it ends."""
-        answer = await rpc.unary(
-            self.stub.ConfirmClaim,
+        return await self._confirms.submit(
             hold_pb2.ConfirmClaimRequest(
                 booking_id=str(booking_id),
                 hold_id=str(claim.hold_id),
@@ -93,10 +127,23 @@ class HoldClient:
                 starts_at=to_timestamp(claim.starts_at),
                 blocked_until=to_timestamp(claim.blocked_until),
                 force=force,
-            ),
+            )
+        )
+
+    async def _confirm_batch(
+        self, batch: list[hold_pb2.ConfirmClaimRequest]
+    ) -> Sequence[bool | DomainError]:
+        answer = await rpc.unary(
+            self.stub.ConfirmClaims,
+            hold_pb2.ConfirmClaimsRequest(claims=batch),
             wait_for_ready=True,
         )
-        return bool(answer.confirmed)
+        return [
+            item.answer.confirmed
+            if item.HasField("answer")
+            else failure_of(item.failure, "confirming the claim")
+            for item in answer.outcomes
+        ]
 
     async def pending_claims(self, due_before: datetime, limit: int) -> list[PendingClaim]:
         answer = await rpc.unary(

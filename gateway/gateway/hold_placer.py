@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from calendence import rpc
 from calendence.coalesce import Coalescer
-from calendence.errors import DomainError, InternalError, NotFound, error_of_kind
+from calendence.errors import DomainError, NotFound
+from calendence.hold.outcomes import outcome_of
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 
 
@@ -56,11 +57,3 @@ class HoldPlacer:
                 hold_pb2.ReleaseHoldRequest(business_id=wanted.business_id, hold_id=hold.hold_id),
                 timeout=self.timeout,
             )
-
-
-def outcome_of(item: hold_pb2.PlaceHoldOutcome) -> hold_pb2.PlacedHold | DomainError:
-    if item.HasField("hold"):
-        return item.hold
-    failure = item.failure
-    error = error_of_kind(failure.kind, failure.detail, dict(failure.fields))
-    return error if error is not None else InternalError("the hold could not be placed")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
+from typing import TypeVar
 
 from calendence.errors import DomainError, error_kind
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
@@ -10,7 +12,11 @@ from calendence.ids import optional_uuid, parse_uuid
 from calendence.rpc import ServicerContext
 from calendence.timefmt import from_timestamp, to_timestamp
 
-from hold_service.holds import HoldRecord, Holds, HoldWanted
+from hold_service.holds import ClaimToConfirm, ConsumeWanted, HoldRecord, Holds, HoldWanted
+
+Message = TypeVar("Message")
+Wanted = TypeVar("Wanted")
+Outcome = TypeVar("Outcome")
 
 
 def hold_message(hold: HoldRecord) -> hold_pb2.PlacedHold:
@@ -40,14 +46,58 @@ def wanted_hold(request: hold_pb2.PlaceHoldRequest) -> HoldWanted:
     )
 
 
+def failure_message(error: DomainError) -> hold_pb2.Failure:
+    return hold_pb2.Failure(kind=error_kind(error), detail=error.detail, fields=error.fields)
+
+
 def outcome_message(outcome: HoldRecord | DomainError) -> hold_pb2.PlaceHoldOutcome:
     if isinstance(outcome, DomainError):
-        return hold_pb2.PlaceHoldOutcome(
-            failure=hold_pb2.Failure(
-                kind=error_kind(outcome), detail=outcome.detail, fields=outcome.fields
-            )
-        )
+        return hold_pb2.PlaceHoldOutcome(failure=failure_message(outcome))
     return hold_pb2.PlaceHoldOutcome(hold=hold_message(outcome))
+
+
+def consume_wanted(request: hold_pb2.ConsumeHoldRequest) -> ConsumeWanted:
+    return ConsumeWanted(
+        business_id=parse_uuid(request.business_id, "business_id"),
+        hold_id=request.hold_id,
+        booking_id=request.booking_id,
+        holder_id=request.holder_id,
+        pending=timedelta(milliseconds=request.pending_ms),
+    )
+
+
+def claim_to_confirm(request: hold_pb2.ConfirmClaimRequest) -> ClaimToConfirm:
+    return ClaimToConfirm(
+        booking_id=request.booking_id,
+        hold_id=request.hold_id,
+        resource=request.resource_id,
+        starts_at=from_timestamp(request.starts_at),
+        blocked_until=from_timestamp(request.blocked_until),
+        force=request.force,
+    )
+
+
+def confirm_outcome_message(outcome: bool | DomainError) -> hold_pb2.ConfirmClaimOutcome:
+    if isinstance(outcome, DomainError):
+        return hold_pb2.ConfirmClaimOutcome(failure=failure_message(outcome))
+    return hold_pb2.ConfirmClaimOutcome(answer=hold_pb2.ConfirmClaimResponse(confirmed=outcome))
+
+
+async def each_decided(
+    items: Iterable[Message],
+    parse: Callable[[Message], Wanted],
+    decide: Callable[[list[Wanted]], Awaitable[Sequence[Outcome | DomainError]]],
+) -> list[Outcome | DomainError]:
+    """A batch call's outcomes, in order: an item that does not parse fails alone,
+    the others are decided together."""
+    parsed: list[Wanted | DomainError] = []
+    for item in items:
+        try:
+            parsed.append(parse(item))
+        except DomainError as error:
+            parsed.append(error)
+    decided = iter(await decide([p for p in parsed if not isinstance(p, DomainError)]))
+    return [p if isinstance(p, DomainError) else next(decided) for p in parsed]
 
 
 class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
@@ -62,21 +112,8 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def PlaceHolds(
         self, request: hold_pb2.PlaceHoldsRequest, context: ServicerContext
     ) -> hold_pb2.PlaceHoldsResponse:
-        outcomes: list[HoldRecord | DomainError | None] = []
-        wanted: list[HoldWanted] = []
-        for item in request.holds:
-            try:
-                wanted.append(wanted_hold(item))
-                outcomes.append(None)
-            except DomainError as error:
-                outcomes.append(error)
-        placed = iter(await self.holds.place_holds(wanted))
-        return hold_pb2.PlaceHoldsResponse(
-            outcomes=[
-                outcome_message(next(placed) if outcome is None else outcome)
-                for outcome in outcomes
-            ]
-        )
+        outcomes = await each_decided(request.holds, wanted_hold, self.holds.place_holds)
+        return hold_pb2.PlaceHoldsResponse(outcomes=[outcome_message(o) for o in outcomes])
 
     async def ReleaseHold(
         self, request: hold_pb2.ReleaseHoldRequest, context: ServicerContext
@@ -91,27 +128,27 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def ConsumeHold(
         self, request: hold_pb2.ConsumeHoldRequest, context: ServicerContext
     ) -> hold_pb2.PlacedHold:
-        hold = await self.holds.consume_hold(
-            business_id=parse_uuid(request.business_id, "business_id"),
-            hold_id=request.hold_id,
-            booking_id=request.booking_id,
-            holder_id=request.holder_id,
-            pending=timedelta(milliseconds=request.pending_ms),
-        )
-        return hold_message(hold)
+        return hold_message(await self.holds.consume_hold(consume_wanted(request)))
+
+    async def ConsumeHolds(
+        self, request: hold_pb2.ConsumeHoldsRequest, context: ServicerContext
+    ) -> hold_pb2.ConsumeHoldsResponse:
+        outcomes = await each_decided(request.holds, consume_wanted, self.holds.consume_holds)
+        return hold_pb2.ConsumeHoldsResponse(outcomes=[outcome_message(o) for o in outcomes])
 
     async def ConfirmClaim(
         self, request: hold_pb2.ConfirmClaimRequest, context: ServicerContext
     ) -> hold_pb2.ConfirmClaimResponse:
-        confirmed = await self.holds.confirm_claim(
-            booking_id=request.booking_id,
-            hold_id=request.hold_id,
-            resource=request.resource_id,
-            starts_at=from_timestamp(request.starts_at),
-            blocked_until=from_timestamp(request.blocked_until),
-            force=request.force,
-        )
+        confirmed = await self.holds.confirm_claim(claim_to_confirm(request))
         return hold_pb2.ConfirmClaimResponse(confirmed=confirmed)
+
+    async def ConfirmClaims(
+        self, request: hold_pb2.ConfirmClaimsRequest, context: ServicerContext
+    ) -> hold_pb2.ConfirmClaimsResponse:
+        outcomes = await self.holds.confirm_claims([claim_to_confirm(c) for c in request.claims])
+        return hold_pb2.ConfirmClaimsResponse(
+            outcomes=[confirm_outcome_message(outcome) for outcome in outcomes]
+        )
 
     async def ListPendingClaims(
         self, request: hold_pb2.ListPendingClaimsRequest, context: ServicerContext

@@ -21,7 +21,6 @@ from datetime import datetime
 from typing import Any
 
 from calendence.storage import RedisClient
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 PENDING_CLAIMS_KEY = "cal:claims:pending"
@@ -254,7 +253,33 @@ class Placement:
     locator: HoldLocator
 
 
+@dataclass(frozen=True)
+class Consumption:
+    """One hold to turn into a booking's pending claim (see _CONSUME)."""
+
+    locator: HoldLocator
+    hold_id: str
+    granules: Sequence[int]
+    booking_id: str
+    holder_id: str
+    day: str
+    pending_ms: int
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """One booking's claim to make last until `blocked_ms` (see _CONFIRM)."""
+
+    resource: str
+    hold_id: str
+    granules: Sequence[int]
+    booking_id: str
+    blocked_ms: int
+    force: bool
+
+
 _PLACE_OUTCOMES = {0: "placed", 1: "existing", 2: "conflict"}
+_CONSUME_OUTCOMES = {0: "gone", 1: "consumed", 2: "conflict"}
 
 
 class HoldRepository:
@@ -335,92 +360,130 @@ class HoldRepository:
         doc = await self.redis.hget(record_key(resource, hold_id), "doc")
         return doc if isinstance(doc, bytes) else None
 
-    async def locate(self, hold_id: str) -> HoldLocator | None:
-        raw = await self.redis.get(locator_key(hold_id))
-        if raw is None:
-            return None
-        business_id, resource, starts_ms, blocked_ms = str(_text(raw)).rsplit("|", 3)
-        return HoldLocator(business_id, resource, int(starts_ms), int(blocked_ms))
-
-    async def consume(
-        self,
-        locator: HoldLocator,
-        hold_id: str,
-        granules: Sequence[int],
-        *,
-        booking_id: str,
-        holder_id: str,
-        day: str,
-        pending_ms: int,
-        now_ms: int,
-    ) -> tuple[str, bytes | None]:
-        """('consumed', doc), ('gone', None) or ('conflict', None)."""
-        keys = [
-            record_key(locator.resource, hold_id),
-            load_key(locator.resource, day),
-            *(granule_key(locator.resource, g) for g in granules),
-        ]
-        args = [booking_id, pending_ms, booking_value(booking_id), holder_id]
-        # The pending claim is tracked before it exists, so there is never one the
-        # repair cannot see; an entry whose consume was refused is forgotten later.
-        code, doc = await self._pipelined(
-            self._consume,
-            keys,
-            args,
-            lambda pipe: pipe.zadd(PENDING_CLAIMS_KEY, {booking_id: now_ms + pending_ms}),
-        )
-        outcome = {0: "gone", 1: "consumed", 2: "conflict"}[int(code)]
-        return outcome, (doc if outcome == "consumed" else None)
-
-    async def _pipelined(
-        self, script: AsyncScript, keys: list[str], args: list[Any], before: Any
-    ) -> Any:
-        """Run `before(pipe)` and then the script in one round trip; the script's answer."""
-        for _ in range(2):
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    before(pipe)
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                    *_, answer = await pipe.execute()
-                return answer
-            except NoScriptError:  # Redis restarted or flushed its scripts
-                await self.redis.script_load(script.script)
-        raise NoScriptError("the script could not be loaded")
-
-    async def confirm(
-        self,
-        resource: str,
-        hold_id: str,
-        granules: Sequence[int],
-        booking_id: str,
-        blocked_ms: int,
-        *,
-        force: bool,
-    ) -> bool:
-        """Make a booking's claim last until `blocked_ms`; True when every granule is
-        the booking's. Otherwise the claim stays tracked as pending, due now."""
-        keys = [record_key(resource, hold_id), *(granule_key(resource, g) for g in granules)]
+    async def locate_many(self, hold_ids: Sequence[str]) -> list[HoldLocator | None]:
+        """Where each hold lives (None for one expired or unknown), in one round trip."""
+        if not hold_ids:
+            return []
         async with self.redis.pipeline(transaction=False) as pipe:
+            for hold_id in hold_ids:
+                pipe.get(locator_key(hold_id))
+            raws = await pipe.execute()
+        located: list[HoldLocator | None] = []
+        for raw in raws:
+            if raw is None:
+                located.append(None)
+                continue
+            business_id, resource, starts_ms, blocked_ms = str(_text(raw)).rsplit("|", 3)
+            located.append(HoldLocator(business_id, resource, int(starts_ms), int(blocked_ms)))
+        return located
+
+    async def locate(self, hold_id: str) -> HoldLocator | None:
+        [locator] = await self.locate_many([hold_id])
+        return locator
+
+    async def consume_many(
+        self, consumptions: Sequence[Consumption], now_ms: int
+    ) -> list[tuple[str, bytes | None] | Exception]:
+        """Each hold made its booking's pending claim, all in one round trip:
+        ('consumed', doc), ('gone', None) or ('conflict', None) each, or the error Redis
+        answered that one with. A Redis that cannot answer at all raises.
+
+        The pending claims are tracked before they exist (one ZADD ahead of the
+        scripts), so there is never one the repair cannot see; an entry whose consume
+        was refused is forgotten later.
+        """
+        if not consumptions:
+            return []
+        replies = await self._run_consume_pipeline(consumptions, now_ms)
+        # Redis restarted or flushed its scripts: load it, then redo those.
+        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if again:
+            await self.redis.script_load(_CONSUME)
+            redone = await self._run_consume_pipeline([consumptions[i] for i in again], now_ms)
+            for i, reply in zip(again, redone, strict=True):
+                replies[i] = reply
+        outcomes: list[tuple[str, bytes | None] | Exception] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                outcomes.append(reply)
+                continue
+            code, doc = reply
+            outcome = _CONSUME_OUTCOMES[int(code)]
+            outcomes.append((outcome, doc if outcome == "consumed" else None))
+        return outcomes
+
+    async def _run_consume_pipeline(
+        self, consumptions: Sequence[Consumption], now_ms: int
+    ) -> list[Any]:
+        """The consume script's reply (or error) for each; the tracking's error for
+        every one if it failed (their scripts may have run: their claims lapse)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(
+                PENDING_CLAIMS_KEY, {c.booking_id: now_ms + c.pending_ms for c in consumptions}
+            )
+            for c in consumptions:
+                keys = [
+                    record_key(c.locator.resource, c.hold_id),
+                    load_key(c.locator.resource, c.day),
+                    *(granule_key(c.locator.resource, g) for g in c.granules),
+                ]
+                pipe.evalsha(
+                    self._consume.sha,
+                    len(keys),
+                    *keys,
+                    c.booking_id,
+                    c.pending_ms,
+                    booking_value(c.booking_id),
+                    c.holder_id,
+                )
+            tracked, *replies = await pipe.execute(raise_on_error=False)
+        if isinstance(tracked, Exception):
+            return [tracked] * len(consumptions)
+        return replies
+
+    async def confirm_many(self, confirmations: Sequence[Confirmation]) -> list[bool | Exception]:
+        """Make each booking's claim last until its `blocked_ms`: True when every
+        granule is the booking's, False when not (or the error Redis answered). Those
+        not True stay tracked as pending, due now, for the repair to look at. Two round
+        trips at most, whatever the number."""
+        if not confirmations:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._add_confirms(pipe, confirmations)
+            pipe.zrem(PENDING_CLAIMS_KEY, *(c.booking_id for c in confirmations))
+            *replies, _ = await pipe.execute(raise_on_error=False)
+        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if again:
+            await self.redis.script_load(_CONFIRM)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self._add_confirms(pipe, [confirmations[i] for i in again])
+                redone = await pipe.execute(raise_on_error=False)
+            for i, reply in zip(again, redone, strict=True):
+                replies[i] = reply
+        outcomes: list[bool | Exception] = [
+            reply if isinstance(reply, Exception) else int(reply) == 0 for reply in replies
+        ]
+        unconfirmed = [
+            c.booking_id for c, ok in zip(confirmations, outcomes, strict=True) if ok is not True
+        ]
+        if unconfirmed:
+            await self.redis.zadd(PENDING_CLAIMS_KEY, dict.fromkeys(unconfirmed, 0))
+        return outcomes
+
+    def _add_confirms(self, pipe: Any, confirmations: Sequence[Confirmation]) -> None:
+        for c in confirmations:
+            keys = [
+                record_key(c.resource, c.hold_id),
+                *(granule_key(c.resource, g) for g in c.granules),
+            ]
             pipe.evalsha(
                 self._confirm.sha,
                 len(keys),
                 *keys,
-                booking_value(booking_id),
-                blocked_ms,
-                "1" if force else "0",
+                booking_value(c.booking_id),
+                c.blocked_ms,
+                "1" if c.force else "0",
             )
-            pipe.zrem(PENDING_CLAIMS_KEY, booking_id)
-            try:
-                missing, _ = await pipe.execute()
-            except NoScriptError:
-                await self.redis.script_load(_CONFIRM)
-                return await self.confirm(
-                    resource, hold_id, granules, booking_id, blocked_ms, force=force
-                )
-        if int(missing) == 0:
-            return True
-        await self.redis.zadd(PENDING_CLAIMS_KEY, {booking_id: 0})
-        return False
 
     async def pending_claims(self, due_before_ms: int, limit: int) -> list[tuple[str, int]]:
         """(booking id, deadline in ms) of pending claims due before the given time."""

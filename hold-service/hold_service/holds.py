@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -25,7 +26,14 @@ from calendence.ids import existing_id
 from calendence.logs import log_fields
 
 from hold_service.catalogue_cache import CatalogueCache
-from hold_service.hold_repository import HoldLocator, HoldRepository, Placement, ms
+from hold_service.hold_repository import (
+    Confirmation,
+    Consumption,
+    HoldLocator,
+    HoldRepository,
+    Placement,
+    ms,
+)
 from hold_service.slots import (
     MAX_AVAILABILITY_DAYS,
     SlotPlan,
@@ -76,6 +84,30 @@ class HoldWanted:
 
 
 @dataclass(frozen=True)
+class ConsumeWanted:
+    """A booking's request for its hold (ConsumeHold), its ids parsed."""
+
+    business_id: UUID
+    hold_id: str
+    booking_id: str
+    # Empty when the business itself books; otherwise only the holder may.
+    holder_id: str
+    pending: timedelta
+
+
+@dataclass(frozen=True)
+class ClaimToConfirm:
+    """A committed booking's claim to make last (ConfirmClaim)."""
+
+    booking_id: str
+    hold_id: str
+    resource: str
+    starts_at: datetime
+    blocked_until: datetime
+    force: bool
+
+
+@dataclass(frozen=True)
 class AvailableSlot:
     starts_at: datetime
     ends_at: datetime
@@ -83,6 +115,7 @@ class AvailableSlot:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+Decided = TypeVar("Decided")
 log = logging.getLogger("hold_service.holds")
 
 
@@ -93,6 +126,25 @@ def _taken() -> HoldConflict:
 def _utc_day(moment: datetime) -> str:
     # Load counters are per UTC day: fair enough for spreading work, and timezone-free.
     return moment.astimezone(UTC).date().isoformat()
+
+
+def _only(outcomes: Sequence[Decided | DomainError]) -> Decided:
+    """The outcome of a batch of one, raised when it is an error."""
+    [outcome] = outcomes
+    if isinstance(outcome, DomainError):
+        raise outcome
+    return outcome
+
+
+def _store_failure(what: str, error: Exception, detail: str) -> DomainError:
+    """What one item of a batch answers when Redis refused it: UNAVAILABLE for a busy
+    store (one node of a cluster failing over, say: it may be asked again), else
+    INTERNAL with `detail`."""
+    if is_store_busy(error):
+        log.warning(f"{what} found its store busy", extra=log_fields(error=repr(error)))
+        return Unavailable("the hold's store is busy; try again shortly")
+    log.error(f"{what} failed", extra=log_fields(error=repr(error)))
+    return InternalError(detail)
 
 
 class Holds:
@@ -109,10 +161,7 @@ class Holds:
         self.clock = clock
 
     async def place_hold(self, wanted: HoldWanted) -> HoldRecord:
-        [outcome] = await self.place_holds([wanted])
-        if isinstance(outcome, DomainError):
-            raise outcome
-        return outcome
+        return _only(await self.place_holds([wanted]))
 
     async def place_holds(self, batch: Sequence[HoldWanted]) -> list[HoldRecord | DomainError]:
         """Each hold decided on its own, in order (of two on one slot the first wins),
@@ -147,15 +196,10 @@ class Holds:
         placed = await self.store.place_many([placement for _, _, placement in single])
         existing: list[tuple[int, str, str]] = []
         for (index, hold, placement), result in zip(single, placed, strict=True):
-            if isinstance(result, Exception) and is_store_busy(result):
-                # One node of a cluster failing over, say: this hold may be asked again.
-                log.warning(
-                    "placing a hold found its store busy", extra=log_fields(error=repr(result))
+            if isinstance(result, Exception):
+                outcomes[index] = _store_failure(
+                    "placing a hold", result, "the hold could not be placed"
                 )
-                outcomes[index] = Unavailable("the hold's store is busy; try again shortly")
-            elif isinstance(result, Exception):
-                log.error("placing a hold failed", extra=log_fields(error=repr(result)))
-                outcomes[index] = InternalError("the hold could not be placed")
             elif result[0] == "placed":
                 outcomes[index] = hold
             elif result[0] == "existing":
@@ -276,56 +320,87 @@ class Holds:
         if outcome <= 0:
             raise NotFound("the hold has expired, was used, or does not exist")
 
-    async def consume_hold(
-        self,
-        *,
-        business_id: UUID,
-        hold_id: str,
-        booking_id: str,
-        holder_id: str,
-        pending: timedelta,
-    ) -> HoldRecord:
-        """Make a hold a booking's pending claim, which lapses after `pending` unless
-        confirmed. `holder_id` empty means the business itself books; a session books
-        only its own holds (another's answers as if it did not exist, as on release)."""
-        if pending <= timedelta(0):
-            raise InvalidInput("bad claim", fields={"pending_ms": "must be positive"})
-        locator = await self._locate(business_id, hold_id)
-        day = _utc_day(datetime.fromtimestamp(locator.starts_ms / 1000, UTC))
-        outcome, doc = await self.store.consume(
-            locator,
-            hold_id,
-            self._granules(locator),
-            booking_id=booking_id,
-            holder_id=holder_id,
-            day=day,
-            pending_ms=int(pending.total_seconds() * 1000),
-            now_ms=ms(self.clock()),
-        )
-        if outcome == "conflict":
-            raise HoldConflict("the slot was booked meanwhile")
-        if doc is None:
-            raise NotFound("the hold has expired, was used, or does not exist")
-        return HoldRecord.from_json(doc)
+    async def consume_hold(self, wanted: ConsumeWanted) -> HoldRecord:
+        return _only(await self.consume_holds([wanted]))
 
-    async def confirm_claim(
-        self,
-        *,
-        booking_id: str,
-        hold_id: str,
-        resource: str,
-        starts_at: datetime,
-        blocked_until: datetime,
-        force: bool,
-    ) -> bool:
-        return await self.store.confirm(
-            resource,
-            hold_id,
-            granules(starts_at, blocked_until),
-            booking_id,
-            ms(blocked_until),
-            force=force,
+    async def consume_holds(self, batch: Sequence[ConsumeWanted]) -> list[HoldRecord | DomainError]:
+        """Make each hold its booking's pending claim, which lapses after `pending`
+        unless confirmed. A session books only its own holds (another's answers as if
+        it did not exist, as on release). Each decided on its own, in order, with two
+        Redis round trips for the whole batch; a store that cannot answer raises."""
+        outcomes: list[HoldRecord | DomainError | None] = [None] * len(batch)
+        asked: list[int] = []
+        for index, wanted in enumerate(batch):
+            try:
+                if wanted.pending <= timedelta(0):
+                    raise InvalidInput("bad claim", fields={"pending_ms": "must be positive"})
+                existing_id(wanted.hold_id, "no such hold")
+            except DomainError as error:
+                outcomes[index] = error
+                continue
+            asked.append(index)
+        locators = await self.store.locate_many([batch[i].hold_id for i in asked])
+        consuming: list[tuple[int, Consumption]] = []
+        for index, locator in zip(asked, locators, strict=True):
+            wanted = batch[index]
+            if locator is None or locator.business_id != str(wanted.business_id):
+                outcomes[index] = NotFound("the hold has expired or does not exist")
+                continue
+            consuming.append(
+                (
+                    index,
+                    Consumption(
+                        locator=locator,
+                        hold_id=wanted.hold_id,
+                        granules=self._granules(locator),
+                        booking_id=wanted.booking_id,
+                        holder_id=wanted.holder_id,
+                        day=_utc_day(datetime.fromtimestamp(locator.starts_ms / 1000, UTC)),
+                        pending_ms=int(wanted.pending.total_seconds() * 1000),
+                    ),
+                )
+            )
+        results = await self.store.consume_many(
+            [consumption for _, consumption in consuming], ms(self.clock())
         )
+        for (index, _), result in zip(consuming, results, strict=True):
+            if isinstance(result, Exception):
+                outcomes[index] = _store_failure(
+                    "consuming a hold", result, "the hold could not be consumed"
+                )
+            elif result[0] == "conflict":
+                outcomes[index] = HoldConflict("the slot was booked meanwhile")
+            elif result[1] is None:
+                outcomes[index] = NotFound("the hold has expired, was used, or does not exist")
+            else:
+                outcomes[index] = HoldRecord.from_json(result[1])
+        return [outcome if outcome is not None else _taken() for outcome in outcomes]
+
+    async def confirm_claim(self, claim: ClaimToConfirm) -> bool:
+        return _only(await self.confirm_claims([claim]))
+
+    async def confirm_claims(self, batch: Sequence[ClaimToConfirm]) -> list[bool | DomainError]:
+        """Make each committed booking's claim last until it ends; for each, whether
+        every granule is the booking's now. Two Redis round trips for the whole batch."""
+        results = await self.store.confirm_many(
+            [
+                Confirmation(
+                    resource=claim.resource,
+                    hold_id=claim.hold_id,
+                    granules=granules(claim.starts_at, claim.blocked_until),
+                    booking_id=claim.booking_id,
+                    blocked_ms=ms(claim.blocked_until),
+                    force=claim.force,
+                )
+                for claim in batch
+            ]
+        )
+        return [
+            _store_failure("confirming a claim", result, "the claim could not be confirmed")
+            if isinstance(result, Exception)
+            else result
+            for result in results
+        ]
 
     async def pending_claims(self, due_before: datetime, limit: int) -> list[tuple[str, datetime]]:
         claims = await self.store.pending_claims(ms(due_before), max(1, min(limit or 100, 1000)))

@@ -54,6 +54,11 @@ class HoldServiceStub:
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldRequest.SerializeToString,
                 response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.FromString,
                 _registered_method=True)
+        self.ConsumeHolds = channel.unary_unary(
+                '/calendence.hold.v1.HoldService/ConsumeHolds',
+                request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsRequest.SerializeToString,
+                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsResponse.FromString,
+                _registered_method=True)
         self.RestoreHold = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/RestoreHold',
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.RestoreHoldRequest.SerializeToString,
@@ -63,6 +68,11 @@ class HoldServiceStub:
                 '/calendence.hold.v1.HoldService/ConfirmClaim',
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimRequest.SerializeToString,
                 response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimResponse.FromString,
+                _registered_method=True)
+        self.ConfirmClaims = channel.unary_unary(
+                '/calendence.hold.v1.HoldService/ConfirmClaims',
+                request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsRequest.SerializeToString,
+                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsResponse.FromString,
                 _registered_method=True)
         self.ListPendingClaims = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/ListPendingClaims',
@@ -126,6 +136,16 @@ class HoldServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConsumeHolds(self, request, context):
+        """Several holds consumed in one call (booking-service sends the bookings that arrive
+        together): each decided on its own, exactly as ConsumeHold would, in the order
+        given. One outcome per item, in order. A store that cannot answer fails the whole
+        call (UNAVAILABLE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RestoreHold(self, request, context):
         """Undoes ConsumeHold when the booking could not be written.
         """
@@ -135,6 +155,14 @@ class HoldServiceServicer:
 
     def ConfirmClaim(self, request, context):
         """Makes a committed booking's pending claim last until the booking ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmClaims(self, request, context):
+        """Several claims confirmed in one call, each exactly as ConfirmClaim would; one
+        outcome per item, in order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,6 +225,11 @@ def add_HoldServiceServicer_to_server(servicer, server):
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldRequest.FromString,
                     response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.SerializeToString,
             ),
+            'ConsumeHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConsumeHolds,
+                    request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsRequest.FromString,
+                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsResponse.SerializeToString,
+            ),
             'RestoreHold': grpc.unary_unary_rpc_method_handler(
                     servicer.RestoreHold,
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.RestoreHoldRequest.FromString,
@@ -206,6 +239,11 @@ def add_HoldServiceServicer_to_server(servicer, server):
                     servicer.ConfirmClaim,
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimRequest.FromString,
                     response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimResponse.SerializeToString,
+            ),
+            'ConfirmClaims': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmClaims,
+                    request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsRequest.FromString,
+                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsResponse.SerializeToString,
             ),
             'ListPendingClaims': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPendingClaims,
@@ -352,6 +390,33 @@ class HoldService:
             _registered_method=True)
 
     @staticmethod
+    def ConsumeHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.hold.v1.HoldService/ConsumeHolds',
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsRequest.SerializeToString,
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RestoreHold(request,
             target,
             options=(),
@@ -395,6 +460,33 @@ class HoldService:
             '/calendence.hold.v1.HoldService/ConfirmClaim',
             calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimRequest.SerializeToString,
             calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmClaims(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/calendence.hold.v1.HoldService/ConfirmClaims',
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsRequest.SerializeToString,
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsResponse.FromString,
             options,
             channel_credentials,
             insecure,
