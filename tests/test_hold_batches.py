@@ -1,6 +1,6 @@
 """Holds placed, consumed and confirmed in batches (PlaceHolds, what the gateway sends
-for holds that arrive together; ConsumeHolds and ConfirmClaims, what booking-service
-sends for bookings that do): each item decided on its own, in order, as if it came alone."""
+for holds that arrive together; ConsumeAndConfirm, what booking-service sends for
+bookings that do): each item decided on its own, in order, as if it came alone."""
 
 from __future__ import annotations
 
@@ -156,12 +156,23 @@ def consuming(
     )
 
 
+async def consume_and_confirm(
+    holds: hold_pb2_grpc.HoldServiceStub,
+    consume: list[hold_pb2.ConsumeHoldRequest],
+    confirm: list[hold_pb2.ConfirmClaimRequest] | None = None,
+) -> hold_pb2.ConsumeAndConfirmResponse:
+    answer = await rpc.unary(
+        holds.ConsumeAndConfirm,
+        hold_pb2.ConsumeAndConfirmRequest(consume=consume, confirm=confirm or []),
+    )
+    assert (len(answer.consumed), len(answer.confirmed)) == (len(consume), len(confirm or []))
+    return answer
+
+
 async def consume(
     holds: hold_pb2_grpc.HoldServiceStub, batch: list[hold_pb2.ConsumeHoldRequest]
 ) -> list[hold_pb2.PlaceHoldOutcome]:
-    answer = await rpc.unary(holds.ConsumeHolds, hold_pb2.ConsumeHoldsRequest(holds=batch))
-    assert len(answer.outcomes) == len(batch)
-    return list(answer.outcomes)
+    return list((await consume_and_confirm(holds, batch)).consumed)
 
 
 async def placed_holds(
@@ -212,10 +223,11 @@ async def test_claims_confirmed_in_one_batch_each_answer_for_their_own_booking(
     holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant
 ) -> None:
     shop = await open_shop(tenant)
-    placed = await placed_holds(holds, shop, 10, 11)
+    placed = await placed_holds(holds, shop, 10, 11, 12)
     bookings = [str(uuid.uuid4()) for _ in placed]
     await consume(
-        holds, [consuming(shop, h.hold_id, b) for h, b in zip(placed, bookings, strict=True)]
+        holds,
+        [consuming(shop, h.hold_id, b) for h, b in zip(placed[:2], bookings[:2], strict=True)],
     )
     claims = [
         hold_pb2.ConfirmClaimRequest(
@@ -225,10 +237,14 @@ async def test_claims_confirmed_in_one_batch_each_answer_for_their_own_booking(
             starts_at=hold.starts_at,
             blocked_until=hold.blocked_until,
         )
-        for hold, booking_id in zip(placed, [bookings[0], str(uuid.uuid4())], strict=True)
+        for hold, booking_id in zip(placed[:2], [bookings[0], str(uuid.uuid4())], strict=True)
     ]
-    answer = await rpc.unary(holds.ConfirmClaims, hold_pb2.ConfirmClaimsRequest(claims=claims))
-    # The second names a booking that never consumed its hold: nothing of it changes.
-    assert [o.answer.confirmed for o in answer.outcomes] == [True, False]
+    # The third hold is consumed in the same call as the first two claims are confirmed;
+    # the second claim names a booking that never consumed its hold: nothing changes.
+    answer = await consume_and_confirm(
+        holds, [consuming(shop, placed[2].hold_id, bookings[2])], claims
+    )
+    assert answer.consumed[0].hold.hold_id == placed[2].hold_id
+    assert [o.answer.confirmed for o in answer.confirmed] == [True, False]
     again = await consume(holds, [consuming(shop, placed[1].hold_id, bookings[1])])
     assert again[0].hold.hold_id == placed[1].hold_id

@@ -1,9 +1,9 @@
 """hold-service as booking-service sees it: the gRPC calls behind a small interface.
 
-Consuming holds and confirming claims are what every booking does: the calls that
-arrive while earlier ones are under way go together as one `ConsumeHolds` or
-`ConfirmClaims` call (`calendence.coalesce`), which hold-service runs as one Redis
-pipeline; a quiet booking-service sends each alone, at once.
+Consuming holds and confirming claims are what every booking does: those asked for
+while earlier ones are under way go together as one `ConsumeAndConfirm` call
+(`calendence.coalesce`), which hold-service runs as a Redis pipeline or two; a quiet
+booking-service sends each alone, at once.
 """
 
 from __future__ import annotations
@@ -12,15 +12,19 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeAlias
 from uuid import UUID
 
 import grpc
 from calendence import rpc
 from calendence.coalesce import Coalescer
-from calendence.errors import DomainError, NotFound
+from calendence.errors import DomainError, InternalError, NotFound
 from calendence.hold.outcomes import failure_of, outcome_of
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.timefmt import from_timestamp, to_timestamp
+
+# What goes in a ConsumeAndConfirm call: a hold to consume or a claim to confirm.
+ClaimStep: TypeAlias = hold_pb2.ConsumeHoldRequest | hold_pb2.ConfirmClaimRequest
 
 
 @dataclass(frozen=True)
@@ -55,17 +59,20 @@ class ConsumedHold:
         return Claim(self.hold_id, self.resource_id, self.starts_at, self.blocked_until)
 
 
+def _confirmed(outcome: hold_pb2.ConfirmClaimOutcome) -> bool | DomainError:
+    if outcome.HasField("answer"):
+        return outcome.answer.confirmed
+    return failure_of(outcome.failure, "confirming the claim")
+
+
 class HoldClient:
     """hold-service's calls. Each waits for a hold-service that just restarted (up to its
     deadline) instead of failing at once with UNAVAILABLE while the channel reconnects."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.stub = hold_pb2_grpc.HoldServiceStub(channel)
-        self._consumes: Coalescer[hold_pb2.ConsumeHoldRequest, hold_pb2.PlacedHold] = Coalescer(
-            self._consume_batch, on_abandoned=self._restore_abandoned
-        )
-        self._confirms: Coalescer[hold_pb2.ConfirmClaimRequest, bool] = Coalescer(
-            self._confirm_batch
+        self._claims: Coalescer[ClaimStep, hold_pb2.PlacedHold | bool] = Coalescer(
+            self._send_claims, on_abandoned=self._restore_abandoned
         )
 
     async def consume(
@@ -77,7 +84,7 @@ class HoldClient:
         holder_id: str,
         pending: timedelta,
     ) -> ConsumedHold:
-        hold = await self._consumes.submit(
+        hold = await self._claims.submit(
             hold_pb2.ConsumeHoldRequest(
                 business_id=str(business_id),
                 hold_id=str(hold_id),
@@ -86,6 +93,7 @@ class HoldClient:
                 pending_ms=int(pending.total_seconds() * 1000),
             )
         )
+        assert isinstance(hold, hold_pb2.PlacedHold)
         return ConsumedHold(
             hold_id=UUID(hold.hold_id),
             service_id=UUID(hold.service_id),
@@ -97,21 +105,35 @@ class HoldClient:
             blocked_until=from_timestamp(hold.blocked_until),
         )
 
-    async def _consume_batch(
-        self, batch: list[hold_pb2.ConsumeHoldRequest]
-    ) -> Sequence[hold_pb2.PlacedHold | DomainError]:
+    async def _send_claims(
+        self, batch: list[ClaimStep]
+    ) -> Sequence[hold_pb2.PlacedHold | bool | DomainError]:
+        consume = [s for s in batch if isinstance(s, hold_pb2.ConsumeHoldRequest)]
+        confirm = [s for s in batch if isinstance(s, hold_pb2.ConfirmClaimRequest)]
         answer = await rpc.unary(
-            self.stub.ConsumeHolds,
-            hold_pb2.ConsumeHoldsRequest(holds=batch),
+            self.stub.ConsumeAndConfirm,
+            hold_pb2.ConsumeAndConfirmRequest(consume=consume, confirm=confirm),
             wait_for_ready=True,
         )
-        return [outcome_of(item) for item in answer.outcomes]
+        if len(answer.consumed) != len(consume) or len(answer.confirmed) != len(confirm):
+            raise InternalError("hold-service answered another number of claims")
+        consumed = iter(answer.consumed)
+        confirmed = iter(answer.confirmed)
+        return [
+            outcome_of(next(consumed))
+            if isinstance(step, hold_pb2.ConsumeHoldRequest)
+            else _confirmed(next(confirmed))
+            for step in batch
+        ]
 
     async def _restore_abandoned(
-        self, wanted: hold_pb2.ConsumeHoldRequest, hold: hold_pb2.PlacedHold
+        self, wanted: ClaimStep, outcome: hold_pb2.PlacedHold | bool
     ) -> None:
         """A hold consumed for a booking whose request was gone by then: nobody will
-        write that booking, so the hold goes back to its holder at once."""
+        write that booking, so the hold goes back to its holder at once. (A claim
+        confirmed for one is the booking's, committed: nothing to undo.)"""
+        if not isinstance(wanted, hold_pb2.ConsumeHoldRequest):
+            return
         with contextlib.suppress(NotFound):  # expired meanwhile
             await self.restore(
                 UUID(wanted.business_id), UUID(wanted.hold_id), UUID(wanted.booking_id)
@@ -119,7 +141,7 @@ class HoldClient:
 
     async def confirm(self, booking_id: UUID, claim: Claim, *, force: bool) -> bool:
         """Make a committed booking's pending claim last until it ends."""
-        return await self._confirms.submit(
+        confirmed = await self._claims.submit(
             hold_pb2.ConfirmClaimRequest(
                 booking_id=str(booking_id),
                 hold_id=str(claim.hold_id),
@@ -129,21 +151,7 @@ class HoldClient:
                 force=force,
             )
         )
-
-    async def _confirm_batch(
-        self, batch: list[hold_pb2.ConfirmClaimRequest]
-    ) -> Sequence[bool | DomainError]:
-        answer = await rpc.unary(
-            self.stub.ConfirmClaims,
-            hold_pb2.ConfirmClaimsRequest(claims=batch),
-            wait_for_ready=True,
-        )
-        return [
-            item.answer.confirmed
-            if item.HasField("answer")
-            else failure_of(item.failure, "confirming the claim")
-            for item in answer.outcomes
-        ]
+        return bool(confirmed)
 
     async def pending_claims(self, due_before: datetime, limit: int) -> list[PendingClaim]:
         answer = await rpc.unary(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TypeVar
@@ -130,24 +131,22 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     ) -> hold_pb2.PlacedHold:
         return hold_message(await self.holds.consume_hold(consume_wanted(request)))
 
-    async def ConsumeHolds(
-        self, request: hold_pb2.ConsumeHoldsRequest, context: ServicerContext
-    ) -> hold_pb2.ConsumeHoldsResponse:
-        outcomes = await each_decided(request.holds, consume_wanted, self.holds.consume_holds)
-        return hold_pb2.ConsumeHoldsResponse(outcomes=[outcome_message(o) for o in outcomes])
-
     async def ConfirmClaim(
         self, request: hold_pb2.ConfirmClaimRequest, context: ServicerContext
     ) -> hold_pb2.ConfirmClaimResponse:
         confirmed = await self.holds.confirm_claim(claim_to_confirm(request))
         return hold_pb2.ConfirmClaimResponse(confirmed=confirmed)
 
-    async def ConfirmClaims(
-        self, request: hold_pb2.ConfirmClaimsRequest, context: ServicerContext
-    ) -> hold_pb2.ConfirmClaimsResponse:
-        outcomes = await self.holds.confirm_claims([claim_to_confirm(c) for c in request.claims])
-        return hold_pb2.ConfirmClaimsResponse(
-            outcomes=[confirm_outcome_message(outcome) for outcome in outcomes]
+    async def ConsumeAndConfirm(
+        self, request: hold_pb2.ConsumeAndConfirmRequest, context: ServicerContext
+    ) -> hold_pb2.ConsumeAndConfirmResponse:
+        consumed, confirmed = await asyncio.gather(
+            each_decided(request.consume, consume_wanted, self.holds.consume_holds),
+            self.holds.confirm_claims([claim_to_confirm(c) for c in request.confirm]),
+        )
+        return hold_pb2.ConsumeAndConfirmResponse(
+            consumed=[outcome_message(o) for o in consumed],
+            confirmed=[confirm_outcome_message(o) for o in confirmed],
         )
 
     async def ListPendingClaims(

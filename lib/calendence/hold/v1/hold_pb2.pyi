@@ -302,48 +302,6 @@ class ConsumeHoldRequest(_message.Message):
 Global___ConsumeHoldRequest: _TypeAlias = ConsumeHoldRequest  # noqa: Y015
 
 @_typing.final
-class ConsumeHoldsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    HOLDS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def holds(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConsumeHoldRequest]: ...
-    def __init__(
-        self,
-        *,
-        holds: _abc.Iterable[Global___ConsumeHoldRequest] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["holds", b"holds"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ConsumeHoldsRequest: _TypeAlias = ConsumeHoldsRequest  # noqa: Y015
-
-@_typing.final
-class ConsumeHoldsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    OUTCOMES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlaceHoldOutcome]:
-        """The hold consumed, or why not."""
-
-    def __init__(
-        self,
-        *,
-        outcomes: _abc.Iterable[Global___PlaceHoldOutcome] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ConsumeHoldsResponse: _TypeAlias = ConsumeHoldsResponse  # noqa: Y015
-
-@_typing.final
 class ConfirmClaimRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -405,26 +363,6 @@ class ConfirmClaimResponse(_message.Message):
 Global___ConfirmClaimResponse: _TypeAlias = ConfirmClaimResponse  # noqa: Y015
 
 @_typing.final
-class ConfirmClaimsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CLAIMS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfirmClaimRequest]: ...
-    def __init__(
-        self,
-        *,
-        claims: _abc.Iterable[Global___ConfirmClaimRequest] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___ConfirmClaimsRequest: _TypeAlias = ConfirmClaimsRequest  # noqa: Y015
-
-@_typing.final
 class ConfirmClaimOutcome(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -451,24 +389,54 @@ class ConfirmClaimOutcome(_message.Message):
 Global___ConfirmClaimOutcome: _TypeAlias = ConfirmClaimOutcome  # noqa: Y015
 
 @_typing.final
-class ConfirmClaimsResponse(_message.Message):
+class ConsumeAndConfirmRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    OUTCOMES_FIELD_NUMBER: _builtins.int
+    CONSUME_FIELD_NUMBER: _builtins.int
+    CONFIRM_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfirmClaimOutcome]: ...
+    def consume(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConsumeHoldRequest]: ...
+    @_builtins.property
+    def confirm(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfirmClaimRequest]: ...
     def __init__(
         self,
         *,
-        outcomes: _abc.Iterable[Global___ConfirmClaimOutcome] | None = ...,
+        consume: _abc.Iterable[Global___ConsumeHoldRequest] | None = ...,
+        confirm: _abc.Iterable[Global___ConfirmClaimRequest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirm", b"confirm", "consume", b"consume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ConfirmClaimsResponse: _TypeAlias = ConfirmClaimsResponse  # noqa: Y015
+Global___ConsumeAndConfirmRequest: _TypeAlias = ConsumeAndConfirmRequest  # noqa: Y015
+
+@_typing.final
+class ConsumeAndConfirmResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSUMED_FIELD_NUMBER: _builtins.int
+    CONFIRMED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def consumed(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlaceHoldOutcome]:
+        """The hold consumed, or why not."""
+
+    @_builtins.property
+    def confirmed(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConfirmClaimOutcome]: ...
+    def __init__(
+        self,
+        *,
+        consumed: _abc.Iterable[Global___PlaceHoldOutcome] | None = ...,
+        confirmed: _abc.Iterable[Global___ConfirmClaimOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmed", b"confirmed", "consumed", b"consumed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsumeAndConfirmResponse: _TypeAlias = ConsumeAndConfirmResponse  # noqa: Y015
 
 @_typing.final
 class ListPendingClaimsRequest(_message.Message):

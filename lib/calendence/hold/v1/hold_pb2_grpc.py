@@ -54,11 +54,6 @@ class HoldServiceStub:
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldRequest.SerializeToString,
                 response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.FromString,
                 _registered_method=True)
-        self.ConsumeHolds = channel.unary_unary(
-                '/calendence.hold.v1.HoldService/ConsumeHolds',
-                request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsRequest.SerializeToString,
-                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsResponse.FromString,
-                _registered_method=True)
         self.RestoreHold = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/RestoreHold',
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.RestoreHoldRequest.SerializeToString,
@@ -69,10 +64,10 @@ class HoldServiceStub:
                 request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimRequest.SerializeToString,
                 response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimResponse.FromString,
                 _registered_method=True)
-        self.ConfirmClaims = channel.unary_unary(
-                '/calendence.hold.v1.HoldService/ConfirmClaims',
-                request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsRequest.SerializeToString,
-                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsResponse.FromString,
+        self.ConsumeAndConfirm = channel.unary_unary(
+                '/calendence.hold.v1.HoldService/ConsumeAndConfirm',
+                request_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeAndConfirmRequest.SerializeToString,
+                response_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeAndConfirmResponse.FromString,
                 _registered_method=True)
         self.ListPendingClaims = channel.unary_unary(
                 '/calendence.hold.v1.HoldService/ListPendingClaims',
@@ -136,16 +131,6 @@ class HoldServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ConsumeHolds(self, request, context):
-        """Several holds consumed in one call (booking-service sends the bookings that arrive
-        together): each decided on its own, exactly as ConsumeHold would, in the order
-        given. One outcome per item, in order. A store that cannot answer fails the whole
-        call (UNAVAILABLE).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def RestoreHold(self, request, context):
         """Undoes ConsumeHold when the booking could not be written.
         """
@@ -160,9 +145,12 @@ class HoldServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ConfirmClaims(self, request, context):
-        """Several claims confirmed in one call, each exactly as ConfirmClaim would; one
-        outcome per item, in order.
+    def ConsumeAndConfirm(self, request, context):
+        """What booking-service sends for the bookings under way together, in one call: holds
+        to consume, each decided on its own exactly as ConsumeHold would, in the order
+        given, and claims to confirm, each exactly as ConfirmClaim would. One outcome per
+        item, in order, in each list. A store that cannot answer fails the whole call
+        (UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -225,11 +213,6 @@ def add_HoldServiceServicer_to_server(servicer, server):
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldRequest.FromString,
                     response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.PlacedHold.SerializeToString,
             ),
-            'ConsumeHolds': grpc.unary_unary_rpc_method_handler(
-                    servicer.ConsumeHolds,
-                    request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsRequest.FromString,
-                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsResponse.SerializeToString,
-            ),
             'RestoreHold': grpc.unary_unary_rpc_method_handler(
                     servicer.RestoreHold,
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.RestoreHoldRequest.FromString,
@@ -240,10 +223,10 @@ def add_HoldServiceServicer_to_server(servicer, server):
                     request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimRequest.FromString,
                     response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimResponse.SerializeToString,
             ),
-            'ConfirmClaims': grpc.unary_unary_rpc_method_handler(
-                    servicer.ConfirmClaims,
-                    request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsRequest.FromString,
-                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsResponse.SerializeToString,
+            'ConsumeAndConfirm': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConsumeAndConfirm,
+                    request_deserializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeAndConfirmRequest.FromString,
+                    response_serializer=calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeAndConfirmResponse.SerializeToString,
             ),
             'ListPendingClaims': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPendingClaims,
@@ -390,33 +373,6 @@ class HoldService:
             _registered_method=True)
 
     @staticmethod
-    def ConsumeHolds(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/calendence.hold.v1.HoldService/ConsumeHolds',
-            calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsRequest.SerializeToString,
-            calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeHoldsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def RestoreHold(request,
             target,
             options=(),
@@ -471,7 +427,7 @@ class HoldService:
             _registered_method=True)
 
     @staticmethod
-    def ConfirmClaims(request,
+    def ConsumeAndConfirm(request,
             target,
             options=(),
             channel_credentials=None,
@@ -484,9 +440,9 @@ class HoldService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/calendence.hold.v1.HoldService/ConfirmClaims',
-            calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsRequest.SerializeToString,
-            calendence_dot_hold_dot_v1_dot_hold__pb2.ConfirmClaimsResponse.FromString,
+            '/calendence.hold.v1.HoldService/ConsumeAndConfirm',
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeAndConfirmRequest.SerializeToString,
+            calendence_dot_hold_dot_v1_dot_hold__pb2.ConsumeAndConfirmResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,19 +45,16 @@ class HoldServiceStub:
     booking ends; consuming a hold used by another booking is NOT_FOUND, again by the
     same booking refreshes the pending claim.
     """
-    ConsumeHolds: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ConsumeHoldsRequest, _hold_pb2.ConsumeHoldsResponse]
-    """Several holds consumed in one call (booking-service sends the bookings that arrive
-    together): each decided on its own, exactly as ConsumeHold would, in the order
-    given. One outcome per item, in order. A store that cannot answer fails the whole
-    call (UNAVAILABLE).
-    """
     RestoreHold: _grpc.UnaryUnaryMultiCallable[_hold_pb2.RestoreHoldRequest, _hold_pb2.PlacedHold]
     """Undoes ConsumeHold when the booking could not be written."""
     ConfirmClaim: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ConfirmClaimRequest, _hold_pb2.ConfirmClaimResponse]
     """Makes a committed booking's pending claim last until the booking ends."""
-    ConfirmClaims: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ConfirmClaimsRequest, _hold_pb2.ConfirmClaimsResponse]
-    """Several claims confirmed in one call, each exactly as ConfirmClaim would; one
-    outcome per item, in order.
+    ConsumeAndConfirm: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ConsumeAndConfirmRequest, _hold_pb2.ConsumeAndConfirmResponse]
+    """What booking-service sends for the bookings under way together, in one call: holds
+    to consume, each decided on its own exactly as ConsumeHold would, in the order
+    given, and claims to confirm, each exactly as ConfirmClaim would. One outcome per
+    item, in order, in each list. A store that cannot answer fails the whole call
+    (UNAVAILABLE).
     """
     ListPendingClaims: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ListPendingClaimsRequest, _hold_pb2.ListPendingClaimsResponse]
     """Pending claims whose deadline is before `due_before`, oldest first."""
@@ -86,19 +83,16 @@ class HoldServiceAsyncStub(HoldServiceStub):
     booking ends; consuming a hold used by another booking is NOT_FOUND, again by the
     same booking refreshes the pending claim.
     """
-    ConsumeHolds: _aio.UnaryUnaryMultiCallable[_hold_pb2.ConsumeHoldsRequest, _hold_pb2.ConsumeHoldsResponse]  # type: ignore[assignment]
-    """Several holds consumed in one call (booking-service sends the bookings that arrive
-    together): each decided on its own, exactly as ConsumeHold would, in the order
-    given. One outcome per item, in order. A store that cannot answer fails the whole
-    call (UNAVAILABLE).
-    """
     RestoreHold: _aio.UnaryUnaryMultiCallable[_hold_pb2.RestoreHoldRequest, _hold_pb2.PlacedHold]  # type: ignore[assignment]
     """Undoes ConsumeHold when the booking could not be written."""
     ConfirmClaim: _aio.UnaryUnaryMultiCallable[_hold_pb2.ConfirmClaimRequest, _hold_pb2.ConfirmClaimResponse]  # type: ignore[assignment]
     """Makes a committed booking's pending claim last until the booking ends."""
-    ConfirmClaims: _aio.UnaryUnaryMultiCallable[_hold_pb2.ConfirmClaimsRequest, _hold_pb2.ConfirmClaimsResponse]  # type: ignore[assignment]
-    """Several claims confirmed in one call, each exactly as ConfirmClaim would; one
-    outcome per item, in order.
+    ConsumeAndConfirm: _aio.UnaryUnaryMultiCallable[_hold_pb2.ConsumeAndConfirmRequest, _hold_pb2.ConsumeAndConfirmResponse]  # type: ignore[assignment]
+    """What booking-service sends for the bookings under way together, in one call: holds
+    to consume, each decided on its own exactly as ConsumeHold would, in the order
+    given, and claims to confirm, each exactly as ConfirmClaim would. One outcome per
+    item, in order, in each list. A store that cannot answer fails the whole call
+    (UNAVAILABLE).
     """
     ListPendingClaims: _aio.UnaryUnaryMultiCallable[_hold_pb2.ListPendingClaimsRequest, _hold_pb2.ListPendingClaimsResponse]  # type: ignore[assignment]
     """Pending claims whose deadline is before `due_before`, oldest first."""
@@ -150,18 +144,6 @@ class HoldServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def ConsumeHolds(
-        self,
-        request: _hold_pb2.ConsumeHoldsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_hold_pb2.ConsumeHoldsResponse, _abc.Awaitable[_hold_pb2.ConsumeHoldsResponse]]:
-        """Several holds consumed in one call (booking-service sends the bookings that arrive
-        together): each decided on its own, exactly as ConsumeHold would, in the order
-        given. One outcome per item, in order. A store that cannot answer fails the whole
-        call (UNAVAILABLE).
-        """
-
-    @_abc_1.abstractmethod
     def RestoreHold(
         self,
         request: _hold_pb2.RestoreHoldRequest,
@@ -178,13 +160,16 @@ class HoldServiceServicer(metaclass=_abc_1.ABCMeta):
         """Makes a committed booking's pending claim last until the booking ends."""
 
     @_abc_1.abstractmethod
-    def ConfirmClaims(
+    def ConsumeAndConfirm(
         self,
-        request: _hold_pb2.ConfirmClaimsRequest,
+        request: _hold_pb2.ConsumeAndConfirmRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_hold_pb2.ConfirmClaimsResponse, _abc.Awaitable[_hold_pb2.ConfirmClaimsResponse]]:
-        """Several claims confirmed in one call, each exactly as ConfirmClaim would; one
-        outcome per item, in order.
+    ) -> _typing.Union[_hold_pb2.ConsumeAndConfirmResponse, _abc.Awaitable[_hold_pb2.ConsumeAndConfirmResponse]]:
+        """What booking-service sends for the bookings under way together, in one call: holds
+        to consume, each decided on its own exactly as ConsumeHold would, in the order
+        given, and claims to confirm, each exactly as ConfirmClaim would. One outcome per
+        item, in order, in each list. A store that cannot answer fails the whole call
+        (UNAVAILABLE).
         """
 
     @_abc_1.abstractmethod
