@@ -21,6 +21,7 @@ from calendence.timefmt import to_timestamp
 
 from tests.api import Api, Tenant, new_tenant, tomorrow_at
 from tests.hold_helpers import HOLD_PATH, Shop, open_shop
+from tests.redis_helpers import stack_redis
 from tests.test_keys import replica
 
 
@@ -248,3 +249,26 @@ async def test_claims_confirmed_in_one_batch_each_answer_for_their_own_booking(
     assert [o.answer.confirmed for o in answer.confirmed] == [True, False]
     again = await consume(holds, [consuming(shop, placed[1].hold_id, bookings[1])])
     assert again[0].hold.hold_id == placed[1].hold_id
+
+
+async def test_holds_are_consumed_and_claims_confirmed_after_redis_forgets_its_scripts(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant, stack: LocalStack
+) -> None:
+    shop = await open_shop(tenant)
+    first, second = await placed_holds(holds, shop, 10, 11)
+    booking_id = str(uuid.uuid4())
+    await consume(holds, [consuming(shop, first.hold_id, booking_id)])
+    async with stack_redis(stack) as redis:
+        await redis.script_flush()
+    claim = hold_pb2.ConfirmClaimRequest(
+        booking_id=booking_id,
+        hold_id=first.hold_id,
+        resource_id=first.resource_id,
+        starts_at=first.starts_at,
+        blocked_until=first.blocked_until,
+    )
+    answer = await consume_and_confirm(
+        holds, [consuming(shop, second.hold_id, str(uuid.uuid4()))], [claim]
+    )
+    assert answer.consumed[0].hold.hold_id == second.hold_id
+    assert answer.confirmed[0].answer.confirmed
