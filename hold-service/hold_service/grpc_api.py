@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import TypeVar
@@ -140,10 +139,17 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def ConsumeAndConfirm(
         self, request: hold_pb2.ConsumeAndConfirmRequest, context: ServicerContext
     ) -> hold_pb2.ConsumeAndConfirmResponse:
-        consumed, confirmed = await asyncio.gather(
-            each_decided(request.consume, consume_wanted, self.holds.consume_holds),
-            self.holds.confirm_claims([claim_to_confirm(c) for c in request.confirm]),
-        )
+        claims = [claim_to_confirm(c) for c in request.confirm]
+        confirmed: list[bool | DomainError] = []
+
+        async def consume_and_confirm(
+            wanted: list[ConsumeWanted],
+        ) -> list[HoldRecord | DomainError]:
+            nonlocal confirmed
+            consumed, confirmed = await self.holds.consume_and_confirm(wanted, claims)
+            return consumed
+
+        consumed = await each_decided(request.consume, consume_wanted, consume_and_confirm)
         return hold_pb2.ConsumeAndConfirmResponse(
             consumed=[outcome_message(o) for o in consumed],
             confirmed=[confirm_outcome_message(o) for o in confirmed],

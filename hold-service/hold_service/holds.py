@@ -147,6 +147,19 @@ def _store_failure(what: str, error: Exception, detail: str) -> DomainError:
     return InternalError(detail)
 
 
+def _each(
+    outcomes: list[Decided | DomainError] | BaseException, count: int, what: str, detail: str
+) -> list[Decided | DomainError]:
+    """A part's outcomes, or the failure of the whole part as each item's own."""
+    if not isinstance(outcomes, BaseException):
+        return outcomes
+    if isinstance(outcomes, DomainError):
+        return [outcomes] * count
+    if not isinstance(outcomes, Exception):
+        raise outcomes  # cancelled: the call is gone
+    return [_store_failure(what, outcomes, detail)] * count
+
+
 class Holds:
     def __init__(
         self,
@@ -375,6 +388,19 @@ class Holds:
             else:
                 outcomes[index] = HoldRecord.from_json(result[1])
         return [outcome if outcome is not None else _taken() for outcome in outcomes]
+
+    async def consume_and_confirm(
+        self, consume: Sequence[ConsumeWanted], confirm: Sequence[ClaimToConfirm]
+    ) -> tuple[list[HoldRecord | DomainError], list[bool | DomainError]]:
+        """`consume_holds` and `confirm_claims` side by side. A store that cannot answer
+        one part fails only that part's items: the other part's were done."""
+        consumed, confirmed = await asyncio.gather(
+            self.consume_holds(consume), self.confirm_claims(confirm), return_exceptions=True
+        )
+        return (
+            _each(consumed, len(consume), "consuming holds", "the hold could not be consumed"),
+            _each(confirmed, len(confirm), "confirming claims", "the claim could not be confirmed"),
+        )
 
     async def confirm_claim(self, claim: ClaimToConfirm) -> bool:
         return _only(await self.confirm_claims([claim]))
