@@ -153,6 +153,10 @@ class HoldClient:
         )
         return bool(confirmed)
 
+    async def drain(self) -> None:
+        """Wait for the consumes and confirms under way (at shutdown)."""
+        await self._claims.drain()
+
     async def pending_claims(self, due_before: datetime, limit: int) -> list[PendingClaim]:
         answer = await rpc.unary(
             self.stub.ListPendingClaims,

@@ -73,10 +73,11 @@ async def serve(settings: BookingServiceSettings) -> None:
     links = ManageLinks(manage_repository, settings.public_base_url)
     await connect_with_retry("postgres", links.load)
     booking_repository = BookingRepository(pool)
+    holds = HoldClient(hold_channel)
     bookings = Bookings(
         pool,
         booking_repository,
-        HoldClient(hold_channel),
+        holds,
         checkout,
         checkout_expiry=timedelta(seconds=settings.checkout_expiry_seconds),
         fallback_url=settings.checkout_fallback_url,
@@ -140,6 +141,8 @@ async def serve(settings: BookingServiceSettings) -> None:
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
+        # Calls under way, and holds given back for requests that were gone by then.
+        await holds.drain()
         await hold_channel.close(None)
         await nc.drain()
         await pool.close()
