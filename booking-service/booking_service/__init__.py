@@ -1,1 +1,1 @@
-"""booking-service: owns PostgreSQL (tenancy, keys, catalogue, bookings, outbox)."""
+"""booking-service: owns PostgreSQL (hubs, businesses, keys, catalogue, bookings, outbox)."""

@@ -31,7 +31,7 @@ from booking_service.catalogue_repository import CatalogueRepository
 from booking_service.catalogue_snapshots import CatalogueSnapshots
 from booking_service.domain import build_domain
 from booking_service.manage_repository import ManageRepository
-from booking_service.tenancy import IssuedKey, Tenancy
+from booking_service.tenants import IssuedKey, Tenants
 
 _DEMO_NAMESPACE = UUID("9b4e0c1e-5a8c-4c55-9a1e-6f1d2c3b4a50")
 
@@ -60,7 +60,7 @@ async def _open_pool(settings: BookingServiceSettings) -> asyncpg.Pool:
 
 
 @contextlib.asynccontextmanager
-async def _domain(settings: BookingServiceSettings) -> AsyncIterator[tuple[Tenancy, Catalogue]]:
+async def _domain(settings: BookingServiceSettings) -> AsyncIterator[tuple[Tenants, Catalogue]]:
     pool = await _open_pool(settings)
     nc = None
     with contextlib.suppress(Exception):
@@ -90,21 +90,21 @@ async def _domain(settings: BookingServiceSettings) -> AsyncIterator[tuple[Tenan
 
     domain = build_domain(pool, settings, announce, publish_snapshot)
     try:
-        yield domain.tenancy, domain.catalogue
+        yield domain.tenants, domain.catalogue
     finally:
         if nc is not None:
             await nc.drain()
         await pool.close()
 
 
-async def load_demo(tenancy: Tenancy, catalogue: Catalogue) -> dict[str, Any]:
+async def load_demo(tenants: Tenants, catalogue: Catalogue) -> dict[str, Any]:
     """The demo hub, business and catalogue (created once), with fresh keys."""
     hub_id = uuid.uuid5(_DEMO_NAMESPACE, "hub")
     business_id = uuid.uuid5(_DEMO_NAMESPACE, "business")
-    if await tenancy.repository.get_hub(hub_id) is None:
-        await tenancy.repository.insert_hub(hub_id, "Demo Hub")
-    if await tenancy.repository.get_business(business_id) is None:
-        await tenancy.repository.insert_business(
+    if await tenants.repository.get_hub(hub_id) is None:
+        await tenants.repository.insert_hub(hub_id, "Demo Hub")
+    if await tenants.repository.get_business(business_id) is None:
+        await tenants.repository.insert_business(
             business_id,
             hub_id,
             BusinessFields(
@@ -189,11 +189,11 @@ async def load_demo(tenancy: Tenancy, catalogue: Catalogue) -> dict[str, Any]:
         "deposit_service_id": services["Colour treatment"],
         "staff_ids": [str(s["id"]) for s in snapshot["staff"]],
         "business_key": (
-            await tenancy.issue_key(
+            await tenants.issue_key(
                 KeyKind.BUSINESS, hub_id=hub_id, business_id=business_id, name="demo"
             )
         ).secret,
-        "hub_key": (await tenancy.issue_key(KeyKind.HUB, hub_id=hub_id, name="demo")).secret,
+        "hub_key": (await tenants.issue_key(KeyKind.HUB, hub_id=hub_id, name="demo")).secret,
     }
 
 
@@ -213,12 +213,12 @@ async def rotate_manage_key(settings: BookingServiceSettings, retire_previous: b
 async def run(args: argparse.Namespace) -> Any:
     if args.command == "rotate-manage-key":
         return await rotate_manage_key(BookingServiceSettings(), args.retire_previous)
-    async with _domain(BookingServiceSettings()) as (tenancy, catalogue):
+    async with _domain(BookingServiceSettings()) as (tenants, catalogue):
         if args.command == "create-hub":
-            hub = await tenancy.create_hub(args.name)
+            hub = await tenants.create_hub(args.name)
             return {"id": str(hub["id"]), "name": hub["name"]}
         if args.command == "create-business":
-            business = await tenancy.create_business(args.hub_id, BusinessFields(name=args.name))
+            business = await tenants.create_business(args.hub_id, BusinessFields(name=args.name))
             await catalogue.on_change(business["id"])
             return {
                 "id": str(business["id"]),
@@ -227,16 +227,16 @@ async def run(args: argparse.Namespace) -> Any:
             }
         if args.command == "create-key":
             if args.kind == "hub":
-                return _key_json(await tenancy.create_hub_key(args.hub_id, args.name))
-            return _key_json(await tenancy.create_business_key(args.business_id, args.name))
+                return _key_json(await tenants.create_hub_key(args.hub_id, args.name))
+            return _key_json(await tenants.create_business_key(args.business_id, args.name))
         if args.command == "revoke-key":
-            key = await tenancy.repository.get_key(args.key_id)
+            key = await tenants.repository.get_key(args.key_id)
             if key is None:
                 raise NotFound("no such key")
-            await tenancy.revoke(key.id, business_id=key.business_id, hub_id=key.hub_id)
+            await tenants.revoke(key.id, business_id=key.business_id, hub_id=key.hub_id)
             return {"id": str(args.key_id), "revoked": True}
         if args.command == "demo":
-            return await load_demo(tenancy, catalogue)
+            return await load_demo(tenants, catalogue)
     raise AssertionError(args.command)
 
 

@@ -1,7 +1,7 @@
-"""The tenancy and catalogue domain objects on one database pool, built one way for the
+"""The tenants and catalogue domain objects on one database pool, built one way for the
 service (`booking_service.server`) and the operator's CLI (`booking_service.admin`).
 
-Tenancy announces revocations on NATS through `publish`, so every gateway drops a
+Tenants announces revocations on NATS through `publish`, so every gateway drops a
 revoked key at once; the catalogue and time off tell `on_catalogue_change` of each
 committed change, which writes the business's snapshot for hold-service
 (`booking_service.catalogue_snapshots`).
@@ -21,8 +21,8 @@ from calendence.settings import BookingServiceSettings
 from booking_service.catalogue import Catalogue, ChangeListener
 from booking_service.catalogue_repository import CatalogueRepository
 from booking_service.reminder_repository import ReminderSchedule
-from booking_service.tenancy import Tenancy
-from booking_service.tenancy_repository import TenancyRepository
+from booking_service.tenant_repository import TenantRepository
+from booking_service.tenants import Tenants
 from booking_service.time_off import TimeOffEntries
 from booking_service.time_off_repository import TimeOffRepository
 
@@ -32,7 +32,7 @@ Publish = Callable[[str, dict[str, str]], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Domain:
-    tenancy: Tenancy
+    tenants: Tenants
     catalogue: Catalogue
     time_off: TimeOffEntries
     catalogue_repository: CatalogueRepository
@@ -51,8 +51,8 @@ def build_domain(
     reminders = ReminderSchedule(timedelta(seconds=settings.reminder_minute_seconds))
     catalogue_repository = CatalogueRepository(pool)
     return Domain(
-        tenancy=Tenancy(
-            TenancyRepository(pool, reminders),
+        tenants=Tenants(
+            TenantRepository(pool, reminders),
             timedelta(seconds=settings.session_ttl_seconds),
             announce_revocation,
         ),

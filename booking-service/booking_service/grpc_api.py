@@ -19,7 +19,7 @@ from calendence.schemas.common import parse_json
 from calendence.timefmt import to_timestamp
 
 from booking_service.catalogue import Catalogue
-from booking_service.tenancy import IssuedKey, Tenancy
+from booking_service.tenants import IssuedKey, Tenants
 from booking_service.time_off import TimeOffEntries
 
 _RESOURCE_KINDS = {
@@ -46,12 +46,12 @@ def issued_key_message(issued: IssuedKey) -> auth_pb2.IssuedKey:
 
 @dataclass
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    tenancy: Tenancy
+    tenants: Tenants
 
     async def Authenticate(
         self, request: auth_pb2.AuthenticateRequest, context: ServicerContext
     ) -> auth_pb2.Principal:
-        principal = await self.tenancy.authenticate(
+        principal = await self.tenants.authenticate(
             request.token, optional_uuid(request.business_id, "business_id")
         )
         return principal_message(principal)
@@ -59,13 +59,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def CreateSession(
         self, request: auth_pb2.CreateSessionRequest, context: ServicerContext
     ) -> auth_pb2.IssuedKey:
-        issued = await self.tenancy.create_session(parse_uuid(request.business_id, "business_id"))
+        issued = await self.tenants.create_session(parse_uuid(request.business_id, "business_id"))
         return issued_key_message(issued)
 
     async def CreateBusinessKey(
         self, request: auth_pb2.CreateBusinessKeyRequest, context: ServicerContext
     ) -> auth_pb2.IssuedKey:
-        issued = await self.tenancy.create_business_key(
+        issued = await self.tenants.create_business_key(
             parse_uuid(request.business_id, "business_id"), request.name or None
         )
         return issued_key_message(issued)
@@ -73,7 +73,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def RevokeKey(
         self, request: auth_pb2.RevokeKeyRequest, context: ServicerContext
     ) -> auth_pb2.RevokeKeyResponse:
-        await self.tenancy.revoke(
+        await self.tenants.revoke(
             parse_uuid(request.key_id, "key_id"),
             business_id=optional_uuid(request.business_id, "business_id"),
             hub_id=optional_uuid(request.hub_id, "hub_id"),
@@ -88,7 +88,7 @@ def _resource(document: object) -> catalogue_pb2.Resource:
 @dataclass
 class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     catalogue: Catalogue
-    tenancy: Tenancy
+    tenants: Tenants
     time_off: TimeOffEntries
 
     async def CreateResource(
@@ -129,7 +129,7 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
         self, request: catalogue_pb2.CreateBusinessRequest, context: ServicerContext
     ) -> catalogue_pb2.Resource:
         fields = parse_json(BusinessFields, request.body_json)
-        row = await self.tenancy.create_business(optional_uuid(request.hub_id, "hub_id"), fields)
+        row = await self.tenants.create_business(optional_uuid(request.hub_id, "hub_id"), fields)
         # Its (empty) catalogue snapshot, so that hold-service knows the business at once.
         await self.catalogue.on_change(row["id"])
         return _resource(render_business(row))
@@ -138,7 +138,7 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
         self, request: catalogue_pb2.ListBusinessesRequest, context: ServicerContext
     ) -> catalogue_pb2.ResourcePage:
         rows_after = functools.partial(
-            self.tenancy.repository.list_businesses, parse_uuid(request.hub_id, "hub_id")
+            self.tenants.repository.list_businesses, parse_uuid(request.hub_id, "hub_id")
         )
         shown, next_cursor = await oldest_first_page(request.cursor, request.limit, rows_after)
         return page_message(
@@ -148,14 +148,14 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def GetBusiness(
         self, request: catalogue_pb2.GetBusinessRequest, context: ServicerContext
     ) -> catalogue_pb2.Resource:
-        row = await self.tenancy.get_business(parse_uuid(request.business_id, "business_id"))
+        row = await self.tenants.get_business(parse_uuid(request.business_id, "business_id"))
         return _resource(render_business(row))
 
     async def UpdateBusiness(
         self, request: catalogue_pb2.UpdateBusinessRequest, context: ServicerContext
     ) -> catalogue_pb2.Resource:
         business_id = parse_uuid(request.business_id, "business_id")
-        row = await self.tenancy.update_business(business_id, request.patch_json)
+        row = await self.tenants.update_business(business_id, request.patch_json)
         # The booking policy is part of the catalogue snapshot hold-service reads.
         await self.catalogue.on_change(business_id)
         return _resource(render_business(row))

@@ -63,7 +63,7 @@ async def serve(settings: BookingServiceSettings) -> None:
         CatalogueRepository(pool), catalogue_bucket, lambda: nc.is_connected
     )
     domain = build_domain(pool, settings, publish, snapshots.publish_change)
-    tenancy, catalogue, time_off = domain.tenancy, domain.catalogue, domain.time_off
+    tenants, catalogue, time_off = domain.tenants, domain.catalogue, domain.time_off
     reminders = domain.reminders
     hold_channel = rpc.open_channel(settings.hold_service_addr)
     checkout = Checkout(
@@ -100,9 +100,9 @@ async def serve(settings: BookingServiceSettings) -> None:
     health = rpc.DependencyHealth({"postgres": postgres_probe, "nats": nats_probe})
     server = rpc.build_server(
         [
-            lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(tenancy), s),
+            lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(tenants), s),
             lambda s: catalogue_pb2_grpc.add_CatalogueServiceServicer_to_server(
-                CatalogueServicer(catalogue, tenancy, time_off), s
+                CatalogueServicer(catalogue, tenants, time_off), s
             ),
             lambda s: booking_pb2_grpc.add_BookingServiceServicer_to_server(
                 BookingServicer(bookings), s

@@ -163,12 +163,12 @@ def _each(
 class Holds:
     def __init__(
         self,
-        store: HoldRepository,
+        repository: HoldRepository,
         catalogue: CatalogueCache,
         ttl: timedelta,
         clock: Callable[[], datetime],
     ) -> None:
-        self.store = store
+        self.repository = repository
         self.catalogue = catalogue
         self.ttl = ttl
         self.clock = clock
@@ -206,7 +206,7 @@ class Holds:
                 single.append((index, *self._placement(wanted, plan, plan.candidates[0], now)))
             else:
                 several.append((index, wanted, plan))
-        placed = await self.store.place_many([placement for _, _, placement in single])
+        placed = await self.repository.place_many([placement for _, _, placement in single])
         existing: list[tuple[int, str, str]] = []
         for (index, hold, placement), result in zip(single, placed, strict=True):
             if isinstance(result, Exception):
@@ -223,7 +223,7 @@ class Holds:
         # a staff member named (a survey first). Each its own round trips, side by side.
         if existing or several:
             found = await asyncio.gather(
-                *(self.store.record(resource, hold_id) for _, resource, hold_id in existing),
+                *(self.repository.record(resource, hold_id) for _, resource, hold_id in existing),
                 *(self._place_on_one_of(wanted, plan, now) for _, wanted, plan in several),
             )
             for (index, _, _), doc in zip(existing, found, strict=False):
@@ -276,14 +276,14 @@ class Holds:
         )
         for candidate in candidates:
             hold, placement = self._placement(wanted, plan, candidate, now)
-            [result] = await self.store.place_many([placement])
+            [result] = await self.repository.place_many([placement])
             if isinstance(result, Exception):
                 raise result
             outcome, hold_id = result
             if outcome == "placed":
                 return hold
             if outcome == "existing":
-                existing = await self.store.record(placement.resource, hold_id)
+                existing = await self.repository.record(placement.resource, hold_id)
                 if existing is not None:
                     return HoldRecord.from_json(existing)
         return None
@@ -301,7 +301,9 @@ class Holds:
         One Redis round trip; a member seen busy is not tried, one seen free may still
         be taken meanwhile, and the atomic place then moves on to the next.
         """
-        survey = await self.store.survey([r for r, _ in candidates], needed, _utc_day(starts_at))
+        survey = await self.repository.survey(
+            [r for r, _ in candidates], needed, _utc_day(starts_at)
+        )
         ranked: list[tuple[int, int, tuple[str, UUID | None]]] = []
         for index, (candidate, (load, values)) in enumerate(zip(candidates, survey, strict=True)):
             held = [v for v in values if v is not None]
@@ -313,7 +315,7 @@ class Holds:
 
     async def _locate(self, business_id: UUID, hold_id: str) -> HoldLocator:
         existing_id(hold_id, "no such hold")
-        locator = await self.store.locate(hold_id)
+        locator = await self.repository.locate(hold_id)
         if locator is None or locator.business_id != str(business_id):
             raise NotFound("the hold has expired or does not exist")
         return locator
@@ -328,7 +330,9 @@ class Holds:
     async def release_hold(self, *, business_id: UUID, hold_id: str, holder_id: str) -> None:
         """Free a hold early; `holder_id` empty means the business itself asks."""
         locator = await self._locate(business_id, hold_id)
-        outcome = await self.store.release(locator, hold_id, self._granules(locator), holder_id)
+        outcome = await self.repository.release(
+            locator, hold_id, self._granules(locator), holder_id
+        )
         # Another session's hold answers as if it did not exist, as on booking.
         if outcome <= 0:
             raise NotFound("the hold has expired, was used, or does not exist")
@@ -352,7 +356,7 @@ class Holds:
                 outcomes[index] = error
                 continue
             asked.append(index)
-        locators = await self.store.locate_many([batch[i].hold_id for i in asked])
+        locators = await self.repository.locate_many([batch[i].hold_id for i in asked])
         consuming: list[tuple[int, Consumption]] = []
         for index, locator in zip(asked, locators, strict=True):
             wanted = batch[index]
@@ -373,7 +377,7 @@ class Holds:
                     ),
                 )
             )
-        results = await self.store.consume_many(
+        results = await self.repository.consume_many(
             [consumption for _, consumption in consuming], ms(self.clock())
         )
         for (index, _), result in zip(consuming, results, strict=True):
@@ -408,7 +412,7 @@ class Holds:
     async def confirm_claims(self, batch: Sequence[ClaimToConfirm]) -> list[bool | DomainError]:
         """Make each committed booking's claim last until it ends; for each, whether
         every granule is the booking's now. Two Redis round trips for the whole batch."""
-        results = await self.store.confirm_many(
+        results = await self.repository.confirm_many(
             [
                 Confirmation(
                     resource=claim.resource,
@@ -429,7 +433,9 @@ class Holds:
         ]
 
     async def pending_claims(self, due_before: datetime, limit: int) -> list[tuple[str, datetime]]:
-        claims = await self.store.pending_claims(ms(due_before), max(1, min(limit or 100, 1000)))
+        claims = await self.repository.pending_claims(
+            ms(due_before), max(1, min(limit or 100, 1000))
+        )
         return [
             (booking_id, _EPOCH + timedelta(milliseconds=deadline))
             for booking_id, deadline in claims
@@ -437,16 +443,18 @@ class Holds:
 
     async def forget_claim(self, booking_id: str, deadline: datetime) -> None:
         # Exact arithmetic: the deadline must match the tracked one to the millisecond.
-        await self.store.forget_claim(booking_id, (deadline - _EPOCH) // timedelta(milliseconds=1))
+        await self.repository.forget_claim(
+            booking_id, (deadline - _EPOCH) // timedelta(milliseconds=1)
+        )
 
     async def restore_hold(self, *, business_id: UUID, hold_id: str, booking_id: str) -> HoldRecord:
         locator = await self._locate(business_id, hold_id)
-        record = await self.store.record(locator.resource, hold_id)
+        record = await self.repository.record(locator.resource, hold_id)
         if record is None:
             raise NotFound("the hold has expired")
         hold = HoldRecord.from_json(record)
         day = _utc_day(hold.starts_at)
-        if not await self.store.restore(
+        if not await self.repository.restore(
             locator, hold_id, self._granules(locator), booking_id, day, ms(hold.expires_at)
         ):
             raise NotFound("the hold is not used by this booking")
@@ -455,7 +463,7 @@ class Holds:
     async def free_interval(
         self, *, booking_id: str, resource: str, starts_at: datetime, blocked_until: datetime
     ) -> None:
-        await self.store.free_booking(
+        await self.repository.free_booking(
             resource, granules(starts_at, blocked_until), booking_id, _utc_day(starts_at)
         )
 
@@ -495,7 +503,7 @@ class Holds:
                 fields={"ends_at": "outside the location's opening hours"},
             )
         blocked_until = blocked_end(ends_at, plan.service.buffer_minutes)
-        moved = await self.store.move_booking(
+        moved = await self.repository.move_booking(
             resource,
             granules(starts_at, blocked_until),
             granules(*old),
@@ -536,7 +544,7 @@ class Holds:
                 by_resource.setdefault(resource, set()).update(
                     granules(plan.starts_at, plan.blocked_until)
                 )
-        claimed = await self.store.claimed(by_resource)
+        claimed = await self.repository.claimed(by_resource)
         slots = []
         for plan in plans:
             needed = granules(plan.starts_at, plan.blocked_until)

@@ -52,8 +52,8 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class Deliveries:
-    def __init__(self, store: DeliveryRepository, on_new: Callable[[], None]) -> None:
-        self.store = store
+    def __init__(self, repository: DeliveryRepository, on_new: Callable[[], None]) -> None:
+        self.repository = repository
         self.on_new = on_new
 
     async def list_page(
@@ -61,7 +61,7 @@ class Deliveries:
     ) -> tuple[list[dict[str, Any]], str]:
         page = PageRequest.of(cursor, limit)
         # Newest first: the page shows deliveries before the position (all on the first).
-        rows = await self.store.list_page(business_id, endpoint_id, page.position, page.fetch)
+        rows = await self.repository.list_page(business_id, endpoint_id, page.position, page.fetch)
         if rows is None:
             raise NotFound("no such webhook endpoint")
         shown, next_cursor = page.cut(rows)
@@ -69,7 +69,7 @@ class Deliveries:
 
     async def redeliver(self, business_id: UUID, endpoint_id: UUID, body: bytes) -> dict[str, Any]:
         wanted = parse_json(RedeliverRequest, body or b"{}")
-        missing, row = await self.store.redeliver(business_id, endpoint_id, wanted.event_id)
+        missing, row = await self.repository.redeliver(business_id, endpoint_id, wanted.event_id)
         if row is None:
             error, detail = _REDELIVER_ERRORS[missing]
             raise error(detail)

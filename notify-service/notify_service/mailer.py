@@ -200,7 +200,7 @@ def render_message(row: dict[str, Any]) -> dict[str, Any]:
 class Mailer:
     def __init__(
         self,
-        store: MessageRepository,
+        repository: MessageRepository,
         server: SmtpServer,
         sender: str,
         *,
@@ -210,7 +210,7 @@ class Mailer:
         webhooks_busy: Callable[[], bool] = lambda: False,
         wait_for_webhooks: timedelta = timedelta(0),
     ) -> None:
-        self.store = store
+        self.repository = repository
         self.server = server
         self.connections = SmtpConnections(server, timeout_seconds, max_in_flight)
         self.sender = sender
@@ -238,7 +238,7 @@ class Mailer:
                 room = self.max_in_flight - len(self._running)
                 if room > 0:
                     fresh_wait = self.wait_for_webhooks if self.webhooks_busy() else None
-                    for claim in await self.store.claim(room, self.lease, fresh_wait):
+                    for claim in await self.repository.claim(room, self.lease, fresh_wait):
                         task = asyncio.create_task(self._send(claim))
                         self._running[task] = claim
                         task.add_done_callback(self._done)
@@ -280,11 +280,11 @@ class Mailer:
                     error=error,
                 ),
             )
-        await self.store.finish(claim, attempted_at, error, wait)
+        await self.repository.finish(claim, attempted_at, error, wait)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming; let sends finish within the grace, give the rest back."""
         self._stopping = True
         self._wake.set()
-        await finish_or_give_back(self._running, grace_seconds, self.store.release)
+        await finish_or_give_back(self._running, grace_seconds, self.repository.release)
         await self.connections.close()

@@ -47,7 +47,7 @@ def _business_values(fields: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-class TenancyRepository:
+class TenantRepository:
     def __init__(self, db: asyncpg.Pool, reminders: ReminderSchedule | None = None) -> None:
         self.db = db
         # Re-arms the business's bookings' reminders when its reminders change.

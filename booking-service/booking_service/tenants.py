@@ -1,4 +1,5 @@
-"""Keys and tenancy: who a bearer token is, and which business it may act for."""
+"""Tenants (hubs and their businesses) and their keys: who a bearer token is, and
+which business it may act for."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from calendence.schemas.catalogue import BusinessFields, merge_patch
 from calendence.schemas.common import parse_json, patch_document
 from calendence.timefmt import utcnow
 
-from booking_service.tenancy_repository import StoredKey, TenancyRepository
+from booking_service.tenant_repository import StoredKey, TenantRepository
 
 PREFIXES = {KeyKind.HUB: "cal_hub_", KeyKind.BUSINESS: "cal_biz_", KeyKind.SESSION: "cal_ses_"}
 # 32 random bytes: 256 bits, well above the 128 the platform promises.
@@ -45,10 +46,10 @@ class IssuedKey:
     secret: str
 
 
-class Tenancy:
+class Tenants:
     def __init__(
         self,
-        repository: TenancyRepository,
+        repository: TenantRepository,
         session_ttl: timedelta,
         on_revoke: Callable[[UUID], Awaitable[None]],
     ) -> None:
