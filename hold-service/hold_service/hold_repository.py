@@ -15,13 +15,17 @@ script touches one Redis Cluster slot):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from calendence.logs import log_fields
 from calendence.storage import RedisClient
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+
+log = logging.getLogger("hold_service.hold_repository")
 
 PENDING_CLAIMS_KEY = "cal:claims:pending"
 
@@ -304,30 +308,49 @@ class HoldRepository:
         One EVALSHA of the place script per hold, each within its resource's hash
         slot, and the hold's locator SET (another slot) beside it: a plain pipeline,
         never a transaction, so a batch may span slots (and, on a cluster, nodes). If
-        the script refuses, the locator points at nothing and expires.
+        the script refuses, the locator points at nothing and expires. If the locator
+        could not be written (its node down, say), a hold placed without it could never
+        be found again: it is released at once and answered with the locator's error.
         """
         if not placements:
             return []
         replies = await self._run_place_pipeline(placements)
         # Redis restarted or flushed its scripts: load it, then redo those holds.
-        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        again = [i for i, (reply, _) in enumerate(replies) if isinstance(reply, NoScriptError)]
         if again:
             await self.redis.script_load(_PLACE)
             redone = await self._run_place_pipeline([placements[i] for i in again])
-            for i, reply in zip(again, redone, strict=True):
-                replies[i] = reply
+            for i, replied in zip(again, redone, strict=True):
+                replies[i] = replied
         outcomes: list[tuple[str, str] | Exception] = []
-        for placement, reply in zip(placements, replies, strict=True):
+        for placement, (reply, located) in zip(placements, replies, strict=True):
             if isinstance(reply, Exception):
                 outcomes.append(reply)
                 continue
             code, existing = reply
             outcome = _PLACE_OUTCOMES[int(code)]
+            if outcome == "placed" and isinstance(located, Exception):
+                await self._unplace(placement)
+                outcomes.append(located)
+                continue
             outcomes.append((outcome, _text(existing) or placement.hold_id))
         return outcomes
 
-    async def _run_place_pipeline(self, placements: Sequence[Placement]) -> list[Any]:
-        """The place script's reply (or error) for each placement."""
+    async def _unplace(self, placement: Placement) -> None:
+        """Release a hold just placed whose locator was not written (best effort: if
+        its own node cannot answer either, it expires with its TTL)."""
+        try:
+            await self.release(
+                placement.locator, placement.hold_id, placement.granules, placement.holder_id
+            )
+        except (RedisError, RedisClusterException) as error:
+            log.warning(
+                "a hold without its locator could not be released; it expires",
+                extra=log_fields(hold_id=placement.hold_id, error=repr(error)),
+            )
+
+    async def _run_place_pipeline(self, placements: Sequence[Placement]) -> list[tuple[Any, Any]]:
+        """The place script's reply (or error) and the locator SET's, for each placement."""
         # EVALSHA by hand: redis-py's pipeline would first ask SCRIPT EXISTS for a
         # registered script, a second round trip on every batch.
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -354,7 +377,7 @@ class HoldRepository:
                     px=p.ttl_ms,
                 )
             replies = await pipe.execute(raise_on_error=False)
-        return list(replies[::2])
+        return list(zip(replies[::2], replies[1::2], strict=True))
 
     async def record(self, resource: str, hold_id: str) -> bytes | None:
         doc = await self.redis.hget(record_key(resource, hold_id), "doc")

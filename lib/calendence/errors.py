@@ -97,12 +97,13 @@ STORE_BUSY_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_store_busy(error: BaseException) -> bool:
     """Whether `error` says "busy or unreachable, try again shortly" (STORE_BUSY_ERRORS), or is
-    Redis's BUSY reply (a script running past its time limit) or MASTERDOWN reply, which
-    redis-py raises as a plain ResponseError."""
+    Redis's BUSY reply (a script running past its time limit), MASTERDOWN reply or
+    NOREPLICAS reply (a primary with fewer replicas than `min-replicas-to-write` refusing
+    writes), which redis-py raises as a plain ResponseError."""
     if isinstance(error, STORE_BUSY_ERRORS):
         return True
     return isinstance(error, redis.exceptions.ResponseError) and str(error).startswith(
-        ("BUSY ", "MASTERDOWN ")
+        ("BUSY ", "MASTERDOWN ", "NOREPLICAS ")
     )
 
 

@@ -16,6 +16,11 @@ def test_a_redis_primary_that_lost_its_replica_link_is_a_busy_store() -> None:
     assert is_store_busy(redis.exceptions.ResponseError("MASTERDOWN Link with MASTER is down"))
 
 
+def test_a_redis_primary_short_of_replicas_for_a_write_is_a_busy_store() -> None:
+    refused = redis.exceptions.ResponseError("NOREPLICAS Not enough good replicas to write.")
+    assert is_store_busy(refused)
+
+
 def test_a_redis_reply_naming_our_mistake_is_not_a_busy_store() -> None:
     wrong = redis.exceptions.ResponseError("WRONGTYPE Operation against a key holding the wrong")
     assert not is_store_busy(wrong)
