@@ -13,7 +13,9 @@ RATE_LIMIT_LOCAL_SECONDS is decided from the copy, and every token let through i
 to the shared bucket at once in the background (all keys' in one pipeline, one in
 flight at a time), whose answer the copy then takes on, together with what this
 replica let through meanwhile. A key not heard of lately (new to this replica, or
-quiet) asks Redis first, as every request used to.
+quiet) asks Redis first, as every request used to, and so do its requests while any
+earlier one's answer from Redis is on its way (the copy cannot know yet what Redis gave
+those: a burst at first contact would otherwise get Redis's bucket and the copy's).
 
 Tolerance across replicas: a replica lets through what its copy allows (one replica
 alone never exceeds the bucket), and its copy hears of the other replicas' tokens with
@@ -109,6 +111,9 @@ class RateLimiter:
         self.local = local or LocalBuckets()
         # key -> until when (monotonic) this replica decides it from its copy.
         self._heard_until: dict[str, float] = {}
+        # key -> its requests waiting for Redis's decision: while any is, the copy may
+        # not know of tokens Redis gave them, so the key's next requests ask Redis too.
+        self._asking: dict[str, int] = {}
         # key -> [microseconds per token, tokens let through not yet sent to Redis].
         self._unsent: dict[str, list[int]] = {}
         self._sending: asyncio.Task[None] | None = None
@@ -125,11 +130,12 @@ class RateLimiter:
         now = time.monotonic()
         if now < self._redis_down_until:
             return self.local.take(key, bucket.share(self.fallback_share))
-        if self._heard_until.get(key, 0.0) > now:
+        if self._heard_until.get(key, 0.0) > now and key not in self._asking:
             decision = self.local.take(key, bucket)
             if decision.allowed:
                 self._send_later(key, bucket)
             return decision
+        self._asking[key] = self._asking.get(key, 0) + 1
         try:
             reply = await self._take(
                 keys=[_shared_key(key)], args=[bucket.interval_us, bucket.size]
@@ -137,6 +143,10 @@ class RateLimiter:
         except (RedisError, RedisClusterException) as error:  # the latter: no node serves it
             self._redis_failed(error)
             return self.local.take(key, bucket.share(self.fallback_share))
+        finally:
+            waiting = self._asking.pop(key) - 1
+            if waiting:
+                self._asking[key] = waiting
         allowed, remaining, retry_after, full_in = reply
         self._heard(key, bucket.interval_us, int(full_in))
         return Decision(bool(allowed), bucket, int(remaining), int(retry_after), int(full_in))
