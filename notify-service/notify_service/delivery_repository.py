@@ -263,7 +263,7 @@ class DeliveryRepository(Repository):
                 before_seq,
                 limit,
             )
-            return await _with_attempts(connection, rows)
+            return _with_attempts(rows)
 
     async def redeliver(
         self, business_id: UUID, endpoint_id: UUID, event_id: UUID
@@ -316,25 +316,23 @@ class DeliveryRepository(Repository):
                 """,
                 delivery_id,
             )
-            return "", (await _with_attempts(connection, rows))[0]
+            return "", _with_attempts(rows)[0]
 
 
+# A delivery with its attempts, read by one statement: one snapshot, so an attempt is
+# never listed without the outcome it gave the delivery (recorded in one transaction).
+# The attempts as anonymous rows of named columns: a column the table gains later
+# changes nothing a running replica decodes.
 _DELIVERY_COLUMNS = """d.id, d.seq, d.endpoint_id, d.event_id, r.type AS event_type, d.status,
     d.attempt_count, d.next_attempt_at, d.created_at, d.completed_at,
-    d.order_seq IS NULL AS redelivery"""
+    d.order_seq IS NULL AS redelivery,
+    ARRAY(SELECT ROW(a.attempt, a.attempted_at, a.status_code, a.latency_ms, a.error)
+          FROM webhook_attempts a WHERE a.delivery_id = d.id ORDER BY a.attempt) AS attempts"""
+_ATTEMPT_FIELDS = ("attempt", "attempted_at", "status_code", "latency_ms", "error")
 
 
-async def _with_attempts(
-    connection: asyncpg.Connection, rows: list[asyncpg.Record]
-) -> list[dict[str, Any]]:
-    deliveries = [dict(r) | {"attempts": []} for r in rows]
-    by_id = {d["id"]: d for d in deliveries}
-    for attempt in await connection.fetch(
-        """
-        SELECT delivery_id, attempt, attempted_at, status_code, latency_ms, error
-        FROM webhook_attempts WHERE delivery_id = ANY ($1::uuid[]) ORDER BY attempt
-        """,
-        list(by_id),
-    ):
-        by_id[attempt["delivery_id"]]["attempts"].append(dict(attempt))
-    return deliveries
+def _with_attempts(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [
+        dict(r) | {"attempts": [dict(zip(_ATTEMPT_FIELDS, a, strict=True)) for a in r["attempts"]]}
+        for r in rows
+    ]
