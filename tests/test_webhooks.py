@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
 from calendence.devstack.stack import LocalStack
@@ -117,6 +119,51 @@ async def test_a_failing_endpoint_is_retried_with_the_same_webhook_id_and_attemp
     assert attempts[0]["error"] == "HTTP 500"
     assert attempts[1]["error"] is None
     assert all(a["latency_ms"] >= 0 for a in attempts)
+
+
+async def test_a_delivery_listed_while_an_attempt_is_recorded_shows_the_attempt_with_its_outcome(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    receiver.answer("/hook", status=500)
+    endpoint = await create_endpoint(salon.tenant, receiver.url("/hook"))
+    await salon.booking(tomorrow_at(13))
+    (delivery,) = await wait_for_attempts(salon.tenant, endpoint["id"], 1)
+    async with notify_db(stack) as recorder, notify_db(stack) as observer:
+        async with recorder.transaction():
+            # A successful second attempt and the delivery's outcome, committed together
+            # as the dispatcher records them; the lock holds up whatever reads attempts
+            # until the commit, so a listing is caught in the middle.
+            await recorder.execute("LOCK TABLE webhook_attempts IN ACCESS EXCLUSIVE MODE")
+            await recorder.execute(
+                "UPDATE webhook_deliveries SET status = 'succeeded', completed_at = now() "
+                "WHERE id = $1",
+                delivery["id"],
+            )
+            await recorder.execute(
+                "INSERT INTO webhook_attempts "
+                "(delivery_id, attempt, attempted_at, status_code, latency_ms) "
+                "VALUES ($1, 2, now(), 204, 1)",
+                delivery["id"],
+            )
+            listing = asyncio.create_task(deliveries(salon.tenant, endpoint["id"]))
+            await wait_until_attempts_are_read_behind(observer, recorder.get_server_pid())
+    (listed,) = await listing
+    assert listed["status"] == "succeeded"
+    assert [a["status_code"] for a in listed["attempts"]] == [500, 204]
+
+
+async def wait_until_attempts_are_read_behind(
+    observer: asyncpg.Connection, blocker: int, timeout: float = 10.0
+) -> None:
+    """Until a statement reading webhook attempts waits for the `blocker` backend."""
+    deadline = time.monotonic() + timeout
+    while not await observer.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
+        "WHERE $1 = ANY (pg_blocking_pids(pid)) AND query LIKE '%webhook_attempts%')",
+        blocker,
+    ):
+        assert time.monotonic() < deadline, "no listing waited for the recording"
+        await asyncio.sleep(0.01)
 
 
 async def test_a_timed_out_attempt_is_retried_and_then_succeeds(
