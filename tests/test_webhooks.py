@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -58,6 +59,18 @@ async def cancel(salon: Salon, booking_id: str) -> None:
     assert answer.status == 200, answer.body
 
 
+async def failed_once(
+    salon: Salon, receiver: WebhookReceiver, start: datetime
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """An endpoint answering 500, a booking at `start`, and its delivery to the endpoint
+    once the first attempt is listed: (endpoint, booking, delivery)."""
+    receiver.answer("/hook", status=500)
+    endpoint = await create_endpoint(salon.tenant, receiver.url("/hook"))
+    booking = await salon.booking(start)
+    (delivery,) = await wait_for_attempts(salon.tenant, endpoint["id"], 1)
+    return endpoint, booking, delivery
+
+
 async def test_a_webhook_verifies_with_the_secret_returned_at_creation(
     salon: Salon, receiver: WebhookReceiver
 ) -> None:
@@ -101,11 +114,7 @@ async def test_an_endpoint_gets_only_the_events_it_subscribed_to(
 async def test_a_failing_endpoint_is_retried_with_the_same_webhook_id_and_attempts_listed(
     salon: Salon, receiver: WebhookReceiver, stack: LocalStack
 ) -> None:
-    receiver.answer("/hook", status=500)
-    endpoint = await create_endpoint(salon.tenant, receiver.url("/hook"))
-    booking = await salon.booking(tomorrow_at(13))
-    await receiver.wait_for(of_booking(booking["id"]))
-    await wait_for_attempts(salon.tenant, endpoint["id"], 1)
+    endpoint, booking, _ = await failed_once(salon, receiver, tomorrow_at(13))
     receiver.answer("/hook", status=204)
     await retry_now(stack, endpoint["id"])
     first, second = await receiver.wait_for(of_booking(booking["id"]), count=2)
@@ -124,10 +133,7 @@ async def test_a_failing_endpoint_is_retried_with_the_same_webhook_id_and_attemp
 async def test_a_delivery_listed_while_an_attempt_is_recorded_shows_the_attempt_with_its_outcome(
     salon: Salon, receiver: WebhookReceiver, stack: LocalStack
 ) -> None:
-    receiver.answer("/hook", status=500)
-    endpoint = await create_endpoint(salon.tenant, receiver.url("/hook"))
-    await salon.booking(tomorrow_at(13))
-    (delivery,) = await wait_for_attempts(salon.tenant, endpoint["id"], 1)
+    endpoint, _, delivery = await failed_once(salon, receiver, tomorrow_at(13))
     async with notify_db(stack) as recorder, notify_db(stack) as observer:
         async with recorder.transaction():
             # A successful second attempt and the delivery's outcome, committed together
@@ -326,10 +332,7 @@ async def test_after_a_rotation_both_secrets_verify_for_24_hours(
 async def test_an_endpoint_failing_for_5_days_is_disabled_with_the_reason(
     salon: Salon, receiver: WebhookReceiver, stack: LocalStack
 ) -> None:
-    receiver.answer("/hook", status=500)
-    endpoint = await create_endpoint(salon.tenant, receiver.url("/hook"))
-    await salon.booking(tomorrow_at(10))
-    await wait_for_attempts(salon.tenant, endpoint["id"], 1)
+    endpoint, _, _ = await failed_once(salon, receiver, tomorrow_at(10))
     async with notify_db(stack) as db:
         await db.execute(
             "UPDATE webhook_endpoints SET failing_since = now() - interval '5 days 1 minute' "
