@@ -4,7 +4,7 @@ Attempts that ended are recorded by the loop's next call, which also claims what
 due (one round trip): an endpoint's next attempt starts one round trip after the last
 one's answer.
 
-It claims only what it has room for (`max_in_flight` per replica; the store keeps each
+It claims only what it has room for (`max_in_flight` per replica; the repository keeps each
 endpoint to `per_endpoint` across replicas), so a slow or dead endpoint ties up at most
 its own share and never the others' turn. New events wake it at once; retries that
 fall due are found by polling.
@@ -46,15 +46,19 @@ class Limits:
 
 class Dispatcher:
     def __init__(
-        self, store: DeliveryRepository, attempt: Attempt, watermark: Watermark, limits: Limits
+        self,
+        repository: DeliveryRepository,
+        attempt: Attempt,
+        watermark: Watermark,
+        limits: Limits,
     ) -> None:
-        self.store = store
+        self.repository = repository
         self.attempt = attempt
         self.watermark = watermark
         self.limits = limits
         self._wake = asyncio.Event()
         self._running: dict[asyncio.Task[None], Claim] = {}
-        # Attempts that ended, to be recorded by the next call to the store.
+        # Attempts that ended, to be recorded by the next call to the repository.
         self._finished: list[Finished] = []
         self._stopping = False
         self._last_watermark = 0
@@ -109,7 +113,7 @@ class Dispatcher:
                 await self._claim_and_start()
                 if started - since_purge > _PURGE_EVERY_SECONDS:
                     since_purge = started
-                    await self.store.purge_completed(KEEP_COMPLETED)
+                    await self.repository.purge_completed(KEEP_COMPLETED)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -129,7 +133,7 @@ class Dispatcher:
             if room <= 0 and not finished:
                 return
             try:
-                claims, disabled = await self.store.finish_and_claim(
+                claims, disabled = await self.repository.finish_and_claim(
                     finished,
                     max(room, 0),
                     self.limits.per_endpoint,
@@ -211,7 +215,7 @@ class Dispatcher:
             self._watermark_asking.cancel()
 
         async def give_back(claim: Claim) -> None:
-            await self.store.release(claim.lease_token, claim.delivery_id)
+            await self.repository.release(claim.lease_token, claim.delivery_id)
 
         await finish_or_give_back(self._running, grace_seconds, give_back)
         if self._finished:
