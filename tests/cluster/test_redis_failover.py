@@ -7,10 +7,11 @@ on, and the platform answers success, 4xx or 503 with Retry-After throughout, ne
 and never nothing. Afterwards every hold answered 201 can still be booked (or was),
 every booking answered 201 is there, and no slot has two live bookings.
 
-Redis replicates asynchronously, so a hold the failed primary acknowledged in its last
-moment may not have reached its replica: it is lost with the primary, its booking
-answers 404 (the hold no longer exists; the slot can be held again), and the test
-counts such holds and bounds them. Bookings live in PostgreSQL: none is ever lost.
+Redis replicates asynchronously, so a hold acknowledged while its slot's primary fails
+over (from its last moment until the replica takes over) may not survive it: it is
+lost, its booking answers 404 (the hold no longer exists; the slot can be held again),
+and the test counts such holds and bounds them. Bookings live in PostgreSQL: none is
+ever lost.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ FREEZE_SECONDS = 6.0
 # the gateway's claim on an Idempotency-Key lapses after this even when Redis could
 # not take it back (gateway.idempotency.CLAIM_SECONDS, and a margin).
 BOOKING_SETTLES_SECONDS = CLAIM_SECONDS + 10.0
-# Only a hold asked for this shortly before the failure may be lost with its primary
-# (replication to the replica takes well under a millisecond here) ...
+# Only a hold asked for from this shortly before the failure until its replica was
+# promoted may be lost with its primary ...
 REPLICATION_WINDOW_SECONDS = 1.0
 # ... and only this many of them.
 MOST_HOLDS_LOST = 10
@@ -93,17 +94,24 @@ def report(what: str, load: BookingLoad, failed_at: float) -> None:
     )
 
 
-def asked_just_before(asked_at: float | None, failed_at: float) -> bool:
-    """Whether a hold asked for then may have been lost with the failed primary."""
-    return asked_at is not None and failed_at - REPLICATION_WINDOW_SECONDS <= asked_at <= failed_at
+def asked_during_failover(asked_at: float | None, failure: Failure) -> bool:
+    """Whether a hold asked for then may have been lost with the failed primary: from
+    just before the failure until a moment after its replica took over."""
+    promoted_at = failure.promoted_at or failure.failed_at
+    return (
+        asked_at is not None
+        and failure.failed_at - REPLICATION_WINDOW_SECONDS
+        <= asked_at
+        <= promoted_at + REPLICATION_WINDOW_SECONDS
+    )
 
 
-def assert_answers_were_success_4xx_or_503(load: BookingLoad, failed_at: float) -> None:
-    for call in load.calls:
+def assert_answers_were_success_4xx_or_503(failure: Failure) -> None:
+    for call in failure.load.calls:
         assert call.status != 0, f"a {call.kind} got no answer within the client's timeout"
         if call.kind == "hold":
             assert call.status in (201, 409, 503), (call.status, call.body)
-        elif call.status == 404 and asked_just_before(call.hold_asked_at, failed_at):
+        elif call.status == 404 and asked_during_failover(call.hold_asked_at, failure):
             assert call.body["detail"] == NO_SUCH_HOLD, call.body  # lost with its primary
         else:  # a booking of a placed hold: booked, or told to retry
             assert call.status in (201, 409, 503), (call.status, call.body)
@@ -119,17 +127,16 @@ def assert_holds_work_again_within(load: BookingLoad, failed_at: float, seconds:
     assert any(c.kind == "hold" and c.status == 201 for c in later)
 
 
-async def assert_nothing_acknowledged_was_lost(
-    load: BookingLoad, shops: list[Shop], failed_at: float
-) -> None:
+async def assert_nothing_acknowledged_was_lost(failure: Failure) -> None:
     """Every 201 hold is booked now (its booking retried with the same key, as its
     client would) but the few lost with the failed primary, every 201 booking is there
     and live, no slot is booked twice."""
+    load, shops = failure.load, failure.shops
     lost: list[PlacedHold] = []
     for placed in load.holds:
         if placed.booking is None:
             answer = await book_again(placed, shops[placed.shop])
-            if answer.status == 404 and asked_just_before(placed.asked_at, failed_at):
+            if answer.status == 404 and asked_during_failover(placed.asked_at, failure):
                 assert answer.body["detail"] == NO_SUCH_HOLD, answer.body
                 lost.append(placed)
                 continue
@@ -196,6 +203,7 @@ class Failure:
     victim: RedisClusterNode
     successor: RedisClusterNode
     failed_at: float
+    promoted_at: float | None = None  # when the successor was seen serving
 
 
 async def fail_under_load(
@@ -217,9 +225,9 @@ async def fail_under_load(
 
 
 async def assert_it_was_survived(failure: Failure) -> None:
-    assert_answers_were_success_4xx_or_503(failure.load, failure.failed_at)
+    assert_answers_were_success_4xx_or_503(failure)
     assert_holds_work_again_within(failure.load, failure.failed_at, RECOVERY_SECONDS)
-    await assert_nothing_acknowledged_was_lost(failure.load, failure.shops, failure.failed_at)
+    await assert_nothing_acknowledged_was_lost(failure)
 
 
 async def test_killing_a_redis_primary_under_load_promotes_its_replica_and_loses_nothing(
@@ -229,6 +237,7 @@ async def test_killing_a_redis_primary_under_load_promotes_its_replica_and_loses
     victim, successor = failure.victim, failure.successor
     try:
         promoted_after = await wait_until(serves(cluster, successor), RECOVERY_SECONDS)
+        failure.promoted_at = time.monotonic()
         await failure.running
         report(
             f"kill -9 {victim.name}; {successor.name} promoted after {promoted_after:.1f}s",
@@ -249,6 +258,7 @@ async def test_a_frozen_redis_primary_is_replaced_rejoins_as_a_replica_and_loses
     victim, successor = failure.victim, failure.successor
     try:
         promoted_after = await wait_until(serves(cluster, successor), RECOVERY_SECONDS)
+        failure.promoted_at = time.monotonic()
         await asyncio.sleep(max(0.0, failure.failed_at + FREEZE_SECONDS - time.monotonic()))
     finally:
         victim.thaw()
