@@ -23,6 +23,9 @@ from calendence.timefmt import utcnow
 BUSINESS_HEADER = "Calendence-Business"
 _MAX_CACHE_ENTRIES = 100_000
 
+# Who is calling: set by the authenticating middleware for every handler after it.
+PRINCIPAL = web.RequestKey("principal", Principal)
+
 
 class Authenticator:
     def __init__(
@@ -145,8 +148,7 @@ def bearer_token(request: web.Request) -> str:
 
 
 def principal_of(request: web.Request) -> Principal:
-    principal: Principal = request["principal"]
-    return principal
+    return request[PRINCIPAL]
 
 
 def require_kind(request: web.Request, *allowed: KeyKind) -> Principal:

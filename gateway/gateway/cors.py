@@ -18,6 +18,7 @@ from __future__ import annotations
 from aiohttp import web
 from calendence.principals import KeyKind, Principal
 
+from gateway.auth import PRINCIPAL
 from gateway.problems import problem_from_http
 
 ALLOWED_HEADERS = (
@@ -64,6 +65,6 @@ def decorate(request: web.Request, response: web.StreamResponse) -> None:
     if not origin or "Access-Control-Allow-Origin" in response.headers:
         return
     response.headers.add("Vary", "Origin")
-    if allows(request.get("principal"), origin, response.status):
+    if allows(request.get(PRINCIPAL), origin, response.status):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS

@@ -22,7 +22,7 @@ log = logging.getLogger("gateway.delivery")
 
 UndoAction = Callable[[], Awaitable[None]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_UNDO = "undo_unless_delivered"
+_UNDO = web.RequestKey("undo_unless_delivered", list[UndoAction])
 # The undo actions of requests whose handlers were cancelled (kept until they finish).
 _running: set[asyncio.Task[None]] = set()
 
@@ -69,11 +69,14 @@ async def deliver(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ConnectionError:
         # aiohttp treats the same failure on its own write as a client gone, quietly.
         await _undo(request, "client gone")
+    # Delivered: the work stands. The undo actions close over their request, a cycle
+    # that would leave every such request to the cyclic collector's longest pauses.
+    request.pop(_UNDO, None)
     return response
 
 
 async def _undo(request: web.Request, why: str) -> None:
-    actions: list[UndoAction] = request.pop(_UNDO, [])
+    actions = request.pop(_UNDO, [])
     # Last registered first: records of the work go before the work itself.
     for action in reversed(actions):
         try:

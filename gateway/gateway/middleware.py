@@ -17,7 +17,7 @@ from calendence.principals import Principal
 
 from gateway import cors
 from gateway.appkeys import AUTHENTICATOR, NATS, SETTINGS
-from gateway.auth import BUSINESS_HEADER, bearer_token
+from gateway.auth import BUSINESS_HEADER, PRINCIPAL, bearer_token
 from gateway.delivery import deliver
 from gateway.metrics import LATENCY, REQUESTS
 from gateway.problems import problem_from_error, problem_from_http, problem_response
@@ -125,7 +125,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if unmatched is not None:
             raise unmatched from None
         raise
-    request["principal"] = principal
+    request[PRINCIPAL] = principal
     refused = await _rate_limited(request, principal)
     if refused is not None:
         return refused
