@@ -265,6 +265,19 @@ def open_summary(phase: Phase, done: str) -> dict[str, Any]:
     }
 
 
+@dataclass
+class GatewayMetrics:
+    gc: dict[str, list[float]] = field(default_factory=dict)  # generation: [runs, seconds]
+    hold_batches: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [calls, holds]
+
+
+def hold_batches_during(before: GatewayMetrics, after: GatewayMetrics) -> dict[str, float]:
+    """PlaceHolds calls the gateways sent between two scrapes, and holds per call."""
+    calls = after.hold_batches[0] - before.hold_batches[0]
+    holds = after.hold_batches[1] - before.hold_batches[1]
+    return {"calls": int(calls), "mean_holds_per_call": round(holds / calls, 2) if calls else 0.0}
+
+
 def gc_during(
     before: dict[str, list[float]], after: dict[str, list[float]]
 ) -> dict[str, dict[str, float]]:
@@ -332,6 +345,7 @@ class Bench:
                 Load(kind, "closed", a.connections, a.warmup, token_order="sequential"),
             )
         turns: dict[str, list[Phase]] = {"full": [], "floor": []}
+        scraped_before = await self.gateway_metrics()
         for turn in range(a.turns):
             for who, url in targets:
                 turns[who].append(
@@ -341,10 +355,11 @@ class Bench:
                         Load(kind, "closed", a.connections, a.seconds / a.turns),
                     )
                 )
+        batches_at_saturation = hold_batches_during(scraped_before, await self.gateway_metrics())
         result: dict[str, Any] = {"floor": floor_name, "connections": a.connections}
         for who, url in targets:
             peak = merged(turns[who], DONE[path])
-            gc_before = await self.gateway_gc() if who == "full" else {}
+            before = await self.gateway_metrics() if who == "full" else None
             half = await self.phase(
                 f"{path} {who} open loop",
                 url,
@@ -359,33 +374,37 @@ class Bench:
                 ),
             )
             result[who] = {"saturation": peak, "half_rate": open_summary(half, DONE[path])}
-            if who == "full":
-                result[who]["half_rate"]["gateway_gc"] = gc_during(
-                    gc_before, await self.gateway_gc()
-                )
+            if before is not None:
+                after = await self.gateway_metrics()
+                result[who]["half_rate"]["gateway_gc"] = gc_during(before.gc, after.gc)
+                result[who]["half_rate"]["hold_batches"] = hold_batches_during(before, after)
+                result[who]["saturation"]["hold_batches"] = batches_at_saturation
         full_rate = result["full"]["saturation"]["per_second"]
         floor_rate = result["floor"]["saturation"]["per_second"]
         result["ratio"] = round(full_rate / floor_rate, 3) if floor_rate else None
         return result
 
-    async def gateway_gc(self) -> dict[str, list[float]]:
-        """Every gateway's garbage-collector pauses so far, summed: per generation, the
-        collections and the seconds they stopped the gateway."""
-        totals: dict[str, list[float]] = {}
+    async def gateway_metrics(self) -> GatewayMetrics:
+        """Every gateway's counts so far, summed: garbage-collector pauses per generation
+        (collections, seconds they stopped the gateway) and hold batches sent."""
+        scraped = GatewayMetrics()
         async with aiohttp.ClientSession() as http:
             for url in self.stack.gateway_urls:
                 async with http.get(f"{url}/metrics") as answer:
                     text = await answer.text()
                 for family in text_string_to_metric_families(text):
-                    if family.name != "calendence_gc_pause_seconds":
-                        continue
                     for sample in family.samples:
-                        kept = totals.setdefault(sample.labels["generation"], [0.0, 0.0])
+                        if family.name == "calendence_gc_pause_seconds":
+                            kept = scraped.gc.setdefault(sample.labels["generation"], [0.0, 0.0])
+                        elif family.name == "calendence_hold_batch_size":
+                            kept = scraped.hold_batches
+                        else:
+                            continue
                         if sample.name.endswith("_count"):
                             kept[0] += sample.value
                         elif sample.name.endswith("_sum"):
                             kept[1] += sample.value
-        return totals
+        return scraped
 
     async def greet_every_token(self) -> None:
         """One cheap request per session token (releasing a hold that does not exist:
@@ -742,6 +761,15 @@ def report(results: dict[str, Any]) -> str:
                     for g, c in gc.items()
                 )
             )
+    full_holds = results.get("holds", {}).get("full", {})
+    if "hold_batches" in full_holds.get("saturation", {}):
+        peak_batches = full_holds["saturation"]["hold_batches"]
+        half_batches = full_holds["half_rate"]["hold_batches"]
+        lines.append(
+            f"{'':<12}holds per PlaceHolds call (coalesced): at saturation "
+            f"{fmt(peak_batches['mean_holds_per_call'])}, "
+            f"in the open loop {fmt(half_batches['mean_holds_per_call'])}"
+        )
     race = results.get("holds", {}).get("race")
     if race:
         lines.append(

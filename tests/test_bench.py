@@ -165,6 +165,8 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         cpu = measured["full"]["saturation"]["cpu_us_per_unit"]
         assert set(STACK_PROCESSES) <= set(cpu)
         assert cpu["gateway"] > 0 and cpu["hold-service"] > 0
+    batches = results["holds"]["full"]["saturation"]["hold_batches"]
+    assert batches["calls"] > 0 and batches["mean_holds_per_call"] >= 1
     race = results["holds"]["race"]
     assert race["rounds"] == [{"201": 1, "409": race["racers"] - 1}] * len(race["rounds"])
     assert results["book"]["full"]["saturation"]["cpu_us_per_unit"]["postgres"] > 0
@@ -174,5 +176,12 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         assert events[part]["webhooks_arrived"] == events[part]["cancellations"] > 0
         assert events[part]["answer_to_webhook"]["n"] == events[part]["cancellations"]
     assert events["bad_signatures"] == 0
-    for line in ("holds ", "hold+book ", "events ", "CPU microseconds per unit", "gateway "):
+    for line in (
+        "holds ",
+        "hold+book ",
+        "events ",
+        "holds per PlaceHolds call",
+        "CPU microseconds per unit",
+        "gateway ",
+    ):
         assert line in summary

@@ -16,6 +16,8 @@ from calendence.errors import DomainError, NotFound
 from calendence.hold.outcomes import outcome_of
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 
+from gateway.metrics import HOLD_BATCH_SIZE
+
 
 class HoldPlacer:
     def __init__(
@@ -42,6 +44,7 @@ class HoldPlacer:
     async def _send(
         self, batch: list[hold_pb2.PlaceHoldRequest]
     ) -> Sequence[hold_pb2.PlacedHold | DomainError]:
+        HOLD_BATCH_SIZE.observe(len(batch))
         answer = await rpc.unary(
             self.stub.PlaceHolds, hold_pb2.PlaceHoldsRequest(holds=batch), timeout=self.timeout
         )

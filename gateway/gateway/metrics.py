@@ -29,6 +29,13 @@ GC_PAUSES = Histogram(
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
     registry=REGISTRY,
 )
+HOLD_BATCH_SIZE = Histogram(
+    "calendence_hold_batch_size",
+    "Holds sent to hold-service in one PlaceHolds call: how much coalescing shares each "
+    "call's fixed cost under load (1 on a quiet gateway).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
 _gc_started: list[float] = [0.0]
 
 
