@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test test-unit lint protos bench wrk bench-holds bench-bookings bench-webhooks clean
+.PHONY: install browser run test test-unit lint protos bench wrk bench-holds bench-bookings bench-webhooks bench-grpc-hop clean
 
 install: $(VENV)/.installed
 
@@ -89,6 +89,10 @@ bench-bookings:
 
 bench-webhooks:
 	$(MAKE) bench BENCH_ARGS="--paths events $(BENCH_ARGS)"
+
+## What one gRPC hop costs each side: unary calls against a stream, alone and batched.
+bench-grpc-hop: install
+	$(BIN)/python bench/grpc_hop.py
 
 ## The load generator, from Debian's packages (apt; as root, or through sudo).
 wrk:

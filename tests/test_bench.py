@@ -138,14 +138,20 @@ async def test_open_loop_latency_counts_from_the_scheduled_time_not_the_send(
     assert from_schedule["max_ms"] > 5 * from_send_p50_ms
 
 
-def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path: Path) -> None:
+def run_tiny(script: str, results_dir: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """A bench script in its --tiny mode, which must succeed."""
     done = subprocess.run(
-        [sys.executable, str(BENCH / "run.py"), "--tiny", "--results-dir", str(tmp_path)],
+        [sys.executable, str(BENCH / script), "--tiny", "--results-dir", str(results_dir)],
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path: Path) -> None:
+    done = run_tiny("run.py", tmp_path, timeout=280)
     results = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
     summary = next(tmp_path.glob("bench-*.txt")).read_text()
     assert summary in done.stdout
@@ -185,3 +191,16 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         "gateway ",
     ):
         assert line in summary
+
+
+def test_the_grpc_hop_bench_measures_both_sides_of_unary_calls_and_streams(tmp_path: Path) -> None:
+    done = run_tiny("grpc_hop.py", tmp_path, timeout=120)
+    results = json.loads(next(tmp_path.glob("grpc-hop-*.json")).read_text())
+    cases = results["cases"]
+    assert {c["case"]["kind"] for c in cases} == {"unary", "stream"}
+    for measured in cases:
+        assert measured["messages_per_second"] > 0
+        assert measured["client_us_per_message"] > 0 and measured["server_us_per_message"] > 0
+        per_hold = measured["server_us_per_message"] / measured["case"]["holds_per_message"]
+        assert measured["server_us_per_hold"] == pytest.approx(per_hold, abs=0.1)
+    assert next(tmp_path.glob("grpc-hop-*.txt")).read_text() in done.stdout
