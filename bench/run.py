@@ -46,10 +46,11 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -836,35 +837,48 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class Measure(NamedTuple):
+    """A numeric option of the run: its default, and its value under --tiny (None: the
+    same as without)."""
+
+    flag: str
+    kind: Callable[[str], float]
+    default: float
+    tiny: float | None
+    help: str
+
+
+MEASURES = (
+    # Under --tiny, enough tokens that their rate limits (10/s each, as `make run` sets
+    # them) stay above what 8 connections get through on a fast machine.
+    Measure("--sessions", int, 1000, 400, "session tokens (%(default)s)"),
+    Measure("--keys", int, 10, 2, "business API keys (%(default)s)"),
+    Measure("--connections", int, 64, 8, "wrk connections at saturation (%(default)s)"),
+    Measure("--open-connections", int, 100, 8, "wrk connections in open loops (%(default)s)"),
+    # Under --tiny, three seconds at saturation: a pair of requests still finishes on a
+    # busy machine.
+    Measure("--seconds", float, 12, 3, "saturation seconds per target (%(default)s)"),
+    Measure("--turns", int, 3, 1, "turns full path and floor take (%(default)s)"),
+    Measure("--warmup", float, 4, 1, "warm-up seconds per target (%(default)s)"),
+    Measure("--open-seconds", float, 10, 1, "open loop seconds (%(default)s)"),
+    Measure("--cancels", int, 300, 10, "cancellations per events phase (%(default)s)"),
+    Measure("--in-flight", int, 50, 5, "cancellations in flight (%(default)s)"),
+    Measure("--event-timeout", float, 60, None, "longest events phase (%(default)s s)"),
+    Measure("--idle-seconds", float, 2, 0.5, "idle CPU sample (%(default)s s)"),
+    Measure("--racers", int, 500, 20, "clients racing for a slot"),
+    Measure("--rounds", int, 5, 2, "rounds of that race (%(default)s)"),
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
-    parser.add_argument("--sessions", type=int, default=1000, help="session tokens (1000)")
-    parser.add_argument("--keys", type=int, default=10, help="business API keys (10)")
-    parser.add_argument(
-        "--connections", type=int, default=64, help="wrk connections at saturation (64)"
-    )
-    parser.add_argument(
-        "--open-connections", type=int, default=100, help="wrk connections in open loops (100)"
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=12, help="saturation seconds per target (12)"
-    )
-    parser.add_argument("--turns", type=int, default=3, help="turns full path and floor take (3)")
-    parser.add_argument("--warmup", type=float, default=4, help="warm-up seconds per target (4)")
-    parser.add_argument("--open-seconds", type=float, default=10, help="open loop seconds (10)")
-    parser.add_argument(
-        "--cancels", type=int, default=300, help="cancellations per events phase (300)"
-    )
-    parser.add_argument("--in-flight", type=int, default=50, help="cancellations in flight (50)")
-    parser.add_argument(
-        "--event-timeout", type=float, default=60, help="longest events phase (60 s)"
-    )
-    parser.add_argument("--idle-seconds", type=float, default=2, help="idle CPU sample (2 s)")
-    parser.add_argument("--racers", type=int, default=500, help="clients racing for a slot")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of that race (5)")
+    for measure in MEASURES:
+        parser.add_argument(
+            measure.flag, type=measure.kind, default=measure.default, help=measure.help
+        )
     parser.add_argument(
         "--replicas",
         type=int,
@@ -876,13 +890,9 @@ def main() -> None:
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
     args = parser.parse_args()
     if args.tiny:
-        # Enough tokens that their rate limits (10/s each, as `make run` sets them) stay
-        # above what 8 connections get through on a fast machine.
-        args.sessions, args.keys, args.connections, args.open_connections = 400, 2, 8, 8
-        # Three seconds at saturation: a pair of requests still finishes on a busy machine.
-        args.seconds, args.turns, args.warmup, args.open_seconds = 3, 1, 1, 1
-        args.cancels, args.in_flight, args.idle_seconds = 10, 5, 0.5
-        args.racers, args.rounds = 20, 2
+        for measure in MEASURES:
+            if measure.tiny is not None:
+                setattr(args, measure.flag.removeprefix("--").replace("-", "_"), measure.tiny)
     with throwaway_stack(keep=args.keep_stack, replicas=args.replicas) as stack:
         scratch = stack.state_dir / "bench"
         scratch.mkdir(exist_ok=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from calendence import jsonfmt
 from calendence.booking.v1 import booking_pb2, booking_pb2_grpc
 from calendence.ids import booking_ids, parse_uuid
-from calendence.pages import page_message
+from calendence.pages import filtered_page_message
 from calendence.rpc import ServicerContext
 from calendence.schemas.bookings import BookingPatch, Cancellation
 from calendence.schemas.common import parse_json
@@ -70,11 +70,9 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def ListBookings(
         self, request: booking_pb2.ListBookingsRequest, context: ServicerContext
     ) -> booking_pb2.BookingPage:
-        business_id = parse_uuid(request.business_id, "business_id")
-        page = await self.bookings.list_page(
-            business_id, request.filters_json, request.cursor, request.limit
+        return await filtered_page_message(
+            booking_pb2.BookingPage, self.bookings.list_page, request
         )
-        return page_message(booking_pb2.BookingPage, *page)
 
     async def HandleCheckoutEvent(
         self, request: booking_pb2.CheckoutEvent, context: ServicerContext

@@ -11,7 +11,7 @@ from calendence.auth.v1 import auth_pb2, auth_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2, catalogue_pb2_grpc
 from calendence.errors import InvalidInput
 from calendence.ids import optional_uuid, parse_uuid
-from calendence.pages import oldest_first_page, page_message
+from calendence.pages import filtered_page_message, oldest_first_page, page_message
 from calendence.principals import PROTO_BY_KIND, KeyKind, principal_message
 from calendence.rpc import ServicerContext
 from calendence.schemas.catalogue import BusinessFields
@@ -179,11 +179,9 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
     async def ListTimeOff(
         self, request: catalogue_pb2.ListTimeOffRequest, context: ServicerContext
     ) -> catalogue_pb2.ResourcePage:
-        business_id = parse_uuid(request.business_id, "business_id")
-        page = await self.time_off.list_page(
-            business_id, request.filters_json, request.cursor, request.limit
+        return await filtered_page_message(
+            catalogue_pb2.ResourcePage, self.time_off.list_page, request
         )
-        return page_message(catalogue_pb2.ResourcePage, *page)
 
     async def DeleteTimeOff(
         self, request: catalogue_pb2.TimeOffRef, context: ServicerContext

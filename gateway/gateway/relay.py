@@ -1,5 +1,6 @@
 """Routes that hand a request to a service and answer the JSON it returns untouched: one
-way to relay a document and one to relay a page of a list."""
+way to relay a document, one to relay a page of a list, and one for calls that answer
+nothing."""
 
 from __future__ import annotations
 
@@ -50,6 +51,14 @@ async def relay_document(
     """Calls `method` and answers the document it returns with `status`."""
     answer = await call(request, method, message)
     return raw_json_response(answer.json, status=status)
+
+
+async def relay_no_content(
+    request: web.Request, method: rpc.UnaryMethod[Any, Any], message: Any
+) -> web.Response:
+    """Calls `method`, whose answer has nothing to show, and answers 204."""
+    await call(request, method, message)
+    return web.Response(status=204)
 
 
 def item_relay(

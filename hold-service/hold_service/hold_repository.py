@@ -226,6 +226,16 @@ def load_key(resource: str, day: str) -> str:
     return f"{_tag(resource)}:load:{day}"
 
 
+def hold_keys(
+    resource: str, hold_id: str, granules: Iterable[int], day: str | None = None
+) -> list[str]:
+    """The KEYS of a script on one hold, in the order the scripts read them: the hold
+    record, the resource's bookings-per-day counter (for the scripts that count, given
+    `day`), then the hold's granules."""
+    load = [] if day is None else [load_key(resource, day)]
+    return [record_key(resource, hold_id), *load, *(granule_key(resource, g) for g in granules)]
+
+
 def locator_key(hold_id: str) -> str:
     return f"cal:hold:{hold_id}"
 
@@ -355,10 +365,7 @@ class HoldRepository:
         # registered script, a second round trip on every batch.
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in placements:
-                keys = [
-                    record_key(p.resource, p.hold_id),
-                    *(granule_key(p.resource, g) for g in p.granules),
-                ]
+                keys = hold_keys(p.resource, p.hold_id, p.granules)
                 pipe.evalsha(
                     self._place.sha,
                     len(keys),
@@ -445,11 +452,7 @@ class HoldRepository:
                 PENDING_CLAIMS_KEY, {c.booking_id: now_ms + c.pending_ms for c in consumptions}
             )
             for c in consumptions:
-                keys = [
-                    record_key(c.locator.resource, c.hold_id),
-                    load_key(c.locator.resource, c.day),
-                    *(granule_key(c.locator.resource, g) for g in c.granules),
-                ]
+                keys = hold_keys(c.locator.resource, c.hold_id, c.granules, c.day)
                 pipe.evalsha(
                     self._consume.sha,
                     len(keys),
@@ -495,10 +498,7 @@ class HoldRepository:
 
     def _add_confirms(self, pipe: Any, confirmations: Sequence[Confirmation]) -> None:
         for c in confirmations:
-            keys = [
-                record_key(c.resource, c.hold_id),
-                *(granule_key(c.resource, g) for g in c.granules),
-            ]
+            keys = hold_keys(c.resource, c.hold_id, c.granules)
             pipe.evalsha(
                 self._confirm.sha,
                 len(keys),
@@ -527,11 +527,7 @@ class HoldRepository:
         day: str,
         expires_ms: int,
     ) -> bool:
-        keys = [
-            record_key(locator.resource, hold_id),
-            load_key(locator.resource, day),
-            *(granule_key(locator.resource, g) for g in granules),
-        ]
+        keys = hold_keys(locator.resource, hold_id, granules, day)
         restored = await self._restore(
             keys=keys, args=[booking_id, expires_ms, booking_value(booking_id)]
         )
@@ -543,10 +539,7 @@ class HoldRepository:
         self, locator: HoldLocator, hold_id: str, granules: Sequence[int], holder_id: str
     ) -> int:
         """1 released, 0 gone or already used, -1 held by someone else."""
-        keys = [
-            record_key(locator.resource, hold_id),
-            *(granule_key(locator.resource, g) for g in granules),
-        ]
+        keys = hold_keys(locator.resource, hold_id, granules)
         return int(await self._release(keys=keys, args=[holder_id]))
 
     async def free_booking(

@@ -10,12 +10,14 @@ import base64
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+from uuid import UUID
 
 from pydantic import BaseModel
 
 from calendence import jsonfmt
 from calendence.errors import InvalidInput
+from calendence.ids import parse_uuid
 from calendence.schemas.common import parse_json
 
 DEFAULT_PAGE_SIZE = 20
@@ -110,3 +112,32 @@ def page_message(
     """A service's page answer (a message with `items_json` and `next_cursor`, such as
     `BookingPage`): each item as a JSON document."""
     return message(items_json=[jsonfmt.dumps(item) for item in items], next_cursor=next_cursor)
+
+
+class FilteredPageQuery(Protocol):
+    """A request for one page of a business's filtered list (`ListBookingsRequest`,
+    `ListTimeOffRequest`)."""
+
+    @property
+    def business_id(self) -> str: ...
+
+    @property
+    def filters_json(self) -> bytes: ...
+
+    @property
+    def cursor(self) -> str: ...
+
+    @property
+    def limit(self) -> int: ...
+
+
+async def filtered_page_message(
+    message: Callable[..., PageMessage],
+    list_page: Callable[[UUID, bytes, str, int], Awaitable[tuple[Iterable[Any], str]]],
+    query: FilteredPageQuery,
+) -> PageMessage:
+    """The page of a business's filtered list that `query` asks for, read by
+    `list_page(business_id, filters_json, cursor, limit)`, as the service's page answer."""
+    business_id = parse_uuid(query.business_id, "business_id")
+    page = await list_page(business_id, query.filters_json, query.cursor, query.limit)
+    return page_message(message, *page)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -20,38 +21,28 @@ from booking_service.hold_client import HoldClient
 from booking_service.reminder_repository import ReminderSchedule
 
 
+@dataclass(eq=False)
 class BookingsBase:
     """The dependencies every job on bookings uses, and reading bookings."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        repository: BookingRepository,
-        holds: HoldClient,
-        checkout: Checkout,
-        *,
-        checkout_expiry: timedelta,
-        fallback_url: str,
-        reminders: ReminderSchedule,
-        manage_url: Callable[[dict[str, Any]], str | None] = lambda row: None,
-        pending_claim: timedelta = timedelta(seconds=20),
-        idempotency_ttl_seconds: int = 24 * 3600,
-        fault_pause_at: str = "",
-    ) -> None:
-        self.pool = pool
-        self.reminders = reminders
-        self.pending_claim = pending_claim
-        # A booking commits within three quarters of its pending claim or not at all.
-        self.commit_budget = pending_claim.total_seconds() * 0.75
-        self.idempotency_ttl_seconds = idempotency_ttl_seconds
-        self.fault_pause_at = fault_pause_at
-        self.repository = repository
-        self.holds = holds
-        self.checkout = checkout
-        self.checkout_expiry = checkout_expiry
-        self.fallback_url = fallback_url
-        # The client's manage link for a booking row (None once it no longer works).
-        self.manage_url = manage_url
+    pool: asyncpg.Pool
+    repository: BookingRepository
+    holds: HoldClient
+    checkout: Checkout
+    _: KW_ONLY
+    checkout_expiry: timedelta
+    fallback_url: str
+    reminders: ReminderSchedule
+    # The client's manage link for a booking row (None once it no longer works).
+    manage_url: Callable[[dict[str, Any]], str | None] = lambda row: None
+    pending_claim: timedelta = timedelta(seconds=20)
+    idempotency_ttl_seconds: int = 24 * 3600
+    fault_pause_at: str = ""
+
+    @property
+    def commit_budget(self) -> float:
+        """A booking commits within three quarters of its pending claim or not at all."""
+        return self.pending_claim.total_seconds() * 0.75
 
     async def _must_get(
         self, business_id: UUID, booking_id: UUID, connection: asyncpg.Connection | None = None

@@ -10,21 +10,21 @@ from gateway.appkeys import DOWNSTREAM
 from gateway.auth import ALL_KINDS, MANAGING_KINDS, principal_of
 from gateway.contract import Operation, Reply, route
 from gateway.http_io import call, raw_json_response
-from gateway.routes.manage import calendar_response, token_limited
+from gateway.routes.manage import relay_calendar, token_limited
 
 TAG = "Calendars"
 
 
 async def booking_calendar(request: web.Request) -> web.Response:
     booking_id = request.match_info["booking_id"]
-    answer = await call(
+    return await relay_calendar(
         request,
         request.app[DOWNSTREAM].calendars.GetBookingCalendar,
         manage_pb2.BookingCalendarRequest(
             business_id=principal_of(request).business_id, booking_id=booking_id
         ),
+        f"booking-{booking_id}.ics",
     )
-    return calendar_response(answer.ics, f"booking-{booking_id}.ics")
 
 
 async def issue_staff_feed(request: web.Request) -> web.Response:
@@ -41,12 +41,12 @@ async def issue_staff_feed(request: web.Request) -> web.Response:
 
 @token_limited
 async def staff_feed(request: web.Request) -> web.Response:
-    answer = await call(
+    return await relay_calendar(
         request,
         request.app[DOWNSTREAM].calendars.GetStaffCalendarFeed,
         manage_pb2.StaffCalendarFeedRequest(feed_token=request.match_info["feed_token"]),
+        "appointments.ics",
     )
-    return calendar_response(answer.ics, "appointments.ics")
 
 
 routes = [

@@ -11,8 +11,7 @@ from calendence.schemas.catalogue import CATALOGUE_ANSWERS, CATALOGUE_FIELDS
 from gateway.appkeys import DOWNSTREAM
 from gateway.auth import principal_of
 from gateway.contract import Body, Reply
-from gateway.http_io import call
-from gateway.relay import item_relay, relay_document, relay_page
+from gateway.relay import item_relay, relay_document, relay_no_content, relay_page
 from gateway.resource import Resource
 
 
@@ -102,8 +101,9 @@ def collection_routes(collection: Collection) -> list[web.RouteDef]:
         )
 
     async def delete(request: web.Request) -> web.Response:
-        await call(request, request.app[DOWNSTREAM].catalogue.DeleteResource, ref(request))
-        return web.Response(status=204)
+        return await relay_no_content(
+            request, request.app[DOWNSTREAM].catalogue.DeleteResource, ref(request)
+        )
 
     base = f"/api/v1/{collection.segment}"
     resource = Resource(

@@ -36,6 +36,7 @@ from gateway.contract import (
 )
 from gateway.delivery import undo_unless_delivered
 from gateway.http_io import call, json_response
+from gateway.relay import relay_no_content
 
 TAG = "Bookings"
 _HOLD_SERIALIZER = Hold.__pydantic_serializer__
@@ -102,7 +103,7 @@ async def _fault_after_placement(settings: GatewaySettings) -> None:
 
 async def release_hold(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    await call(
+    return await relay_no_content(
         request,
         request.app[DOWNSTREAM].holds.ReleaseHold,
         hold_pb2.ReleaseHoldRequest(
@@ -112,7 +113,6 @@ async def release_hold(request: web.Request) -> web.Response:
             holder_id=principal.key_id if principal.kind is KeyKind.SESSION else "",
         ),
     )
-    return web.Response(status=204)
 
 
 async def availability(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from aiohttp import web
+from calendence import rpc
 from calendence.errors import DomainError
 from calendence.manage.v1 import manage_pb2
 from calendence.principals import KeyKind, Principal
@@ -155,17 +156,24 @@ async def managed_availability(request: web.Request) -> web.Response:
 
 @token_limited
 async def managed_calendar(request: web.Request) -> web.Response:
-    answer = await call(
+    return await relay_calendar(
         request,
         request.app[DOWNSTREAM].manage.GetManagedBookingCalendar,
         manage_pb2.ManageTokenRequest(token=request.match_info["token"]),
+        "booking.ics",
     )
-    return calendar_response(answer.ics, "booking.ics")
 
 
-def calendar_response(ics: bytes, filename: str) -> web.Response:
+async def relay_calendar(
+    request: web.Request,
+    method: rpc.UnaryMethod[Any, manage_pb2.CalendarFile],
+    message: Any,
+    filename: str,
+) -> web.Response:
+    """Calls `method` and answers the calendar file it returns, named `filename`."""
+    answer = await call(request, method, message)
     return web.Response(
-        body=ics,
+        body=answer.ics,
         content_type="text/calendar",
         charset="utf-8",
         headers={

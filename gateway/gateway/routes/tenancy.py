@@ -15,7 +15,7 @@ from gateway.appkeys import AUTHENTICATOR, DOWNSTREAM
 from gateway.auth import MANAGING_KINDS, bearer_token, principal_of
 from gateway.contract import Body, Operation, Reply, route, validated_body
 from gateway.http_io import call, json_response, raw_json_response
-from gateway.relay import relay_document, relay_page
+from gateway.relay import relay_document, relay_no_content, relay_page
 from gateway.resource import Resource
 
 SESSIONS = "Sessions and keys"
@@ -120,7 +120,7 @@ async def create_business_key(request: web.Request) -> web.Response:
 
 async def revoke_key(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    await call(
+    return await relay_no_content(
         request,
         request.app[DOWNSTREAM].auth.RevokeKey,
         auth_pb2.RevokeKeyRequest(
@@ -129,7 +129,6 @@ async def revoke_key(request: web.Request) -> web.Response:
             hub_id=principal.hub_id if principal.kind is KeyKind.HUB else "",
         ),
     )
-    return web.Response(status=204)
 
 
 # The hub itself is the subject (its businesses), or the path names the business.

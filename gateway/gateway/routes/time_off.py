@@ -16,8 +16,7 @@ from calendence.schemas.scheduling import (
 from gateway.appkeys import DOWNSTREAM
 from gateway.auth import principal_of
 from gateway.contract import Body, Reply, query_document, route
-from gateway.http_io import call
-from gateway.relay import item_relay, relay_document, relay_page
+from gateway.relay import item_relay, relay_document, relay_no_content, relay_page
 from gateway.resource import Resource
 
 
@@ -48,8 +47,9 @@ show_time_off = item_relay(lambda services: services.catalogue.GetTimeOff, _ref)
 
 
 async def delete_time_off(request: web.Request) -> web.Response:
-    await call(request, request.app[DOWNSTREAM].catalogue.DeleteTimeOff, _ref(request))
-    return web.Response(status=204)
+    return await relay_no_content(
+        request, request.app[DOWNSTREAM].catalogue.DeleteTimeOff, _ref(request)
+    )
 
 
 TIME_OFF = Resource(

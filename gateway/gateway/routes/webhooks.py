@@ -20,8 +20,8 @@ from calendence.schemas.webhooks import (
 from gateway.appkeys import DOWNSTREAM
 from gateway.auth import principal_of
 from gateway.contract import Body, Reply
-from gateway.http_io import call, read_body
-from gateway.relay import item_relay, relay_document, relay_page
+from gateway.http_io import read_body
+from gateway.relay import item_relay, relay_document, relay_no_content, relay_page
 from gateway.resource import Resource
 
 
@@ -60,8 +60,9 @@ async def update_endpoint(request: web.Request) -> web.Response:
 
 
 async def delete_endpoint(request: web.Request) -> web.Response:
-    await call(request, request.app[DOWNSTREAM].notify.DeleteEndpoint, endpoint_ref(request))
-    return web.Response(status=204)
+    return await relay_no_content(
+        request, request.app[DOWNSTREAM].notify.DeleteEndpoint, endpoint_ref(request)
+    )
 
 
 rotate_secret = item_relay(lambda services: services.notify.RotateEndpointSecret, endpoint_ref)

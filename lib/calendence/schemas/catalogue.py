@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import zoneinfo
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -147,30 +148,26 @@ def _no_repeated_text(values: Any) -> Any:
     return values
 
 
+def _one_of(names: Iterable[str], description: str, example: str) -> WithJsonSchema:
+    """The documented schema of a string that must be one of `names`."""
+    return WithJsonSchema(
+        {"type": "string", "enum": list(names), "description": description, "examples": [example]}
+    )
+
+
 Clock = Annotated[str, Field(pattern=CLOCK_PATTERN, examples=["09:00"]), AfterValidator(_clock)]
 TimeZone = Annotated[
     str,
     AfterValidator(_timezone),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "enum": sorted(_iana_zones()),
-            "description": "An IANA time zone name",
-            "examples": ["Europe/London"],
-        }
-    ),
+    _one_of(sorted(_iana_zones()), "An IANA time zone name", "Europe/London"),
 ]
 Currency = Annotated[
     str,
     AfterValidator(_currency),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "enum": list(_currency_codes()),
-            "description": "An ISO 4217 currency code, in upper or lower case; answers show "
-            "it in upper case",
-            "examples": ["EUR"],
-        }
+    _one_of(
+        _currency_codes(),
+        "An ISO 4217 currency code, in upper or lower case; answers show it in upper case",
+        "EUR",
     ),
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
