@@ -176,6 +176,17 @@ async def consume(
     return list((await consume_and_confirm(holds, batch)).consumed)
 
 
+def claim_of(hold: hold_pb2.PlacedHold, booking_id: str) -> hold_pb2.ConfirmClaimRequest:
+    """Confirming the claim `booking_id` made by consuming `hold`."""
+    return hold_pb2.ConfirmClaimRequest(
+        booking_id=booking_id,
+        hold_id=hold.hold_id,
+        resource_id=hold.resource_id,
+        starts_at=hold.starts_at,
+        blocked_until=hold.blocked_until,
+    )
+
+
 async def placed_holds(
     holds: hold_pb2_grpc.HoldServiceStub, shop: Shop, *hours: int
 ) -> list[hold_pb2.PlacedHold]:
@@ -231,13 +242,7 @@ async def test_claims_confirmed_in_one_batch_each_answer_for_their_own_booking(
         [consuming(shop, h.hold_id, b) for h, b in zip(placed[:2], bookings[:2], strict=True)],
     )
     claims = [
-        hold_pb2.ConfirmClaimRequest(
-            booking_id=booking_id,
-            hold_id=hold.hold_id,
-            resource_id=hold.resource_id,
-            starts_at=hold.starts_at,
-            blocked_until=hold.blocked_until,
-        )
+        claim_of(hold, booking_id)
         for hold, booking_id in zip(placed[:2], [bookings[0], str(uuid.uuid4())], strict=True)
     ]
     # The third hold is consumed in the same call as the first two claims are confirmed;
@@ -251,6 +256,30 @@ async def test_claims_confirmed_in_one_batch_each_answer_for_their_own_booking(
     assert again[0].hold.hold_id == placed[1].hold_id
 
 
+async def test_a_claim_freed_before_its_confirmation_arrives_stays_free(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant
+) -> None:
+    # A confirmation that arrives late (delayed in a batch, or sent again) after the
+    # booking was cancelled and its interval freed must not take the slot back.
+    shop = await open_shop(tenant)
+    [hold] = await placed_holds(holds, shop, 10)
+    booking_id = str(uuid.uuid4())
+    await consume(holds, [consuming(shop, hold.hold_id, booking_id)])
+    await rpc.unary(
+        holds.FreeInterval,
+        hold_pb2.FreeIntervalRequest(
+            booking_id=booking_id,
+            resource_id=hold.resource_id,
+            starts_at=hold.starts_at,
+            blocked_until=hold.blocked_until,
+        ),
+    )
+    answer = await consume_and_confirm(holds, [], [claim_of(hold, booking_id)])
+    assert [o.answer.confirmed for o in answer.confirmed] == [False]
+    [again] = await place(holds, [wanted(shop, "another widget", tomorrow_at(10))])
+    assert again.WhichOneof("outcome") == "hold"
+
+
 async def test_holds_are_consumed_and_claims_confirmed_after_redis_forgets_its_scripts(
     holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant, stack: LocalStack
 ) -> None:
@@ -260,13 +289,7 @@ async def test_holds_are_consumed_and_claims_confirmed_after_redis_forgets_its_s
     await consume(holds, [consuming(shop, first.hold_id, booking_id)])
     async with stack_redis(stack) as redis:
         await redis.script_flush()
-    claim = hold_pb2.ConfirmClaimRequest(
-        booking_id=booking_id,
-        hold_id=first.hold_id,
-        resource_id=first.resource_id,
-        starts_at=first.starts_at,
-        blocked_until=first.blocked_until,
-    )
+    claim = claim_of(first, booking_id)
     answer = await consume_and_confirm(
         holds, [consuming(shop, second.hold_id, str(uuid.uuid4()))], [claim]
     )
