@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from calendence.errors import DomainError, error_kind
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
@@ -83,21 +84,33 @@ def confirm_outcome_message(outcome: bool | DomainError) -> hold_pb2.ConfirmClai
     return hold_pb2.ConfirmClaimOutcome(answer=hold_pb2.ConfirmClaimResponse(confirmed=outcome))
 
 
-async def each_decided(
-    items: Iterable[Message],
-    parse: Callable[[Message], Wanted],
-    decide: Callable[[list[Wanted]], Awaitable[Sequence[Outcome | DomainError]]],
-) -> list[Outcome | DomainError]:
-    """A batch call's outcomes, in order: an item that does not parse fails alone,
-    the others are decided together."""
+@dataclass(frozen=True)
+class ParsedBatch(Generic[Wanted]):
+    """A batch call's items parsed, in order: an item that does not parse fails alone,
+    the others (`wanted`) are decided together."""
+
+    items: list[Wanted | DomainError]
+
+    @property
+    def wanted(self) -> list[Wanted]:
+        return [item for item in self.items if not isinstance(item, DomainError)]
+
+    def outcomes(self, decided: Sequence[Outcome | DomainError]) -> list[Outcome | DomainError]:
+        """Every item's outcome, in order, given those of `wanted`."""
+        of_wanted = iter(decided)
+        return [i if isinstance(i, DomainError) else next(of_wanted) for i in self.items]
+
+
+def parse_batch(
+    items: Iterable[Message], parse: Callable[[Message], Wanted]
+) -> ParsedBatch[Wanted]:
     parsed: list[Wanted | DomainError] = []
     for item in items:
         try:
             parsed.append(parse(item))
         except DomainError as error:
             parsed.append(error)
-    decided = iter(await decide([p for p in parsed if not isinstance(p, DomainError)]))
-    return [p if isinstance(p, DomainError) else next(decided) for p in parsed]
+    return ParsedBatch(parsed)
 
 
 class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
@@ -112,7 +125,8 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def PlaceHolds(
         self, request: hold_pb2.PlaceHoldsRequest, context: ServicerContext
     ) -> hold_pb2.PlaceHoldsResponse:
-        outcomes = await each_decided(request.holds, wanted_hold, self.holds.place_holds)
+        batch = parse_batch(request.holds, wanted_hold)
+        outcomes = batch.outcomes(await self.holds.place_holds(batch.wanted))
         return hold_pb2.PlaceHoldsResponse(outcomes=[outcome_message(o) for o in outcomes])
 
     async def ReleaseHold(
@@ -139,19 +153,12 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     async def ConsumeAndConfirm(
         self, request: hold_pb2.ConsumeAndConfirmRequest, context: ServicerContext
     ) -> hold_pb2.ConsumeAndConfirmResponse:
-        claims = [claim_to_confirm(c) for c in request.confirm]
-        confirmed: list[bool | DomainError] = []
-
-        async def consume_and_confirm(
-            wanted: list[ConsumeWanted],
-        ) -> list[HoldRecord | DomainError]:
-            nonlocal confirmed
-            consumed, confirmed = await self.holds.consume_and_confirm(wanted, claims)
-            return consumed
-
-        consumed = await each_decided(request.consume, consume_wanted, consume_and_confirm)
+        batch = parse_batch(request.consume, consume_wanted)
+        consumed, confirmed = await self.holds.consume_and_confirm(
+            batch.wanted, [claim_to_confirm(c) for c in request.confirm]
+        )
         return hold_pb2.ConsumeAndConfirmResponse(
-            consumed=[outcome_message(o) for o in consumed],
+            consumed=[outcome_message(o) for o in batch.outcomes(consumed)],
             confirmed=[confirm_outcome_message(o) for o in confirmed],
         )
 

@@ -16,16 +16,19 @@ script touches one Redis Cluster slot):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from calendence.logs import log_fields
 from calendence.storage import RedisClient
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 log = logging.getLogger("hold_service.hold_repository")
+
+Item = TypeVar("Item")
+Reply = TypeVar("Reply")
 
 PENDING_CLAIMS_KEY = "cal:claims:pending"
 
@@ -324,14 +327,9 @@ class HoldRepository:
         """
         if not placements:
             return []
-        replies = await self._run_place_pipeline(placements)
-        # Redis restarted or flushed its scripts: load it, then redo those holds.
-        again = [i for i, (reply, _) in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if again:
-            await self.redis.script_load(_PLACE)
-            redone = await self._run_place_pipeline([placements[i] for i in again])
-            for i, replied in zip(again, redone, strict=True):
-                replies[i] = replied
+        replies = await self._reloading_scripts(
+            _PLACE, placements, self._run_place_pipeline, script_reply=lambda r: r[0]
+        )
         outcomes: list[tuple[str, str] | Exception] = []
         for placement, (reply, located) in zip(placements, replies, strict=True):
             if isinstance(reply, Exception):
@@ -424,14 +422,9 @@ class HoldRepository:
         """
         if not consumptions:
             return []
-        replies = await self._run_consume_pipeline(consumptions, now_ms)
-        # Redis restarted or flushed its scripts: load it, then redo those.
-        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if again:
-            await self.redis.script_load(_CONSUME)
-            redone = await self._run_consume_pipeline([consumptions[i] for i in again], now_ms)
-            for i, reply in zip(again, redone, strict=True):
-                replies[i] = reply
+        replies = await self._reloading_scripts(
+            _CONSUME, consumptions, lambda batch: self._run_consume_pipeline(batch, now_ms)
+        )
         outcomes: list[tuple[str, bytes | None] | Exception] = []
         for reply in replies:
             if isinstance(reply, Exception):
@@ -474,18 +467,7 @@ class HoldRepository:
         trips at most, whatever the number."""
         if not confirmations:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self._add_confirms(pipe, confirmations)
-            pipe.zrem(PENDING_CLAIMS_KEY, *(c.booking_id for c in confirmations))
-            *replies, _ = await pipe.execute(raise_on_error=False)
-        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if again:
-            await self.redis.script_load(_CONFIRM)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                self._add_confirms(pipe, [confirmations[i] for i in again])
-                redone = await pipe.execute(raise_on_error=False)
-            for i, reply in zip(again, redone, strict=True):
-                replies[i] = reply
+        replies = await self._reloading_scripts(_CONFIRM, confirmations, self._run_confirm_pipeline)
         outcomes: list[bool | Exception] = [
             reply if isinstance(reply, Exception) else int(reply) == 0 for reply in replies
         ]
@@ -496,17 +478,44 @@ class HoldRepository:
             await self.redis.zadd(PENDING_CLAIMS_KEY, dict.fromkeys(unconfirmed, 0))
         return outcomes
 
-    def _add_confirms(self, pipe: Any, confirmations: Sequence[Confirmation]) -> None:
-        for c in confirmations:
-            keys = hold_keys(c.resource, c.hold_id, c.granules)
-            pipe.evalsha(
-                self._confirm.sha,
-                len(keys),
-                *keys,
-                booking_value(c.booking_id),
-                c.blocked_ms,
-                "1" if c.force else "0",
-            )
+    async def _run_confirm_pipeline(self, confirmations: Sequence[Confirmation]) -> list[Any]:
+        """The confirm script's reply (or error) for each; the claims are untracked in
+        the same round trip (those not confirmed are tracked again, due now)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for c in confirmations:
+                keys = hold_keys(c.resource, c.hold_id, c.granules)
+                pipe.evalsha(
+                    self._confirm.sha,
+                    len(keys),
+                    *keys,
+                    booking_value(c.booking_id),
+                    c.blocked_ms,
+                    "1" if c.force else "0",
+                )
+            pipe.zrem(PENDING_CLAIMS_KEY, *(c.booking_id for c in confirmations))
+            *replies, _ = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def _reloading_scripts(
+        self,
+        source: str,
+        items: Sequence[Item],
+        run: Callable[[Sequence[Item]], Awaitable[list[Reply]]],
+        script_reply: Callable[[Reply], Any] = lambda reply: reply,
+    ) -> list[Reply]:
+        """`run`'s replies for `items`, one each; the items whose script Redis did not
+        know (it restarted or flushed its scripts) are run again once `source` is
+        loaded. `script_reply` picks the script's own reply out of an item's."""
+        replies = await run(items)
+        again = [
+            i for i, reply in enumerate(replies) if isinstance(script_reply(reply), NoScriptError)
+        ]
+        if again:
+            await self.redis.script_load(source)
+            redone = await run([items[i] for i in again])
+            for i, reply in zip(again, redone, strict=True):
+                replies[i] = reply
+        return replies
 
     async def pending_claims(self, due_before_ms: int, limit: int) -> list[tuple[str, int]]:
         """(booking id, deadline in ms) of pending claims due before the given time."""

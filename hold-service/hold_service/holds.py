@@ -136,6 +136,14 @@ def _only(outcomes: Sequence[Decided | DomainError]) -> Decided:
     return outcome
 
 
+def _all_decided(outcomes: list[Decided | DomainError | None]) -> list[Decided | DomainError]:
+    """Every item's outcome: one left undecided is a bug here, never a taken slot."""
+    decided = [outcome for outcome in outcomes if outcome is not None]
+    if len(decided) != len(outcomes):
+        raise RuntimeError("an item of a batch was left undecided")
+    return decided
+
+
 def _store_failure(what: str, error: Exception, detail: str) -> DomainError:
     """What one item of a batch answers when Redis refused it: UNAVAILABLE for a busy
     store (one node of a cluster failing over, say: it may be asked again), else
@@ -230,7 +238,7 @@ class Holds:
                 outcomes[index] = HoldRecord.from_json(doc) if isinstance(doc, bytes) else _taken()
             for (index, _, _), placed_one in zip(several, found[len(existing) :], strict=True):
                 outcomes[index] = placed_one if isinstance(placed_one, HoldRecord) else _taken()
-        return [outcome if outcome is not None else _taken() for outcome in outcomes]
+        return _all_decided(outcomes)
 
     def _placement(
         self, wanted: HoldWanted, plan: SlotPlan, candidate: tuple[str, UUID | None], now: datetime
@@ -391,7 +399,7 @@ class Holds:
                 outcomes[index] = NotFound("the hold has expired, was used, or does not exist")
             else:
                 outcomes[index] = HoldRecord.from_json(result[1])
-        return [outcome if outcome is not None else _taken() for outcome in outcomes]
+        return _all_decided(outcomes)
 
     async def consume_and_confirm(
         self, consume: Sequence[ConsumeWanted], confirm: Sequence[ClaimToConfirm]
