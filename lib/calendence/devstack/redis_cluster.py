@@ -63,6 +63,8 @@ class RedisClusterNode:
     persist: bool
     node_timeout_ms: int
     process: ManagedProcess = field(init=False)
+    # Stopped by `freeze`: it holds its port and takes connections, but answers nothing.
+    frozen: bool = field(default=False, init=False)
 
     @property
     def pid(self) -> int:
@@ -115,9 +117,11 @@ class RedisClusterNode:
     def freeze(self) -> None:
         """SIGSTOP: the node keeps its connections open and answers nothing."""
         os.kill(self.pid, signal.SIGSTOP)
+        self.frozen = True
 
     def thaw(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
+        self.frozen = False
 
     def client(self, timeout: float = 2.0) -> redis.Redis:
         return redis.Redis(
@@ -253,8 +257,10 @@ class LocalRedisCluster:
         return ""
 
     def _any_live_node(self) -> RedisClusterNode:
+        # A frozen node would cost every look at the cluster a timeout (more, once the
+        # clients' connections waiting on it fill its accept queue): ask the others.
         for node in self.nodes:
-            if node.process.running():
+            if node.process.running() and not node.frozen:
                 try:
                     node.command("PING", timeout=0.5)
                     return node
