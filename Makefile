@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test test-unit lint protos bench wrk bench-holds bench-bookings bench-webhooks bench-grpc-hop clean
+.PHONY: install browser run test test-unit lint protos bench wrk bench-holds bench-bookings bench-webhooks bench-grpc-hop bench-email clean
 
 install: $(VENV)/.installed
 
@@ -93,6 +93,10 @@ bench-webhooks:
 ## What one gRPC hop costs each side: unary calls against a stream, alone and batched.
 bench-grpc-hop: install
 	$(BIN)/python bench/grpc_hop.py
+
+## What one client email costs notify-service: composed and flattened, in one process.
+bench-email: install
+	$(BIN)/python bench/client_email.py
 
 ## The load generator, from Debian's packages (apt; as root, or through sudo).
 wrk:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -36,6 +35,7 @@ from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.rpc import ServicerContext
 from calendence.timefmt import to_timestamp
 from cpu import cpu_seconds, spent
+from results_files import write_results
 
 HERE = Path(__file__).resolve().parent
 STREAM_METHOD = "/calendence.bench.Hop/PlaceHoldsStream"
@@ -229,17 +229,10 @@ async def run(args: argparse.Namespace) -> None:
         server.stop()
     summary = report(results, started_at)
     print(summary)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.results_dir / f"grpc-hop-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    stem.with_suffix(".json").write_text(
-        json.dumps(
-            {"started_at": started_at, "seconds": args.seconds}
-            | {"cases": [asdict(m) for m in results]},
-            indent=2,
-        )
+    document = {"started_at": started_at, "seconds": args.seconds}
+    write_results(
+        args.results_dir, "grpc-hop", document | {"cases": [asdict(m) for m in results]}, summary
     )
-    stem.with_suffix(".txt").write_text(summary + "\n")
-    print(f"\nwritten to {stem}.json and .txt")
 
 
 def main() -> None:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import platform
@@ -62,6 +61,7 @@ from calendence.devstack.stack import LocalStack, service_of
 from cpu import cpu_seconds, spent
 from loadgen import HERE, Load, Phase, run_phase
 from prometheus_client.parser import text_string_to_metric_families
+from results_files import write_results
 from standardwebhooks import Webhook
 
 # Holds take consecutive slots of this length: 5 minutes (the granule holds are kept
@@ -899,11 +899,7 @@ def main() -> None:
         results = uvloop.run(benchmark(args, stack, scratch))
     text = report(results)
     print("\n" + text)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.results_dir / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    stem.with_suffix(".txt").write_text(text + "\n")
-    print(f"\nwritten to {stem}.json and .txt")
+    write_results(args.results_dir, "bench", results, text)
     sys.exit(1 if results["failures"] else 0)
 
 

@@ -204,3 +204,15 @@ def test_the_grpc_hop_bench_measures_both_sides_of_unary_calls_and_streams(tmp_p
         per_hold = measured["server_us_per_message"] / measured["case"]["holds_per_message"]
         assert measured["server_us_per_hold"] == pytest.approx(per_hold, abs=0.1)
     assert next(tmp_path.glob("grpc-hop-*.txt")).read_text() in done.stdout
+
+
+def test_the_client_email_bench_measures_composing_and_flattening_in_each_zone(
+    tmp_path: Path,
+) -> None:
+    done = run_tiny("client_email.py", tmp_path, timeout=60)
+    results = json.loads(next(tmp_path.glob("client-email-*.json")).read_text())
+    assert set(results["zones"]) == {"UTC", "Europe/Paris"}
+    for cost in results["zones"].values():
+        assert cost["compose_us"] > 0 and cost["flatten_us"] > 0
+        assert cost["email_us"] == pytest.approx(cost["compose_us"] + cost["flatten_us"])
+    assert next(tmp_path.glob("client-email-*.txt")).read_text() in done.stdout

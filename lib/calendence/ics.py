@@ -47,25 +47,32 @@ def finish(calendar: icalendar.Calendar, first: date, last: date) -> bytes:
     """The file, with a VTIMEZONE for every TZID used (so apps without the IANA database
     agree) covering the events' years only (the whole span bloats every file)."""
     # What icalendar's add_missing_timezones does, but with each VTIMEZONE worked out
-    # once per zone and years: computing one from the tz database costs milliseconds.
-    added = len(calendar.timezones)
-    for tzid in sorted(calendar.get_missing_tzids()):
-        timezone = _vtimezone(tzid, first.year, last.year + 1)
-        if timezone is not None:
-            calendar.subcomponents.insert(added, timezone)
-            added += 1
-    return bytes(calendar.to_ical())
+    # and serialised once per zone and years: computing one from the tz database costs
+    # milliseconds, and serialising one (dozens of lines) most of a one-event file.
+    zones = b"".join(
+        _vtimezone(tzid, first.year, last.year + 1) for tzid in sorted(calendar.get_missing_tzids())
+    )
+    text = bytes(calendar.to_ical())
+    if not zones:
+        return text
+    # Ahead of the calendar's components (RFC 5545 allows any order; this is the one
+    # add_missing_timezones gives, and some apps want a zone before its first use).
+    at = text.find(b"\r\nBEGIN:", len(b"BEGIN:VCALENDAR"))
+    at = text.rindex(b"\r\nEND:VCALENDAR") if at < 0 else at
+    return text[: at + 2] + zones + text[at + 2 :]
 
 
 @functools.lru_cache(maxsize=256)
-def _vtimezone(tzid: str, first_year: int, last_year: int) -> icalendar.Timezone | None:
-    """A VTIMEZONE shared by the files that use it: serialised, never changed."""
+def _vtimezone(tzid: str, first_year: int, last_year: int) -> bytes:
+    """A zone's VTIMEZONE, serialised; empty for a zone icalendar does not know (left
+    out, as add_missing_timezones would)."""
     try:
-        return icalendar.Timezone.from_tzid(
+        timezone = icalendar.Timezone.from_tzid(
             tzid, first_date=date(first_year, 1, 1), last_date=date(last_year, 12, 31)
         )
-    except ValueError:  # a zone icalendar does not know: left out, as it would
-        return None
+    except ValueError:
+        return b""
+    return bytes(timezone.to_ical())
 
 
 def booking_ics(booking: dict[str, Any], business_name: str = "") -> bytes:

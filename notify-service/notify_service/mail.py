@@ -102,7 +102,7 @@ def compose(
     }
     # Built from email.mime's classes: EmailMessage's header registry parses every
     # header it sets, which cost most of an email's CPU.
-    message = MIMEMultipart("mixed")
+    message = MIMEMultipart("mixed", boundary=_boundary(message_id, "mixed"))
     message["Subject"] = _header(subject)
     message["From"] = sender
     message["To"] = formataddr((f"{client['first_name']} {client['last_name']}", client["email"]))
@@ -111,7 +111,7 @@ def compose(
     message["Message-ID"] = f"<{message_id}@calendence>"
     message["Calendence-Booking-Id"] = booking["id"]
     message["Calendence-Message-Kind"] = kind
-    bodies = MIMEMultipart("alternative")
+    bodies = MIMEMultipart("alternative", boundary=_boundary(message_id, "alternative"))
     bodies.attach(_text(_TEMPLATES.get_template(f"{kind}.txt").render(context), "plain"))
     bodies.attach(_text(_TEMPLATES.get_template(f"{kind}.html").render(context), "html"))
     message.attach(bodies)
@@ -121,6 +121,14 @@ def compose(
     ics.add_header("Content-Disposition", "attachment", filename="booking.ics")
     message.attach(ics)
     return message
+
+
+def _boundary(message_id: UUID, part: str) -> str:
+    """A multipart's boundary. No body line can start with it: the texts are
+    quoted-printable, where a literal "=" is written "=3D", and the calendar is base64.
+    Left unset, the generator makes a random one and, to check it against the text,
+    compiles a new regular expression for every multipart of every email."""
+    return f"=_{part}_{message_id.hex}"
 
 
 def _header(value: str) -> str:
