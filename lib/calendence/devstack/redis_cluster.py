@@ -257,8 +257,8 @@ class LocalRedisCluster:
         return ""
 
     def _any_live_node(self) -> RedisClusterNode:
-        # A frozen node would cost every look at the cluster a timeout (more, once the
-        # clients' connections waiting on it fill its accept queue): ask the others.
+        # A frozen node costs every look at the cluster a timeout at least (looks that
+        # asked it first saw a promotion 7 s after the replica's log did): ask the others.
         for node in self.nodes:
             if node.process.running() and not node.frozen:
                 try:
