@@ -482,11 +482,15 @@ class Bench:
         receiver.secret = endpoint["secret"]
         needed = a.cancels * 2
         while len(self.booked) < needed:
+            had = len(self.booked)
+            # Every gateway, as the full path's phases: only those phases' bookings count.
             await self.phase(
                 "events: more bookings to cancel",
-                self.stack.gateway_url,
+                self.stack.gateway_urls,
                 Load("book", "closed", a.connections, max(1.0, a.seconds / a.turns)),
             )
+            if len(self.booked) == had:
+                raise RuntimeError("a booking phase made no booking to cancel")
         burst_ids, rest = self.booked[: a.cancels], self.booked[a.cancels : needed]
         self.booked = self.booked[needed:]
 
