@@ -323,7 +323,9 @@ class Bench:
         print(f"  {name} ...", flush=True)
         done = await run_phase(name, url, load, self.roots, **kwargs)
         self.next_slot = max(self.next_slot, done.run.max_slot + 1)
-        if url == self.stack.gateway_urls:
+        # Bookings made through the stack's gateways (any of them) can be cancelled
+        # later; a floor's cannot.
+        if set([url] if isinstance(url, str) else url) <= set(self.stack.gateway_urls):
             self.booked.extend(done.run.booked)
         self.phases.append(done)
         return done
@@ -483,7 +485,7 @@ class Bench:
         needed = a.cancels * 2
         while len(self.booked) < needed:
             had = len(self.booked)
-            # Every gateway, as the full path's phases: only those phases' bookings count.
+            # Every gateway, as the full path's phases.
             await self.phase(
                 "events: more bookings to cancel",
                 self.stack.gateway_urls,
