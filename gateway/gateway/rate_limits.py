@@ -11,11 +11,12 @@ No request waits for Redis when its key was heard of lately. Each replica keeps 
 of every key's bucket (`gateway.local_buckets`): a key that Redis answered for within
 RATE_LIMIT_LOCAL_SECONDS is decided from the copy, and every token let through is sent
 to the shared bucket at once in the background (all keys' in one pipeline, one in
-flight at a time), whose answer the copy then takes on, together with what this
-replica let through meanwhile. A key not heard of lately (new to this replica, or
-quiet) asks Redis first, as every request used to, and so do its requests while any
-earlier one's answer from Redis is on its way (the copy cannot know yet what Redis gave
-those: a burst at first contact would otherwise get Redis's bucket and the copy's).
+flight at a time; on one Redis server one script counts up to 100 keys' in), whose
+answer the copy then takes on, together with what this replica let through meanwhile.
+A key not heard of lately (new to this replica, or quiet) asks Redis first, as every
+request used to, and so do its requests while any earlier one's answer from Redis is on
+its way (the copy cannot know yet what Redis gave those: a burst at first contact would
+otherwise get Redis's bucket and the copy's).
 
 Tolerance across replicas: a replica lets through what its copy allows (one replica
 alone never exceeds the bucket), and its copy hears of the other replicas' tokens with
@@ -45,6 +46,7 @@ from aiohttp import web
 from calendence.principals import KeyKind, Principal
 from calendence.settings import GatewaySettings
 from calendence.storage import RedisClient
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from gateway.local_buckets import Bucket, Decision, LocalBuckets
@@ -70,19 +72,25 @@ redis.call('SET', KEYS[1], next_full_at, 'PX', math.ceil((next_full_at - now) / 
 return {1, math.floor((now - allowed_from) / interval), 0, next_full_at - now}
 """
 
-# KEYS[1]: the key's bucket. ARGV[1]: microseconds per token; ARGV[2]: tokens a replica
-# let through. Counts them in (however empty that leaves the bucket: a key over its
-# limit stays refused longer) and returns microseconds until the bucket is full again.
+# KEYS: buckets; ARGV: for each, microseconds per token and the tokens a replica let
+# through. Counts them in (however empty that leaves a bucket: a key over its limit
+# stays refused longer) and returns, for each, microseconds until it is full again.
 _SPEND = """
-local interval = tonumber(ARGV[1])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local full_at = tonumber(redis.call('GET', KEYS[1]) or now)
-if full_at < now then full_at = now end
-full_at = full_at + interval * tonumber(ARGV[2])
-redis.call('SET', KEYS[1], full_at, 'PX', math.ceil((full_at - now) / 1000))
-return full_at - now
+local full_in = {}
+for i = 1, #KEYS do
+  local full_at = tonumber(redis.call('GET', KEYS[i]) or now)
+  if full_at < now then full_at = now end
+  full_at = full_at + tonumber(ARGV[2 * i - 1]) * tonumber(ARGV[2 * i])
+  redis.call('SET', KEYS[i], full_at, 'PX', math.ceil((full_at - now) / 1000))
+  full_in[i] = full_at - now
+end
+return full_in
 """
+# Buckets one spend script counts in on a single Redis server (a cluster's script
+# touches one slot: one bucket). Bounded so that one script never holds Redis long.
+_SPENDS_PER_SCRIPT = 100
 
 _LOG_EVERY_SECONDS = 10.0
 # After Redis failed, requests use the local buckets this long before Redis is tried
@@ -102,6 +110,7 @@ class RateLimiter:
         self.redis = redis
         self._take = redis.register_script(_GCRA)
         self._spend = redis.register_script(_SPEND)
+        self._buckets_apart = isinstance(redis, RedisCluster)
         self.session = Bucket(
             settings.rate_limit_session_per_second, settings.rate_limit_session_burst
         )
@@ -187,13 +196,28 @@ class RateLimiter:
             self._sending = None
 
     async def _spend_all(self, sending: dict[str, list[int]]) -> list[Any]:
+        """Each key's answer (microseconds until its bucket is full), or the error its
+        script got. On one Redis server a script counts many keys' tokens in at once;
+        on a cluster each key's bucket is in its own slot, so each is its own script."""
+        per_script = 1 if self._buckets_apart else _SPENDS_PER_SCRIPT
+        items = list(sending.items())
+        groups = [items[i : i + per_script] for i in range(0, len(items), per_script)]
         for attempt in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
-                for key, (interval, count) in sending.items():
-                    pipe.evalsha(self._spend.sha, 1, _shared_key(key), interval, count)
-                answers: list[Any] = await pipe.execute(raise_on_error=False)
-            if attempt or not any(isinstance(a, NoScriptError) for a in answers):
-                return answers
+                for group in groups:
+                    pipe.evalsha(
+                        self._spend.sha,
+                        len(group),
+                        *(_shared_key(key) for key, _ in group),
+                        *(n for _, (interval, count) in group for n in (interval, count)),
+                    )
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt or not any(isinstance(r, NoScriptError) for r in replies):
+                return [
+                    answer
+                    for group, reply in zip(groups, replies, strict=True)
+                    for answer in ([reply] * len(group) if isinstance(reply, Exception) else reply)
+                ]
             await self.redis.script_load(_SPEND)  # Redis restarted or flushed its scripts
         raise AssertionError("unreachable")
 

@@ -11,7 +11,8 @@ from calendence.errors import DomainError, error_kind
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.ids import optional_uuid, parse_uuid
 from calendence.rpc import ServicerContext
-from calendence.timefmt import from_timestamp, to_timestamp
+from calendence.timefmt import from_timestamp, set_timestamp, to_timestamp
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from hold_service.holds import ClaimToConfirm, ConsumeWanted, HoldRecord, Holds, HoldWanted
 
@@ -21,19 +22,25 @@ Outcome = TypeVar("Outcome")
 
 
 def hold_message(hold: HoldRecord) -> hold_pb2.PlacedHold:
-    return hold_pb2.PlacedHold(
-        hold_id=hold.hold_id,
-        business_id=hold.business_id,
-        holder_id=hold.holder_id,
-        service_id=hold.service_id,
-        location_id=hold.location_id,
-        staff_id=hold.staff_id,
-        resource_id=hold.resource_id,
-        starts_at=to_timestamp(hold.starts_at),
-        ends_at=to_timestamp(hold.ends_at),
-        expires_at=to_timestamp(hold.expires_at),
-        blocked_until=to_timestamp(hold.blocked_until),
-    )
+    message = hold_pb2.PlacedHold()
+    fill_hold(message, hold)
+    return message
+
+
+def fill_hold(message: hold_pb2.PlacedHold, hold: HoldRecord) -> None:
+    """Write `hold` into a message's field in place: a batch's answers are built where
+    they go, without making each PlacedHold (and its times) apart and copying it in."""
+    message.hold_id = hold.hold_id
+    message.business_id = hold.business_id
+    message.holder_id = hold.holder_id
+    message.service_id = hold.service_id
+    message.location_id = hold.location_id
+    message.staff_id = hold.staff_id
+    message.resource_id = hold.resource_id
+    set_timestamp(message.starts_at, hold.starts_at)
+    set_timestamp(message.ends_at, hold.ends_at)
+    set_timestamp(message.expires_at, hold.expires_at)
+    set_timestamp(message.blocked_until, hold.blocked_until)
 
 
 def wanted_hold(request: hold_pb2.PlaceHoldRequest) -> HoldWanted:
@@ -51,10 +58,16 @@ def failure_message(error: DomainError) -> hold_pb2.Failure:
     return hold_pb2.Failure(kind=error_kind(error), detail=error.detail, fields=error.fields)
 
 
-def outcome_message(outcome: HoldRecord | DomainError) -> hold_pb2.PlaceHoldOutcome:
-    if isinstance(outcome, DomainError):
-        return hold_pb2.PlaceHoldOutcome(failure=failure_message(outcome))
-    return hold_pb2.PlaceHoldOutcome(hold=hold_message(outcome))
+def add_outcomes(
+    into: RepeatedCompositeFieldContainer[hold_pb2.PlaceHoldOutcome],
+    outcomes: Iterable[HoldRecord | DomainError],
+) -> None:
+    for outcome in outcomes:
+        item = into.add()
+        if isinstance(outcome, DomainError):
+            item.failure.CopyFrom(failure_message(outcome))
+        else:
+            fill_hold(item.hold, outcome)
 
 
 def consume_wanted(request: hold_pb2.ConsumeHoldRequest) -> ConsumeWanted:
@@ -127,7 +140,9 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
     ) -> hold_pb2.PlaceHoldsResponse:
         batch = parse_batch(request.holds, wanted_hold)
         outcomes = batch.outcomes(await self.holds.place_holds(batch.wanted))
-        return hold_pb2.PlaceHoldsResponse(outcomes=[outcome_message(o) for o in outcomes])
+        response = hold_pb2.PlaceHoldsResponse()
+        add_outcomes(response.outcomes, outcomes)
+        return response
 
     async def ReleaseHold(
         self, request: hold_pb2.ReleaseHoldRequest, context: ServicerContext
@@ -157,10 +172,11 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
         consumed, confirmed = await self.holds.consume_and_confirm(
             batch.wanted, [claim_to_confirm(c) for c in request.confirm]
         )
-        return hold_pb2.ConsumeAndConfirmResponse(
-            consumed=[outcome_message(o) for o in batch.outcomes(consumed)],
-            confirmed=[confirm_outcome_message(o) for o in confirmed],
+        response = hold_pb2.ConsumeAndConfirmResponse(
+            confirmed=[confirm_outcome_message(o) for o in confirmed]
         )
+        add_outcomes(response.consumed, batch.outcomes(consumed))
+        return response
 
     async def ListPendingClaims(
         self, request: hold_pb2.ListPendingClaimsRequest, context: ServicerContext

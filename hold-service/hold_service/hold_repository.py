@@ -8,7 +8,9 @@ script touches one Redis Cluster slot):
                          hold, or an absolute expiry (PXAT) at the end of a booking.
 - `cal:{r:RES}:h:HOLD`   the hold itself (hash: doc, value, holder, consumed_by).
 - `cal:{r:RES}:load:DAY` bookings per staff member and day, for fair assignment.
-- `cal:hold:HOLD`        where a hold lives: `business|resource|starts_ms|blocked_ms`.
+- `cal:hold:HOLD`        where a hold lives: `business|resource|starts_ms|blocked_ms`
+                         (another slot: on one server the place script writes it,
+                         on a cluster a SET beside the script).
 - `cal:claims:pending`   sorted set: bookings whose claim is still pending (consumed,
                          not yet confirmed after commit), scored by when it lapses.
 """
@@ -23,6 +25,7 @@ from typing import Any, TypeVar
 
 from calendence.logs import log_fields
 from calendence.storage import RedisClient
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 log = logging.getLogger("hold_service.hold_repository")
@@ -34,13 +37,19 @@ PENDING_CLAIMS_KEY = "cal:claims:pending"
 
 # Places a hold when every granule is free; a granule holding a hold with the same
 # fingerprint means this request was already served (an idempotent retry).
-# KEYS[1]: the hold record; KEYS[2..]: the slot's granules. ARGV[1]: the granule value
-# `<hold id>|<fingerprint>`; ARGV[2]: the hold's TTL in ms; ARGV[3]: the fingerprint;
-# ARGV[4]: the hold document; ARGV[5]: the holder id. Returns {0, ''} placed,
-# {1, earlier hold id} already placed by the same request, {2, ''} the slot is taken.
+# KEYS[1]: the hold record; KEYS[2..n]: the slot's granules, where n = #KEYS, or
+# #KEYS - 1 when ARGV[6] is given: then the last KEY is the hold's locator, written
+# with the hold (one Redis server: any keys may meet in a script). ARGV[1]: the granule
+# value `<hold id>|<fingerprint>`; ARGV[2]: the hold's TTL in ms; ARGV[3]: the
+# fingerprint; ARGV[4]: the hold document; ARGV[5]: the holder id; ARGV[6]: the
+# locator's value, or '' (a cluster: the locator is in another slot, set apart).
+# Returns {0, ''} placed, {1, earlier hold id} already placed by the same request,
+# {2, ''} the slot is taken.
 _PLACE = """
 local fingerprint = ARGV[3]
-for i = 2, #KEYS do
+local last = #KEYS
+if ARGV[6] ~= '' then last = last - 1 end
+for i = 2, last do
   local held = redis.call('GET', KEYS[i])
   if held then
     local sep = string.find(held, '|', 1, true)
@@ -50,11 +59,14 @@ for i = 2, #KEYS do
     return {2, ''}
   end
 end
-for i = 2, #KEYS do
+for i = 2, last do
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
 end
 redis.call('HSET', KEYS[1], 'doc', ARGV[4], 'value', ARGV[1], 'holder', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[#KEYS], ARGV[6], 'PX', ARGV[2])
+end
 return {0, ''}
 """
 
@@ -310,6 +322,10 @@ class HoldRepository:
         self._release = redis.register_script(_RELEASE)
         self._free = redis.register_script(_FREE)
         self._move = redis.register_script(_MOVE)
+        # A cluster keeps a hold's locator in another slot than its record, so the place
+        # script cannot write both; one server takes both in the script: one command
+        # per hold instead of two.
+        self._locators_apart = isinstance(redis, RedisCluster)
 
     async def place_many(
         self, placements: Sequence[Placement]
@@ -319,11 +335,13 @@ class HoldRepository:
         answered that one with. A Redis that cannot answer at all raises.
 
         One EVALSHA of the place script per hold, each within its resource's hash
-        slot, and the hold's locator SET (another slot) beside it: a plain pipeline,
-        never a transaction, so a batch may span slots (and, on a cluster, nodes). If
-        the script refuses, the locator points at nothing and expires. If the locator
-        could not be written (its node down, say), a hold placed without it could never
-        be found again: it is released at once and answered with the locator's error.
+        slot: a plain pipeline, never a transaction, so a batch may span slots (and, on
+        a cluster, nodes). On one Redis server the script writes the hold's locator
+        too, only when it places the hold. On a cluster the locator is in another slot:
+        its SET goes beside the script (if the script refuses, the locator points at
+        nothing and expires), and a hold placed whose locator could not be written (its
+        node down, say) could never be found again: it is released at once and
+        answered with the locator's error.
         """
         if not placements:
             return []
@@ -357,13 +375,24 @@ class HoldRepository:
                 extra=log_fields(hold_id=placement.hold_id, error=repr(error)),
             )
 
-    async def _run_place_pipeline(self, placements: Sequence[Placement]) -> list[tuple[Any, Any]]:
-        """The place script's reply (or error) and the locator SET's, for each placement."""
+    async def _run_place_pipeline(
+        self, placements: Sequence[Placement]
+    ) -> list[tuple[Any, Any | None]]:
+        """The place script's reply (or error) for each placement, with the locator
+        SET's when it went apart (a cluster), else None."""
+        apart = self._locators_apart
         # EVALSHA by hand: redis-py's pipeline would first ask SCRIPT EXISTS for a
         # registered script, a second round trip on every batch.
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in placements:
                 keys = hold_keys(p.resource, p.hold_id, p.granules)
+                locator = p.locator
+                located = (
+                    f"{locator.business_id}|{locator.resource}|{locator.starts_ms}|"
+                    f"{locator.blocked_ms}"
+                )
+                if not apart:
+                    keys.append(locator_key(p.hold_id))
                 pipe.evalsha(
                     self._place.sha,
                     len(keys),
@@ -373,16 +402,14 @@ class HoldRepository:
                     p.fingerprint,
                     p.doc,
                     p.holder_id,
+                    "" if apart else located,
                 )
-                locator = p.locator
-                pipe.set(
-                    locator_key(p.hold_id),
-                    f"{locator.business_id}|{locator.resource}|{locator.starts_ms}|"
-                    f"{locator.blocked_ms}",
-                    px=p.ttl_ms,
-                )
+                if apart:
+                    pipe.set(locator_key(p.hold_id), located, px=p.ttl_ms)
             replies = await pipe.execute(raise_on_error=False)
-        return list(zip(replies[::2], replies[1::2], strict=True))
+        if apart:
+            return list(zip(replies[::2], replies[1::2], strict=True))
+        return [(reply, None) for reply in replies]
 
     async def record(self, resource: str, hold_id: str) -> bytes | None:
         doc = await self.redis.hget(record_key(resource, hold_id), "doc")
