@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test test-unit lint protos bench wrk bench-holds bench-bookings bench-webhooks bench-grpc-hop bench-email clean
+.PHONY: install browser run test test-unit lint protos bench wrk bench-holds bench-bookings bench-webhooks bench-grpc-hop bench-email bench-request-cost clean
 
 install: $(VENV)/.installed
 
@@ -93,6 +93,10 @@ bench-webhooks:
 ## What one gRPC hop costs each side: unary calls against a stream, alone and batched.
 bench-grpc-hop: install
 	$(BIN)/python bench/grpc_hop.py
+
+## What one request costs each process: /healthz, an authenticated lookup, a hold.
+bench-request-cost: install wrk
+	$(BIN)/python bench/request_cost.py
 
 ## What one client email costs notify-service: composed and flattened, in one process.
 bench-email: install

@@ -4,6 +4,8 @@
 -- BENCH_KIND   hold    POST /api/v1/bookings/hold, each on a distinct future slot
 --              book    a hold, then POST /api/v1/bookings with it and the same token
 --              cancel  DELETE /api/v1/bookings/<id> for the ids in BENCH_IDS
+--              lookup  GET /api/v1/bookings/<an id that does not exist> (404)
+--              health  GET /healthz, without a token
 -- BENCH_MODE   closed  every connection sends its next request when one is answered
 --              open    requests go out on a schedule of BENCH_RATE per second (all
 --                      threads together); latency counts from each one's scheduled time,
@@ -143,8 +145,22 @@ local function cancel_request(scheduled)
     scheduled, id)
 end
 
+local function lookup_request(scheduled)
+  local id = string.format("%08x-0000-4000-8000-%012x", math.random(0, 0x7fffffff),
+    math.random(0, 0x7fffffff))
+  return send("lookup", "GET", "/api/v1/bookings/" .. id, next_token(), nil, scheduled)
+end
+
+local function health_request(scheduled)
+  issued = issued + 1
+  waiting[issued] = { what = "health", scheduled = scheduled }
+  return wrk.format("GET", "/healthz", { ["X-Request-Id"] = "bench-" .. tid .. "-" .. issued })
+end
+
 local function first_request(scheduled)
   if kind == "cancel" then return cancel_request(scheduled) end
+  if kind == "lookup" then return lookup_request(scheduled) end
+  if kind == "health" then return health_request(scheduled) end
   return hold_request(scheduled)
 end
 

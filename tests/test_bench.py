@@ -216,3 +216,20 @@ def test_the_client_email_bench_measures_composing_and_flattening_in_each_zone(
         assert cost["compose_us"] > 0 and cost["flatten_us"] > 0
         assert cost["email_us"] == pytest.approx(cost["compose_us"] + cost["flatten_us"])
     assert next(tmp_path.glob("client-email-*.txt")).read_text() in done.stdout
+
+
+def test_the_request_cost_bench_measures_each_kind_of_request_on_the_processes_it_reaches(
+    tmp_path: Path,
+) -> None:
+    done = run_tiny("request_cost.py", tmp_path, timeout=240)
+    results = json.loads(next(tmp_path.glob("request-cost-*.json")).read_text())
+    assert results["failures"] == []
+    rounds = results["rounds"]
+    assert set(rounds) == {"health", "lookup", "hold"}
+    for measured in rounds.values():
+        assert len(measured) == 1
+        assert measured[0]["requests_per_second"] > 0 and measured[0]["gateway"] > 0
+    # A lookup is answered by booking-service, a hold by hold-service; /healthz by neither.
+    assert rounds["lookup"][0]["booking-service"] > 10 * rounds["health"][0]["booking-service"]
+    assert rounds["hold"][0]["hold-service"] > 10 * rounds["health"][0]["hold-service"]
+    assert next(tmp_path.glob("request-cost-*.txt")).read_text() in done.stdout
