@@ -12,8 +12,8 @@ starts: the gateway's own work apart from what it asks of the services behind it
 
 Each kind is driven by wrk (bench/load.lua) at saturation, 64 connections, the kinds in
 turns, round after round; CPU microseconds per request for each process from /proc, as
-`make bench` counts them. Every answer's status is counted; a 5xx or a socket error
-fails the run.
+`make bench` counts them. Every answer's status is counted; any answer but the one the
+kind expects (200, 404, 201) or a socket error fails the run.
 
 Results: bench/results/request-cost-<time>.json and .txt.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -34,7 +34,14 @@ from calendence.devstack.bench import throwaway_stack
 from calendence.devstack.stack import LocalStack
 from loadgen import Load, Phase, run_phase
 from results_files import write_results
-from run import SERVICE_MINUTES, STACK_PROCESSES, Api, create_business, process_roots
+from run import (
+    SERVICE_MINUTES,
+    STACK_PROCESSES,
+    Api,
+    create_business,
+    first_slot_tomorrow,
+    process_roots,
+)
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("health", "lookup", "hold")
@@ -60,11 +67,7 @@ async def measure(args: argparse.Namespace, stack: LocalStack, scratch: Path) ->
     tokens = scratch / "sessions.txt"
     tokens.write_text("\n".join(business.sessions) + "\n")
     roots = process_roots(stack, {})
-    first_slot = int(
-        (
-            datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-        ).timestamp()
-    )
+    first_slot = first_slot_tomorrow()
     next_slot = 0
 
     def load(kind: str, seconds: float, order: str = "random") -> Load:

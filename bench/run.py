@@ -161,6 +161,12 @@ async def create_business(api: Api, stack: LocalStack, key_count: int, sessions:
     return Business(business["id"], location["id"], service["id"], keys, made)
 
 
+def first_slot_tomorrow() -> int:
+    """Where a run's slots start (Unix seconds): tomorrow's first, always in the future."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int((midnight + timedelta(days=1)).timestamp())
+
+
 @dataclass
 class Receiver:
     """Webhook receiver: when each booking's booking.cancelled arrived (time.monotonic,
@@ -608,10 +614,7 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) 
     roots = process_roots(stack, {"naive-hold-app": naive_hold, "naive-book-app": naive_book}) | {
         "bench receiver": os.getpid()
     }
-    tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
-        days=1
-    )
-    bench = Bench(args, stack, business, tokens_file, keys_file, roots, int(tomorrow.timestamp()))
+    bench = Bench(args, stack, business, tokens_file, keys_file, roots, first_slot_tomorrow())
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {

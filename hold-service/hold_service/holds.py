@@ -25,7 +25,7 @@ from calendence.errors import (
 from calendence.ids import existing_id
 from calendence.logs import log_fields
 
-from hold_service.catalogue_cache import BusinessCatalogue, CatalogueCache
+from hold_service.catalogue_cache import CatalogueCache
 from hold_service.hold_repository import (
     Confirmation,
     Consumption,
@@ -195,16 +195,10 @@ class Holds:
         outcomes: list[HoldRecord | DomainError | None] = [None] * len(batch)
         single: list[tuple[int, HoldRecord, Placement]] = []
         several: list[tuple[int, HoldWanted, SlotPlan]] = []
-        # A batch is mostly one business's holds: its catalogue is looked up once.
-        catalogues: dict[UUID, BusinessCatalogue] = {}
         for index, wanted in enumerate(batch):
             try:
-                catalogue = catalogues.get(wanted.business_id)
-                if catalogue is None:
-                    catalogue = await self.catalogue.get(wanted.business_id)
-                    catalogues[wanted.business_id] = catalogue
                 plan = check_slot(
-                    catalogue,
+                    await self.catalogue.get(wanted.business_id),
                     service_id=wanted.service_id,
                     location_id=wanted.location_id,
                     staff_id=wanted.staff_id,
