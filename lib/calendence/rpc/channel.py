@@ -6,6 +6,8 @@ import ipaddress
 
 import grpc
 
+from calendence.rpc.multiplexed_channel import MultiplexedChannel
+
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -59,5 +61,8 @@ def _is_ip_port(address: str, *, ipv6: bool) -> bool:
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
-    """A channel to every replica `address` names, calls spread round robin."""
-    return grpc.aio.insecure_channel(channel_target(address), options=CLIENT_OPTIONS)
+    """A channel to every replica `address` names, calls spread round robin, its unary
+    calls sent on a few long-lived streams (`MultiplexedChannel`)."""
+    return MultiplexedChannel(
+        grpc.aio.insecure_channel(channel_target(address), options=CLIENT_OPTIONS)
+    )

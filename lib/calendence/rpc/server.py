@@ -1,27 +1,24 @@
 """Serving gRPC: request ids, domain errors mapped to status codes in one place, access
-logs, and a drain on SIGTERM."""
+logs, every unary method also on a multiplexed stream, and a drain on SIGTERM."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from calendence.errors import DomainError, error_metadata, is_store_busy
 from calendence.logs import (
     REQUEST_ID_METADATA_KEY,
-    access_log,
     log_fields,
-    new_request_id,
-    request_id_var,
 )
 from calendence.rpc.channel import CHANNEL_OPTIONS
+from calendence.rpc.handling import CallFailed, answer_call
 from calendence.rpc.health import DependencyHealth
+from calendence.rpc.multiplexing import HandlerRecorder, Multiplexer
 from calendence.rpc.shutdown import wait_for_shutdown_signal
 
 log = logging.getLogger("calendence.rpc")
@@ -68,60 +65,35 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
         return wrapped
 
 
-# Outcomes that are the service's failure, always logged (a domain error such as a
-# taken slot is the caller's answer, not ours).
-_FAILED = frozenset({"UNAVAILABLE", "INTERNAL"})
-
-
 def _mapped(method: str, inner: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: ServicerContext) -> Any:
         incoming = dict(context.invocation_metadata() or ())
-        token = request_id_var.set(str(incoming.get(REQUEST_ID_METADATA_KEY) or new_request_id()))
-        started = time.perf_counter()
-        outcome = "OK"
         try:
-            return await inner(request, context)
-        except DomainError as error:
-            outcome = error.status.name
-            await context.abort(error.status, error.detail, trailing_metadata=error_metadata(error))
-        except asyncio.CancelledError:
-            outcome = "CANCELLED"
-            raise
-        except grpc.aio.AbortError:
-            # The handler answered with a status of its own (the health service's
-            # NOT_FOUND for a store it has not probed yet): that is its answer, no error.
-            code = context.code()
-            outcome = code.name if isinstance(code, grpc.StatusCode) else "ABORTED"
-            raise
-        except Exception as error:
-            if is_store_busy(error):
-                # A full pool or an unreachable store: the caller may retry, it is no bug.
-                outcome = "UNAVAILABLE"
-                log.warning(
-                    "store busy or unreachable",
-                    extra=log_fields(method=method, error=repr(error)),
-                )
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "a store is busy or unreachable")
-            outcome = "INTERNAL"
-            log.exception("unhandled error", extra=log_fields(method=method))
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        finally:
-            elapsed = time.perf_counter() - started
-            if access_log.wanted(elapsed, outcome in _FAILED) and log.isEnabledFor(logging.INFO):
-                elapsed_ms = round(elapsed * 1000, 3)
-                log.info("rpc", extra=log_fields(method=method, status=outcome, ms=elapsed_ms))
-            request_id_var.reset(token)
+            return await answer_call(
+                method, inner, request, context, str(incoming.get(REQUEST_ID_METADATA_KEY) or "")
+            )
+        except CallFailed as failed:
+            await context.abort(failed.code, failed.details, trailing_metadata=failed.trailing)
 
     return handle
+
+
+# Each server's multiplexer, told to drain when its server is about to stop.
+_multiplexers: weakref.WeakKeyDictionary[grpc.aio.Server, Multiplexer] = weakref.WeakKeyDictionary()
 
 
 def build_server(
     register: Iterable[Callable[[grpc.aio.Server], None]], health: DependencyHealth, port: int
 ) -> grpc.aio.Server:
     server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=SERVER_OPTIONS)
+    # What is registered is also served on the multiplexed stream (see `multiplexing`).
+    handlers = HandlerRecorder(server)
     for add in register:
-        add(server)
-    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+        add(handlers.server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, handlers.server)
+    multiplexer = Multiplexer(handlers.lookup)
+    server.add_generic_rpc_handlers((multiplexer.rpc_handler(),))
+    _multiplexers[server] = multiplexer
     server.add_insecure_port(f"0.0.0.0:{port}")
     return server
 
@@ -138,4 +110,7 @@ async def serve_until_signal(
     log.info("shutting down", extra=log_fields(grace_seconds=grace_seconds))
     # NOT_SERVING first, so the gateway's /readyz and load balancers stop sending work.
     await health.shutdown()
+    multiplexer = _multiplexers.get(server)
+    if multiplexer is not None:
+        multiplexer.drain()
     await server.stop(grace_seconds)

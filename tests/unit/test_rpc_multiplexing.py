@@ -1,0 +1,249 @@
+"""Unary calls on long-lived streams (`rpc.open_channel`'s `MultiplexedChannel`) mean
+what unary calls mean: the same answers and errors, deadlines, cancellation, a server
+that drains or dies, and a peer that does not multiplex. A real gRPC server on a free
+port, built as every service builds its own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+from calendence import rpc
+from calendence.devstack.processes import free_port
+from calendence.errors import HoldConflict, NotFound, Unavailable
+from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
+from calendence.logs import request_id_var
+from calendence.rpc import server as rpc_server
+from calendence.rpc.multiplexed_channel import MultiplexedChannel
+
+
+@dataclass
+class Seen:
+    """What the handlers saw, for the tests to check."""
+
+    released: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    go_on: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Holds(hold_pb2_grpc.HoldServiceServicer):
+    """ConsumeHold answers by the hold id it is given: `missing-*` is not found,
+    `taken-*` conflicts, `slow-*` waits until the test says go on; any other is
+    released and echoed back with the caller's request id."""
+
+    def __init__(self, seen: Seen) -> None:
+        self.seen = seen
+
+    async def ConsumeHold(
+        self, request: hold_pb2.ConsumeHoldRequest, context: rpc.ServicerContext
+    ) -> hold_pb2.PlacedHold:
+        hold_id = request.hold_id
+        if hold_id.startswith("missing-"):
+            raise NotFound(f"no hold {hold_id}")
+        if hold_id.startswith("taken-"):
+            raise HoldConflict("the slot is taken", fields={"starts_at": "taken"})
+        if hold_id.startswith("slow-"):
+            self.seen.started.set()
+            try:
+                await self.seen.go_on.wait()
+            except asyncio.CancelledError:
+                self.seen.cancelled.append(hold_id)
+                raise
+        self.seen.released.append(hold_id)
+        return hold_pb2.PlacedHold(hold_id=hold_id, holder_id=request_id_var.get())
+
+
+async def _fine() -> None:
+    return None
+
+
+async def _start_server(seen: Seen, port: int) -> grpc.aio.Server:
+    server = rpc.build_server(
+        [
+            lambda s: hold_pb2_grpc.add_HoldServiceServicer_to_server(
+                Holds(seen),  # type: ignore[abstract]  # only ConsumeHold is called
+                s,
+            )
+        ],
+        rpc.DependencyHealth({"redis": _fine}),
+        port,
+    )
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def seen() -> Seen:
+    return Seen()
+
+
+@pytest.fixture
+async def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+async def server(seen: Seen, port: int) -> AsyncIterator[grpc.aio.Server]:
+    started = await _start_server(seen, port)
+    yield started
+    await started.stop(None)
+
+
+@pytest.fixture
+async def stub(port: int) -> AsyncIterator[hold_pb2_grpc.HoldServiceAsyncStub]:
+    channel = rpc.open_channel(f"127.0.0.1:{port}")
+    yield hold_pb2_grpc.HoldServiceStub(channel)
+    await channel.close(None)
+
+
+def _consume(hold_id: str) -> hold_pb2.ConsumeHoldRequest:
+    return hold_pb2.ConsumeHoldRequest(hold_id=hold_id)
+
+
+async def test_open_channel_sends_unary_calls_on_streams(port: int) -> None:
+    channel = rpc.open_channel(f"127.0.0.1:{port}")
+    assert isinstance(channel, MultiplexedChannel)
+    await channel.close(None)
+
+
+async def test_a_call_gets_its_answer_with_the_callers_request_id(
+    server: grpc.aio.Server, stub: hold_pb2_grpc.HoldServiceAsyncStub
+) -> None:
+    token = request_id_var.set("req-from-the-gateway")
+    try:
+        answer = await rpc.unary(stub.ConsumeHold, _consume("h-1"))
+    finally:
+        request_id_var.reset(token)
+    assert answer.hold_id == "h-1"
+    assert answer.holder_id == "req-from-the-gateway"
+
+
+async def test_a_domain_error_comes_back_as_the_same_error_with_its_fields(
+    server: grpc.aio.Server, stub: hold_pb2_grpc.HoldServiceAsyncStub
+) -> None:
+    with pytest.raises(NotFound, match="no hold missing-1"):
+        await rpc.unary(stub.ConsumeHold, _consume("missing-1"))
+    with pytest.raises(HoldConflict) as raised:
+        await rpc.unary(stub.ConsumeHold, _consume("taken-1"))
+    assert raised.value.fields == {"starts_at": "taken"}
+
+
+async def test_a_failed_call_carries_the_status_a_unary_call_would(
+    server: grpc.aio.Server, stub: hold_pb2_grpc.HoldServiceAsyncStub
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ConsumeHold(_consume("missing-2"), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert raised.value.details() == "no hold missing-2"
+
+
+async def test_many_more_concurrent_calls_than_streams_each_get_their_own_answer(
+    server: grpc.aio.Server, stub: hold_pb2_grpc.HoldServiceAsyncStub, seen: Seen
+) -> None:
+    hold_ids = [f"h-{n}" if n % 3 else f"missing-{n}" for n in range(600)]
+    outcomes = await asyncio.gather(
+        *(rpc.unary(stub.ConsumeHold, _consume(hold_id)) for hold_id in hold_ids),
+        return_exceptions=True,
+    )
+    for hold_id, outcome in zip(hold_ids, outcomes, strict=True):
+        if hold_id.startswith("missing-"):
+            assert isinstance(outcome, NotFound) and hold_id in str(outcome)
+        else:
+            assert isinstance(outcome, hold_pb2.PlacedHold) and outcome.hold_id == hold_id
+    assert sorted(seen.released) == sorted(h for h in hold_ids if h.startswith("h-"))
+
+
+async def test_a_call_past_its_deadline_fails_and_its_handler_is_cancelled(
+    server: grpc.aio.Server, stub: hold_pb2_grpc.HoldServiceAsyncStub, seen: Seen
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ConsumeHold(_consume("slow-deadline"), timeout=0.3)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await _eventually(lambda: seen.cancelled == ["slow-deadline"])
+    assert seen.released == []
+
+
+async def test_a_caller_that_gives_up_cancels_the_call_on_the_server(
+    server: grpc.aio.Server, stub: hold_pb2_grpc.HoldServiceAsyncStub, seen: Seen
+) -> None:
+    call = asyncio.ensure_future(stub.ConsumeHold(_consume("slow-given-up"), timeout=30))
+    await asyncio.wait_for(seen.started.wait(), 5)
+    call.cancel()
+    await _eventually(lambda: seen.cancelled == ["slow-given-up"])
+    # The stream the call went on still serves the next calls.
+    assert (await rpc.unary(stub.ConsumeHold, _consume("h-after"))).hold_id == "h-after"
+
+
+async def test_a_draining_server_answers_its_calls_in_flight_and_new_calls_still_go_through(
+    seen: Seen, port: int, stub: hold_pb2_grpc.HoldServiceAsyncStub
+) -> None:
+    first = await _start_server(seen, port)
+    in_flight = asyncio.ensure_future(rpc.unary(stub.ConsumeHold, _consume("slow-draining")))
+    await asyncio.wait_for(seen.started.wait(), 5)
+    rpc_server._multiplexers[first].drain()
+    stopping = asyncio.ensure_future(first.stop(10))
+    await asyncio.sleep(0.2)
+    seen.go_on.set()
+    assert (await asyncio.wait_for(in_flight, 5)).hold_id == "slow-draining"
+    await stopping
+    # The replacement (a restarted replica, here on the same port) takes the next call.
+    second = await _start_server(seen, port)
+    try:
+        answer = await rpc.unary(stub.ConsumeHold, _consume("h-next"), wait_for_ready=True)
+        assert answer.hold_id == "h-next"
+    finally:
+        await second.stop(None)
+
+
+async def test_a_server_gone_mid_call_fails_the_call_as_unavailable(
+    seen: Seen, port: int, stub: hold_pb2_grpc.HoldServiceAsyncStub
+) -> None:
+    server = await _start_server(seen, port)
+    in_flight = asyncio.ensure_future(rpc.unary(stub.ConsumeHold, _consume("slow-killed")))
+    await asyncio.wait_for(seen.started.wait(), 5)
+    await server.stop(None)  # no grace: what runs is cut off, as a killed process's calls
+    with pytest.raises(Unavailable):
+        await asyncio.wait_for(in_flight, 5)
+
+
+async def test_a_call_whose_deadline_passed_before_the_server_came_up_never_runs(
+    seen: Seen, port: int, stub: hold_pb2_grpc.HoldServiceAsyncStub
+) -> None:
+    with pytest.raises(Unavailable):  # nothing listens yet: it waits, then gives up
+        await rpc.unary(stub.ConsumeHold, _consume("h-too-late"), timeout=0.5, wait_for_ready=True)
+    server = await _start_server(seen, port)
+    try:
+        answer = await rpc.unary(stub.ConsumeHold, _consume("h-in-time"), wait_for_ready=True)
+        assert answer.hold_id == "h-in-time"
+        assert seen.released == ["h-in-time"]
+    finally:
+        await server.stop(None)
+
+
+async def test_a_peer_without_the_multiplex_service_gets_unary_calls(
+    seen: Seen, port: int, stub: hold_pb2_grpc.HoldServiceAsyncStub
+) -> None:
+    # An older replica: the hold service alone, no Multiplex beside it.
+    plain = grpc.aio.server()
+    hold_pb2_grpc.add_HoldServiceServicer_to_server(Holds(seen), plain)  # type: ignore[abstract]
+    plain.add_insecure_port(f"127.0.0.1:{port}")
+    await plain.start()
+    try:
+        first = await stub.ConsumeHold(_consume("h-plain-1"), timeout=5)
+        second = await stub.ConsumeHold(_consume("h-plain-2"), timeout=5)
+    finally:
+        await plain.stop(None)
+    assert (first.hold_id, second.hold_id) == ("h-plain-1", "h-plain-2")
+    assert seen.released == ["h-plain-1", "h-plain-2"]
+
+
+async def _eventually(condition: object, seconds: float = 5.0) -> None:
+    assert callable(condition)
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "the condition never held"
+        await asyncio.sleep(0.02)
