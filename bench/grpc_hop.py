@@ -5,12 +5,15 @@ long-lived stream, one hold per message against a batch of them.
     .venv/bin/python bench/grpc_hop.py --tiny     # a second per case: proves it works
 
 A server process, built as every service builds its own (`calendence.rpc.build_server`:
-the error-mapping interceptor, health, the shared channel options), answers
-`PlaceHolds` with one placed hold per wanted one and does nothing else; the same
-answer also goes through a bidirectional stream. This process calls it through
-`calendence.rpc.unary` (unary) or writes and reads on open streams, with `concurrency`
-callers at once, for `seconds` per case. CPU comes from /proc for the server and from
-os.times() for this process, so each side's figure is what the hop costs a service.
+the error-mapping interceptor, health, the shared channel options, the multiplexed
+stream), answers `PlaceHolds` with one placed hold per wanted one and does nothing
+else; the same answer also goes through a bidirectional stream. This process calls it
+through `calendence.rpc.unary` on a plain channel (unary), through `calendence.rpc.unary`
+on `rpc.open_channel`'s channel as every service calls (multiplexed: frames on a few
+long-lived streams), or writes and reads on open streams of its own, one per caller
+(stream), with `concurrency` callers at once, for `seconds` per case. CPU comes from
+/proc for the server and from os.times() for this process, so each side's figure is what
+the hop costs a service.
 
 Results: bench/results/grpc-hop-<time>.json and .txt.
 """
@@ -103,7 +106,7 @@ async def serve(port: int) -> None:
 
 @dataclass
 class Case:
-    kind: str  # "unary" or "stream"
+    kind: str  # "unary", "multiplexed" or "stream"
     holds_per_message: int
     concurrency: int
 
@@ -135,9 +138,13 @@ def wanted(holds: int) -> hold_pb2.PlaceHoldsRequest:
 
 
 async def measure(
-    channel: grpc.aio.Channel, server_pid: int, case: Case, seconds: float
+    channel: grpc.aio.Channel,
+    multiplexed: grpc.aio.Channel,
+    server_pid: int,
+    case: Case,
+    seconds: float,
 ) -> Measured:
-    stub = hold_pb2_grpc.HoldServiceStub(channel)
+    stub = hold_pb2_grpc.HoldServiceStub(multiplexed if case.kind == "multiplexed" else channel)
     stream = channel.stream_stream(
         STREAM_METHOD,
         request_serializer=hold_pb2.PlaceHoldsRequest.SerializeToString,
@@ -162,7 +169,7 @@ async def measure(
         await call.done_writing()
         await call.read()  # the end of the stream
 
-    caller = unary_caller if case.kind == "unary" else stream_caller
+    caller = stream_caller if case.kind == "stream" else unary_caller
     await asyncio.gather(*(caller(time.monotonic() + 0.2) for _ in range(case.concurrency)))
     sent = 0
     client_before, server_before = os.times(), cpu_seconds({"server": server_pid})
@@ -186,7 +193,12 @@ async def measure(
 CASES = [
     Case("unary", 1, 1),
     Case("unary", 1, 4),
+    Case("unary", 1, 16),
     Case("unary", 20, 4),
+    Case("multiplexed", 1, 1),
+    Case("multiplexed", 1, 4),
+    Case("multiplexed", 1, 16),
+    Case("multiplexed", 20, 4),
     Case("stream", 1, 1),
     Case("stream", 1, 4),
     Case("stream", 20, 4),
@@ -197,12 +209,12 @@ def report(results: list[Measured], started_at: str) -> str:
     lines = [
         f"gRPC hop, {started_at}: {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.2f} at the end",
-        f"{'kind':<8}{'holds/msg':>10}{'callers':>9}{'msgs/s':>9}"
+        f"{'kind':<12}{'holds/msg':>10}{'callers':>9}{'msgs/s':>9}"
         f"{'client us/msg':>15}{'server us/msg':>15}{'client us/hold':>16}{'server us/hold':>16}",
     ]
     for m in results:
         lines.append(
-            f"{m.case.kind:<8}{m.case.holds_per_message:>10}{m.case.concurrency:>9}"
+            f"{m.case.kind:<12}{m.case.holds_per_message:>10}{m.case.concurrency:>9}"
             f"{m.messages_per_second:>9,.0f}{m.client_us_per_message:>15,.0f}"
             f"{m.server_us_per_message:>15,.0f}{m.client_us_per_hold:>16,.1f}"
             f"{m.server_us_per_hold:>16,.1f}"
@@ -222,9 +234,12 @@ async def run(args: argparse.Namespace) -> None:
         wait_for_port(port, 30, server)
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         results: list[Measured] = []
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+            rpc.open_channel(f"127.0.0.1:{port}") as multiplexed,
+        ):
             for case in CASES:
-                results.append(await measure(channel, server.pid, case, args.seconds))
+                results.append(await measure(channel, multiplexed, server.pid, case, args.seconds))
     finally:
         server.stop()
     summary = report(results, started_at)

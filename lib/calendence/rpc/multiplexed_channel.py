@@ -26,7 +26,7 @@ from typing import Any
 import grpc
 
 from calendence.logs import REQUEST_ID_METADATA_KEY
-from calendence.multiplex.v1.multiplex_pb2 import CallFrame, ReplyFrame
+from calendence.multiplex.v1.multiplex_pb2 import CallFrame, CallFrames, ReplyFrame, ReplyFrames
 from calendence.rpc.multiplexing import CALLS_METHOD
 
 # Streams open at once per channel (and per wait-for-ready choice): enough to spread
@@ -57,8 +57,8 @@ class _Stream:
     def __init__(self, channel: grpc.aio.Channel, *, wait_for_ready: bool) -> None:
         self._call = channel.stream_stream(
             CALLS_METHOD,
-            request_serializer=CallFrame.SerializeToString,
-            response_deserializer=ReplyFrame.FromString,
+            request_serializer=CallFrames.SerializeToString,
+            response_deserializer=ReplyFrames.FromString,
         )(None, wait_for_ready=wait_for_ready)
         self._pending: dict[int, asyncio.Future[ReplyFrame]] = {}
         self._ids = itertools.count(1)
@@ -106,31 +106,46 @@ class _Stream:
             # Until the peer is there (a channel waiting for a restarted replica) frames
             # stay queued, so one whose caller gave up meanwhile is never sent.
             await self._call.wait_for_connection()
-            while (entry := await self._outgoing.get()) is not None:
-                frame, deadline = entry
-                if not frame.cancel:
-                    if frame.call_id not in self._pending:
-                        continue  # its caller gave up before it left: never sent
-                    if deadline is not None:
-                        frame.timeout_ms = max(1, int((deadline - time.monotonic()) * 1000))
-                    self._last_sent = frame.call_id
-                await self._call.write(frame)
+            while True:
+                # Every frame waiting by now goes in one message.
+                entries = [await self._outgoing.get()]
+                while not self._outgoing.empty() and entries[-1] is not None:
+                    entries.append(self._outgoing.get_nowait())
+                frames = [self._ready(entry) for entry in entries if entry is not None]
+                batch = [frame for frame in frames if frame is not None]
+                if batch:
+                    await self._call.write(CallFrames(calls=batch))
+                if entries[-1] is None:
+                    break
             await self._call.done_writing()
         except Exception:  # the stream ended; the reader fails what is pending
             self._call.cancel()
+
+    def _ready(self, entry: tuple[CallFrame, float | None]) -> CallFrame | None:
+        """The frame as it leaves now, or None if its caller gave up before."""
+        frame, deadline = entry
+        if frame.cancel:
+            return frame
+        if frame.call_id not in self._pending:
+            return None
+        if deadline is not None:
+            frame.timeout_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        self._last_sent = frame.call_id
+        return frame
 
     async def _read(self) -> None:
         failure: Exception = _rpc_error(
             grpc.StatusCode.UNAVAILABLE, "the stream to the service ended"
         )
         try:
-            async for reply in self._call:
-                if reply.drain:
-                    self.retire()
-                    continue
-                future = self._pending.get(reply.call_id)
-                if future is not None and not future.done():
-                    future.set_result(reply)
+            async for batch in self._call:
+                for reply in batch.replies:
+                    if reply.drain:
+                        self.retire()
+                        continue
+                    future = self._pending.get(reply.call_id)
+                    if future is not None and not future.done():
+                        future.set_result(reply)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.UNIMPLEMENTED:
                 failure = _NotMultiplexed()

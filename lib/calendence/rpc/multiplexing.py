@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 import grpc
 
 from calendence.logs import REQUEST_ID_METADATA_KEY, log_fields
-from calendence.multiplex.v1.multiplex_pb2 import CallFrame, ReplyFrame
+from calendence.multiplex.v1.multiplex_pb2 import CallFrame, CallFrames, ReplyFrame, ReplyFrames
 from calendence.rpc.handling import CallFailed, answer_call
 
 log = logging.getLogger("calendence.rpc")
@@ -149,8 +149,8 @@ class Multiplexer:
             {
                 "Calls": grpc.stream_stream_rpc_method_handler(
                     self.calls,
-                    request_deserializer=CallFrame.FromString,
-                    response_serializer=ReplyFrame.SerializeToString,
+                    request_deserializer=CallFrames.FromString,
+                    response_serializer=ReplyFrames.SerializeToString,
                 )
             },
         )
@@ -162,8 +162,8 @@ class Multiplexer:
             replies.put_nowait(DRAIN)
 
     async def calls(
-        self, frames: AsyncIterator[CallFrame], context: object
-    ) -> AsyncIterator[ReplyFrame]:
+        self, frames: AsyncIterator[CallFrames], context: object
+    ) -> AsyncIterator[ReplyFrames]:
         replies: asyncio.Queue[ReplyFrame | None] = asyncio.Queue()
         running: dict[int, asyncio.Task[None]] = {}
         self._replies.add(replies)
@@ -171,8 +171,16 @@ class Multiplexer:
             replies.put_nowait(DRAIN)
         reader = asyncio.get_running_loop().create_task(self._read(frames, replies, running))
         try:
-            while (reply := await replies.get()) is not None:
-                yield reply
+            while True:
+                # Every reply ready by now goes in one message.
+                batch = [await replies.get()]
+                while not replies.empty() and batch[-1] is not None:
+                    batch.append(replies.get_nowait())
+                ready = [reply for reply in batch if reply is not None]
+                if ready:
+                    yield ReplyFrames(replies=ready)
+                if batch[-1] is None:
+                    return
         finally:
             # The client went away or the server's grace ran out: what is still running
             # is cancelled, as a unary call's handler is when its call ends.
@@ -185,21 +193,22 @@ class Multiplexer:
 
     async def _read(
         self,
-        frames: AsyncIterator[CallFrame],
+        frames: AsyncIterator[CallFrames],
         replies: asyncio.Queue[ReplyFrame | None],
         running: dict[int, asyncio.Task[None]],
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            async for frame in frames:
-                if frame.cancel:
-                    task = running.get(frame.call_id)
-                    if task is not None:
-                        task.cancel()
-                    continue
-                task = loop.create_task(self._answer(frame, replies))
-                running[frame.call_id] = task
-                task.add_done_callback(functools.partial(_forget, running, frame.call_id))
+            async for batch in frames:
+                for frame in batch.calls:
+                    if frame.cancel:
+                        task = running.get(frame.call_id)
+                        if task is not None:
+                            task.cancel()
+                        continue
+                    task = loop.create_task(self._answer(frame, replies))
+                    running[frame.call_id] = task
+                    task.add_done_callback(functools.partial(_forget, running, frame.call_id))
             # Half-closed by the client: answer what was read, then end the stream.
             while running:
                 await asyncio.wait(list(running.values()))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'calendence/multiplex/v1/multiplex.proto\x12\x17\x63\x61lendence.multiplex.v1\"u\n\tCallFrame\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\x0c\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x12\n\ntimeout_ms\x18\x05 \x01(\r\x12\x0e\n\x06\x63\x61ncel\x18\x06 \x01(\x08\"\xd5\x01\n\nReplyFrame\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x10\n\x08response\x18\x02 \x01(\x0c\x12\x0e\n\x06status\x18\x03 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x04 \x01(\t\x12\x43\n\x08trailing\x18\x05 \x03(\x0b\x32\x31.calendence.multiplex.v1.ReplyFrame.TrailingEntry\x12\r\n\x05\x64rain\x18\x06 \x01(\x08\x1a/\n\rTrailingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x32\x61\n\tMultiplex\x12T\n\x05\x43\x61lls\x12\".calendence.multiplex.v1.CallFrame\x1a#.calendence.multiplex.v1.ReplyFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'calendence/multiplex/v1/multiplex.proto\x12\x17\x63\x61lendence.multiplex.v1\"?\n\nCallFrames\x12\x31\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\".calendence.multiplex.v1.CallFrame\"C\n\x0bReplyFrames\x12\x34\n\x07replies\x18\x01 \x03(\x0b\x32#.calendence.multiplex.v1.ReplyFrame\"u\n\tCallFrame\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\x0c\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x12\n\ntimeout_ms\x18\x05 \x01(\r\x12\x0e\n\x06\x63\x61ncel\x18\x06 \x01(\x08\"\xd5\x01\n\nReplyFrame\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12\x10\n\x08response\x18\x02 \x01(\x0c\x12\x0e\n\x06status\x18\x03 \x01(\r\x12\x0f\n\x07\x64\x65tails\x18\x04 \x01(\t\x12\x43\n\x08trailing\x18\x05 \x03(\x0b\x32\x31.calendence.multiplex.v1.ReplyFrame.TrailingEntry\x12\r\n\x05\x64rain\x18\x06 \x01(\x08\x1a/\n\rTrailingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x32\x63\n\tMultiplex\x12V\n\x05\x43\x61lls\x12#.calendence.multiplex.v1.CallFrames\x1a$.calendence.multiplex.v1.ReplyFrames(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPLYFRAME_TRAILINGENTRY']._loaded_options = None
   _globals['_REPLYFRAME_TRAILINGENTRY']._serialized_options = b'8\001'
-  _globals['_CALLFRAME']._serialized_start=68
-  _globals['_CALLFRAME']._serialized_end=185
-  _globals['_REPLYFRAME']._serialized_start=188
-  _globals['_REPLYFRAME']._serialized_end=401
-  _globals['_REPLYFRAME_TRAILINGENTRY']._serialized_start=354
-  _globals['_REPLYFRAME_TRAILINGENTRY']._serialized_end=401
-  _globals['_MULTIPLEX']._serialized_start=403
-  _globals['_MULTIPLEX']._serialized_end=500
+  _globals['_CALLFRAMES']._serialized_start=68
+  _globals['_CALLFRAMES']._serialized_end=131
+  _globals['_REPLYFRAMES']._serialized_start=133
+  _globals['_REPLYFRAMES']._serialized_end=200
+  _globals['_CALLFRAME']._serialized_start=202
+  _globals['_CALLFRAME']._serialized_end=319
+  _globals['_REPLYFRAME']._serialized_start=322
+  _globals['_REPLYFRAME']._serialized_end=535
+  _globals['_REPLYFRAME_TRAILINGENTRY']._serialized_start=488
+  _globals['_REPLYFRAME_TRAILINGENTRY']._serialized_end=535
+  _globals['_MULTIPLEX']._serialized_start=537
+  _globals['_MULTIPLEX']._serialized_end=636
 # @@protoc_insertion_point(module_scope)

@@ -36,8 +36,8 @@ class MultiplexStub:
         """
         self.Calls = channel.stream_stream(
                 '/calendence.multiplex.v1.Multiplex/Calls',
-                request_serializer=calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.CallFrame.SerializeToString,
-                response_deserializer=calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.ReplyFrame.FromString,
+                request_serializer=calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.CallFrames.SerializeToString,
+                response_deserializer=calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.ReplyFrames.FromString,
                 _registered_method=True)
 
 
@@ -49,6 +49,8 @@ class MultiplexServicer:
         answers each call as it finishes (in any order) and ends the stream once every
         call it read is answered. A server that is shutting down sends a `drain` frame
         first: the client then opens a new stream for new calls.
+        Each message carries every frame that was waiting to go when it left: under load
+        one write serves many calls.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -59,8 +61,8 @@ def add_MultiplexServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Calls': grpc.stream_stream_rpc_method_handler(
                     servicer.Calls,
-                    request_deserializer=calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.CallFrame.FromString,
-                    response_serializer=calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.ReplyFrame.SerializeToString,
+                    request_deserializer=calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.CallFrames.FromString,
+                    response_serializer=calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.ReplyFrames.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,8 +90,8 @@ class Multiplex:
             request_iterator,
             target,
             '/calendence.multiplex.v1.Multiplex/Calls',
-            calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.CallFrame.SerializeToString,
-            calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.ReplyFrame.FromString,
+            calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.CallFrames.SerializeToString,
+            calendence_dot_multiplex_dot_v1_dot_multiplex__pb2.ReplyFrames.FromString,
             options,
             channel_credentials,
             insecure,

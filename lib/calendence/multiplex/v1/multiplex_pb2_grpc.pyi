@@ -35,34 +35,40 @@ class MultiplexStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> MultiplexAsyncStub: ...
-    Calls: _grpc.StreamStreamMultiCallable[_multiplex_pb2.CallFrame, _multiplex_pb2.ReplyFrame]
+    Calls: _grpc.StreamStreamMultiCallable[_multiplex_pb2.CallFrames, _multiplex_pb2.ReplyFrames]
     """The client writes calls and, when it will write no more, half-closes; the server
     answers each call as it finishes (in any order) and ends the stream once every
     call it read is answered. A server that is shutting down sends a `drain` frame
     first: the client then opens a new stream for new calls.
+    Each message carries every frame that was waiting to go when it left: under load
+    one write serves many calls.
     """
 
 @_typing.type_check_only
 class MultiplexAsyncStub(MultiplexStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Calls: _aio.StreamStreamMultiCallable[_multiplex_pb2.CallFrame, _multiplex_pb2.ReplyFrame]  # type: ignore[assignment]
+    Calls: _aio.StreamStreamMultiCallable[_multiplex_pb2.CallFrames, _multiplex_pb2.ReplyFrames]  # type: ignore[assignment]
     """The client writes calls and, when it will write no more, half-closes; the server
     answers each call as it finishes (in any order) and ends the stream once every
     call it read is answered. A server that is shutting down sends a `drain` frame
     first: the client then opens a new stream for new calls.
+    Each message carries every frame that was waiting to go when it left: under load
+    one write serves many calls.
     """
 
 class MultiplexServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def Calls(
         self,
-        request_iterator: _MaybeAsyncIterator[_multiplex_pb2.CallFrame],
+        request_iterator: _MaybeAsyncIterator[_multiplex_pb2.CallFrames],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_multiplex_pb2.ReplyFrame], _abc.AsyncIterator[_multiplex_pb2.ReplyFrame]]:
+    ) -> _typing.Union[_abc.Iterator[_multiplex_pb2.ReplyFrames], _abc.AsyncIterator[_multiplex_pb2.ReplyFrames]]:
         """The client writes calls and, when it will write no more, half-closes; the server
         answers each call as it finishes (in any order) and ends the stream once every
         call it read is answered. A server that is shutting down sends a `drain` frame
         first: the client then opens a new stream for new calls.
+        Each message carries every frame that was waiting to go when it left: under load
+        one write serves many calls.
         """
 
 def add_MultiplexServicer_to_server(servicer: MultiplexServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
