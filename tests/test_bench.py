@@ -193,11 +193,13 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         assert line in summary
 
 
-def test_the_grpc_hop_bench_measures_both_sides_of_unary_calls_and_streams(tmp_path: Path) -> None:
+def test_the_grpc_hop_bench_measures_both_sides_of_unary_multiplexed_and_stream_calls(
+    tmp_path: Path,
+) -> None:
     done = run_tiny("grpc_hop.py", tmp_path, timeout=120)
     results = json.loads(next(tmp_path.glob("grpc-hop-*.json")).read_text())
     cases = results["cases"]
-    assert {c["case"]["kind"] for c in cases} == {"unary", "stream"}
+    assert {c["case"]["kind"] for c in cases} == {"unary", "multiplexed", "stream"}
     for measured in cases:
         assert measured["messages_per_second"] > 0
         assert measured["client_us_per_message"] > 0 and measured["server_us_per_message"] > 0
