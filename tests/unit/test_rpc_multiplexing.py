@@ -16,6 +16,7 @@ from calendence.devstack.processes import free_port
 from calendence.errors import HoldConflict, NotFound, Unavailable
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.logs import request_id_var
+from calendence.rpc import multiplexed_channel
 from calendence.rpc import server as rpc_server
 from calendence.rpc.multiplexed_channel import MultiplexedChannel
 
@@ -176,6 +177,27 @@ async def test_a_caller_that_gives_up_cancels_the_call_on_the_server(
     await _eventually(lambda: seen.cancelled == ["slow-given-up"])
     # The stream the call went on still serves the next calls.
     assert (await rpc.unary(stub.ConsumeHold, _consume("h-after"))).hold_id == "h-after"
+
+
+async def test_streams_past_their_age_hand_over_to_new_ones_without_failing_a_call(
+    server: grpc.aio.Server,
+    stub: hold_pb2_grpc.HoldServiceAsyncStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(multiplexed_channel, "STREAM_AGE_SECONDS", 0.05)
+
+    async def caller(name: str) -> list[str]:
+        answered = []
+        for n in range(25):
+            answered.append((await rpc.unary(stub.ConsumeHold, _consume(f"h-{name}-{n}"))).hold_id)
+            await asyncio.sleep(0.01)
+        return answered
+
+    names = [str(n) for n in range(6)]
+    answers = await asyncio.gather(*(caller(name) for name in names))
+    assert answers == [[f"h-{name}-{n}" for n in range(25)] for name in names]
+    # Each stream took calls for 50 ms of the run's 250 or more: several replaced it.
+    assert rpc_server._multiplexers[server].streams_served >= 8
 
 
 async def test_a_draining_server_answers_its_calls_in_flight_and_new_calls_still_go_through(

@@ -79,10 +79,13 @@ class _Stream:
         return not self.retired
 
     def retire(self) -> None:
-        """No new calls; the calls already sent are still answered."""
+        """No new calls; the calls already sent are still answered. With none waiting
+        the stream just ends (it may never have connected: a replica long gone)."""
         if not self.retired:
             self.retired = True
             self._outgoing.put_nowait(None)
+            if not self._pending:
+                self._call.cancel()
 
     async def call(
         self, method: str, request: bytes, request_id: str, deadline: float | None

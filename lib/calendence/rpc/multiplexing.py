@@ -142,6 +142,7 @@ class Multiplexer:
         self._lookup = lookup
         self._replies: set[asyncio.Queue[ReplyFrame | None]] = set()
         self.draining = False
+        self.streams_served = 0
 
     def rpc_handler(self) -> GenericHandler:
         return grpc.method_handlers_generic_handler(
@@ -166,6 +167,7 @@ class Multiplexer:
     ) -> AsyncIterator[ReplyFrames]:
         replies: asyncio.Queue[ReplyFrame | None] = asyncio.Queue()
         running: dict[int, asyncio.Task[None]] = {}
+        self.streams_served += 1
         self._replies.add(replies)
         if self.draining:
             replies.put_nowait(DRAIN)
