@@ -1,7 +1,8 @@
-"""What one gRPC hop costs, alone: CPU per call on each side, unary calls against one
-long-lived stream, one hold per message against a batch of them.
+"""What one gRPC hop costs, alone: CPU per call on each side, unary calls against
+long-lived streams (multiplexed, as services call, and raw), one hold per message against
+a batch of them.
 
-    .venv/bin/python bench/grpc_hop.py            # about half a minute
+    .venv/bin/python bench/grpc_hop.py            # about a minute
     .venv/bin/python bench/grpc_hop.py --tiny     # a second per case: proves it works
 
 A server process, built as every service builds its own (`calendence.rpc.build_server`:
