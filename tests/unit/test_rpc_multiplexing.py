@@ -142,6 +142,23 @@ async def test_a_failed_call_carries_the_status_a_unary_call_would(
     assert raised.value.details() == "no hold missing-2"
 
 
+async def test_an_unknown_method_is_unimplemented_as_a_unary_call_to_it_would_be(
+    server: grpc.aio.Server, port: int
+) -> None:
+    channel = rpc.open_channel(f"127.0.0.1:{port}")
+    unknown = channel.unary_unary(
+        "/calendence.hold.v1.HoldService/NoSuchMethod",
+        request_serializer=hold_pb2.ConsumeHoldRequest.SerializeToString,
+        response_deserializer=hold_pb2.PlacedHold.FromString,
+    )
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await unknown(_consume("h-unknown"), timeout=5)
+    finally:
+        await channel.close(None)
+    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 async def test_many_more_concurrent_calls_than_streams_each_get_their_own_answer(
     server: grpc.aio.Server, stub: hold_pb2_grpc.HoldServiceAsyncStub, seen: Seen
 ) -> None:

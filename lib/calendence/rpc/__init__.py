@@ -1,11 +1,15 @@
 """gRPC plumbing every service shares, one module per job.
 
-- `channel`: client channels and the options both ends share.
+- `channel`: client channels and the options both ends share; `open_channel` sends
+  unary calls on long-lived streams (`multiplexed_channel`).
 - `client`: `unary` passes the request id along and turns a failed status back into the
   same `DomainError`, so a service's code never sees `AioRpcError`.
-- `server`: `ErrorMappingInterceptor` turns a raised `DomainError` into its status code
-  (with the details in trailing metadata) and sets the caller's request id for the logs;
-  `build_server` and `serve_until_signal` serve and drain.
+- `handling`: how every call is answered, however it arrived: a raised `DomainError`
+  becomes its status code (with the details in trailing metadata), the caller's request
+  id is set for the logs.
+- `server`: `ErrorMappingInterceptor` answers unary calls through `handling`;
+  `build_server` also serves every unary method on the multiplexed stream
+  (`multiplexing`); `serve_until_signal` serves and drains.
 - `health`: each service's and each store's status on grpc.health.v1.
 - `shutdown`: waiting for SIGTERM/SIGINT, with start-up objects frozen first.
 

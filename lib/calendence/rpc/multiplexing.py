@@ -3,10 +3,11 @@
 A unary gRPC call costs both ends an HTTP/2 stream, headers each way and a deadline
 timer: on this platform's hops that was the largest cost of a request that is not a
 hold. `MultiplexedChannel` (calendence.rpc.multiplexed_channel) sends each unary call
-as one `CallFrame` on a stream it keeps open; `Multiplexer` answers it with the same
-handler a unary call reaches, through the same `answer_call`, so a call means the same
-and fails the same whichever way it came. Calls on one stream run concurrently; each
-reply goes back as soon as its call finishes.
+as one `CallFrame` on a stream it keeps open (the frames waiting to go leave together,
+in one `CallFrames` message); `Multiplexer` answers it with the same handler a unary
+call reaches, through the same `answer_call`, so a call means the same and fails the
+same whichever way it came. Calls on one stream run concurrently; each reply goes back
+as soon as its call finishes, with any others ready by then.
 
 Shutting down, `drain` sends every open stream a drain frame: its client opens a new
 stream for new calls and half-closes this one; the server answers every call it read,
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
@@ -119,6 +120,10 @@ class _CallContext:
         return CallFailed(self._code, self._details)
 
 
+def _unchanged(message: Any) -> Any:
+    return message
+
+
 def _forget(running: dict[int, asyncio.Task[None]], call_id: int, _: object) -> None:
     running.pop(call_id, None)
 
@@ -138,7 +143,7 @@ def _failure(call_id: int, failed: CallFailed) -> ReplyFrame:
 class Multiplexer:
     """The Multiplex service of one server: every unary handler `lookup` finds, by name."""
 
-    def __init__(self, lookup: Any) -> None:
+    def __init__(self, lookup: Callable[[str], Handler | None]) -> None:
         self._lookup = lookup
         self._replies: set[asyncio.Queue[ReplyFrame | None]] = set()
         self.draining = False
@@ -220,22 +225,26 @@ class Multiplexer:
     async def _answer(self, frame: CallFrame, replies: asyncio.Queue[ReplyFrame | None]) -> None:
         call_id = frame.call_id
         handler = self._lookup(frame.method)
-        if handler is None:
+        inner = handler.unary_unary if handler is not None else None
+        if handler is None or inner is None:
             replies.put_nowait(
                 _failure(call_id, CallFailed(grpc.StatusCode.UNIMPLEMENTED, "no such method"))
             )
             return
+        deserialize = handler.request_deserializer or _unchanged
+        serialize = handler.response_serializer or _unchanged
         context = _CallContext(frame.request_id)
         try:
-            request = handler.request_deserializer(frame.request)
-            async with asyncio.timeout(frame.timeout_ms / 1000 if frame.timeout_ms else None):
+            request = deserialize(frame.request)
+            timeout = frame.timeout_ms / 1000 if frame.timeout_ms else None
+            async with asyncio.timeout(timeout):
                 response = await answer_call(
-                    frame.method, handler.unary_unary, request, context, frame.request_id
+                    frame.method, inner, request, context, frame.request_id
                 )
             unanswered = context.unanswered()
             if unanswered is not None:
                 raise unanswered
-            reply = ReplyFrame(call_id=call_id, response=handler.response_serializer(response))
+            reply = ReplyFrame(call_id=call_id, response=serialize(response))
         except CallFailed as failed:
             reply = _failure(call_id, failed)
         except TimeoutError:
