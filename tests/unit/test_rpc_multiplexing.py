@@ -105,6 +105,15 @@ def _consume(hold_id: str) -> hold_pb2.ConsumeHoldRequest:
     return hold_pb2.ConsumeHoldRequest(hold_id=hold_id)
 
 
+async def _slow_call_under_way(
+    stub: hold_pb2_grpc.HoldServiceAsyncStub, seen: Seen, hold_id: str
+) -> asyncio.Future[hold_pb2.PlacedHold]:
+    """A `slow-*` call, once its handler has started (it waits for `seen.go_on`)."""
+    call = asyncio.ensure_future(rpc.unary(stub.ConsumeHold, _consume(hold_id)))
+    await asyncio.wait_for(seen.started.wait(), 5)
+    return call
+
+
 async def test_open_channel_sends_unary_calls_on_streams(port: int) -> None:
     channel = rpc.open_channel(f"127.0.0.1:{port}")
     assert isinstance(channel, MultiplexedChannel)
@@ -221,8 +230,7 @@ async def test_a_draining_server_answers_its_calls_in_flight_and_new_calls_still
     seen: Seen, port: int, stub: hold_pb2_grpc.HoldServiceAsyncStub
 ) -> None:
     first = await _start_server(seen, port)
-    in_flight = asyncio.ensure_future(rpc.unary(stub.ConsumeHold, _consume("slow-draining")))
-    await asyncio.wait_for(seen.started.wait(), 5)
+    in_flight = await _slow_call_under_way(stub, seen, "slow-draining")
     rpc_server._multiplexers[first].drain()
     stopping = asyncio.ensure_future(first.stop(10))
     await asyncio.sleep(0.2)
@@ -242,8 +250,7 @@ async def test_a_server_gone_mid_call_fails_the_call_as_unavailable(
     seen: Seen, port: int, stub: hold_pb2_grpc.HoldServiceAsyncStub
 ) -> None:
     server = await _start_server(seen, port)
-    in_flight = asyncio.ensure_future(rpc.unary(stub.ConsumeHold, _consume("slow-killed")))
-    await asyncio.wait_for(seen.started.wait(), 5)
+    in_flight = await _slow_call_under_way(stub, seen, "slow-killed")
     await server.stop(None)  # no grace: what runs is cut off, as a killed process's calls
     with pytest.raises(Unavailable):
         await asyncio.wait_for(in_flight, 5)
