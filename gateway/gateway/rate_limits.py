@@ -45,8 +45,7 @@ from typing import Any
 from aiohttp import web
 from calendence.principals import KeyKind, Principal
 from calendence.settings import GatewaySettings
-from calendence.storage import RedisClient
-from redis.asyncio.cluster import RedisCluster
+from calendence.storage import RedisClient, keys_meet_anywhere
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from gateway.local_buckets import Bucket, Decision, LocalBuckets
@@ -110,7 +109,7 @@ class RateLimiter:
         self.redis = redis
         self._take = redis.register_script(_GCRA)
         self._spend = redis.register_script(_SPEND)
-        self._buckets_apart = isinstance(redis, RedisCluster)
+        self._buckets_apart = not keys_meet_anywhere(redis)
         self.session = Bucket(
             settings.rate_limit_session_per_second, settings.rate_limit_session_burst
         )

@@ -24,8 +24,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from calendence.logs import log_fields
-from calendence.storage import RedisClient
-from redis.asyncio.cluster import RedisCluster
+from calendence.storage import RedisClient, keys_meet_anywhere
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 log = logging.getLogger("hold_service.hold_repository")
@@ -267,6 +266,15 @@ class HoldLocator:
     starts_ms: int
     blocked_ms: int
 
+    def encoded(self) -> str:
+        """As `cal:hold:HOLD` holds it: `business|resource|starts_ms|blocked_ms`."""
+        return f"{self.business_id}|{self.resource}|{self.starts_ms}|{self.blocked_ms}"
+
+    @classmethod
+    def decoded(cls, text: str) -> HoldLocator:
+        business_id, resource, starts_ms, blocked_ms = text.rsplit("|", 3)
+        return cls(business_id, resource, int(starts_ms), int(blocked_ms))
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -325,7 +333,7 @@ class HoldRepository:
         # A cluster keeps a hold's locator in another slot than its record, so the place
         # script cannot write both; one server takes both in the script: one command
         # per hold instead of two.
-        self._locators_apart = isinstance(redis, RedisCluster)
+        self._locators_apart = not keys_meet_anywhere(redis)
 
     async def place_many(
         self, placements: Sequence[Placement]
@@ -386,11 +394,7 @@ class HoldRepository:
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in placements:
                 keys = hold_keys(p.resource, p.hold_id, p.granules)
-                locator = p.locator
-                located = (
-                    f"{locator.business_id}|{locator.resource}|{locator.starts_ms}|"
-                    f"{locator.blocked_ms}"
-                )
+                located = p.locator.encoded()
                 if not apart:
                     keys.append(locator_key(p.hold_id))
                 pipe.evalsha(
@@ -423,14 +427,7 @@ class HoldRepository:
             for hold_id in hold_ids:
                 pipe.get(locator_key(hold_id))
             raws = await pipe.execute()
-        located: list[HoldLocator | None] = []
-        for raw in raws:
-            if raw is None:
-                located.append(None)
-                continue
-            business_id, resource, starts_ms, blocked_ms = str(_text(raw)).rsplit("|", 3)
-            located.append(HoldLocator(business_id, resource, int(starts_ms), int(blocked_ms)))
-        return located
+        return [None if raw is None else HoldLocator.decoded(str(_text(raw))) for raw in raws]
 
     async def locate(self, hold_id: str) -> HoldLocator | None:
         [locator] = await self.locate_many([hold_id])

@@ -122,6 +122,14 @@ async def fetch_dict(
 # multi-key command's) in one hash slot, which the key layouts keep (`{...}` hash tags).
 RedisClient: TypeAlias = Redis | RedisCluster
 
+
+def keys_meet_anywhere(redis: RedisClient) -> bool:
+    """Whether any keys may meet in one script or pipeline command: on one Redis server
+    they may (so a script can touch keys of several hash tags, or a script count many
+    keys in); on a cluster a script's keys must share one hash slot."""
+    return not isinstance(redis, RedisCluster)
+
+
 # `redis+cluster://host:port,host:port/` (or `rediss+cluster://` for TLS): a Redis
 # Cluster, every listed node a seed (one is enough; more let a client start while some
 # are down). Anything else is one server, as redis-py reads it.
