@@ -174,6 +174,36 @@ async def test_a_refused_recipient_fails_the_message_but_not_the_booking(
     assert mails_of(stack, booking["id"]) == []
 
 
+async def test_mails_ending_together_each_keep_their_own_outcome(
+    stack: LocalStack, tenant: Tenant
+) -> None:
+    salon = await open_all_day_salon(tenant)
+    token = await tenant.session_token()
+    refused = {i for i in range(24) if i % 3 == 0}
+
+    async def book(i: int) -> str:
+        hold = created(await salon.hold(token, tomorrow_at(0) + timedelta(minutes=30 * i)))
+        email = f"client{i}@{REFUSED_DOMAIN}" if i in refused else f"client{i}@example.com"
+        booking = created(
+            await tenant.api.post(
+                "/api/v1/bookings",
+                token,
+                {"hold_id": hold["hold_id"], "client": {**JANE, "email": email}},
+            )
+        )
+        return str(booking["id"])
+
+    # Bookings made together: their mails are sent and recorded together.
+    booking_ids = await asyncio.gather(*(book(i) for i in range(24)))
+    for i, booking_id in enumerate(booking_ids):
+        outcome = "failed" if i in refused else "sent"
+        message = await wait_for_status(tenant, booking_id, outcome)
+        [attempt] = message["attempts"]
+        assert (attempt["error"] is not None) is (i in refused), (i, attempt)
+        assert (message["sent_at"] is not None) is (i not in refused), (i, message)
+        assert len(mails_of(stack, booking_id)) == (0 if i in refused else 1), i
+
+
 async def test_an_smtp_outage_neither_blocks_a_booking_nor_loses_its_mail(
     stack: LocalStack, tenant: Tenant
 ) -> None:
