@@ -19,6 +19,7 @@ from calendence.logs import request_id_var
 from calendence.rpc import multiplexed_channel
 from calendence.rpc import server as rpc_server
 from calendence.rpc.multiplexed_channel import MultiplexedChannel
+from calendence.rpc.replica_channels import ReplicaChannels
 
 
 @dataclass
@@ -293,3 +294,90 @@ async def _eventually(condition: object, seconds: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "the condition never held"
         await asyncio.sleep(0.02)
+
+
+async def _until_ready(channel: ReplicaChannels, index: int) -> None:
+    """Wait until the channel to replica `index` is connected (it reconnects by itself)."""
+    replica = channel.replicas[index]
+    async with asyncio.timeout(10):
+        while (state := replica.get_state(try_to_connect=True)) != grpc.ChannelConnectivity.READY:
+            await replica.wait_for_state_change(state)
+
+
+async def _served(stub: hold_pb2_grpc.HoldServiceAsyncStub, calls: int) -> None:
+    for n in range(calls):
+        await rpc.unary(stub.ConsumeHold, _consume(f"spread-{n}"))
+
+
+async def test_listed_replicas_get_a_channel_each() -> None:
+    channel = rpc.open_channel("127.0.0.1:1,127.0.0.1:2")
+    try:
+        assert isinstance(channel, ReplicaChannels)
+        assert len(channel.replicas) == 2
+        assert all(isinstance(replica, MultiplexedChannel) for replica in channel.replicas)
+    finally:
+        await channel.close(None)
+
+
+@dataclass
+class TwoReplicas:
+    seen: tuple[Seen, Seen]
+    servers: list[grpc.aio.Server]
+    channel: ReplicaChannels
+
+    @property
+    def stub(self) -> hold_pb2_grpc.HoldServiceAsyncStub:
+        return hold_pb2_grpc.HoldServiceStub(self.channel)
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[TwoReplicas]:
+    """Two servers, both up and connected to through one channel listing both."""
+    seen = (Seen(), Seen())
+    ports = [free_port(), free_port()]
+    servers = [await _start_server(seen[0], ports[0]), await _start_server(seen[1], ports[1])]
+    channel = rpc.open_channel(",".join(f"127.0.0.1:{port}" for port in ports))
+    assert isinstance(channel, ReplicaChannels)
+    for index in (0, 1):
+        await _until_ready(channel, index)
+    yield TwoReplicas(seen, servers, channel)
+    await channel.close(None)
+    for server in servers:
+        await server.stop(None)
+
+
+async def test_calls_alternate_between_listed_replicas(replicas: TwoReplicas) -> None:
+    await _served(replicas.stub, 40)
+    assert [len(seen.released) for seen in replicas.seen] == [20, 20]
+
+
+async def test_a_replica_that_comes_up_late_gets_its_share_at_once() -> None:
+    # Streams opened while the second replica was still away stay on the first; the
+    # calls do not: each goes to a ready replica in turn.
+    first, second = Seen(), Seen()
+    ports = [free_port(), free_port()]
+    servers = [await _start_server(first, ports[0])]
+    channel = rpc.open_channel(",".join(f"127.0.0.1:{port}" for port in ports))
+    assert isinstance(channel, ReplicaChannels)
+    stub = hold_pb2_grpc.HoldServiceStub(channel)
+    try:
+        await _served(stub, 10)
+        assert len(first.released) == 10
+        servers.append(await _start_server(second, ports[1]))
+        await _until_ready(channel, 1)
+        await _served(stub, 40)
+    finally:
+        await channel.close(None)
+        for server in servers:
+            await server.stop(None)
+    assert len(second.released) >= 15, (len(first.released), len(second.released))
+
+
+async def test_calls_avoid_a_replica_that_is_gone(replicas: TwoReplicas) -> None:
+    await replicas.servers[1].stop(None)
+    gone = replicas.channel.replicas[1]
+    async with asyncio.timeout(10):
+        while (state := gone.get_state()) == grpc.ChannelConnectivity.READY:
+            await gone.wait_for_state_change(state)
+    await _served(replicas.stub, 20)  # none of them fails
+    assert len(replicas.seen[0].released) == 20

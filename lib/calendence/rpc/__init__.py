@@ -1,7 +1,8 @@
 """gRPC plumbing every service shares, one module per job.
 
 - `channel`: client channels and the options both ends share; `open_channel` sends
-  unary calls on long-lived streams (`multiplexed_channel`).
+  unary calls on long-lived streams (`multiplexed_channel`), to listed replicas one
+  call at a time in turn (`replica_channels`).
 - `client`: `unary` passes the request id along and turns a failed status back into the
   same `DomainError`, so a service's code never sees `AioRpcError`.
 - `handling`: how every call is answered, however it arrived: a raised `DomainError`

@@ -7,6 +7,7 @@ import ipaddress
 import grpc
 
 from calendence.rpc.multiplexed_channel import MultiplexedChannel
+from calendence.rpc.replica_channels import ReplicaChannels
 
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -61,8 +62,20 @@ def _is_ip_port(address: str, *, ipv6: bool) -> bool:
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
-    """A channel to every replica `address` names, calls spread round robin, its unary
-    calls sent on a few long-lived streams (`MultiplexedChannel`)."""
-    return MultiplexedChannel(
-        grpc.aio.insecure_channel(channel_target(address), options=CLIENT_OPTIONS)
-    )
+    """A channel to every replica `address` names, its unary calls sent on a few
+    long-lived streams (`MultiplexedChannel`). Replicas listed as `ip:port,ip:port` get
+    a channel each and the calls go round robin over those ready (`ReplicaChannels`);
+    one host name gets one round-robin channel over every address it resolves to, over
+    which the streams spread as they are opened and replaced."""
+    target = channel_target(address)
+    family, _, listed = target.partition(":")
+    if family in ("ipv4", "ipv6") and "," in listed:
+        return ReplicaChannels(
+            [
+                MultiplexedChannel(
+                    grpc.aio.insecure_channel(f"{family}:{replica}", options=CHANNEL_OPTIONS)
+                )
+                for replica in listed.split(",")
+            ]
+        )
+    return MultiplexedChannel(grpc.aio.insecure_channel(target, options=CLIENT_OPTIONS))
