@@ -193,7 +193,7 @@ async def test_mails_ending_together_each_keep_their_own_outcome(
         )
         return str(booking["id"])
 
-    # Bookings made together: their mails are sent and recorded together.
+    # Bookings made together: their mails are sent, and their outcomes recorded, side by side.
     booking_ids = await asyncio.gather(*(book(i) for i in range(24)))
     for i, booking_id in enumerate(booking_ids):
         outcome = "failed" if i in refused else "sent"

@@ -1,7 +1,8 @@
 """Unary calls on long-lived streams (`rpc.open_channel`'s `MultiplexedChannel`) mean
 what unary calls mean: the same answers and errors, deadlines, cancellation, a server
-that drains or dies, and a peer that does not multiplex. A real gRPC server on a free
-port, built as every service builds its own."""
+that drains or dies, and a peer that does not multiplex; and calls to listed replicas
+go to each in turn (`ReplicaChannels`), as unary calls did. Real gRPC servers on free
+ports, built as every service builds its own."""
 
 from __future__ import annotations
 
