@@ -6,30 +6,34 @@ from __future__ import annotations
 import pytest
 from calendence.devstack.stack import replica_name, service_of
 from calendence.events import server_urls
-from calendence.rpc import channel_target
+from calendence.rpc import replica_targets
 
 
 def test_one_address_stays_a_name_for_dns_to_resolve_to_every_replica() -> None:
-    assert channel_target("hold-service:50051") == "hold-service:50051"
+    assert replica_targets("hold-service:50051") == ["hold-service:50051"]
 
 
-def test_listed_ipv4_replicas_become_one_round_robin_target() -> None:
-    assert (
-        channel_target("127.0.0.1:50051, 10.0.0.7:50051") == "ipv4:127.0.0.1:50051,10.0.0.7:50051"
-    )
+def test_listed_ipv4_replicas_become_a_target_each() -> None:
+    assert replica_targets("127.0.0.1:50051, 10.0.0.7:50051") == [
+        "ipv4:127.0.0.1:50051",
+        "ipv4:10.0.0.7:50051",
+    ]
 
 
-def test_listed_ipv6_replicas_become_one_target() -> None:
-    assert channel_target("[::1]:50051,[fd00::7]:50051") == "ipv6:[::1]:50051,[fd00::7]:50051"
+def test_listed_ipv6_replicas_become_a_target_each() -> None:
+    assert replica_targets("[::1]:50051,[fd00::7]:50051") == [
+        "ipv6:[::1]:50051",
+        "ipv6:[fd00::7]:50051",
+    ]
 
 
 @pytest.mark.parametrize(
     "address",
     ["hold-a:50051,hold-b:50051", "127.0.0.1:50051,[::1]:50051", "127.0.0.1,127.0.0.2", " , "],
 )
-def test_a_list_that_no_single_target_can_hold_is_refused(address: str) -> None:
+def test_a_list_of_names_or_mixed_families_is_refused(address: str) -> None:
     with pytest.raises(ValueError):
-        channel_target(address)
+        replica_targets(address)
 
 
 def test_nats_url_lists_every_server_of_a_cluster() -> None:

@@ -17,7 +17,7 @@
 Connecting to the stores at start-up is `calendence.store_startup`.
 """
 
-from calendence.rpc.channel import CLIENT_OPTIONS, channel_target, open_channel
+from calendence.rpc.channel import CLIENT_OPTIONS, open_channel, replica_targets
 from calendence.rpc.client import UnaryMethod, unary
 from calendence.rpc.health import DependencyHealth, check_health
 from calendence.rpc.server import (
@@ -37,10 +37,10 @@ __all__ = [
     "ServicerContext",
     "UnaryMethod",
     "build_server",
-    "channel_target",
     "check_health",
     "freeze_startup_objects",
     "open_channel",
+    "replica_targets",
     "serve_until_signal",
     "unary",
     "wait_for_shutdown_signal",

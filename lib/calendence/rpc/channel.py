@@ -22,24 +22,22 @@ CHANNEL_OPTIONS = [
 CLIENT_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
 
 
-def channel_target(address: str) -> str:
-    """The gRPC target for a `*_SERVICE_ADDR` setting.
+def replica_targets(address: str) -> list[str]:
+    """The gRPC targets for a `*_SERVICE_ADDR` setting.
 
     One `host:port` stays as it is: gRPC's DNS resolver finds every address the name
-    has (each pod behind a headless Kubernetes Service). Several replicas listed as
-    `ip:port,ip:port` become one `ipv4:` target (`ipv6:` for `[ip]:port`s), so the
-    channel's round robin spreads calls over all of them. Host names cannot be listed:
-    one name that resolves to every replica does that job.
+    has (each pod behind a headless Kubernetes Service). Replicas listed as
+    `ip:port,ip:port` become one `ipv4:` target each (`ipv6:` for `[ip]:port`s). Host
+    names cannot be listed: one name that resolves to every replica does that job.
     """
     addresses = [part.strip() for part in address.split(",") if part.strip()]
     if not addresses:
         raise ValueError("a service address is empty")
     if len(addresses) == 1:
-        return addresses[0]
-    if all(_is_ip_port(part, ipv6=False) for part in addresses):
-        return "ipv4:" + ",".join(addresses)
-    if all(_is_ip_port(part, ipv6=True) for part in addresses):
-        return "ipv6:" + ",".join(addresses)
+        return addresses
+    for family, ipv6 in (("ipv4", False), ("ipv6", True)):
+        if all(_is_ip_port(part, ipv6=ipv6) for part in addresses):
+            return [f"{family}:{part}" for part in addresses]
     raise ValueError(
         f"{address!r}: list replicas as ip:port (all IPv4 or all [IPv6]) separated by "
         "commas, or give one host name that resolves to every replica"
@@ -67,15 +65,12 @@ def open_channel(address: str) -> grpc.aio.Channel:
     a channel each and the calls go round robin over those ready (`ReplicaChannels`);
     one host name gets one round-robin channel over every address it resolves to, over
     which the streams spread as they are opened and replaced."""
-    target = channel_target(address)
-    family, _, listed = target.partition(":")
-    if family in ("ipv4", "ipv6") and "," in listed:
-        return ReplicaChannels(
-            [
-                MultiplexedChannel(
-                    grpc.aio.insecure_channel(f"{family}:{replica}", options=CHANNEL_OPTIONS)
-                )
-                for replica in listed.split(",")
-            ]
-        )
-    return MultiplexedChannel(grpc.aio.insecure_channel(target, options=CLIENT_OPTIONS))
+    targets = replica_targets(address)
+    if len(targets) == 1:
+        return MultiplexedChannel(grpc.aio.insecure_channel(targets[0], options=CLIENT_OPTIONS))
+    return ReplicaChannels(
+        [
+            MultiplexedChannel(grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS))
+            for target in targets
+        ]
+    )
