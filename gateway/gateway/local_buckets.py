@@ -14,6 +14,7 @@ in the background can use the same two calls. Pure and synchronous: the clock is
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -25,11 +26,12 @@ class Bucket:
     per_second: float
     size: int
 
-    @property
+    # Cached: every request's decision and answer headers read both.
+    @functools.cached_property
     def interval_us(self) -> int:
         return max(1, round(1_000_000 / self.per_second))
 
-    @property
+    @functools.cached_property
     def policy(self) -> str:
         return f"{self.size};w={max(1, math.ceil(self.size / self.per_second))}"
 

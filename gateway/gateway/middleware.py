@@ -19,7 +19,7 @@ from gateway import cors
 from gateway.appkeys import AUTHENTICATOR, NATS, SETTINGS
 from gateway.auth import BUSINESS_HEADER, PRINCIPAL, bearer_token
 from gateway.delivery import deliver
-from gateway.metrics import LATENCY, REQUESTS
+from gateway.metrics import count_request
 from gateway.problems import problem_from_error, problem_from_http, problem_response
 from gateway.rate_limits import RATE_LIMIT, RATE_LIMITER
 
@@ -53,9 +53,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     elapsed = time.perf_counter() - started
     response.headers[REQUEST_ID_HEADER] = request_id
     response.headers["Server"] = SERVER_NAME
-    route, status = _route_label(request), str(response.status)
-    REQUESTS.labels(route, request.method, status).inc()
-    LATENCY.labels(route, request.method, status).observe(elapsed)
+    route = _route_label(request)
+    count_request(route, request.method, response.status, elapsed)
     if access_log.wanted(elapsed, response.status >= 500) and log.isEnabledFor(logging.INFO):
         log.info(
             "request",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,6 +11,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 def to_iso(moment: datetime) -> str:
     """`2026-03-25T14:00:00+00:00`, the form the Bookings page shows."""
     return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def iso_of_timestamp(stamp: Timestamp) -> str:
+    """`to_iso(from_timestamp(stamp))` without making a datetime, for hot paths."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(stamp.seconds))
 
 
 # Plain arithmetic from the epoch: the same values as Timestamp.FromDatetime and

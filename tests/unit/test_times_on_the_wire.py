@@ -8,7 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from calendence.hold.v1 import hold_pb2
-from calendence.timefmt import from_timestamp, set_timestamp, to_timestamp
+from calendence.timefmt import (
+    from_timestamp,
+    iso_of_timestamp,
+    set_timestamp,
+    to_iso,
+    to_timestamp,
+)
 from google.protobuf.timestamp_pb2 import Timestamp
 
 MOMENTS = [
@@ -39,3 +45,8 @@ def test_a_time_written_into_a_messages_field_is_the_one_a_timestamp_carries(
     set_timestamp(written.starts_at, moment)
     assert written == hold_pb2.PlacedHold(starts_at=to_timestamp(moment))
     assert from_timestamp(written.starts_at) == moment
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_timestamp_reads_as_the_iso_text_its_moment_does(moment: datetime) -> None:
+    assert iso_of_timestamp(to_timestamp(moment)) == to_iso(moment)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from aiohttp import web
 from calendence.errors import NotFound
 from calendence.hold.v1 import hold_pb2
@@ -21,7 +22,7 @@ from calendence.schemas.holds import (
     HoldRequest,
 )
 from calendence.settings import GatewaySettings
-from calendence.timefmt import from_timestamp, to_timestamp
+from calendence.timefmt import from_timestamp, iso_of_timestamp, to_timestamp
 
 from gateway.appkeys import DOWNSTREAM, HOLD_PLACER, SETTINGS
 from gateway.auth import ALL_KINDS, principal_of
@@ -39,7 +40,6 @@ from gateway.http_io import call, json_response
 from gateway.relay import relay_no_content
 
 TAG = "Bookings"
-_HOLD_SERIALIZER = Hold.__pydantic_serializer__
 
 
 async def place_hold(request: web.Request) -> web.Response:
@@ -70,23 +70,24 @@ async def place_hold(request: web.Request) -> web.Response:
     # A hold its client never heard of would block the slot for nothing until it expires.
     undo_unless_delivered(request, give_back)
     await _fault_after_placement(request.app[SETTINGS])
-    # The answer is the documented model itself, so it cannot drift from the document.
-    answer = Hold.model_validate(
-        {
-            "hold_id": hold.hold_id,
-            "service_id": hold.service_id,
-            "location_id": hold.location_id,
-            "staff_id": hold.staff_id or None,
-            "starts_at": from_timestamp(hold.starts_at),
-            "ends_at": from_timestamp(hold.ends_at),
-            "expires_at": from_timestamp(hold.expires_at),
-        }
-    )
-    return web.Response(
-        body=_HOLD_SERIALIZER.to_json(answer, exclude_none=True),
-        status=201,
-        content_type="application/json",
-    )
+    return web.Response(body=hold_answer(hold), status=201, content_type="application/json")
+
+
+def hold_answer(hold: hold_pb2.PlacedHold) -> bytes:
+    """The `Hold` document, field for field (tests hold it to the model), written
+    straight from hold-service's answer: validating our own service's ids and times
+    into the model first cost a tenth of the gateway's work on a hold."""
+    document = {
+        "hold_id": hold.hold_id,
+        "service_id": hold.service_id,
+        "location_id": hold.location_id,
+        "starts_at": iso_of_timestamp(hold.starts_at),
+        "ends_at": iso_of_timestamp(hold.ends_at),
+        "expires_at": iso_of_timestamp(hold.expires_at),
+    }
+    if hold.staff_id:
+        document["staff_id"] = hold.staff_id
+    return orjson.dumps(document)
 
 
 class InjectedFault(Exception):
