@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test test-unit lint protos bench wrk bench-holds bench-bookings bench-webhooks bench-grpc-hop bench-email bench-request-cost clean
+.PHONY: install browser run test test-unit lint protos bench wrk valgrind bench-holds bench-bookings bench-webhooks bench-grpc-hop bench-email bench-request-cost bench-instructions clean
 
 install: $(VENV)/.installed
 
@@ -46,7 +46,7 @@ endef
 ## temp folder: the fuzzing and the clustered-store failure tests (mostly schemathesis's
 ## own CPU and waits for failovers) beside all the rest. With PYTEST_ARGS, one session.
 SECOND_LANE := tests/test_fuzz.py tests/cluster tests/scale_out
-test: install browser lint wrk
+test: install browser lint wrk valgrind
 ifeq ($(strip $(PYTEST_ARGS)),)
 	@lanes=$$(mktemp -d); \
 	$(BIN)/pytest --durations=10 --basetemp=$$lanes/second $(SECOND_LANE) >$$lanes/second.log 2>&1 & second=$$!; \
@@ -98,6 +98,11 @@ bench-grpc-hop: install
 bench-request-cost: install wrk
 	$(BIN)/python bench/request_cost.py
 
+## Instructions per request of the gateway and hold-service, counted under callgrind: a
+## figure that does not swing with the machine's load, for changes the timed runs cannot show.
+bench-instructions: install wrk valgrind
+	$(BIN)/python bench/instructions.py
+
 ## What one client email costs notify-service: composed and flattened, in one process.
 bench-email: install
 	$(BIN)/python bench/client_email.py
@@ -108,6 +113,14 @@ wrk:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; \
+	fi
+
+## valgrind (callgrind counts instructions for bench-instructions), from Debian's packages.
+valgrind:
+	@if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind; \
 	fi
 
 clean:

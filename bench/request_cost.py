@@ -35,7 +35,6 @@ from calendence.devstack.stack import LocalStack
 from loadgen import Load, Phase, run_phase
 from results_files import write_results
 from run import (
-    SERVICE_MINUTES,
     STACK_PROCESSES,
     Api,
     create_business,
@@ -71,18 +70,14 @@ async def measure(args: argparse.Namespace, stack: LocalStack, scratch: Path) ->
     next_slot = 0
 
     def load(kind: str, seconds: float, order: str = "random") -> Load:
-        return Load(
+        return business.session_load(
             kind,
-            "closed",
             args.connections,
             seconds,
-            tokens_file=tokens,
-            service_id=business.service_id,
-            location_id=business.location_id,
+            tokens,
             first_slot=first_slot,
             slot_base=next_slot,
-            slot_seconds=SERVICE_MINUTES * 60,
-            token_order=order,
+            order=order,
         )
 
     # Every token makes a request first, so that the gateway has seen each (steady use).

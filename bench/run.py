@@ -115,6 +115,35 @@ class Business:
     keys: list[str]  # business API keys: one bucket each, like as many integrations
     sessions: list[str]  # session tokens, like as many booking widgets
 
+    def session_load(
+        self,
+        kind: str,
+        connections: int,
+        seconds: float,
+        tokens: Path,
+        *,
+        first_slot: int,
+        slot_base: int,
+        order: str = "random",
+        threads: int = 2,
+    ) -> Load:
+        """A closed loop of `kind` over this business's session tokens (one per line in
+        `tokens`), its holds on consecutive slots from `slot_base`."""
+        return Load(
+            kind,
+            "closed",
+            connections,
+            seconds,
+            tokens_file=tokens,
+            service_id=self.service_id,
+            location_id=self.location_id,
+            first_slot=first_slot,
+            slot_base=slot_base,
+            slot_seconds=SERVICE_MINUTES * 60,
+            token_order=order,
+            threads=threads,
+        )
+
 
 async def create_business(api: Api, stack: LocalStack, key_count: int, sessions: int) -> Business:
     hub = stack.admin("create-hub", "--name", "Bench Hub")

@@ -235,3 +235,19 @@ def test_the_request_cost_bench_measures_each_kind_of_request_on_the_processes_i
     assert rounds["lookup"][0]["booking-service"] > 10 * rounds["health"][0]["booking-service"]
     assert rounds["hold"][0]["hold-service"] > 10 * rounds["health"][0]["hold-service"]
     assert next(tmp_path.glob("request-cost-*.txt")).read_text() in done.stdout
+
+
+def test_the_instructions_bench_counts_each_kind_of_request_on_the_process_under_callgrind(
+    tmp_path: Path,
+) -> None:
+    done = run_tiny("instructions.py", tmp_path, timeout=300)
+    results = json.loads(next(tmp_path.glob("instructions-*.json")).read_text())
+    assert results["failures"] == []
+    gateway, hold_service = results["processes"]["gateway"], results["processes"]["hold-service"]
+    assert set(gateway) == {"health", "lookup", "hold"} and set(hold_service) == {"hold"}
+    for counted in (*gateway.values(), *hold_service.values()):
+        assert counted["answered"] > 0
+        assert counted["per_request"] == counted["instructions"] / counted["answered"]
+    # /healthz is answered by the gateway alone; a hold is also parsed, checked and sent on.
+    assert gateway["hold"]["per_request"] > 2 * gateway["health"]["per_request"]
+    assert next(tmp_path.glob("instructions-*.txt")).read_text() in done.stdout
