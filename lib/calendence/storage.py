@@ -11,12 +11,19 @@ from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import hiredis
 import orjson
 import redis.exceptions
 from asyncpg.pool import PoolAcquireContext
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 
 from calendence import jsonfmt
 
@@ -161,10 +168,53 @@ def open_redis(
     )
     if is_cluster_url(url):
         return _open_cluster(url, max_connections, wait_seconds, **options)
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=wait_seconds, **options
+    # As BlockingConnectionPool.from_url builds it (the URL's options win), with the
+    # URL's kind of connection packing commands with hiredis.
+    from_url: dict[str, Any] = dict(parse_url(url))
+    plain = from_url.pop("connection_class", Connection)
+    pool = BlockingConnectionPool(
+        max_connections=max_connections,
+        timeout=wait_seconds,
+        connection_class=_PACKED_BY_HIREDIS.get(plain, plain),
+        **(options | from_url),
     )
     return Redis(connection_pool=pool)
+
+
+# What hiredis packs exactly as redis-py's encoder would (UTF-8, strict; whole numbers
+# in decimal). Anything else (floats, memoryviews, a bool that must be refused) goes
+# redis-py's way.
+_HIREDIS_PACKS = frozenset({bytes, str, int})
+
+
+class _PackedByHiredis(AbstractConnection):
+    """Commands packed by hiredis's C packer, as redis-py's own synchronous client
+    does when hiredis is installed; its asyncio connections pack them in Python, about
+    8 µs for a 13-argument EVALSHA against 1 µs (one per hold in hold-service)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if not all(type(arg) in _HIREDIS_PACKS for arg in args) or " " in str(args[0]):
+            return super().pack_command(*args)  # a name with spaces is split there
+        return [hiredis.pack_command(args)]
+
+
+class _PlainPackedByHiredis(_PackedByHiredis, Connection):
+    pass
+
+
+class _SSLPackedByHiredis(_PackedByHiredis, SSLConnection):
+    pass
+
+
+class _UnixPackedByHiredis(_PackedByHiredis, UnixDomainSocketConnection):
+    pass
+
+
+_PACKED_BY_HIREDIS: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: _PlainPackedByHiredis,
+    SSLConnection: _SSLPackedByHiredis,
+    UnixDomainSocketConnection: _UnixPackedByHiredis,
+}
 
 
 def cluster_seeds(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
