@@ -244,11 +244,14 @@ class Holds:
         self, wanted: HoldWanted, plan: SlotPlan, candidate: tuple[str, UUID | None], now: datetime
     ) -> tuple[HoldRecord, Placement]:
         resource, staff = candidate
+        # Each id written out once (a UUID's text is made anew on every str()).
+        business_id, service_id = str(wanted.business_id), str(wanted.service_id)
+        starts_ms = ms(plan.starts_at)
         hold = HoldRecord(
             hold_id=str(uuid.uuid4()),
-            business_id=str(wanted.business_id),
+            business_id=business_id,
             holder_id=wanted.holder_id,
-            service_id=str(wanted.service_id),
+            service_id=service_id,
             location_id=str(wanted.location_id),
             staff_id=str(staff or ""),
             resource_id=resource,
@@ -264,11 +267,9 @@ class Holds:
             resource=resource,
             granules=granules(plan.starts_at, plan.blocked_until),
             # The same holder asking again for the same slot gets its hold back.
-            fingerprint=f"{wanted.holder_id}/{wanted.service_id}/{ms(plan.starts_at)}",
+            fingerprint=f"{wanted.holder_id}/{service_id}/{starts_ms}",
             ttl_ms=int(self.ttl.total_seconds() * 1000),
-            locator=HoldLocator(
-                str(wanted.business_id), resource, ms(plan.starts_at), ms(plan.blocked_until)
-            ),
+            locator=HoldLocator(business_id, resource, starts_ms, ms(plan.blocked_until)),
         )
 
     async def _place_on_one_of(
