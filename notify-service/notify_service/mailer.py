@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import aiosmtplib
+from aiosmtplib.email import extract_recipients, extract_sender
 from calendence.logs import access_log, log_fields
 from calendence.timefmt import to_iso
 
@@ -126,8 +127,14 @@ class SmtpConnections:
 
 
 async def _send_on(client: aiosmtplib.SMTP, message: Message) -> None:
+    sender, recipients = extract_sender(message), extract_recipients(message)
     try:
-        await client.send_message(message)
+        if sender is not None and recipients and (sender + "".join(recipients)).isascii():
+            # Our messages are 7-bit (quoted-printable, base64, RFC 2047 headers): sent
+            # as flattened by `mail.flatten`, at half the CPU of send_message's own.
+            await client.sendmail(sender, recipients, mail.flatten(message))
+        else:  # an address that needs SMTPUTF8: aiosmtplib's checks and options
+            await client.send_message(message)
     except aiosmtplib.SMTPRecipientsRefused as refused:
         codes = [r.code for r in refused.recipients]
         if all(code >= 500 for code in codes):
