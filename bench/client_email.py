@@ -1,6 +1,6 @@
 """What one client email costs notify-service: CPU per confirmation, composed
 (`notify_service.mail.compose`: the texts, the .ics attachment) and flattened to the
-bytes the SMTP client sends (aiosmtplib's `flatten_message`), for a location in UTC
+bytes the SMTP client sends (`notify_service.mail.flatten`), for a location in UTC
 and one in a zone with summer time (its calendar file carries a VTIMEZONE).
 
     .venv/bin/python bench/client_email.py          # a few seconds
@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiosmtplib.email import flatten_message
 from notify_service import mail
 from results_files import write_results
 
@@ -54,12 +53,12 @@ def confirmation_event(zone: str) -> dict[str, Any]:
 def us_per_email(zone: str, emails: int) -> dict[str, float]:
     event = confirmation_event(zone)
     for _ in range(emails // 10):  # warm caches (templates, zones) as a running service has
-        flatten_message(mail.compose("confirmation", event, uuid.uuid4(), SENDER))
+        mail.flatten(mail.compose("confirmation", event, uuid.uuid4(), SENDER))
     started = time.process_time()
     composed = [mail.compose("confirmation", event, uuid.uuid4(), SENDER) for _ in range(emails)]
     after_compose = time.process_time()
     for message in composed:
-        flatten_message(message)
+        mail.flatten(message)
     done = time.process_time()
     return {
         "compose_us": (after_compose - started) / emails * 1e6,
