@@ -110,6 +110,36 @@ async def test_a_batch_may_hold_for_several_businesses_at_once(
     assert [o.hold.business_id for o in outcomes] == [s.tenant.business_id for s in shops]
 
 
+async def test_a_batch_bigger_than_one_redis_script_is_decided_hold_by_hold_in_order(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant
+) -> None:
+    # On one Redis server a script decides at most 64 holds: 90 take two scripts, and
+    # the last item (a retry of the 70th) is decided after the hold it repeats.
+    shop = await open_shop(tenant, duration_minutes=5)
+    slots = [tomorrow_at(9) + timedelta(minutes=5 * i) for i in range(90)]
+    batch = [wanted(shop, f"holder-{i}", slot) for i, slot in enumerate(slots)]
+    outcomes = await place(holds, [*batch, wanted(shop, "holder-69", slots[69])])
+    assert all(o.HasField("hold") for o in outcomes)
+    assert len({o.hold.hold_id for o in outcomes}) == 90
+    assert outcomes[90].hold.hold_id == outcomes[69].hold.hold_id
+    taken = await place(holds, [wanted(shop, "someone-else", slot) for slot in slots])
+    assert [o.failure.kind for o in taken] == ["HoldConflict"] * 90
+
+
+async def test_holds_are_placed_after_redis_forgets_its_scripts(
+    holds: hold_pb2_grpc.HoldServiceStub, tenant: Tenant, stack: LocalStack
+) -> None:
+    shop = await open_shop(tenant)
+    await placed_holds(holds, shop, 9)
+    async with stack_redis(stack) as redis:
+        await redis.script_flush()
+    placed = await placed_holds(holds, shop, 10, 11)
+    assert [hold.starts_at for hold in placed] == [
+        to_timestamp(tomorrow_at(10)),
+        to_timestamp(tomorrow_at(11)),
+    ]
+
+
 @pytest.fixture
 async def crowd() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:

@@ -69,6 +69,49 @@ end
 return {0, ''}
 """
 
+# _PLACE for many holds in one script, on one Redis server (where any keys may meet):
+# each hold decided in turn exactly as _PLACE decides it, its locator written with it.
+# KEYS: each hold's record, granules and locator, hold after hold. ARGV: for each hold,
+# its number of KEYS, then _PLACE's ARGV[1..5], then the locator's value. Returns one
+# _PLACE reply per hold, in order. One script per batch instead of one per hold: the
+# call's own cost (in Redis and in the client) is paid once.
+_PLACE_MANY = """
+local replies = {}
+local k, a = 0, 0
+for h = 1, #ARGV / 7 do
+  local last = k + tonumber(ARGV[a + 1])
+  local value, ttl, fingerprint = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local reply = nil
+  for i = k + 2, last - 1 do
+    local held = redis.call('GET', KEYS[i])
+    if held then
+      local sep = string.find(held, '|', 1, true)
+      if sep and string.sub(held, sep + 1) == fingerprint then
+        reply = {1, string.sub(held, 1, sep - 1)}
+      else
+        reply = {2, ''}
+      end
+      break
+    end
+  end
+  if not reply then
+    for i = k + 2, last - 1 do
+      redis.call('SET', KEYS[i], value, 'PX', ttl)
+    end
+    redis.call('HSET', KEYS[k + 1], 'doc', ARGV[a + 5], 'value', value, 'holder', ARGV[a + 6])
+    redis.call('PEXPIRE', KEYS[k + 1], ttl)
+    redis.call('SET', KEYS[last], ARGV[a + 7], 'PX', ttl)
+    reply = {0, ''}
+  end
+  replies[h] = reply
+  k, a = last, a + 7
+end
+return replies
+"""
+# Holds one _PLACE_MANY script decides: bounded so that one script never holds Redis
+# long (a hold's part takes a few microseconds).
+_HOLDS_PER_SCRIPT = 64
+
 # Turns a live hold into a pending claim of `booking` that lapses after ARGV[2] ms
 # unless _CONFIRM makes it long: a crash between this and the booking's commit frees
 # the slot by itself. The same booking consuming again (a retry) renews the claim.
@@ -323,6 +366,7 @@ class HoldRepository:
     def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
         self._place = redis.register_script(_PLACE)
+        self._place_many = redis.register_script(_PLACE_MANY)
         self._consume = redis.register_script(_CONSUME)
         self._confirm = redis.register_script(_CONFIRM)
         self._forget = redis.register_script(_FORGET)
@@ -342,19 +386,22 @@ class HoldRepository:
         ('existing', earlier hold_id) or ('conflict', '') each, or the error Redis
         answered that one with. A Redis that cannot answer at all raises.
 
-        One EVALSHA of the place script per hold, each within its resource's hash
-        slot: a plain pipeline, never a transaction, so a batch may span slots (and, on
-        a cluster, nodes). On one Redis server the script writes the hold's locator
-        too, only when it places the hold. On a cluster the locator is in another slot:
-        its SET goes beside the script (if the script refuses, the locator points at
-        nothing and expires), and a hold placed whose locator could not be written (its
-        node down, say) could never be found again: it is released at once and
-        answered with the locator's error.
+        On one Redis server, one script decides up to _HOLDS_PER_SCRIPT holds in
+        turn, each as the place script would, and writes each placed hold's locator
+        too. On a cluster each hold is one EVALSHA of the place script within its
+        resource's hash slot (a plain pipeline, never a transaction, so a batch may
+        span slots and nodes), and the locator, in another slot, is a SET beside it (if
+        the script refuses, the locator points at nothing and expires); a hold placed
+        whose locator could not be written (its node down, say) could never be found
+        again: it is released at once and answered with the locator's error.
         """
         if not placements:
             return []
         replies = await self._reloading_scripts(
-            _PLACE, placements, self._run_place_pipeline, script_reply=lambda r: r[0]
+            _PLACE if self._locators_apart else _PLACE_MANY,
+            placements,
+            self._run_place_pipeline if self._locators_apart else self._run_place_scripts,
+            script_reply=lambda r: r[0],
         )
         outcomes: list[tuple[str, str] | Exception] = []
         for placement, (reply, located) in zip(placements, replies, strict=True):
@@ -386,17 +433,13 @@ class HoldRepository:
     async def _run_place_pipeline(
         self, placements: Sequence[Placement]
     ) -> list[tuple[Any, Any | None]]:
-        """The place script's reply (or error) for each placement, with the locator
-        SET's when it went apart (a cluster), else None."""
-        apart = self._locators_apart
+        """On a cluster: the place script's reply (or error) for each placement, with
+        its locator SET's (the locator is in another slot)."""
         # EVALSHA by hand: redis-py's pipeline would first ask SCRIPT EXISTS for a
         # registered script, a second round trip on every batch.
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in placements:
                 keys = hold_keys(p.resource, p.hold_id, p.granules)
-                located = p.locator.encoded()
-                if not apart:
-                    keys.append(locator_key(p.hold_id))
                 pipe.evalsha(
                     self._place.sha,
                     len(keys),
@@ -406,14 +449,50 @@ class HoldRepository:
                     p.fingerprint,
                     p.doc,
                     p.holder_id,
-                    "" if apart else located,
+                    "",
                 )
-                if apart:
-                    pipe.set(locator_key(p.hold_id), located, px=p.ttl_ms)
+                pipe.set(locator_key(p.hold_id), p.locator.encoded(), px=p.ttl_ms)
             replies = await pipe.execute(raise_on_error=False)
-        if apart:
-            return list(zip(replies[::2], replies[1::2], strict=True))
-        return [(reply, None) for reply in replies]
+        return list(zip(replies[::2], replies[1::2], strict=True))
+
+    async def _run_place_scripts(
+        self, placements: Sequence[Placement]
+    ) -> list[tuple[Any, Any | None]]:
+        """On one server: each placement's place reply (or its script's error), from
+        one _PLACE_MANY script per _HOLDS_PER_SCRIPT placements, all in one round
+        trip; the locators are written by the scripts (None: nothing apart)."""
+        groups = [
+            placements[i : i + _HOLDS_PER_SCRIPT]
+            for i in range(0, len(placements), _HOLDS_PER_SCRIPT)
+        ]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for group in groups:
+                keys: list[str] = []
+                args: list[str | int | bytes] = []
+                for p in group:
+                    held = hold_keys(p.resource, p.hold_id, p.granules)
+                    held.append(locator_key(p.hold_id))
+                    keys += held
+                    args += (
+                        len(held),
+                        f"{p.hold_id}|{p.fingerprint}",
+                        p.ttl_ms,
+                        p.fingerprint,
+                        p.doc,
+                        p.holder_id,
+                        p.locator.encoded(),
+                    )
+                pipe.evalsha(self._place_many.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        return [
+            (reply, None)
+            for group, replies_of_group in zip(groups, replies, strict=True)
+            for reply in (
+                [replies_of_group] * len(group)
+                if isinstance(replies_of_group, Exception)
+                else replies_of_group
+            )
+        ]
 
     async def record(self, resource: str, hold_id: str) -> bytes | None:
         doc = await self.redis.hget(record_key(resource, hold_id), "doc")
