@@ -74,6 +74,9 @@ AROUND_THE_CLOCK = {
 PATHS = ("holds", "book", "events")
 # What each path counts as one unit done, in wrk's "<request> <status>" terms.
 DONE = {"holds": "hold 201", "book": "book 201", "events": "cancel 200"}
+# How long wrk runs on after the last webhook of an events phase arrived, for the
+# answers still on their way to it.
+ANSWERS_IN_FLIGHT_SECONDS = 1.0
 STACK_PROCESSES = (
     "gateway",
     "hold-service",
@@ -556,7 +559,14 @@ class Bench:
     async def cancel_phase(self, name: str, load: Load, receiver: Receiver) -> dict[str, Any]:
         load.tokens_file = self.keys_file
         arrived = receiver.expect(load.ids)
-        waited = asyncio.ensure_future(arrived.wait())
+
+        async def arrived_and_answered() -> None:
+            await arrived.wait()
+            # wrk counts an answer when it reads it, and a webhook can arrive before its
+            # DELETE's answer has reached wrk: stopped at once, wrk would miss that one.
+            await asyncio.sleep(ANSWERS_IN_FLIGHT_SECONDS)
+
+        waited = asyncio.ensure_future(arrived_and_answered())
         try:
             phase = await self.phase(name, self.stack.gateway_urls, load, finished=waited)
         finally:
