@@ -30,6 +30,9 @@ _TEMPLATES = jinja2.Environment(
     autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
+    # The templates ship with the service and never change while it runs; checking
+    # their files' times on every email cost eight system calls.
+    auto_reload=False,
 )
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
