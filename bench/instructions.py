@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -39,7 +38,7 @@ from typing import Any
 import aiohttp
 import uvloop
 from calendence.devstack.bench import throwaway_stack
-from calendence.devstack.processes import free_port
+from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
 from calendence.devstack.stack import LocalStack
 from loadgen import run_phase
 from results_files import write_results
@@ -58,7 +57,7 @@ DUMP_SECONDS = 60
 class Counted:
     """A service process under callgrind, counting only when asked."""
 
-    process: subprocess.Popen[bytes]
+    process: ManagedProcess
     dumps: Path
 
     def control(self, *args: str) -> None:
@@ -104,24 +103,6 @@ def _total_instructions(dump: Path) -> int:
     raise RuntimeError(f"no totals in {dump}")
 
 
-async def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the process under callgrind exited ({process.returncode})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            await asyncio.sleep(0.5)
-    raise RuntimeError(f"nothing listened on port {port} within {seconds:.0f} s")
-
-
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
 async def measure_process(
     name: str,
     stack: LocalStack,
@@ -134,7 +115,8 @@ async def measure_process(
     scratch.mkdir(parents=True)
     port = free_port()
     env = {**stack.env, "GATEWAY_PORT": str(port), "HOLD_SERVICE_PORT": str(port)}
-    under_callgrind = start(
+    under_callgrind = ManagedProcess(
+        f"{name} under callgrind",
         [
             "valgrind",
             "--tool=callgrind",
@@ -144,12 +126,12 @@ async def measure_process(
             "-m",
             MODULES[name],
         ],
-        env,
         scratch / "callgrind.log",
+        env=env,
     )
-    others: list[subprocess.Popen[bytes]] = []
+    others: list[ManagedProcess] = []
     try:
-        await wait_for_port(port, under_callgrind, STARTUP_SECONDS)
+        wait_for_port(port, STARTUP_SECONDS, under_callgrind)
         url = f"http://127.0.0.1:{port}"
         if name == "hold-service":  # a gateway of its own sends this one its holds
             gateway_port = free_port()
@@ -159,20 +141,20 @@ async def measure_process(
                 "HOLD_SERVICE_ADDR": f"127.0.0.1:{port}",
             }
             others.append(
-                start([sys.executable, "-m", "gateway"], gateway_env, scratch / "gateway.log")
+                ManagedProcess(
+                    "gateway",
+                    [sys.executable, "-m", "gateway"],
+                    scratch / "gateway.log",
+                    env=gateway_env,
+                )
             )
-            await wait_for_port(gateway_port, others[0], 60)
+            wait_for_port(gateway_port, 60, others[0])
             url = f"http://127.0.0.1:{gateway_port}"
         counted = Counted(under_callgrind, scratch)
         return await measure_kinds(counted, url, KINDS[name], args, tokens, business, next_slot)
     finally:
         for process in (*others, under_callgrind):
-            process.terminate()
-        for process in (*others, under_callgrind):
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            process.stop(timeout=60)
 
 
 async def measure_kinds(

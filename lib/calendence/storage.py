@@ -193,8 +193,11 @@ class _PackedByHiredis(AbstractConnection):
     8 µs for a 13-argument EVALSHA against 1 µs (one per hold in hold-service)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        if not all(type(arg) in _HIREDIS_PACKS for arg in args) or " " in str(args[0]):
-            return super().pack_command(*args)  # a name with spaces is split there
+        name = args[0]
+        # A name with a space ("CONFIG GET") is split into words by redis-py's packing.
+        spaced = " " in name if type(name) is str else type(name) is bytes and b" " in name
+        if spaced or not all(type(arg) in _HIREDIS_PACKS for arg in args):
+            return super().pack_command(*args)
         return [hiredis.pack_command(args)]
 
 

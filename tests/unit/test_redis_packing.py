@@ -16,6 +16,7 @@ COMMANDS: list[tuple[Any, ...]] = [
     (b"SET", b"key", b"\x00\xff binary", "PX", 10),
     ("GET", "k"),
     ("CONFIG GET", "maxmemory"),  # a name with a space: two words on the wire
+    (b"CONFIG GET", b"maxmemory"),
     ("ZADD", "pending", 1.5, "member", -2, "other"),  # floats: redis-py's way
     ("SET", "k", memoryview(b"view")),
     ("SET", "k", ""),
