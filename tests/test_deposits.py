@@ -71,6 +71,14 @@ async def deposit_booking(salon: Salon) -> dict[str, Any]:
     return await salon.booking(tomorrow_at(10), salon.deposit_service_id)
 
 
+async def ask_deposit(salon: Salon, service_id: str, amount: int) -> None:
+    """Change the deposit a service asks (0: none)."""
+    changed = await salon.tenant.api.patch(
+        f"/api/v1/services/{service_id}", salon.tenant.business_key, {"deposit_amount": amount}
+    )
+    assert changed.status == 200, changed.body
+
+
 async def wait_for_status(salon: Salon, booking_id: str, status: str) -> dict[str, Any]:
     deadline = time.monotonic() + 5
     while True:
@@ -263,6 +271,31 @@ async def test_no_deposit_means_no_stripe_call(
 ) -> None:
     before = await local_stripe.calls()
     booking = await salon.booking(tomorrow_at(13))
+    assert booking["status"] == "confirmed"
+    assert booking["payment"] is None and booking["redirect_url"] is None
+    assert await local_stripe.calls() == before
+
+
+async def test_a_deposit_added_to_a_service_is_asked_of_its_next_booking(
+    salon: Salon, local_stripe: LocalStripeControl
+) -> None:
+    assert (await salon.booking(tomorrow_at(13)))["status"] == "confirmed"
+    await ask_deposit(salon, salon.service_id, 1000)
+    before = await local_stripe.calls()
+    booking = await salon.booking(tomorrow_at(14))
+    assert booking["status"] == "pending"
+    assert booking["payment"]["amount"] == 1000
+    assert booking["redirect_url"]
+    assert await local_stripe.calls() == before + 1
+
+
+async def test_a_deposit_taken_off_a_service_is_no_longer_asked(
+    salon: Salon, local_stripe: LocalStripeControl
+) -> None:
+    assert (await deposit_booking(salon))["status"] == "pending"
+    await ask_deposit(salon, salon.deposit_service_id, 0)
+    before = await local_stripe.calls()
+    booking = await salon.booking(tomorrow_at(13), salon.deposit_service_id)
     assert booking["status"] == "confirmed"
     assert booking["payment"] is None and booking["redirect_url"] is None
     assert await local_stripe.calls() == before

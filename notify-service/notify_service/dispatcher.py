@@ -68,6 +68,8 @@ class Dispatcher:
         # Positions this replica stored at or beyond the watermark: once the gap below
         # them closes, the watermark moves past them without asking JetStream.
         self._stored_ahead: set[int] = set()
+        # Set by `deliveries_stored`, read by the next `events_stored`.
+        self._deliveries_stored = False
         self._claiming = False
         self._on_idle: list[Callable[[], None]] = []
 
@@ -83,16 +85,27 @@ class Dispatcher:
         """Call `callback` each time the last running attempt has finished."""
         self._on_idle.append(callback)
 
+    def deliveries_stored(self) -> None:
+        """The events about to be reported by `events_stored` made deliveries."""
+        self._deliveries_stored = True
+
     def events_stored(self, positions: list[int]) -> None:
         """Events (and their deliveries) are stored at these stream positions. When
         they continue the stream right from the watermark (one replica, or this one's
         turn), the watermark moves past them at once; otherwise JetStream is asked
-        (another replica stores the events between)."""
+        (another replica stores the events between).
+
+        The loop is woken when there may be something new to claim: deliveries were
+        stored, or the stores closed a gap that held stored deliveries back. Events
+        no endpoint wanted (a business without webhooks) cost no claim."""
+        held_back = bool(self._stored_ahead)
         self._stored_ahead.update(p for p in positions if p >= self._last_watermark)
         self._advance_watermark()
         if self._stored_ahead:
             self._watermark_stale = True
-        self._wake.set()
+        if self._deliveries_stored or held_back:
+            self._deliveries_stored = False
+            self._wake.set()
 
     def _advance_watermark(self) -> None:
         if self._last_watermark == 0:  # not known yet: JetStream says where to start

@@ -91,6 +91,8 @@ async def serve(settings: NotifyServiceSettings) -> None:
         events = [event for event, _ in batch]
         messages = messages_wanted(events) if mailer is not None else []
         made = await store.record_events(batch, messages)
+        if any(made.values()):
+            dispatcher.deliveries_stored()
         if mailer is not None and messages:
             mailer.wake()
         if log.isEnabledFor(logging.DEBUG):  # one line per event: not at INFO

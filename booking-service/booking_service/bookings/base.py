@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -38,6 +38,8 @@ class BookingsBase:
     pending_claim: timedelta = timedelta(seconds=20)
     idempotency_ttl_seconds: int = 24 * 3600
     fault_pause_at: str = ""
+    # Services last seen asking a deposit: their terms are read before a booking.
+    _services_asking_deposits: set[UUID] = field(default_factory=set, init=False, repr=False)
 
     @property
     def commit_budget(self) -> float:

@@ -8,6 +8,7 @@ import hashlib
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +24,7 @@ from booking_service.bookings.base import BookingsBase
 from booking_service.bookings.custom_fields import check_custom_fields
 from booking_service.bookings.document import render
 from booking_service.checkout import Deposit
-from booking_service.hold_client import Claim
+from booking_service.hold_client import Claim, ConsumedHold
 from booking_service.outbox import record_event
 
 log = logging.getLogger("booking_service.bookings")
@@ -34,6 +35,24 @@ _RETRY_IDS = uuid.UUID("6f1c7f64-3c55-4c5e-9a0e-4d8f2b7a9c10")
 
 class _SameKeyCommitted(Exception):
     """A concurrent request with the same Idempotency-Key committed first."""
+
+
+@dataclass(frozen=True)
+class _Writing:
+    """What writing a booking takes, gathered before its transaction."""
+
+    business_id: UUID
+    booking_id: UUID
+    hold: ConsumedHold
+    request: BookingRequest
+    answers: list[dict[str, Any]]
+    idempotency_key: bytes
+    request_hash: bytes
+    consumed_at: float  # on the monotonic clock: when the hold was consumed
+
+
+class _DepositAsked(Exception):
+    """The service asks a deposit, which the booking was being written without."""
 
 
 class Creation(BookingsBase):
@@ -78,84 +97,18 @@ class Creation(BookingsBase):
         )
         await self._pause_if_asked("after_consume")
         try:
-            terms = await self.repository.deposit_terms(business_id, hold.service_id)
-            session = None
-            if terms.amount > 0:
-                # Before the transaction: if Stripe is down nothing is written and the
-                # client keeps the hold to try again.
-                session = await self.checkout.start(
-                    Deposit(
-                        booking_id=booking_id,
-                        amount=terms.amount,
-                        currency=terms.currency,
-                        description=f"Deposit: {terms.service_name}",
-                        client_email=str(request.client.email),
-                        success_url=terms.success_url or self.fallback_url,
-                        cancel_url=terms.cancel_url or self.fallback_url,
-                        expires_at=utcnow() + self.checkout_expiry,
-                    )
-                )
-            async with self.pool.acquire() as connection, connection.transaction():
-                row = await self.repository.insert_if_catalogue_live(
-                    connection,
-                    NewBooking(
-                        id=booking_id,
-                        business_id=business_id,
-                        service_id=hold.service_id,
-                        location_id=hold.location_id,
-                        staff_id=hold.staff_id,
-                        resource_id=hold.resource_id,
-                        hold_id=hold.hold_id,
-                        # A deposit keeps the booking pending until it is paid.
-                        status=(
-                            BookingStatus.PENDING if session else BookingStatus.CONFIRMED
-                        ).value,
-                        starts_at=hold.starts_at,
-                        ends_at=hold.ends_at,
-                        blocked_until=hold.blocked_until,
-                        client_first_name=request.client.first_name,
-                        client_last_name=request.client.last_name,
-                        client_email=str(request.client.email),
-                        client_phone=request.client.phone,
-                        custom_field_values=answers,
-                        notes=request.notes,
-                    ),
-                    self.reminders,
-                )
-                if row is None:
-                    raise Conflict(
-                        "the service, location or staff member of this hold "
-                        "was removed after it was placed"
-                    )
-                if session is not None:
-                    await self.repository.insert_payment(
-                        connection,
-                        booking_id,
-                        session.id,
-                        terms.amount,
-                        terms.currency,
-                        session.url,
-                        session.expires_at,
-                    )
-                    row = await self._must_get(business_id, booking_id, connection)
-                else:
-                    row["manage_url"] = self.manage_url(row)
-                document = render(row)
-                await record_event(connection, "booking.created", business_id, document)
-                if idempotency_key and not await self.repository.remember_request(
-                    connection,
+            document = await self._write(
+                _Writing(
                     business_id,
+                    booking_id,
+                    hold,
+                    request,
+                    answers,
                     idempotency_key,
                     request_hash,
-                    booking_id,
-                    document,
-                    self.idempotency_ttl_seconds,
-                ):
-                    raise _SameKeyCommitted()
-                # Committing later could outlive the pending claim: give up instead.
-                if time.monotonic() - consumed_at > self.commit_budget:
-                    raise Unavailable("the booking took too long; nothing was written")
-                await self._pause_if_asked("before_commit")
+                    consumed_at,
+                )
+            )
         except (_SameKeyCommitted, asyncpg.UniqueViolationError):
             return await self._committed_meanwhile(
                 business_id, idempotency_key, request_hash, booking_id, hold.hold_id
@@ -169,6 +122,111 @@ class Creation(BookingsBase):
         await self._pause_if_asked("after_commit")
         await self._confirm_claim(booking_id, hold.claim)
         return document, False
+
+    async def _write(self, writing: _Writing) -> dict[str, Any]:
+        """Write the booking and its event in one transaction, after the Stripe
+        checkout when the service asks a deposit; the booking's document.
+
+        Most services ask none, and the inserted row carries what its service asks. So
+        the deposit terms are read first only for a service seen asking one; should the
+        row say that another asks one now, that transaction is rolled back and the
+        booking written again, terms first (the hold stays this booking's claim)."""
+        read_terms = writing.hold.service_id in self._services_asking_deposits
+        while True:
+            try:
+                return await self._write_once(writing, read_terms=read_terms)
+            except _DepositAsked:
+                read_terms = True
+
+    async def _write_once(self, writing: _Writing, *, read_terms: bool) -> dict[str, Any]:
+        business_id, booking_id, hold = writing.business_id, writing.booking_id, writing.hold
+        request, idempotency_key = writing.request, writing.idempotency_key
+        terms = (
+            await self.repository.deposit_terms(business_id, hold.service_id)
+            if read_terms
+            else None
+        )
+        session = None
+        if terms is not None and terms.amount == 0:
+            self._services_asking_deposits.discard(hold.service_id)
+        elif terms is not None:
+            # Before the transaction: if Stripe is down nothing is written and the
+            # client keeps the hold to try again.
+            session = await self.checkout.start(
+                Deposit(
+                    booking_id=booking_id,
+                    amount=terms.amount,
+                    currency=terms.currency,
+                    description=f"Deposit: {terms.service_name}",
+                    client_email=str(request.client.email),
+                    success_url=terms.success_url or self.fallback_url,
+                    cancel_url=terms.cancel_url or self.fallback_url,
+                    expires_at=utcnow() + self.checkout_expiry,
+                )
+            )
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await self.repository.insert_if_catalogue_live(
+                connection,
+                NewBooking(
+                    id=booking_id,
+                    business_id=business_id,
+                    service_id=hold.service_id,
+                    location_id=hold.location_id,
+                    staff_id=hold.staff_id,
+                    resource_id=hold.resource_id,
+                    hold_id=hold.hold_id,
+                    # A deposit keeps the booking pending until it is paid.
+                    status=(BookingStatus.PENDING if session else BookingStatus.CONFIRMED).value,
+                    starts_at=hold.starts_at,
+                    ends_at=hold.ends_at,
+                    blocked_until=hold.blocked_until,
+                    client_first_name=request.client.first_name,
+                    client_last_name=request.client.last_name,
+                    client_email=str(request.client.email),
+                    client_phone=request.client.phone,
+                    custom_field_values=writing.answers,
+                    notes=request.notes,
+                ),
+                self.reminders,
+            )
+            if row is None:
+                raise Conflict(
+                    "the service, location or staff member of this hold "
+                    "was removed after it was placed"
+                )
+            if terms is None and row["deposit_amount"] > 0:
+                self._services_asking_deposits.add(hold.service_id)
+                raise _DepositAsked()
+            if session is not None and terms is not None:
+                await self.repository.insert_payment(
+                    connection,
+                    booking_id,
+                    session.id,
+                    terms.amount,
+                    terms.currency,
+                    session.url,
+                    session.expires_at,
+                )
+                row = await self._must_get(business_id, booking_id, connection)
+            else:
+                row["manage_url"] = self.manage_url(row)
+            document = render(row)
+            await record_event(connection, "booking.created", business_id, document)
+            if idempotency_key and not await self.repository.remember_request(
+                connection,
+                business_id,
+                idempotency_key,
+                writing.request_hash,
+                booking_id,
+                document,
+                self.idempotency_ttl_seconds,
+            ):
+                raise _SameKeyCommitted()
+            # Committing later could outlive the pending claim: give up instead.
+            if time.monotonic() - writing.consumed_at > self.commit_budget:
+                raise Unavailable("the booking took too long; nothing was written")
+            await self._pause_if_asked("before_commit")
+        return document
 
     async def _committed_meanwhile(
         self,
