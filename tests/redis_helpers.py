@@ -18,3 +18,12 @@ async def stack_redis(stack: LocalStack) -> AsyncIterator[RedisClient]:
         yield client
     finally:
         await client.aclose()
+
+
+async def claim_lifetimes(stack: LocalStack, location_id: str, service_id: str) -> list[int]:
+    """The milliseconds each claimed granule of a staff-less service at a location has
+    left in Redis (the location+service is the booked resource)."""
+    async with stack_redis(stack) as redis:
+        resource = f"svc:{location_id}:{service_id}"
+        granules = [k async for k in redis.scan_iter(match=f"cal:{{r:{resource}}}:g:*")]
+        return [await redis.pttl(k) for k in granules]

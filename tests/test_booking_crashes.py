@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from calendence.devstack.stack import LocalStack
-from redis.asyncio import Redis
 
 from tests.api import Answer, created, tomorrow_at
 from tests.booking_helpers import JANE, Salon
+from tests.redis_helpers import claim_lifetimes
 
 PENDING_CLAIM_SECONDS = 10
 # The promise: a slot whose booking did not commit can be held again this soon.
@@ -176,14 +176,8 @@ async def test_a_crash_right_after_commit_keeps_the_bookings_claim(
         )
         other = await salon.hold(await salon.tenant.session_token(), tomorrow_at(11))
         assert other.status == 409, other.body
-        redis = Redis.from_url(stack.env["REDIS_URL"])
-        try:
-            resource = f"svc:{salon.location_id}:{salon.service_id}"
-            granules = [k async for k in redis.scan_iter(match=f"cal:{{r:{resource}}}:g:*")]
-            lifetimes = [await redis.pttl(k) for k in granules]
-        finally:
-            await redis.aclose()
-    assert granules
+        lifetimes = await claim_lifetimes(stack, salon.location_id, salon.service_id)
+    assert lifetimes
     until_it_ends = (tomorrow_at(11, 30) - datetime.now(UTC)).total_seconds() * 1000
     assert all(ttl > until_it_ends - 60_000 for ttl in lifetimes), lifetimes
     [booking] = await _bookings(salon)

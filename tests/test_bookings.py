@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from calendence.devstack.stack import LocalStack
 
 from tests.api import Api, created, new_tenant, tomorrow_at
 from tests.booking_helpers import JANE, Salon
-from tests.redis_helpers import stack_redis
+from tests.redis_helpers import claim_lifetimes, stack_redis
 
 
 async def test_page_examples_in_order_give_a_confirmed_booking(salon: Salon) -> None:
@@ -56,6 +57,22 @@ async def test_concurrent_bookings_of_one_hold_make_exactly_one_booking(salon: S
     assert statuses.count(404) == 24
     listed = await salon.tenant.api.get("/api/v1/bookings", salon.tenant.business_key)
     assert len(listed.body["data"]) == 1
+
+
+async def test_a_booked_slots_claim_soon_lasts_until_the_booking_ends(
+    stack: LocalStack, salon: Salon
+) -> None:
+    await salon.booking(tomorrow_at(15))
+    # The answer does not wait for the claim's confirmation; it follows at once.
+    until_it_ends = (tomorrow_at(15, 30) - datetime.now(UTC)).total_seconds() * 1000
+    deadline = time.monotonic() + 5
+    while True:
+        lifetimes = await claim_lifetimes(stack, salon.location_id, salon.service_id)
+        if (lifetimes and min(lifetimes) > until_it_ends - 60_000) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert lifetimes
+    assert all(ttl > until_it_ends - 60_000 for ttl in lifetimes), lifetimes
 
 
 async def test_a_used_hold_answers_404(salon: Salon) -> None:

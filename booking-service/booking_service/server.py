@@ -142,6 +142,7 @@ async def serve(settings: BookingServiceSettings) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
         # Calls under way, and holds given back for requests that were gone by then.
+        await bookings.confirmations()
         await holds.drain()
         await hold_channel.close(None)
         await nc.drain()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
@@ -40,6 +41,8 @@ class BookingsBase:
     fault_pause_at: str = ""
     # Services last seen asking a deposit: their terms are read before a booking.
     _services_asking_deposits: set[UUID] = field(default_factory=set, init=False, repr=False)
+    # Claims being confirmed for bookings already answered.
+    _confirming: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     @property
     def commit_budget(self) -> float:

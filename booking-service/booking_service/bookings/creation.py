@@ -120,7 +120,14 @@ class Creation(BookingsBase):
             await self._give_back(business_id, hold.hold_id, booking_id)
             raise
         await self._pause_if_asked("after_commit")
-        await self._confirm_claim(booking_id, hold.claim)
+        # The answer does not wait for the claim's confirmation: the booking is
+        # committed, its pending claim keeps the slot meanwhile, and a confirmation
+        # that fails is the repair's (repair_claims), as it always was.
+        confirming = asyncio.get_running_loop().create_task(
+            self._confirm_claim(booking_id, hold.claim)
+        )
+        self._confirming.add(confirming)
+        confirming.add_done_callback(self._confirming.discard)
         return document, False
 
     async def _write(self, writing: _Writing) -> dict[str, Any]:
@@ -280,6 +287,12 @@ class Creation(BookingsBase):
                 await asyncio.sleep(3600)
             except asyncio.CancelledError:
                 continue
+
+    async def confirmations(self) -> None:
+        """Wait for the claims being confirmed for bookings already answered (at
+        shutdown, before the channel to hold-service closes)."""
+        while self._confirming:
+            await asyncio.wait(set(self._confirming))
 
     async def _confirm_claim(self, booking_id: UUID, claim: Claim) -> None:
         """Make a committed booking's claim last until the booking ends; if this fails
