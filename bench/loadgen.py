@@ -122,6 +122,8 @@ class Phase:
     run: WrkRun
     cpu: dict[str, float]
     wall: float
+    # What the stores answered meanwhile (store_counts.STORE_COUNTS), when counted.
+    counts: dict[str, float] = field(default_factory=dict)
 
     def units(self, outcome: str) -> int:
         return self.run.statuses[outcome]
@@ -140,6 +142,9 @@ class Phase:
             for key, number in self.run.statuses.items()
             if key.split()[1].startswith("4") and key.split()[1] != "409"
         }
+
+    def counts_per(self, units: int) -> dict[str, float]:
+        return {name: round(n / units, 2) for name, n in self.counts.items()} if units else {}
 
     def cpu_us_per(self, units: int) -> dict[str, float]:
         return {name: seconds * 1e6 / units for name, seconds in self.cpu.items()} if units else {}

@@ -63,6 +63,7 @@ from loadgen import HERE, Load, Phase, run_phase
 from prometheus_client.parser import text_string_to_metric_families
 from results_files import write_results
 from standardwebhooks import Webhook
+from store_counts import STORE_COUNTS, counted_between, store_counts
 
 # Holds take consecutive slots of this length: 5 minutes (the granule holds are kept
 # in) gives a ten-year horizon about a million of them, more than a full run takes.
@@ -274,9 +275,11 @@ def merged(phases: list[Phase], done: str) -> dict[str, Any]:
     units = sum(p.units(done) for p in phases)
     seconds = sum(p.run.seconds for p in phases)
     cpu: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     for phase in phases:
         cpu.update(phase.cpu)
+        counts.update(phase.counts)
         statuses.update(phase.run.statuses)
     return {
         "per_second": round(units / seconds, 1) if seconds else 0.0,
@@ -290,6 +293,9 @@ def merged(phases: list[Phase], done: str) -> dict[str, Any]:
         "cpu_us_per_unit": {name: round(s * 1e6 / units, 1) for name, s in cpu.items()}
         if units
         else {},
+        "store_counts_per_unit": {name: round(n / units, 2) for name, n in counts.items()}
+        if units
+        else {},
     }
 
 
@@ -301,6 +307,7 @@ def open_summary(phase: Phase, done: str) -> dict[str, Any]:
         "latency_from_schedule": latency_summary(phase.run.latencies_us),
         "statuses": dict(sorted(phase.run.statuses.items())),
         "cpu_us_per_unit": {k: round(v, 1) for k, v in phase.cpu_us_per(units).items()},
+        "store_counts_per_unit": phase.counts_per(units),
     }
 
 
@@ -359,7 +366,10 @@ class Bench:
         load.slot_base = self.next_slot
         load.slot_seconds = SERVICE_MINUTES * 60
         print(f"  {name} ...", flush=True)
+        database, redis = self.stack.env["DATABASE_URL"], self.stack.env["REDIS_URL"]
+        counted = await store_counts(database, redis)
         done = await run_phase(name, url, load, self.roots, **kwargs)
+        done.counts = counted_between(counted, await store_counts(database, redis))
         self.next_slot = max(self.next_slot, done.run.max_slot + 1)
         # Bookings made through the stack's gateways (any of them) can be cancelled
         # later; a floor's cannot.
@@ -605,6 +615,7 @@ class Bench:
             "cpu_us_per_unit": {
                 k: round(v, 1) for k, v in phase.cpu_us_per(cancelled or len(ends)).items()
             },
+            "store_counts_per_unit": phase.counts_per(cancelled or len(ends)),
         }
 
     async def phase_settled(self) -> None:
@@ -849,17 +860,20 @@ def report(results: dict[str, Any]) -> str:
     ]
     lines.append("both requests; events: per cancellation, its webhook included)")
     columns: list[tuple[str, dict[str, float]]] = []
+    counts: list[dict[str, float]] = []
     for path in ("holds", "book"):
         if path in results:
-            columns.append(
-                (
-                    f"{names[path]}",
-                    by_service(results[path]["full"]["saturation"]["cpu_us_per_unit"]),
+            for target in ("full", "floor"):
+                saturation = results[path][target]["saturation"]
+                cpu = saturation["cpu_us_per_unit"]
+                columns.append(
+                    (names[path], by_service(cpu)) if target == "full" else ("floor", cpu)
                 )
-            )
-            columns.append(("floor", results[path]["floor"]["saturation"]["cpu_us_per_unit"]))
+                counts.append(saturation.get("store_counts_per_unit", {}))
     if "events" in results:
-        columns.append(("events", by_service(results["events"]["saturation"]["cpu_us_per_unit"])))
+        saturation = results["events"]["saturation"]
+        columns.append(("events", by_service(saturation["cpu_us_per_unit"])))
+        counts.append(saturation.get("store_counts_per_unit", {}))
     rows = [*STACK_PROCESSES, "naive-hold-app", "naive-book-app", "bench receiver", "wrk"]
     lines.append(f"{'process':<18}" + "".join(f"{name:>12}" for name, _ in columns))
     for row in rows:
@@ -876,6 +890,11 @@ def report(results: dict[str, Any]) -> str:
         sum(v for k, v in cpu.items() if k not in ("wrk", "bench receiver")) for _, cpu in columns
     ]
     lines.append(f"{'all but the load':<18}" + "".join(f"{fmt(v):>12}" for v in totals))
+    lines += ["", "What the stores answered per unit at saturation (counts: they do not swing"]
+    lines.append("with the machine's load; Redis counts the commands its scripts run too)")
+    lines.append(f"{'store':<22}" + "".join(f"{name:>10}" for name, _ in columns))
+    for row in STORE_COUNTS:
+        lines.append(f"{row:<22}" + "".join(f"{per.get(row, math.nan):>10.2f}" for per in counts))
     statuses: Counter[str] = Counter()
     for phase in results["phases"]:
         statuses.update(phase["statuses"])

@@ -176,6 +176,13 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
     race = results["holds"]["race"]
     assert race["rounds"] == [{"201": 1, "409": race["racers"] - 1}] * len(race["rounds"])
     assert results["book"]["full"]["saturation"]["cpu_us_per_unit"]["postgres"] > 0
+    # Each booking is at least a transaction of its own, on both paths; holds live in Redis.
+    for target in ("full", "floor"):
+        counted = results["book"][target]["saturation"]["store_counts_per_unit"]
+        assert counted["postgres statements"] >= 1 and counted["postgres transactions"] >= 1
+        assert counted["redis commands"] >= 1
+    held = results["holds"]["full"]["saturation"]["store_counts_per_unit"]
+    assert held["redis commands"] >= 1 and held["postgres statements"] < 1
     events = results["events"]
     for part in ("saturation", "half_rate"):
         assert events[part]["webhooks_missing"] == 0
@@ -189,6 +196,8 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         "holds per PlaceHolds call",
         "CPU microseconds per unit",
         "gateway ",
+        "What the stores answered per unit",
+        "postgres statements ",
     ):
         assert line in summary
 

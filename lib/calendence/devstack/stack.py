@@ -93,6 +93,9 @@ class LocalStack:
     redis_cluster: bool = False
     # The Redis Cluster's nodes, when `redis_cluster` started one.
     redis_nodes: LocalRedisCluster | None = None
+    # More settings for the embedded PostgreSQL (`name=value`), e.g. the bench's
+    # statement counting.
+    postgres_settings: tuple[str, ...] = ()
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
@@ -179,7 +182,9 @@ class LocalStack:
     def _store_urls(self) -> dict[str, str]:
         database = os.environ.get("DATABASE_URL")
         if database is None:
-            self.stores["postgres"] = start_postgres(self.state_dir)
+            self.stores["postgres"] = start_postgres(
+                self.state_dir, settings=self.postgres_settings
+            )
             base = self.stores["postgres"].url
             database, notify = f"{base}/calendence", f"{base}/calendence_notify"
         else:

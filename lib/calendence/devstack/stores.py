@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,10 @@ def _as_postgres_user(data_dir: Path) -> str | None:
     return POSTGRES_OS_USER
 
 
-def start_postgres(state_dir: Path, port: int | None = None) -> RunningStore:
+def start_postgres(
+    state_dir: Path, port: int | None = None, settings: Sequence[str] = ()
+) -> RunningStore:
+    """The embedded PostgreSQL; `settings` are more `name=value` server settings."""
     data_dir = state_dir / "postgres"
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
@@ -94,6 +98,7 @@ def start_postgres(state_dir: Path, port: int | None = None) -> RunningStore:
             "fsync=off",
             "-c",
             "max_connections=200",
+            *(argument for setting in settings for argument in ("-c", setting)),
         ],
         state_dir / "logs" / "postgres.log",
         stop_signal=signal.SIGINT,  # "fast" shutdown: roll back clients, then exit
