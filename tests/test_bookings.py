@@ -192,6 +192,43 @@ async def test_custom_field_values_are_checked_against_the_business_fields(salon
     ]
 
 
+async def test_a_custom_field_added_since_the_last_booking_is_required_of_the_next(
+    salon: Salon,
+) -> None:
+    await salon.booking(tomorrow_at(9))
+    await salon.tenant.create(
+        "custom-fields",
+        {"key": "allergies", "label": "Allergies", "type": "text", "required": True},
+    )
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(10)))
+    unanswered = await salon.book(token, hold["hold_id"])
+    assert unanswered.status == 422
+    assert set(unanswered.body["errors"]) == {"custom_field_values.allergies"}
+    answered = await salon.book(
+        token, hold["hold_id"], custom_field_values=[{"key": "allergies", "value": "none"}]
+    )
+    assert answered.status == 201, answered.body
+
+
+async def test_a_custom_field_deleted_since_the_last_booking_is_no_longer_asked(
+    salon: Salon,
+) -> None:
+    field = await salon.tenant.create(
+        "custom-fields",
+        {"key": "allergies", "label": "Allergies", "type": "text", "required": True},
+    )
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(9)))
+    answer = [{"key": "allergies", "value": "none"}]
+    assert (await salon.book(token, hold["hold_id"], custom_field_values=answer)).status == 201
+    deleted = await salon.tenant.api.delete(
+        f"/api/v1/custom-fields/{field['id']}", salon.tenant.business_key
+    )
+    assert deleted.status == 204
+    assert (await salon.booking(tomorrow_at(10)))["custom_field_values"] == []
+
+
 async def test_a_service_with_a_deposit_makes_a_pending_booking(salon: Salon) -> None:
     booking = await salon.booking(tomorrow_at(10), salon.deposit_service_id)
     assert booking["status"] == "pending"

@@ -30,6 +30,13 @@ LEFT JOIN staff st ON st.id = b.staff_id
 LEFT JOIN payments p ON p.booking_id = b.id
 """
 _SELECT = _SELECT_FROM.format(bookings="bookings")
+# A business's custom fields as one JSON array ordered by key: read before a booking,
+# and again by the booking's insert, which thus says whether they changed meanwhile.
+_CUSTOM_FIELDS_OF = """(
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'key', key, 'label', label, 'type', type, 'required', required,
+               'options', options) ORDER BY key), '[]'::jsonb)
+    FROM custom_fields WHERE business_id = {business} AND deleted_at IS NULL)"""
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,8 @@ class BookingRepository(Repository):
         self, connection: asyncpg.Connection, booking: NewBooking, reminders: ReminderSchedule
     ) -> dict[str, Any] | None:
         """Insert the booking if what its hold named still exists, and schedule its
-        reminders; the booking as `get` reads it (no payment yet), or None if not.
+        reminders; the booking as `get` reads it (no payment yet) with the business's
+        custom fields in force (`custom_fields_in_force`), or None if not.
 
         One statement: FOR KEY SHARE on the service, location and staff rows makes a
         concurrent delete (FOR UPDATE on the same row) wait for this booking, or this
@@ -106,7 +114,10 @@ class BookingRepository(Repository):
                  armed AS ("""
             + reminders.arming("inserted", "$18")
             + ")"
-            + _SELECT_FROM.format(bookings="inserted"),
+            + f"SELECT booked.*, {_CUSTOM_FIELDS_OF.format(business='$2')} "
+            + "AS custom_fields_in_force FROM ("
+            + _SELECT_FROM.format(bookings="inserted")
+            + ") booked",
             booking.id,
             booking.business_id,
             booking.service_id,
@@ -247,12 +258,12 @@ class BookingRepository(Repository):
         return [dict(r) for r in rows]
 
     async def custom_fields(self, business_id: UUID) -> list[dict[str, Any]]:
-        rows = await self.db.fetch(
-            "SELECT key, label, type, required, options FROM custom_fields "
-            "WHERE business_id = $1 AND deleted_at IS NULL",
-            business_id,
+        """The business's custom fields, ordered by key, as the booking insert also
+        returns them (`custom_fields_in_force`)."""
+        definitions = await self.db.fetchval(
+            f"SELECT {_CUSTOM_FIELDS_OF.format(business='$1')}", business_id
         )
-        return [dict(r) for r in rows]
+        return list(definitions)
 
     async def deposit_terms(self, business_id: UUID, service_id: UUID) -> DepositTerms:
         row = await self.db.fetchrow(

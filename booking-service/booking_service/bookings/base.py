@@ -17,6 +17,7 @@ from calendence.schemas.bookings import BookingFilters
 
 from booking_service.booking_repository import BookingRepository
 from booking_service.bookings.document import render
+from booking_service.bookings.seen import SeenTerms
 from booking_service.checkout import Checkout
 from booking_service.hold_client import HoldClient
 from booking_service.reminder_repository import ReminderSchedule
@@ -39,8 +40,8 @@ class BookingsBase:
     pending_claim: timedelta = timedelta(seconds=20)
     idempotency_ttl_seconds: int = 24 * 3600
     fault_pause_at: str = ""
-    # Services last seen asking a deposit: their terms are read before a booking.
-    _services_asking_deposits: set[UUID] = field(default_factory=set, init=False, repr=False)
+    # What this process last saw of businesses' terms (deposits, custom fields).
+    seen: SeenTerms = field(default_factory=SeenTerms, init=False, repr=False)
     # Claims being confirmed for bookings already answered.
     _confirming: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 

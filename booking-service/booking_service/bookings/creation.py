@@ -4,6 +4,8 @@ hold given back (compensation); a retry with the same Idempotency-Key replays th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -45,6 +47,8 @@ class _Writing:
     booking_id: UUID
     hold: ConsumedHold
     request: BookingRequest
+    # The custom fields the answers were checked against, and the answers.
+    custom_fields: list[dict[str, Any]]
     answers: list[dict[str, Any]]
     idempotency_key: bytes
     request_hash: bytes
@@ -53,6 +57,14 @@ class _Writing:
 
 class _DepositAsked(Exception):
     """The service asks a deposit, which the booking was being written without."""
+
+
+class _CustomFieldsChanged(Exception):
+    """The business's custom fields are not those the answers were checked against."""
+
+    def __init__(self, in_force: list[dict[str, Any]]) -> None:
+        super().__init__("custom fields changed")
+        self.in_force = in_force
 
 
 class Creation(BookingsBase):
@@ -77,9 +89,7 @@ class Creation(BookingsBase):
             earlier = await self._earlier(business_id, idempotency_key, request_hash)
             if earlier is not None:
                 return earlier, True
-        answers = check_custom_fields(
-            await self.repository.custom_fields(business_id), request.custom_field_values
-        )
+        definitions, answers = await self._checked_answers(business_id, request)
         # A retry of the same request books under the same id: after a crash before
         # commit it takes over the claim its first attempt left pending.
         booking_id = (
@@ -103,6 +113,7 @@ class Creation(BookingsBase):
                     booking_id,
                     hold,
                     request,
+                    definitions,
                     answers,
                     idempotency_key,
                     request_hash,
@@ -130,6 +141,22 @@ class Creation(BookingsBase):
         confirming.add_done_callback(self._confirming.discard)
         return document, False
 
+    async def _checked_answers(
+        self, business_id: UUID, request: BookingRequest
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The custom fields the answers were checked against, and the answers.
+
+        Checked against the fields last seen, the booking's insert says whether they
+        still hold; answers those fail are checked again against the fields read now,
+        so that outdated ones never refuse a booking."""
+        seen = self.seen.custom_fields.get(business_id)
+        if seen is not None:
+            with contextlib.suppress(InvalidInput):
+                return seen, check_custom_fields(seen, request.custom_field_values)
+        definitions = await self.repository.custom_fields(business_id)
+        self.seen.saw_custom_fields(business_id, definitions)
+        return definitions, check_custom_fields(definitions, request.custom_field_values)
+
     async def _write(self, writing: _Writing) -> dict[str, Any]:
         """Write the booking and its event in one transaction, after the Stripe
         checkout when the service asks a deposit; the booking's document.
@@ -137,13 +164,22 @@ class Creation(BookingsBase):
         Most services ask none, and the inserted row carries what its service asks. So
         the deposit terms are read first only for a service seen asking one; should the
         row say that another asks one now, that transaction is rolled back and the
-        booking written again, terms first (the hold stays this booking's claim)."""
-        read_terms = writing.hold.service_id in self._services_asking_deposits
+        booking written again, terms first (the hold stays this booking's claim). The
+        row also carries the business's custom fields in force: should they differ
+        from those the answers were checked against, the answers are checked again
+        (422 if they no longer hold) and the booking written again."""
+        read_terms = writing.hold.service_id in self.seen.services_asking_deposits
         while True:
             try:
                 return await self._write_once(writing, read_terms=read_terms)
             except _DepositAsked:
                 read_terms = True
+            except _CustomFieldsChanged as changed:
+                self.seen.saw_custom_fields(writing.business_id, changed.in_force)
+                answers = check_custom_fields(changed.in_force, writing.request.custom_field_values)
+                writing = dataclasses.replace(
+                    writing, custom_fields=changed.in_force, answers=answers
+                )
 
     async def _write_once(self, writing: _Writing, *, read_terms: bool) -> dict[str, Any]:
         business_id, booking_id, hold = writing.business_id, writing.booking_id, writing.hold
@@ -155,7 +191,7 @@ class Creation(BookingsBase):
         )
         session = None
         if terms is not None and terms.amount == 0:
-            self._services_asking_deposits.discard(hold.service_id)
+            self.seen.services_asking_deposits.discard(hold.service_id)
         elif terms is not None:
             # Before the transaction: if Stripe is down nothing is written and the
             # client keeps the hold to try again.
@@ -201,8 +237,11 @@ class Creation(BookingsBase):
                     "the service, location or staff member of this hold "
                     "was removed after it was placed"
                 )
+            in_force = row.pop("custom_fields_in_force")
+            if in_force != writing.custom_fields:
+                raise _CustomFieldsChanged(in_force)
             if terms is None and row["deposit_amount"] > 0:
-                self._services_asking_deposits.add(hold.service_id)
+                self.seen.services_asking_deposits.add(hold.service_id)
                 raise _DepositAsked()
             if session is not None and terms is not None:
                 await self.repository.insert_payment(
