@@ -32,7 +32,12 @@ from calendence.timefmt import to_iso
 
 from notify_service import mail
 from notify_service.leased_work import finish_or_give_back
-from notify_service.message_repository import MessageClaim, MessageRepository, NewMessage
+from notify_service.message_repository import (
+    MessageAttempt,
+    MessageClaim,
+    MessageRepository,
+    NewMessage,
+)
 from notify_service.schedule import retry_in
 
 log = logging.getLogger("notify_service.mailer")
@@ -233,6 +238,8 @@ class Mailer:
         self.lease = timedelta(seconds=timeout_seconds * 3 + 20)
         self._wake = asyncio.Event()
         self._running: dict[asyncio.Task[None], MessageClaim] = {}
+        # Attempts that ended, recorded by the loop's next call (which also claims).
+        self._ended: list[MessageAttempt] = []
         self._stopping = False
 
     def wake(self) -> None:
@@ -242,19 +249,35 @@ class Mailer:
         while not self._stopping:
             self._wake.clear()
             try:
-                room = self.max_in_flight - len(self._running)
-                if room > 0:
-                    fresh_wait = self.wait_for_webhooks if self.webhooks_busy() else None
-                    for claim in await self.repository.claim(room, self.lease, fresh_wait):
-                        task = asyncio.create_task(self._send(claim))
-                        self._running[task] = claim
-                        task.add_done_callback(self._done)
+                await self._finish_and_claim()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 log.warning("claiming messages failed", extra=log_fields(error=repr(error)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def _finish_and_claim(self) -> None:
+        """Record the attempts that ended and claim what there is room for, in one
+        round trip (none when there is neither)."""
+        room = 0 if self._stopping else self.max_in_flight - len(self._running)
+        ended, self._ended = self._ended, []
+        if room <= 0 and not ended:
+            return
+        fresh_wait = self.wait_for_webhooks if self.webhooks_busy() else None
+        try:
+            claims = await self.repository.finish_and_claim(
+                ended, max(room, 0), self.lease, fresh_wait
+            )
+        except BaseException:
+            # Recorded by the next call; should this replica stop first, the leases
+            # run out and the messages are sent again.
+            self._ended[:0] = ended
+            raise
+        for claim in claims:
+            task = asyncio.create_task(self._send(claim))
+            self._running[task] = claim
+            task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
@@ -287,11 +310,17 @@ class Mailer:
                     error=error,
                 ),
             )
-        await self.repository.finish(claim, attempted_at, error, wait)
+        self._ended.append(MessageAttempt(claim, attempted_at, error, wait))
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming; let sends finish within the grace, give the rest back."""
         self._stopping = True
         self._wake.set()
         await finish_or_give_back(self._running, grace_seconds, self.repository.release)
+        if self._ended:
+            # What ended within the grace: recorded now, not sent again.
+            try:
+                await self._finish_and_claim()
+            except Exception as error:
+                log.warning("recording attempts failed", extra=log_fields(error=repr(error)))
         await self.connections.close()

@@ -1,5 +1,5 @@
-"""SQL for client messages: claim due ones, record attempts (they are queued with
-their event's receipt: `DeliveryRepository.record_events`).
+"""SQL for client messages: record attempts and claim due ones, in one statement (they
+are queued with their event's receipt: `DeliveryRepository.record_events`).
 
 A claim leases the message (its `next_attempt_at` moves one lease ahead, FOR UPDATE
 SKIP LOCKED so replicas never take the same one); a replica that dies mid-send only
@@ -38,30 +38,78 @@ class MessageClaim:
     event: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class MessageAttempt:
+    """An attempt that ended, to be recorded: `error` None means sent; with an error,
+    due again after `retry_in`, or failed for good when that is None."""
+
+    claim: MessageClaim
+    attempted_at: datetime
+    error: str | None
+    retry_in: timedelta | None
+
+
 class MessageRepository(Repository):
-    async def claim(
-        self, want: int, lease: timedelta, queued_before: timedelta | None = None
+    async def finish_and_claim(
+        self,
+        ended: list[MessageAttempt],
+        want: int,
+        lease: timedelta,
+        queued_before: timedelta | None = None,
     ) -> list[MessageClaim]:
-        """Lease up to `want` due messages; with `queued_before`, only those queued at
-        least that long ago."""
+        """Record the attempts that ended, then lease up to `want` due messages (with
+        `queued_before`, only those queued at least that long ago), in one statement:
+        one transaction and one round trip for both.
+
+        An attempt whose lease was taken over meanwhile is recorded but no longer
+        steers its message. The messages just finished are never claimed by the same
+        statement (one row is not updated twice in a statement)."""
         token = uuid.uuid4()
         rows = await self.db.fetch(
             """
-            WITH due AS (
+            WITH ended AS (
+                SELECT * FROM unnest(
+                    $1::uuid[], $2::uuid[], $3::int[], $4::timestamptz[], $5::text[],
+                    $6::interval[]
+                ) AS t(message_id, lease_token, attempt, attempted_at, error, retry_in)
+            ), attempts AS (
+                INSERT INTO client_message_attempts (message_id, attempt, attempted_at, error)
+                SELECT message_id, attempt, attempted_at, error FROM ended
+                ON CONFLICT DO NOTHING
+            ), outcomes AS (
+                UPDATE client_messages m
+                SET status = CASE WHEN e.error IS NULL THEN 'sent'
+                                  WHEN e.retry_in IS NULL THEN 'failed'
+                                  ELSE 'pending' END,
+                    sent_at = CASE WHEN e.error IS NULL THEN e.attempted_at END,
+                    next_attempt_at = CASE WHEN e.retry_in IS NULL THEN m.next_attempt_at
+                                           ELSE now() + e.retry_in END,
+                    lease_token = NULL
+                FROM ended e
+                WHERE m.id = e.message_id AND m.lease_token = e.lease_token
+                  AND m.status = 'pending'
+            ), due AS (
                 SELECT id FROM client_messages
                 WHERE status = 'pending' AND next_attempt_at <= now()
-                  AND ($4::interval IS NULL OR created_at <= now() - $4::interval)
+                  AND ($10::interval IS NULL OR created_at <= now() - $10::interval)
+                  AND id <> ALL ($1::uuid[])
                 ORDER BY next_attempt_at
-                LIMIT $1
+                LIMIT $7
                 FOR UPDATE SKIP LOCKED
             )
             UPDATE client_messages m
-            SET attempt_count = m.attempt_count + 1, next_attempt_at = now() + $2,
-                lease_token = $3
+            SET attempt_count = m.attempt_count + 1, next_attempt_at = now() + $8,
+                lease_token = $9
             FROM due, event_receipts r
             WHERE m.id = due.id AND r.event_id = m.event_id
             RETURNING m.id, m.attempt_count, m.kind, r.payload
             """,
+            [a.claim.message_id for a in ended],
+            [a.claim.lease_token for a in ended],
+            [a.claim.attempt for a in ended],
+            [a.attempted_at for a in ended],
+            [a.error for a in ended],
+            [a.retry_in for a in ended],
             want,
             lease,
             token,
@@ -71,40 +119,6 @@ class MessageRepository(Repository):
             MessageClaim(row["id"], row["attempt_count"], token, row["kind"], row["payload"])
             for row in rows
         ]
-
-    async def finish(
-        self,
-        claim: MessageClaim,
-        attempted_at: datetime,
-        error: str | None,
-        retry_in: timedelta | None,
-    ) -> None:
-        """Record the attempt; then `sent` (no error), due again after `retry_in`, or
-        `failed` (an error and no retry left, or one no retry can cure)."""
-        # One statement (one transaction, one round trip): the attempt and its outcome.
-        await self.db.execute(
-            """
-            WITH attempt AS (
-                INSERT INTO client_message_attempts (message_id, attempt, attempted_at, error)
-                VALUES ($1, $6, $5, $3) ON CONFLICT DO NOTHING
-            )
-            UPDATE client_messages
-            SET status = CASE WHEN $3::text IS NULL THEN 'sent'
-                              WHEN $4::interval IS NULL THEN 'failed'
-                              ELSE 'pending' END,
-                sent_at = CASE WHEN $3::text IS NULL THEN $5::timestamptz END,
-                next_attempt_at = CASE WHEN $4::interval IS NULL THEN next_attempt_at
-                                       ELSE now() + $4::interval END,
-                lease_token = NULL
-            WHERE id = $1 AND lease_token = $2 AND status = 'pending'
-            """,
-            claim.message_id,
-            claim.lease_token,
-            error,
-            retry_in,
-            attempted_at,
-            claim.attempt,
-        )
 
     async def release(self, claim: MessageClaim) -> None:
         """Give an unfinished claim back, due at once (a clean shutdown)."""
