@@ -216,16 +216,41 @@ class BookingRepository(Repository):
         return dict(row) if row else None
 
     async def update(
-        self, connection: asyncpg.Connection, booking_id: UUID, changes: dict[str, Any]
-    ) -> None:
+        self,
+        connection: asyncpg.Connection,
+        booking_id: UUID,
+        changes: dict[str, Any],
+        *,
+        close_unpaid_checkout: bool = False,
+        drop_pending_reminders: bool = False,
+    ) -> str | None:
+        """Apply `changes` (the version moves on), in one statement with what goes with
+        them: with `close_unpaid_checkout`, the booking's unpaid deposit is marked expired
+        and its checkout session id returned (None if there was none); with
+        `drop_pending_reminders`, its reminders not yet sent are dropped."""
         # Column names come from the domain code, never from the request.
         assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
-        await connection.execute(
-            f"UPDATE bookings SET {assignments}, version = version + 1, updated_at = now() "
-            "WHERE id = $1",
+        with_parts = []
+        if close_unpaid_checkout:
+            with_parts.append(
+                "closed AS (UPDATE payments SET status = 'expired', updated_at = now() "
+                "WHERE booking_id = $1 AND status = 'requires_payment' "
+                "RETURNING checkout_session_id)"
+            )
+        if drop_pending_reminders:
+            with_parts.append(
+                "dropped AS (DELETE FROM reminder_schedule "
+                "WHERE booking_id = $1 AND fired_at IS NULL)"
+            )
+        closed = "(SELECT checkout_session_id FROM closed)" if close_unpaid_checkout else "NULL"
+        session_id: str | None = await connection.fetchval(
+            (f"WITH {', '.join(with_parts)} " if with_parts else "")
+            + f"UPDATE bookings SET {assignments}, version = version + 1, updated_at = now() "
+            + f"WHERE id = $1 RETURNING {closed}",
             booking_id,
             *changes.values(),
         )
+        return session_id
 
     async def bump_version(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
         await connection.execute(
@@ -350,15 +375,3 @@ class BookingRepository(Repository):
             limit,
         )
         return [r["checkout_session_id"] for r in rows]
-
-    async def close_unpaid_checkout(
-        self, connection: asyncpg.Connection, booking_id: UUID
-    ) -> str | None:
-        """Mark a booking's unpaid deposit expired; its checkout session id, if there was one."""
-        session_id: str | None = await connection.fetchval(
-            "UPDATE payments SET status = 'expired', updated_at = now() "
-            "WHERE booking_id = $1 AND status = 'requires_payment' "
-            "RETURNING checkout_session_id",
-            booking_id,
-        )
-        return session_id

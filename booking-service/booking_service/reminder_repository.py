@@ -9,6 +9,8 @@ from uuid import UUID
 
 import asyncpg
 
+# The statuses whose bookings have reminders: arming any other schedules none.
+REMINDED_STATUSES = ("pending", "confirmed")
 # Every reminder of the business that is still ahead, for the bookings the WHERE names
 # among `source` (the bookings table, or a statement's freshly inserted rows); `minute`
 # is the parameter holding a reminder minute's length in seconds.
@@ -19,14 +21,15 @@ SELECT b.id, b.business_id, r.before_minutes, b.starts_at,
 FROM {source} b
 JOIN businesses biz ON biz.id = b.business_id
 CROSS JOIN LATERAL jsonb_to_recordset(biz.reminders) AS r(before_minutes integer)
-WHERE {target} AND b.status IN ('pending', 'confirmed')
+WHERE {target} AND b.status IN {reminded}
   AND b.starts_at - make_interval(secs => r.before_minutes * {minute}::float8) > now()
 ON CONFLICT DO NOTHING
 """
 
 
 def _arm(target: str, source: str = "bookings", minute: str = "$2") -> str:
-    return _ARM.format(target=target, source=source, minute=minute)
+    reminded = "(" + ", ".join(f"'{status}'" for status in REMINDED_STATUSES) + ")"
+    return _ARM.format(target=target, source=source, minute=minute, reminded=reminded)
 
 
 @dataclass(frozen=True)
@@ -53,17 +56,9 @@ class ReminderSchedule:
         return _arm("true", source, minute)
 
     async def arm(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
-        """Schedule a new booking's reminders, inside the transaction that makes it."""
-        await connection.execute(_arm("b.id = $1"), booking_id, self.minute_seconds)
-
-    async def rearm(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
-        """Make the booking's pending reminders match its start time and status, inside
-        the transaction that changed it. A cancelled booking keeps none; a moved one
-        gets those of its new time that are still ahead. Reminders already sent stay."""
-        await connection.execute(
-            "DELETE FROM reminder_schedule WHERE booking_id = $1 AND fired_at IS NULL",
-            booking_id,
-        )
+        """Schedule the booking's reminders still ahead, inside the transaction that
+        made or changed it (a change drops its pending ones first, in its update:
+        `BookingRepository.update`). Reminders already sent stay."""
         await connection.execute(_arm("b.id = $1"), booking_id, self.minute_seconds)
 
     async def rearm_business(self, connection: asyncpg.Connection, business_id: UUID) -> None:

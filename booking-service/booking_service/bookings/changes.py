@@ -26,6 +26,7 @@ from booking_service.bookings.status import (
     refusal,
 )
 from booking_service.outbox import record_event
+from booking_service.reminder_repository import REMINDED_STATUSES
 
 log = logging.getLogger("booking_service.bookings")
 
@@ -113,10 +114,6 @@ class Changes(BookingsBase):
                 changes["cancellation_reason"] = patch.cancellation_reason
                 changes["cancelled_by"] = change.actor.value
             if patch.status in RELEASING:
-                # An unpaid deposit must not be payable for a cancelled booking.
-                change.unpaid_checkout = await self.repository.close_unpaid_checkout(
-                    connection, booking_id
-                )
                 change.freed = (
                     current["resource_id"],
                     current["starts_at"],
@@ -141,9 +138,21 @@ class Changes(BookingsBase):
             changes["notes"] = patch.notes
             events.append("booking.updated")
         if changes:
-            await self.repository.update(connection, booking_id, changes)
-            if changes.keys() & {"status", "starts_at"}:
-                await self.reminders.rearm(connection, booking_id)
+            rearming = bool(changes.keys() & {"status", "starts_at"})
+            closed_checkout = await self.repository.update(
+                connection,
+                booking_id,
+                changes,
+                # An unpaid deposit must not be payable for a cancelled booking.
+                close_unpaid_checkout=change.freed is not None,
+                # A booking's pending reminders follow its time and status: those of
+                # the new time are armed below (a cancelled booking keeps none).
+                drop_pending_reminders=rearming,
+            )
+            if change.freed is not None:
+                change.unpaid_checkout = closed_checkout
+            if rearming and changes.get("status", status.value) in REMINDED_STATUSES:
+                await self.reminders.arm(connection, booking_id)
         document = render(await self._must_get(business_id, booking_id, connection))
         for event in dict.fromkeys(events):
             data = (
