@@ -31,6 +31,9 @@ from booking_service.outbox import record_event
 
 log = logging.getLogger("booking_service.bookings")
 
+# Times a booking is written at most when the terms it was written on turned out
+# outdated (a deposit asked, custom fields changed), each change once more.
+_WRITES = 3
 # Booking ids of retries with an Idempotency-Key are derived in this namespace.
 _RETRY_IDS = uuid.UUID("6f1c7f64-3c55-4c5e-9a0e-4d8f2b7a9c10")
 
@@ -169,7 +172,7 @@ class Creation(BookingsBase):
         from those the answers were checked against, the answers are checked again
         (422 if they no longer hold) and the booking written again."""
         read_terms = writing.hold.service_id in self.seen.services_asking_deposits
-        while True:
+        for _ in range(_WRITES):
             try:
                 return await self._write_once(writing, read_terms=read_terms)
             except _DepositAsked:
@@ -180,6 +183,7 @@ class Creation(BookingsBase):
                 writing = dataclasses.replace(
                     writing, custom_fields=changed.in_force, answers=answers
                 )
+        raise Unavailable("the business's booking terms kept changing; nothing was written")
 
     async def _write_once(self, writing: _Writing, *, read_terms: bool) -> dict[str, Any]:
         business_id, booking_id, hold = writing.business_id, writing.booking_id, writing.hold
