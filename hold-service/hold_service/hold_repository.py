@@ -34,55 +34,28 @@ Reply = TypeVar("Reply")
 
 PENDING_CLAIMS_KEY = "cal:claims:pending"
 
-# Places a hold when every granule is free; a granule holding a hold with the same
-# fingerprint means this request was already served (an idempotent retry).
-# KEYS[1]: the hold record; KEYS[2..n]: the slot's granules, where n = #KEYS, or
-# #KEYS - 1 when ARGV[6] is given: then the last KEY is the hold's locator, written
-# with the hold (one Redis server: any keys may meet in a script). ARGV[1]: the granule
-# value `<hold id>|<fingerprint>`; ARGV[2]: the hold's TTL in ms; ARGV[3]: the
-# fingerprint; ARGV[4]: the hold document; ARGV[5]: the holder id; ARGV[6]: the
-# locator's value, or '' (a cluster: the locator is in another slot, set apart).
-# Returns {0, ''} placed, {1, earlier hold id} already placed by the same request,
-# {2, ''} the slot is taken.
+# Places holds, each decided in turn: a hold is placed when every granule of its slot
+# is free; a granule holding a hold with the same fingerprint means this request was
+# already served (an idempotent retry). One hold per script on a Redis Cluster (a
+# script touches one slot), up to _HOLDS_PER_SCRIPT on one Redis server (any keys may
+# meet there), so that the call's own cost is paid once per batch.
+# For each hold, in order: KEYS: its record, its granules, and, when its locator value
+# is given, its locator (written with it); ARGV: its number of KEYS, the granule value
+# `<hold id>|<fingerprint>`, its TTL in ms, the fingerprint, the hold document, the
+# holder id, the locator's value or '' (a cluster: the locator is in another slot, set
+# apart). Returns for each hold {0, ''} placed, {1, earlier hold id} already placed by
+# the same request, {2, ''} the slot is taken.
 _PLACE = """
-local fingerprint = ARGV[3]
-local last = #KEYS
-if ARGV[6] ~= '' then last = last - 1 end
-for i = 2, last do
-  local held = redis.call('GET', KEYS[i])
-  if held then
-    local sep = string.find(held, '|', 1, true)
-    if sep and string.sub(held, sep + 1) == fingerprint then
-      return {1, string.sub(held, 1, sep - 1)}
-    end
-    return {2, ''}
-  end
-end
-for i = 2, last do
-  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
-end
-redis.call('HSET', KEYS[1], 'doc', ARGV[4], 'value', ARGV[1], 'holder', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if ARGV[6] ~= '' then
-  redis.call('SET', KEYS[#KEYS], ARGV[6], 'PX', ARGV[2])
-end
-return {0, ''}
-"""
-
-# _PLACE for many holds in one script, on one Redis server (where any keys may meet):
-# each hold decided in turn exactly as _PLACE decides it, its locator written with it.
-# KEYS: each hold's record, granules and locator, hold after hold. ARGV: for each hold,
-# its number of KEYS, then _PLACE's ARGV[1..5], then the locator's value. Returns one
-# _PLACE reply per hold, in order. One script per batch instead of one per hold: the
-# call's own cost (in Redis and in the client) is paid once.
-_PLACE_MANY = """
 local replies = {}
 local k, a = 0, 0
 for h = 1, #ARGV / 7 do
   local last = k + tonumber(ARGV[a + 1])
   local value, ttl, fingerprint = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local locator = ARGV[a + 7]
+  local granules_end = last
+  if locator ~= '' then granules_end = last - 1 end
   local reply = nil
-  for i = k + 2, last - 1 do
+  for i = k + 2, granules_end do
     local held = redis.call('GET', KEYS[i])
     if held then
       local sep = string.find(held, '|', 1, true)
@@ -95,12 +68,14 @@ for h = 1, #ARGV / 7 do
     end
   end
   if not reply then
-    for i = k + 2, last - 1 do
+    for i = k + 2, granules_end do
       redis.call('SET', KEYS[i], value, 'PX', ttl)
     end
     redis.call('HSET', KEYS[k + 1], 'doc', ARGV[a + 5], 'value', value, 'holder', ARGV[a + 6])
     redis.call('PEXPIRE', KEYS[k + 1], ttl)
-    redis.call('SET', KEYS[last], ARGV[a + 7], 'PX', ttl)
+    if locator ~= '' then
+      redis.call('SET', KEYS[last], locator, 'PX', ttl)
+    end
     reply = {0, ''}
   end
   replies[h] = reply
@@ -108,7 +83,7 @@ for h = 1, #ARGV / 7 do
 end
 return replies
 """
-# Holds one _PLACE_MANY script decides: bounded so that one script never holds Redis
+# Holds one _PLACE script decides at most: bounded so that one script never holds Redis
 # long (a hold's part takes a few microseconds).
 _HOLDS_PER_SCRIPT = 64
 
@@ -362,11 +337,29 @@ _PLACE_OUTCOMES = {0: "placed", 1: "existing", 2: "conflict"}
 _CONSUME_OUTCOMES = {0: "gone", 1: "consumed", 2: "conflict"}
 
 
+def _place_arguments(
+    p: Placement, *, locator_with_it: bool
+) -> tuple[list[str], list[str | int | bytes]]:
+    """One hold's KEYS and ARGV in a place script (see _PLACE)."""
+    keys = hold_keys(p.resource, p.hold_id, p.granules)
+    if locator_with_it:
+        keys.append(locator_key(p.hold_id))
+    located = p.locator.encoded() if locator_with_it else ""
+    return keys, [
+        len(keys),
+        f"{p.hold_id}|{p.fingerprint}",
+        p.ttl_ms,
+        p.fingerprint,
+        p.doc,
+        p.holder_id,
+        located,
+    ]
+
+
 class HoldRepository:
     def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
         self._place = redis.register_script(_PLACE)
-        self._place_many = redis.register_script(_PLACE_MANY)
         self._consume = redis.register_script(_CONSUME)
         self._confirm = redis.register_script(_CONFIRM)
         self._forget = redis.register_script(_FORGET)
@@ -386,9 +379,9 @@ class HoldRepository:
         ('existing', earlier hold_id) or ('conflict', '') each, or the error Redis
         answered that one with. A Redis that cannot answer at all raises.
 
-        On one Redis server, one script decides up to _HOLDS_PER_SCRIPT holds in
-        turn, each as the place script would, and writes each placed hold's locator
-        too. On a cluster each hold is one EVALSHA of the place script within its
+        On one Redis server, one place script decides up to _HOLDS_PER_SCRIPT holds
+        in turn and writes each placed hold's locator too. On a cluster each hold is
+        one place script of its own within its
         resource's hash slot (a plain pipeline, never a transaction, so a batch may
         span slots and nodes), and the locator, in another slot, is a SET beside it (if
         the script refuses, the locator points at nothing and expires); a hold placed
@@ -398,7 +391,7 @@ class HoldRepository:
         if not placements:
             return []
         replies = await self._reloading_scripts(
-            _PLACE if self._locators_apart else _PLACE_MANY,
+            _PLACE,
             placements,
             self._run_place_pipeline if self._locators_apart else self._run_place_scripts,
             script_reply=lambda r: r[0],
@@ -439,28 +432,22 @@ class HoldRepository:
         # registered script, a second round trip on every batch.
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in placements:
-                keys = hold_keys(p.resource, p.hold_id, p.granules)
-                pipe.evalsha(
-                    self._place.sha,
-                    len(keys),
-                    *keys,
-                    f"{p.hold_id}|{p.fingerprint}",
-                    p.ttl_ms,
-                    p.fingerprint,
-                    p.doc,
-                    p.holder_id,
-                    "",
-                )
+                keys, args = _place_arguments(p, locator_with_it=False)
+                pipe.evalsha(self._place.sha, len(keys), *keys, *args)
                 pipe.set(locator_key(p.hold_id), p.locator.encoded(), px=p.ttl_ms)
             replies = await pipe.execute(raise_on_error=False)
-        return list(zip(replies[::2], replies[1::2], strict=True))
+        # Each script's replies are its one hold's.
+        return [
+            (reply if isinstance(reply, Exception) else reply[0], located)
+            for reply, located in zip(replies[::2], replies[1::2], strict=True)
+        ]
 
     async def _run_place_scripts(
         self, placements: Sequence[Placement]
     ) -> list[tuple[Any, Any | None]]:
         """On one server: each placement's place reply (or its script's error), from
-        one _PLACE_MANY script per _HOLDS_PER_SCRIPT placements, all in one round
-        trip; the locators are written by the scripts (None: nothing apart)."""
+        one place script per _HOLDS_PER_SCRIPT placements, all in one round trip; the
+        locators are written by the scripts (None: nothing apart)."""
         groups = [
             placements[i : i + _HOLDS_PER_SCRIPT]
             for i in range(0, len(placements), _HOLDS_PER_SCRIPT)
@@ -470,19 +457,10 @@ class HoldRepository:
                 keys: list[str] = []
                 args: list[str | int | bytes] = []
                 for p in group:
-                    held = hold_keys(p.resource, p.hold_id, p.granules)
-                    held.append(locator_key(p.hold_id))
+                    held, given = _place_arguments(p, locator_with_it=True)
                     keys += held
-                    args += (
-                        len(held),
-                        f"{p.hold_id}|{p.fingerprint}",
-                        p.ttl_ms,
-                        p.fingerprint,
-                        p.doc,
-                        p.holder_id,
-                        p.locator.encoded(),
-                    )
-                pipe.evalsha(self._place_many.sha, len(keys), *keys, *args)
+                    args += given
+                pipe.evalsha(self._place.sha, len(keys), *keys, *args)
             replies = await pipe.execute(raise_on_error=False)
         return [
             (reply, None)
