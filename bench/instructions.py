@@ -40,7 +40,7 @@ import uvloop
 from calendence.devstack.bench import throwaway_stack
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
 from calendence.devstack.stack import LocalStack
-from loadgen import run_phase
+from loadgen import WrkRun, run_phase
 from results_files import write_results
 from run import Api, Business, create_business, first_slot_tomorrow
 
@@ -51,6 +51,7 @@ EXPECTED = {"health": "health 200", "lookup": "lookup 404", "hold": "hold 201"}
 MODULES = {"gateway": "gateway", "hold-service": "hold_service"}
 STARTUP_SECONDS = 300  # imports run 5-10 times slower under valgrind, even counting off
 DUMP_SECONDS = 60
+COUNTED_RUNS = 10  # at most, while none of them is answered
 
 
 @dataclass
@@ -192,10 +193,15 @@ async def measure_kinds(
     for kind in kinds:
         await phase(kind, args.warmup)
         async with counted.counting() as counting:
-            measured = await phase(kind, args.seconds)
-        answered = measured.units(EXPECTED[kind])
-        others = {k: n for k, n in measured.run.statuses.items() if k != EXPECTED[kind]}
-        errors = {k: n for k, n in measured.run.errors.items() if n and k != "status"}
+            runs = [(await phase(kind, args.seconds)).run]
+            # Counting on makes callgrind translate the process's code again: on a busy
+            # machine its first seconds can answer nothing, so it counts on until a run does.
+            while not runs[-1].statuses[EXPECTED[kind]] and len(runs) < COUNTED_RUNS:
+                runs.append((await phase(kind, args.seconds)).run)
+        measured = WrkRun.combined(runs)
+        answered = measured.statuses[EXPECTED[kind]]
+        others = {k: n for k, n in measured.statuses.items() if k != EXPECTED[kind]}
+        errors = {k: n for k, n in measured.errors.items() if n and k != "status"}
         if others or errors or not answered:
             failures.append(f"{kind}: {others or ''} {errors or ''} answered {answered}")
         per_kind[kind] = {
