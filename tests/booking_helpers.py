@@ -23,16 +23,21 @@ class Salon:
     service_id: str
     deposit_service_id: str
 
-    async def hold(self, token: str, starts_at: datetime, service_id: str | None = None) -> Answer:
-        return await self.tenant.api.post(
-            "/api/v1/bookings/hold",
-            token,
-            {
-                "service_id": service_id or self.service_id,
-                "location_id": self.location_id,
-                "starts_at": iso(starts_at),
-            },
-        )
+    async def hold(
+        self,
+        token: str,
+        starts_at: datetime,
+        service_id: str | None = None,
+        staff_id: str | None = None,
+    ) -> Answer:
+        slot = {
+            "service_id": service_id or self.service_id,
+            "location_id": self.location_id,
+            "starts_at": iso(starts_at),
+        }
+        if staff_id:
+            slot["staff_id"] = staff_id
+        return await self.tenant.api.post("/api/v1/bookings/hold", token, slot)
 
     async def book(self, token: str, hold_id: str, **fields: Any) -> Answer:
         return await self.tenant.api.post(

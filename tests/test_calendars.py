@@ -198,18 +198,7 @@ async def test_a_staff_feed_reaches_30_days_back_and_up_to_the_horizon(
     token = await tenant.session_token()
     made = []
     for hour in (10, 11, 12):
-        hold = created(
-            await tenant.api.post(
-                "/api/v1/bookings/hold",
-                token,
-                {
-                    "service_id": salon.service_id,
-                    "location_id": salon.location_id,
-                    "staff_id": member["id"],
-                    "starts_at": iso(tomorrow_at(hour)),
-                },
-            )
-        )
+        hold = created(await salon.hold(token, tomorrow_at(hour), staff_id=member["id"]))
         made.append(created(await salon.book(token, hold["hold_id"])))
     # Time passes for two of them (as if booked long ago), one lies past the horizon.
     connection = await asyncpg.connect(stack.env["DATABASE_URL"])

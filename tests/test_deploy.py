@@ -75,6 +75,7 @@ OPTIONAL_SETTINGS = {
     "DB_POOL_MAX": "tuning: booking-service's connection pool, per replica",
     "OUTBOX_POLL_SECONDS": "tuning: the relay is also woken by LISTEN/NOTIFY",
     "OUTBOX_RELAY_ENABLED": "on everywhere: replicas elect one relay by advisory lock",
+    "BOOK_IN_ONE_STATEMENT": "on, but for a rolling upgrade from a version before it",
     "AUTH_CACHE_SECONDS": "tuning: revocations evict cached keys at once anyway",
     "RPC_TIMEOUT_SECONDS": "tuning: the gateway's deadline per gRPC call",
     "REQUEST_BODY_TIMEOUT_SECONDS": "tuning: how long a request body may take to arrive",

@@ -1,5 +1,6 @@
 """SQL for bookings. Writes take the caller's connection so they share its transaction
-with the outbox event (see outbox.record_event)."""
+with the outbox event (see outbox.record_event), or write the event in the same
+statement (`insert_booking`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from uuid import UUID
 import asyncpg
 from calendence.storage import Repository
 
+from booking_service.outbox import WAKE_CHANNEL, event_insert
 from booking_service.reminder_repository import ReminderSchedule
 
 # The booking with what the public document nests: service, location, staff.
@@ -77,26 +79,87 @@ class DepositTerms:
     cancel_url: str | None
 
 
-class BookingRepository(Repository):
-    async def insert_if_catalogue_live(
-        self, connection: asyncpg.Connection, booking: NewBooking, reminders: ReminderSchedule
-    ) -> dict[str, Any] | None:
-        """Insert the booking if what its hold named still exists, and schedule its
-        reminders; the booking as `get` reads it (no payment yet) with the business's
-        custom fields in force (`custom_fields_in_force`), or None if not.
+@dataclass(frozen=True)
+class BookingTerms:
+    """The terms a booking is written on, which its insert checks are still in force."""
 
-        One statement: FOR KEY SHARE on the service, location and staff rows makes a
-        concurrent delete (FOR UPDATE on the same row) wait for this booking, or this
-        for it; the row goes in only if all of them were found.
+    custom_fields: list[dict[str, Any]]  # the business's, as `custom_fields` reads them
+    no_deposit: bool  # written without a deposit: the service must still ask none
+
+
+@dataclass(frozen=True)
+class InsertedBooking:
+    """What a booking's insert found. `row`: the booking as `get` reads it (no payment
+    yet), or None if it was not written: what its hold named is gone (not
+    `catalogue_live`), or the terms in force (the rest) are not those it was written on."""
+
+    row: dict[str, Any] | None
+    catalogue_live: bool
+    custom_fields_in_force: list[dict[str, Any]]
+    deposit_amount: int
+
+
+# A booking row's columns that JSON carries as text but `get` reads as what they are.
+_TIMESTAMP_COLUMNS = (
+    "starts_at",
+    "ends_at",
+    "blocked_until",
+    "created_at",
+    "updated_at",
+    "cancelled_at",
+    "payment_expires_at",
+)
+_UUID_COLUMNS = ("id", "business_id", "service_id", "location_id", "staff_id", "hold_id")
+
+
+def booking_from_json(stored: dict[str, Any]) -> dict[str, Any]:
+    """A booking as `get` reads it, from its JSON form (PostgreSQL's to_jsonb of the
+    same row): timestamps and ids made what they are, the rest as it is."""
+    row = dict(stored)
+    for name in _TIMESTAMP_COLUMNS:
+        if row.get(name) is not None:
+            row[name] = datetime.fromisoformat(row[name])
+    for name in _UUID_COLUMNS:
+        if row.get(name) is not None:
+            row[name] = UUID(row[name])
+    return row
+
+
+class BookingRepository(Repository):
+    async def insert_booking(
+        self,
+        connection: asyncpg.Connection,
+        booking: NewBooking,
+        reminders: ReminderSchedule,
+        terms: BookingTerms,
+        created_event: dict[str, Any] | None = None,
+        manage_url: str | None = None,
+    ) -> InsertedBooking:
+        """Insert the booking, schedule its reminders and, given `created_event` (an
+        `outbox.new_event`), add that event with the booking's row as its data (and
+        `manage_url`), all in one statement; what it found (`InsertedBooking`).
+
+        The booking goes in only if what its hold named still exists and the terms it
+        was written on are still those in force (the business's custom fields; a service
+        still asking no deposit when `terms.no_deposit`). FOR KEY SHARE on the service,
+        location and staff rows makes a concurrent delete (FOR UPDATE on the same row)
+        wait for this booking, or this for it.
         """
         row = await connection.fetchrow(
             """
-            WITH service AS (SELECT 1 FROM services WHERE id = $3 AND business_id = $2
-                             AND deleted_at IS NULL FOR KEY SHARE),
+            WITH service AS (SELECT deposit_amount FROM services WHERE id = $3
+                             AND business_id = $2 AND deleted_at IS NULL FOR KEY SHARE),
                  location AS (SELECT 1 FROM locations WHERE id = $4 AND business_id = $2
                               AND deleted_at IS NULL FOR KEY SHARE),
                  member AS (SELECT 1 FROM staff WHERE id = $5 AND business_id = $2
                             AND deleted_at IS NULL FOR KEY SHARE),
+                 live AS (SELECT EXISTS (SELECT 1 FROM service)
+                                 AND EXISTS (SELECT 1 FROM location)
+                                 AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM member))
+                                 AS live),
+                 in_force AS (SELECT """
+            + _CUSTOM_FIELDS_OF.format(business="$2")
+            + """ AS custom_fields),
                  inserted AS (
             INSERT INTO bookings (
                 id, business_id, service_id, location_id, staff_id, resource_id, hold_id,
@@ -108,16 +171,28 @@ class BookingRepository(Repository):
                    (SELECT bu.booking_policy || s.booking_policy
                     FROM services s JOIN businesses bu ON bu.id = s.business_id
                     WHERE s.id = $3 AND bu.id = $2)
-            WHERE EXISTS (SELECT 1 FROM service) AND EXISTS (SELECT 1 FROM location)
-              AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM member))
+            WHERE (SELECT live FROM live)
+              AND (SELECT custom_fields FROM in_force) = $19::jsonb
+              AND (NOT $20::boolean OR (SELECT deposit_amount FROM service) = 0)
             RETURNING *),
                  armed AS ("""
             + reminders.arming("inserted", "$18")
-            + ")"
-            + f"SELECT booked.*, {_CUSTOM_FIELDS_OF.format(business='$2')} "
-            + "AS custom_fields_in_force FROM ("
+            + "), booked AS ("
             + _SELECT_FROM.format(bookings="inserted")
-            + ") booked",
+            + "), announced AS (SELECT * FROM booked WHERE $21::jsonb IS NOT NULL), event AS ("
+            + event_insert(
+                "announced",
+                envelope="$21::jsonb",
+                business="$2",
+                data="to_jsonb(announced) || jsonb_build_object('manage_url', $22::text)",
+            )
+            + """)
+            SELECT (SELECT to_jsonb(booked) FROM booked) AS booked,
+                   (SELECT live FROM live) AS catalogue_live,
+                   (SELECT custom_fields FROM in_force) AS custom_fields_in_force,
+                   (SELECT deposit_amount FROM service) AS deposit_amount,
+                   (SELECT count(*) FROM (SELECT pg_notify($23, '') FROM event) AS woken) AS events
+            """,
             booking.id,
             booking.business_id,
             booking.service_id,
@@ -136,8 +211,19 @@ class BookingRepository(Repository):
             booking.custom_field_values,
             booking.notes,
             reminders.minute_seconds,
+            terms.custom_fields,
+            terms.no_deposit,
+            created_event,
+            manage_url,
+            WAKE_CHANNEL,
         )
-        return dict(row) if row else None
+        booked = row["booked"]
+        return InsertedBooking(
+            row=booking_from_json(booked) if booked is not None else None,
+            catalogue_live=row["catalogue_live"],
+            custom_fields_in_force=list(row["custom_fields_in_force"]),
+            deposit_amount=row["deposit_amount"] or 0,
+        )
 
     async def earlier_request(
         self, business_id: UUID, key: bytes, ttl_seconds: int

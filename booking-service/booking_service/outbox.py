@@ -5,6 +5,9 @@ its change committed. `OutboxRelay` publishes unpublished rows in order with
 `Nats-Msg-Id` = event id (JetStream drops the duplicate if a crash made us publish
 twice) and marks them published. One replica relays at a time (advisory lock), which
 keeps events in commit order.
+
+A booking made in one statement writes its event there too (`event_insert`), with the
+booking's row as the event's data (`data_is_row`): the relay renders the document.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import itertools
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -27,7 +31,7 @@ from nats.js import JetStreamContext
 log = logging.getLogger("booking_service.outbox")
 
 _RELAY_LOCK_ID = 0x6F7574626F78
-_WAKE_CHANNEL = "outbox"
+WAKE_CHANNEL = "outbox"
 # How long a batch waits for JetStream's acks before it is sent again.
 _ACK_TIMEOUT_SECONDS = 5.0
 _BATCH = 200
@@ -36,52 +40,85 @@ _MARK = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::uuid[])"
 # table as it was before the mark: the marked rows are left out by id.
 _MARK_AND_READ = f"""
     WITH marked AS ({_MARK})
-    SELECT id, type, payload FROM outbox
+    SELECT id, type, payload, data_is_row FROM outbox
     WHERE published_at IS NULL AND id <> ALL($1::uuid[])
     ORDER BY seq LIMIT $2
 """
+# The business's name and client email choices as of the change ride along in every
+# event for notify-service (webhook bodies carry only type, timestamp and data).
+_BUSINESS_AS_OF_NOW = """jsonb_build_object('business', (
+    SELECT jsonb_build_object('name', name, 'client_emails', client_emails)
+    FROM businesses WHERE id = {business}))"""
+
+
+def new_event(event_type: str, business_id: UUID) -> dict[str, Any]:
+    """An event's envelope, without its data; `id` is its id (a UUID's text)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": event_type,
+        "timestamp": to_iso(utcnow()),
+        "business_id": str(business_id),
+    }
+
+
+def event_insert(source: str, envelope: str, business: str, data: str) -> str:
+    """The statement that adds an event to the outbox for each row of `source`, for a
+    caller that writes it in its own statement: `envelope` (a `new_event`), `business`
+    and `data` are SQL expressions; `data` is a row of `source` as JSON, which the
+    relay renders. It returns the ids added; the caller must select from it, and wake
+    the relay (`pg_notify` on `WAKE_CHANNEL`) for each."""
+    return f"""
+        INSERT INTO outbox (id, type, business_id, payload, data_is_row)
+        SELECT ({envelope}->>'id')::uuid, {envelope}->>'type', {business},
+               {envelope} || jsonb_build_object('data', {data})
+               || {_BUSINESS_AS_OF_NOW.format(business=business)}, true
+        FROM {source}
+        RETURNING id"""
 
 
 async def record_event(
     connection: asyncpg.Connection, event_type: str, business_id: UUID, data: dict[str, Any]
 ) -> UUID:
     """Add an event to the outbox in the caller's transaction; returns its id."""
-    event_id = uuid.uuid4()
-    payload = {
-        "id": str(event_id),
-        "type": event_type,
-        "timestamp": to_iso(utcnow()),
-        "business_id": str(business_id),
-        "data": data,
-    }
-    # The business's name and client email choices as of this change ride along for
-    # notify-service (webhook bodies carry only type, timestamp and data). One round
-    # trip: the row and the relay's wake-up (sent by PostgreSQL on commit).
+    payload = new_event(event_type, business_id) | {"data": data}
+    # One round trip: the row and the relay's wake-up (sent by PostgreSQL on commit).
     await connection.execute(
-        """
+        f"""
         WITH added AS (
             INSERT INTO outbox (id, type, business_id, payload)
-            VALUES ($1, $2, $3, $4::jsonb || jsonb_build_object('business', (
-                SELECT jsonb_build_object('name', name, 'client_emails', client_emails)
-                FROM businesses WHERE id = $3)))
+            VALUES ($1, $2, $3, $4::jsonb || {_BUSINESS_AS_OF_NOW.format(business="$3")})
             RETURNING id)
         SELECT pg_notify($5, '') FROM added
         """,
-        event_id,
+        payload["id"],
         event_type,
         business_id,
         payload,
-        _WAKE_CHANNEL,
+        WAKE_CHANNEL,
     )
-    return event_id
+    return UUID(payload["id"])
 
 
 class OutboxRelay:
-    def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        poll_seconds: float,
+        render_row: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> None:
+        """`render_row`: an event's data stored as the booking's row -> its document."""
         self.pool = pool
         self.js = js
         self.poll_seconds = poll_seconds
+        self.render_row = render_row
         self._wake = asyncio.Event()
+
+    def _payload(self, row: asyncpg.Record) -> dict[str, Any]:
+        payload: dict[str, Any] = row["payload"]
+        if row["data_is_row"]:
+            payload["data"] = self.render_row(payload["data"])
+        return payload
 
     async def publish(self, rows: list[asyncpg.Record]) -> list[UUID]:
         """Publish a batch of outbox rows; returns the ids JetStream acked.
@@ -94,7 +131,7 @@ class OutboxRelay:
         acks = [
             await self.js.publish_async(
                 event_subject(row["type"]),
-                orjson.dumps(row["payload"]),
+                orjson.dumps(self._payload(row)),
                 headers={"Nats-Msg-Id": str(row["id"])},
             )
             for row in rows
@@ -132,7 +169,7 @@ class OutboxRelay:
         def wake(*_: object) -> None:
             self._wake.set()
 
-        await connection.add_listener(_WAKE_CHANNEL, wake)
+        await connection.add_listener(WAKE_CHANNEL, wake)
         try:
             published: list[UUID] = []
             while True:
@@ -153,5 +190,5 @@ class OutboxRelay:
                     published = []
                     await asyncio.sleep(self.poll_seconds)
         finally:
-            await connection.remove_listener(_WAKE_CHANNEL, wake)
+            await connection.remove_listener(WAKE_CHANNEL, wake)
             await connection.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK_ID)

@@ -20,6 +20,7 @@ from nats.js.kv import KeyValue
 
 from booking_service.booking_repository import BookingRepository
 from booking_service.bookings import Bookings
+from booking_service.bookings.document import render_stored
 from booking_service.bookings_grpc import BookingServicer
 from booking_service.calendars import Calendars
 from booking_service.catalogue_repository import CatalogueRepository
@@ -85,6 +86,7 @@ async def serve(settings: BookingServiceSettings) -> None:
         pending_claim=timedelta(seconds=settings.pending_claim_seconds),
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         fault_pause_at=settings.booking_fault_pause_at,
+        book_in_one_statement=settings.book_in_one_statement,
         manage_url=links.url_for,
     )
     rules_of = rules_of_businesses(domain.catalogue_repository)
@@ -126,7 +128,9 @@ async def serve(settings: BookingServiceSettings) -> None:
     )
     relay = None
     if settings.outbox_relay_enabled:
-        relay = asyncio.create_task(OutboxRelay(pool, js, settings.outbox_poll_seconds).run())
+        relay = asyncio.create_task(
+            OutboxRelay(pool, js, settings.outbox_poll_seconds, render_stored).run()
+        )
     try:
         await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
     finally:

@@ -83,6 +83,11 @@ class BookingServiceSettings(CommonSettings):
     # Off for a replica that must never publish (the relay also runs on one replica at a
     # time by itself, through an advisory lock).
     outbox_relay_enabled: bool = True
+    # A booking without a deposit or an Idempotency-Key is written with its event in one
+    # statement, the event's data as the booking's row, which the relay renders. Off
+    # only during a rolling upgrade from a version before it: an older replica's relay
+    # would publish such an event unrendered.
+    book_in_one_statement: bool = True
     # Stripe: with STRIPE_API_BASE empty the `stripe` library talks to Stripe itself;
     # the local stack points it at its Stripe-compatible server instead.
     stripe_secret_key: str = ""

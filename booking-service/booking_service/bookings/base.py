@@ -40,6 +40,8 @@ class BookingsBase:
     pending_claim: timedelta = timedelta(seconds=20)
     idempotency_ttl_seconds: int = 24 * 3600
     fault_pause_at: str = ""
+    # Bookings without a deposit or an Idempotency-Key written in one statement.
+    book_in_one_statement: bool = True
     # What this process last saw of businesses' terms (deposits, custom fields).
     seen: SeenTerms = field(default_factory=SeenTerms, init=False, repr=False)
     # Claims being confirmed for bookings already answered.

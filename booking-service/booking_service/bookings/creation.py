@@ -21,13 +21,13 @@ from calendence.schemas.bookings import BookingRequest, BookingStatus
 from calendence.schemas.common import parse_json
 from calendence.timefmt import utcnow
 
-from booking_service.booking_repository import NewBooking
+from booking_service.booking_repository import BookingTerms, InsertedBooking, NewBooking
 from booking_service.bookings.base import BookingsBase
 from booking_service.bookings.custom_fields import check_custom_fields
 from booking_service.bookings.document import render
 from booking_service.checkout import Deposit
 from booking_service.hold_client import Claim, ConsumedHold
-from booking_service.outbox import record_event
+from booking_service.outbox import new_event, record_event
 
 log = logging.getLogger("booking_service.bookings")
 
@@ -161,16 +161,15 @@ class Creation(BookingsBase):
         return definitions, check_custom_fields(definitions, request.custom_field_values)
 
     async def _write(self, writing: _Writing) -> dict[str, Any]:
-        """Write the booking and its event in one transaction, after the Stripe
-        checkout when the service asks a deposit; the booking's document.
+        """Write the booking and its event, after the Stripe checkout when the service
+        asks a deposit; the booking's document.
 
-        Most services ask none, and the inserted row carries what its service asks. So
-        the deposit terms are read first only for a service seen asking one; should the
-        row say that another asks one now, that transaction is rolled back and the
-        booking written again, terms first (the hold stays this booking's claim). The
-        row also carries the business's custom fields in force: should they differ
-        from those the answers were checked against, the answers are checked again
-        (422 if they no longer hold) and the booking written again."""
+        Most services ask none, so the deposit terms are read first only for a service
+        seen asking one. The insert checks the terms it was written on against those in
+        force (a service still asking no deposit; the business's custom fields as the
+        answers were checked against) and writes nothing if they differ: the booking is
+        then written again, with the terms read first or the answers checked again (422
+        if they no longer hold); the hold stays this booking's claim meanwhile."""
         read_terms = writing.hold.service_id in self.seen.services_asking_deposits
         for _ in range(_WRITES):
             try:
@@ -211,42 +210,36 @@ class Creation(BookingsBase):
                     expires_at=utcnow() + self.checkout_expiry,
                 )
             )
+        booking = NewBooking(
+            id=booking_id,
+            business_id=business_id,
+            service_id=hold.service_id,
+            location_id=hold.location_id,
+            staff_id=hold.staff_id,
+            resource_id=hold.resource_id,
+            hold_id=hold.hold_id,
+            # A deposit keeps the booking pending until it is paid.
+            status=(BookingStatus.PENDING if session else BookingStatus.CONFIRMED).value,
+            starts_at=hold.starts_at,
+            ends_at=hold.ends_at,
+            blocked_until=hold.blocked_until,
+            client_first_name=request.client.first_name,
+            client_last_name=request.client.last_name,
+            client_email=str(request.client.email),
+            client_phone=request.client.phone,
+            custom_field_values=writing.answers,
+            notes=request.notes,
+        )
+        written_on = BookingTerms(custom_fields=writing.custom_fields, no_deposit=session is None)
+        if self.book_in_one_statement and session is None and not idempotency_key:
+            return await self._write_in_one_statement(writing, booking, written_on)
         async with self.pool.acquire() as connection, connection.transaction():
-            row = await self.repository.insert_if_catalogue_live(
-                connection,
-                NewBooking(
-                    id=booking_id,
-                    business_id=business_id,
-                    service_id=hold.service_id,
-                    location_id=hold.location_id,
-                    staff_id=hold.staff_id,
-                    resource_id=hold.resource_id,
-                    hold_id=hold.hold_id,
-                    # A deposit keeps the booking pending until it is paid.
-                    status=(BookingStatus.PENDING if session else BookingStatus.CONFIRMED).value,
-                    starts_at=hold.starts_at,
-                    ends_at=hold.ends_at,
-                    blocked_until=hold.blocked_until,
-                    client_first_name=request.client.first_name,
-                    client_last_name=request.client.last_name,
-                    client_email=str(request.client.email),
-                    client_phone=request.client.phone,
-                    custom_field_values=writing.answers,
-                    notes=request.notes,
+            row = self._written(
+                writing,
+                await self.repository.insert_booking(
+                    connection, booking, self.reminders, written_on
                 ),
-                self.reminders,
             )
-            if row is None:
-                raise Conflict(
-                    "the service, location or staff member of this hold "
-                    "was removed after it was placed"
-                )
-            in_force = row.pop("custom_fields_in_force")
-            if in_force != writing.custom_fields:
-                raise _CustomFieldsChanged(in_force)
-            if terms is None and row["deposit_amount"] > 0:
-                self.seen.services_asking_deposits.add(hold.service_id)
-                raise _DepositAsked()
             if session is not None and terms is not None:
                 await self.repository.insert_payment(
                     connection,
@@ -272,11 +265,50 @@ class Creation(BookingsBase):
                 self.idempotency_ttl_seconds,
             ):
                 raise _SameKeyCommitted()
-            # Committing later could outlive the pending claim: give up instead.
-            if time.monotonic() - writing.consumed_at > self.commit_budget:
-                raise Unavailable("the booking took too long; nothing was written")
+            self._give_up_if_late(writing)
             await self._pause_if_asked("before_commit")
         return document
+
+    async def _write_in_one_statement(
+        self, writing: _Writing, booking: NewBooking, written_on: BookingTerms
+    ) -> dict[str, Any]:
+        """A booking without a deposit or an Idempotency-Key: the booking, its reminders
+        and its booking.created event in one statement, one round trip to PostgreSQL.
+        The event's data is the booking's row, which the outbox relay renders; the
+        answer is rendered from the same row, with the same manage link."""
+        manage_url = self.manage_url(
+            {"id": booking.id, "status": booking.status, "ends_at": booking.ends_at}
+        )
+        event = new_event("booking.created", writing.business_id)
+        # The last moment to give up: a statement under way is left to finish, as one
+        # stopped half-way would leave unknown whether it committed. Should its claim
+        # lapse meanwhile, the exclusion constraint still keeps the slot single.
+        self._give_up_if_late(writing)
+        await self._pause_if_asked("before_commit")
+        async with self.pool.acquire() as connection:
+            inserted = await self.repository.insert_booking(
+                connection, booking, self.reminders, written_on, event, manage_url
+            )
+        return render(self._written(writing, inserted) | {"manage_url": manage_url})
+
+    def _written(self, writing: _Writing, inserted: InsertedBooking) -> dict[str, Any]:
+        """The booking the insert wrote; if none, why not, as an exception."""
+        if inserted.row is not None:
+            return inserted.row
+        if not inserted.catalogue_live:
+            raise Conflict(
+                "the service, location or staff member of this hold was removed after it was placed"
+            )
+        if inserted.custom_fields_in_force != writing.custom_fields:
+            raise _CustomFieldsChanged(inserted.custom_fields_in_force)
+        # Live and the same fields: the service asks a deposit it was written without.
+        self.seen.services_asking_deposits.add(writing.hold.service_id)
+        raise _DepositAsked()
+
+    def _give_up_if_late(self, writing: _Writing) -> None:
+        """Committing later could outlive the pending claim: give up instead."""
+        if time.monotonic() - writing.consumed_at > self.commit_budget:
+            raise Unavailable("the booking took too long; nothing was written")
 
     async def _committed_meanwhile(
         self,

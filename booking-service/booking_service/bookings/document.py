@@ -7,6 +7,8 @@ from typing import Any
 from calendence.schemas.bookings import BookingStatus
 from calendence.timefmt import to_iso
 
+from booking_service.booking_repository import booking_from_json
+
 
 def render(row: dict[str, Any]) -> dict[str, Any]:
     """The public booking document, for API answers and event payloads alike."""
@@ -70,3 +72,9 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
         # Where the client views, moves or cancels it; set by Bookings while it works.
         "manage_url": row.get("manage_url"),
     }
+
+
+def render_stored(stored: dict[str, Any]) -> dict[str, Any]:
+    """The document of a booking stored as JSON with its `manage_url` (the data of an
+    event written in the booking's own statement: `BookingRepository.insert_booking`)."""
+    return render(booking_from_json(stored))
