@@ -421,7 +421,11 @@ class Bench:
                     "open",
                     a.open_connections,
                     a.open_seconds,
-                    rate=max(1.0, peak["per_second"] / 2),
+                    rate=(
+                        a.open_rate
+                        if who == "full" and a.open_rate
+                        else max(1.0, peak["per_second"] / 2)
+                    ),
                 ),
             )
             result[who] = {"saturation": peak, "half_rate": open_summary(half, DONE[path])}
@@ -928,6 +932,9 @@ MEASURES = (
     Measure("--turns", int, 3, 1, "turns full path and floor take (%(default)s)"),
     Measure("--warmup", float, 4, 1, "warm-up seconds per target (%(default)s)"),
     Measure("--open-seconds", float, 10, 1, "open loop seconds (%(default)s)"),
+    # Two versions compared at the same rate: at half its own peak, the faster one
+    # would be measured under more load.
+    Measure("--open-rate", float, 0, None, "open-loop units/s, full holds and hold+book (0: half)"),
     Measure("--cancels", int, 300, 10, "cancellations per events phase (%(default)s)"),
     Measure("--in-flight", int, 50, 5, "cancellations in flight (%(default)s)"),
     Measure("--event-timeout", float, 60, None, "longest events phase (%(default)s s)"),
