@@ -3,7 +3,9 @@
 Consuming holds and confirming claims are what every booking does: those asked for
 while earlier ones are under way go together as one `ConsumeAndConfirm` call
 (`calendence.coalesce`), which hold-service runs as a Redis pipeline or two; a quiet
-booking-service sends each alone, at once.
+booking-service sends each consume alone, at once. A committed booking's confirmation
+is in no hurry (its pending claim holds the slot meanwhile): it waits a little for the
+next booking's consume to go with.
 """
 
 from __future__ import annotations
@@ -139,8 +141,11 @@ class HoldClient:
                 UUID(wanted.business_id), UUID(wanted.hold_id), UUID(wanted.booking_id)
             )
 
-    async def confirm(self, booking_id: UUID, claim: Claim, *, force: bool) -> bool:
-        """Make a committed booking's pending claim last until it ends."""
+    async def confirm(
+        self, booking_id: UUID, claim: Claim, *, force: bool, wait_up_to: float = 0.0
+    ) -> bool:
+        """Make a committed booking's pending claim last until it ends; it may wait
+        `wait_up_to` seconds to go with the next consume or confirm."""
         confirmed = await self._claims.submit(
             hold_pb2.ConfirmClaimRequest(
                 booking_id=str(booking_id),
@@ -149,7 +154,8 @@ class HoldClient:
                 starts_at=to_timestamp(claim.starts_at),
                 blocked_until=to_timestamp(claim.blocked_until),
                 force=force,
-            )
+            ),
+            wait_up_to=wait_up_to,
         )
         return bool(confirmed)
 

@@ -10,6 +10,10 @@ many callers, and its fixed cost is shared among them.
 the exception that item alone failed with (others in the batch are unaffected). If
 `send` itself raises, every item of that batch fails with that exception.
 
+An item that is in no hurry may be submitted with `wait_up_to` seconds: it waits in the
+queue for the next batch to leave (and goes with it), or leaves alone when that time is
+up, so that it costs no call of its own when other items follow soon.
+
 A caller cancelled while queued leaves the queue; one cancelled while its batch is in
 flight cannot stop it, so its outcome goes to `on_abandoned` (e.g. to undo work done
 for a caller who will never hear of it).
@@ -49,6 +53,8 @@ class Coalescer(Generic[Item, Result]):
         self._queue: deque[tuple[Item, asyncio.Future[Result]]] = deque()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._aftermath: set[asyncio.Task[None]] = set()
+        # When the items in no hurry leave anyway, if no batch took them before.
+        self._deadline: asyncio.TimerHandle | None = None
         # How many batches and items have left: the mean batch size, for the curious.
         self.batches_sent = 0
         self.items_sent = 0
@@ -61,15 +67,28 @@ class Coalescer(Generic[Item, Result]):
     def in_flight(self) -> int:
         return len(self._in_flight)
 
-    async def submit(self, item: Item) -> Result:
-        """The outcome of `item`: its value, or the exception it failed with."""
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+    async def submit(self, item: Item, *, wait_up_to: float = 0.0) -> Result:
+        """The outcome of `item`: its value, or the exception it failed with. With
+        `wait_up_to`, the item may wait that many seconds for a batch to go with."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
         self._queue.append((item, future))
-        if len(self._in_flight) < self.max_in_flight:
+        if wait_up_to > 0:
+            if self._deadline is None:
+                self._deadline = loop.call_later(wait_up_to, self._time_is_up)
+        elif len(self._in_flight) < self.max_in_flight:
             self._launch()
         return await future
 
+    def _time_is_up(self) -> None:
+        self._deadline = None
+        if len(self._in_flight) < self.max_in_flight:
+            self._launch()
+
     def _launch(self) -> None:
+        if self._deadline is not None:  # whatever waited goes now
+            self._deadline.cancel()
+            self._deadline = None
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
         while self._queue and len(batch) < self.max_batch:
             entry = self._queue.popleft()

@@ -172,3 +172,35 @@ async def test_a_lone_item_is_sent_in_its_callers_context() -> None:
     caller.set("request-1")
     assert await coalescer.submit(1) == 1
     assert seen == ["request-1"]
+
+
+async def test_an_item_in_no_hurry_goes_with_the_next_item_submitted() -> None:
+    backend = Backend()
+    backend.release.set()
+    coalescer: Coalescer[int, int] = Coalescer(backend.send)
+    patient = asyncio.ensure_future(coalescer.submit(2, wait_up_to=60))
+    await settle()
+    assert backend.batches == [] and coalescer.queued == 1
+    assert await coalescer.submit(4) == 8
+    assert await patient == 4
+    assert backend.batches == [[2, 4]]
+
+
+async def test_an_item_in_no_hurry_leaves_alone_when_its_time_is_up() -> None:
+    backend = Backend()
+    backend.release.set()
+    coalescer: Coalescer[int, int] = Coalescer(backend.send)
+    assert await asyncio.wait_for(coalescer.submit(6, wait_up_to=0.01), timeout=5) == 12
+    assert backend.batches == [[6]]
+
+
+async def test_items_in_no_hurry_still_wait_for_room_when_their_time_is_up() -> None:
+    backend = Backend()
+    coalescer: Coalescer[int, int] = Coalescer(backend.send, max_in_flight=1)
+    busy = asyncio.ensure_future(coalescer.submit(0))
+    patient = asyncio.ensure_future(coalescer.submit(2, wait_up_to=0.01))
+    await asyncio.sleep(0.05)
+    assert backend.batches == [[0]] and coalescer.queued == 1
+    backend.release.set()
+    assert list(await asyncio.gather(busy, patient)) == [0, 4]
+    assert backend.batches == [[0], [2]]

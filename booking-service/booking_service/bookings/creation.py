@@ -34,6 +34,10 @@ log = logging.getLogger("booking_service.bookings")
 # Times a booking is written at most when the terms it was written on turned out
 # outdated (a deposit asked, custom fields changed), each change once more.
 _WRITES = 3
+# How long a committed booking's claim confirmation may wait to go with the next
+# booking's consume (one call for both) before it goes alone: its pending claim lasts
+# seconds, and the answer does not wait for it.
+_CONFIRMATION_WAIT_SECONDS = 0.05
 # Booking ids of retries with an Idempotency-Key are derived in this namespace.
 _RETRY_IDS = uuid.UUID("6f1c7f64-3c55-4c5e-9a0e-4d8f2b7a9c10")
 
@@ -373,7 +377,9 @@ class Creation(BookingsBase):
         """Make a committed booking's claim last until the booking ends; if this fails
         the claim stays pending and the repair (repair_claims) confirms it."""
         try:
-            if await self.holds.confirm(booking_id, claim, force=False):
+            if await self.holds.confirm(
+                booking_id, claim, force=False, wait_up_to=_CONFIRMATION_WAIT_SECONDS
+            ):
                 return
             reason = "the claim is no longer the booking's"
         except Exception as error:
