@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
+from uuid import UUID
 
 import asyncpg
+import nats
 import orjson
+import pytest
+from calendence import rpc
 from calendence.devstack.stack import LocalStack
+from calendence.events import event_subject
+from calendence.notify.v1 import notify_pb2, notify_pb2_grpc
 
-from tests.api import created, tomorrow_at
-from tests.booking_helpers import Salon
+from tests.api import created, new_tenant, tomorrow_at
+from tests.booking_helpers import Salon, open_salon
 from tests.events import EventTap
 
 
@@ -102,6 +109,191 @@ async def test_with_bookings_in_one_statement_off_the_outbox_holds_only_document
     assert not stored["data_is_row"]
     assert orjson.loads(stored["data"]) == booking
     assert (await tap.wait_for(booking["id"], "booking.created"))["data"] == booking
+
+
+async def test_cancelling_publishes_booking_cancelled(salon: Salon, tap: EventTap) -> None:
+    booking = await salon.booking(tomorrow_at(11))
+    await salon.tenant.api.delete(f"/api/v1/bookings/{booking['id']}", salon.tenant.business_key)
+    await salon.tenant.api.delete(f"/api/v1/bookings/{booking['id']}", salon.tenant.business_key)
+    event = await tap.wait_for(booking["id"], "booking.cancelled")
+    assert event["data"]["status"] == "cancelled"
+    await asyncio.sleep(0.3)
+    await tap.drain()
+    assert tap.of(booking["id"]) == ["booking.created", "booking.cancelled"]
+
+
+async def test_a_booking_event_travels_every_hop_to_notify_service(
+    salon: Salon, stack: LocalStack
+) -> None:
+    """HTTP into the gateway, gRPC to hold- and booking-service, Redis, PostgreSQL,
+    the outbox to JetStream, and notify-service's durable consumer into its own store."""
+    booking = await salon.booking(tomorrow_at(13))
+    connection = await asyncpg.connect(stack.env["DATABASE_URL"])
+    try:
+        event_id = await connection.fetchval(
+            "SELECT id FROM outbox WHERE payload->'data'->>'id' = $1", booking["id"]
+        )
+    finally:
+        await connection.close()
+    channel = rpc.open_channel(stack.env["NOTIFY_SERVICE_ADDR"])
+    stub = notify_pb2_grpc.NotifyServiceStub(channel)
+    try:
+        for _ in range(100):
+            try:
+                receipt = await rpc.unary(
+                    stub.GetEventReceipt, notify_pb2.GetEventReceiptRequest(event_id=str(event_id))
+                )
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+        else:
+            pytest.fail("notify-service never received the event")
+    finally:
+        await channel.close(None)
+    assert receipt.type == "booking.created"
+    assert receipt.business_id == salon.tenant.business_id
+
+
+async def test_outbox_survives_a_crash_between_commit_and_publish(
+    salon: Salon, stack: LocalStack, tap: EventTap
+) -> None:
+    # A booking-service that commits bookings but never relays, killed like a crash.
+    stack.services["booking-service"].stop()
+    stack.start_service("booking-service", {"OUTBOX_RELAY_ENABLED": "false"})
+    stack.wait_until_ready()
+    try:
+        stranded = await salon.booking(tomorrow_at(10))
+        half_published = await salon.booking(tomorrow_at(11))
+        await asyncio.sleep(0.5)
+        await tap.drain()
+        assert tap.of(stranded["id"]) == []
+        connection = await asyncpg.connect(stack.env["DATABASE_URL"])
+        try:
+            event_id, payload = await connection.fetchrow(
+                "SELECT id, payload FROM outbox WHERE payload->'data'->>'id' = $1",
+                half_published["id"],
+            )
+        finally:
+            await connection.close()
+        # The other crash window: published to JetStream, but not yet marked in the outbox.
+        nc = await nats.connect(stack.env["NATS_URL"])
+        await nc.jetstream().publish(
+            event_subject("booking.created"),
+            # The row as stored (its data not rendered as the relay would: only the
+            # Nats-Msg-Id counts for JetStream's deduplication).
+            payload.encode(),
+            headers={"Nats-Msg-Id": str(event_id)},
+        )
+        await nc.close()
+        stack.services["booking-service"].kill()
+    finally:
+        # Whatever happened above, exactly one booking-service, with its relay, runs after.
+        stack.services["booking-service"].stop()
+        stack.start_service("booking-service")
+        stack.wait_until_ready()
+    await tap.wait_for(stranded["id"], "booking.created")
+    await tap.wait_for(half_published["id"], "booking.created")
+    await asyncio.sleep(1.0)
+    await tap.drain()
+    assert tap.of(stranded["id"]) == ["booking.created"]
+    assert tap.of(half_published["id"]) == ["booking.created"]
+    connection = await asyncpg.connect(stack.env["DATABASE_URL"])
+    try:
+        unpublished = await connection.fetchval(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND id = ANY($1::uuid[])",
+            [UUID(str(event_id))],
+        )
+    finally:
+        await connection.close()
+    assert unpublished == 0
+
+
+async def test_booking_with_the_same_idempotency_key_and_body_replays_the_answer(
+    salon: Salon,
+) -> None:
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(14)))
+    body = {
+        "hold_id": hold["hold_id"],
+        "client": {"first_name": "Jo", "last_name": "Roe", "email": "jo@example.com"},
+    }
+    headers = {"Idempotency-Key": "booking-attempt-1"}
+    first = await salon.tenant.api.post("/api/v1/bookings", token, body, headers=headers)
+    second = await salon.tenant.api.post("/api/v1/bookings", token, body, headers=headers)
+    assert first.status == second.status == 201
+    assert second.body == first.body
+    assert second.headers["Idempotent-Replayed"] == "true"
+    listed = await salon.tenant.api.get("/api/v1/bookings", salon.tenant.business_key)
+    assert [b["id"] for b in listed.body["data"]] == [first.body["id"]]
+
+
+async def test_the_same_idempotency_key_with_another_body_is_422(salon: Salon) -> None:
+    token = await salon.tenant.session_token()
+    hold = created(await salon.hold(token, tomorrow_at(15)))
+    headers = {"Idempotency-Key": "booking-attempt-2"}
+    body = {
+        "hold_id": hold["hold_id"],
+        "client": {"first_name": "Jo", "last_name": "Roe", "email": "jo@example.com"},
+    }
+    assert (
+        await salon.tenant.api.post("/api/v1/bookings", token, body, headers=headers)
+    ).status == 201
+    other = await salon.tenant.api.post(
+        "/api/v1/bookings", token, {**body, "notes": "changed"}, headers=headers
+    )
+    assert other.status == 422
+    assert "Idempotency-Key" in other.body["errors"]
+
+
+async def test_idempotency_keys_are_scoped_per_business(salon: Salon, hub: dict[str, str]) -> None:
+    other = await open_salon(await new_tenant(salon.tenant.api, hub["key"]))
+    headers = {"Idempotency-Key": "shared-key"}
+    mine = await salon.tenant.api.post(
+        "/api/v1/bookings/hold",
+        await salon.tenant.session_token(),
+        {
+            "service_id": salon.service_id,
+            "location_id": salon.location_id,
+            "starts_at": tomorrow_at(10).isoformat(),
+        },
+        headers=headers,
+    )
+    theirs = await other.tenant.api.post(
+        "/api/v1/bookings/hold",
+        await other.tenant.session_token(),
+        {
+            "service_id": other.service_id,
+            "location_id": other.location_id,
+            "starts_at": tomorrow_at(10).isoformat(),
+        },
+        headers=headers,
+    )
+    assert mine.status == theirs.status == 201
+    assert mine.body["hold_id"] != theirs.body["hold_id"]
+
+
+async def test_a_hold_retried_with_its_idempotency_key_replays_the_same_hold(
+    salon: Salon,
+) -> None:
+    token = await salon.tenant.session_token()
+    body = {
+        "service_id": salon.service_id,
+        "location_id": salon.location_id,
+        "starts_at": tomorrow_at(11).isoformat(),
+    }
+    headers = {"Idempotency-Key": "hold-attempt-1"}
+    first = await salon.tenant.api.post("/api/v1/bookings/hold", token, body, headers=headers)
+    second = await salon.tenant.api.post("/api/v1/bookings/hold", token, body, headers=headers)
+    assert first.status == second.status == 201
+    assert second.body == first.body
+    assert second.headers["Idempotent-Replayed"] == "true"
+    other = await salon.tenant.api.post(
+        "/api/v1/bookings/hold",
+        token,
+        {**body, "starts_at": tomorrow_at(12).isoformat()},
+        headers=headers,
+    )
+    assert other.status == 422
 
 
 @contextlib.contextmanager
