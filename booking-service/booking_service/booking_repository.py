@@ -41,6 +41,60 @@ _CUSTOM_FIELDS_OF = """(
     FROM custom_fields WHERE business_id = {business} AND deleted_at IS NULL)"""
 
 
+# A booking's insert with what goes with it (`BookingRepository.insert_booking`), built
+# once: $1-$17 the booking, $18 the reminder minute, $19-$20 the terms it was written on,
+# $21-$22 its booking.created event and manage link (NULL: no event), $23 the relay's channel.
+_INSERT_BOOKING = (
+    """
+            WITH service AS (SELECT deposit_amount FROM services WHERE id = $3
+                             AND business_id = $2 AND deleted_at IS NULL FOR KEY SHARE),
+                 location AS (SELECT 1 FROM locations WHERE id = $4 AND business_id = $2
+                              AND deleted_at IS NULL FOR KEY SHARE),
+                 member AS (SELECT 1 FROM staff WHERE id = $5 AND business_id = $2
+                            AND deleted_at IS NULL FOR KEY SHARE),
+                 live AS (SELECT EXISTS (SELECT 1 FROM service)
+                                 AND EXISTS (SELECT 1 FROM location)
+                                 AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM member))
+                                 AS live),
+                 in_force AS (SELECT """
+    + _CUSTOM_FIELDS_OF.format(business="$2")
+    + """ AS custom_fields),
+                 inserted AS (
+            INSERT INTO bookings (
+                id, business_id, service_id, location_id, staff_id, resource_id, hold_id,
+                status, starts_at, ends_at, blocked_until, client_first_name,
+                client_last_name, client_email, client_phone, custom_field_values, notes,
+                policy)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                   -- The rules in force now: the business's, with the service's own on top.
+                   (SELECT bu.booking_policy || s.booking_policy
+                    FROM services s JOIN businesses bu ON bu.id = s.business_id
+                    WHERE s.id = $3 AND bu.id = $2)
+            WHERE (SELECT live FROM live)
+              AND (SELECT custom_fields FROM in_force) = $19::jsonb
+              AND (NOT $20::boolean OR (SELECT deposit_amount FROM service) = 0)
+            RETURNING *),
+                 armed AS ("""
+    + ReminderSchedule.arming("inserted", "$18")
+    + "), booked AS ("
+    + _SELECT_FROM.format(bookings="inserted")
+    + "), announced AS (SELECT * FROM booked WHERE $21::jsonb IS NOT NULL), event AS ("
+    + event_insert(
+        "announced",
+        envelope="$21::jsonb",
+        business="$2",
+        data="to_jsonb(announced) || jsonb_build_object('manage_url', $22::text)",
+    )
+    + """)
+            SELECT (SELECT to_jsonb(booked) FROM booked) AS booked,
+                   (SELECT live FROM live) AS catalogue_live,
+                   (SELECT custom_fields FROM in_force) AS custom_fields_in_force,
+                   (SELECT deposit_amount FROM service) AS deposit_amount,
+                   (SELECT count(*) FROM (SELECT pg_notify($23, '') FROM event) AS woken) AS events
+            """
+)
+
+
 @dataclass(frozen=True)
 class NewBooking:
     id: UUID
@@ -146,53 +200,7 @@ class BookingRepository(Repository):
         wait for this booking, or this for it.
         """
         row = await connection.fetchrow(
-            """
-            WITH service AS (SELECT deposit_amount FROM services WHERE id = $3
-                             AND business_id = $2 AND deleted_at IS NULL FOR KEY SHARE),
-                 location AS (SELECT 1 FROM locations WHERE id = $4 AND business_id = $2
-                              AND deleted_at IS NULL FOR KEY SHARE),
-                 member AS (SELECT 1 FROM staff WHERE id = $5 AND business_id = $2
-                            AND deleted_at IS NULL FOR KEY SHARE),
-                 live AS (SELECT EXISTS (SELECT 1 FROM service)
-                                 AND EXISTS (SELECT 1 FROM location)
-                                 AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM member))
-                                 AS live),
-                 in_force AS (SELECT """
-            + _CUSTOM_FIELDS_OF.format(business="$2")
-            + """ AS custom_fields),
-                 inserted AS (
-            INSERT INTO bookings (
-                id, business_id, service_id, location_id, staff_id, resource_id, hold_id,
-                status, starts_at, ends_at, blocked_until, client_first_name,
-                client_last_name, client_email, client_phone, custom_field_values, notes,
-                policy)
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                   -- The rules in force now: the business's, with the service's own on top.
-                   (SELECT bu.booking_policy || s.booking_policy
-                    FROM services s JOIN businesses bu ON bu.id = s.business_id
-                    WHERE s.id = $3 AND bu.id = $2)
-            WHERE (SELECT live FROM live)
-              AND (SELECT custom_fields FROM in_force) = $19::jsonb
-              AND (NOT $20::boolean OR (SELECT deposit_amount FROM service) = 0)
-            RETURNING *),
-                 armed AS ("""
-            + reminders.arming("inserted", "$18")
-            + "), booked AS ("
-            + _SELECT_FROM.format(bookings="inserted")
-            + "), announced AS (SELECT * FROM booked WHERE $21::jsonb IS NOT NULL), event AS ("
-            + event_insert(
-                "announced",
-                envelope="$21::jsonb",
-                business="$2",
-                data="to_jsonb(announced) || jsonb_build_object('manage_url', $22::text)",
-            )
-            + """)
-            SELECT (SELECT to_jsonb(booked) FROM booked) AS booked,
-                   (SELECT live FROM live) AS catalogue_live,
-                   (SELECT custom_fields FROM in_force) AS custom_fields_in_force,
-                   (SELECT deposit_amount FROM service) AS deposit_amount,
-                   (SELECT count(*) FROM (SELECT pg_notify($23, '') FROM event) AS woken) AS events
-            """,
+            _INSERT_BOOKING,
             booking.id,
             booking.business_id,
             booking.service_id,

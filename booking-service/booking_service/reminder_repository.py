@@ -27,9 +27,11 @@ ON CONFLICT DO NOTHING
 """
 
 
+_REMINDED_IN_SQL = "(" + ", ".join(f"'{status}'" for status in REMINDED_STATUSES) + ")"
+
+
 def _arm(target: str, source: str = "bookings", minute: str = "$2") -> str:
-    reminded = "(" + ", ".join(f"'{status}'" for status in REMINDED_STATUSES) + ")"
-    return _ARM.format(target=target, source=source, minute=minute, reminded=reminded)
+    return _ARM.format(target=target, source=source, minute=minute, reminded=_REMINDED_IN_SQL)
 
 
 @dataclass(frozen=True)
