@@ -790,7 +790,12 @@ def report(results: dict[str, Any]) -> str:
         f"Calendence bench, {results['started_at']}: {m['cpus']} CPUs; load average "
         f"{m['load_average_at_start'][0]:.2f} at start, {m['load_average_at_end'][0]:.2f} at end "
         "(other work on the machine weighs on every figure)",
-        f"replicas of each service: {results['settings'].get('replicas', 1)}",
+        f"replicas of each service: {results['settings'].get('replicas', 1)}; PostgreSQL "
+        + (
+            "flushing every commit to the disk (--durable)"
+            if results["settings"].get("durable")
+            else "not flushing commits to the disk (as make run)"
+        ),
         "",
         f"{'path':<12}{'full/s':>9}{'floor/s':>9}{'ratio':>7}   "
         f"{'open loop at half the full rate (from schedule)':<49}{'floor, same at its half':<30}",
@@ -959,6 +964,11 @@ def main() -> None:
         default=1,
         help="processes of each service (1); wrk drives every gateway replica at once",
     )
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="PostgreSQL flushing every commit to the disk, as in production (make run: off)",
+    )
     parser.add_argument("--tiny", action="store_true", help="seconds per phase: proves it works")
     parser.add_argument("--keep-stack", action="store_true", help="keep the stack's folder")
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
@@ -967,7 +977,9 @@ def main() -> None:
         for measure in MEASURES:
             if measure.tiny is not None:
                 setattr(args, measure.flag.removeprefix("--").replace("-", "_"), measure.tiny)
-    with throwaway_stack(keep=args.keep_stack, replicas=args.replicas) as stack:
+    with throwaway_stack(
+        keep=args.keep_stack, replicas=args.replicas, durable=args.durable
+    ) as stack:
         scratch = stack.state_dir / "bench"
         scratch.mkdir(exist_ok=True)
         results = uvloop.run(benchmark(args, stack, scratch))

@@ -14,8 +14,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 from aiohttp import web
+from calendence.devstack.bench import throwaway_stack
 from calendence.devstack.processes import free_port
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -200,6 +202,15 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         "postgres statements ",
     ):
         assert line in summary
+
+
+async def test_a_durable_bench_stack_flushes_every_commit_as_production_does() -> None:
+    with throwaway_stack(durable=True) as stack:
+        connection = await asyncpg.connect(stack.env["DATABASE_URL"])
+        try:
+            assert await connection.fetchval("SHOW fsync") == "on"
+        finally:
+            await connection.close()
 
 
 def test_the_grpc_hop_bench_measures_both_sides_of_unary_multiplexed_and_stream_calls(

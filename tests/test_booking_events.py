@@ -91,6 +91,17 @@ async def test_a_new_booking_wakes_the_outbox_relay_at_once(
         await tap.wait_for(booking["id"], "booking.created", timeout=10)
 
 
+async def test_a_cancellation_wakes_the_outbox_relay_at_once(
+    stack: LocalStack, salon: Salon, tap: EventTap
+) -> None:
+    with booking_service_run_with(stack, {"OUTBOX_POLL_SECONDS": "60"}):
+        booking = await salon.booking(tomorrow_at(15))
+        await salon.tenant.api.delete(
+            f"/api/v1/bookings/{booking['id']}", salon.tenant.business_key
+        )
+        await tap.wait_for(booking["id"], "booking.cancelled", timeout=10)
+
+
 async def test_with_bookings_in_one_statement_off_the_outbox_holds_only_documents(
     stack: LocalStack, salon: Salon, tap: EventTap
 ) -> None:

@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 from calendence.storage import Repository
 
-from booking_service.outbox import WAKE_CHANNEL, event_insert
+from booking_service.outbox import event_insert
 from booking_service.reminder_repository import ReminderSchedule
 
 # The booking with what the public document nests: service, location, staff.
@@ -43,7 +43,7 @@ _CUSTOM_FIELDS_OF = """(
 
 # A booking's insert with what goes with it (`BookingRepository.insert_booking`), built
 # once: $1-$17 the booking, $18 the reminder minute, $19-$20 the terms it was written on,
-# $21-$22 its booking.created event and manage link (NULL: no event), $23 the relay's channel.
+# $21-$22 its booking.created event and manage link (NULL: no event).
 _INSERT_BOOKING = (
     """
             WITH service AS (SELECT deposit_amount FROM services WHERE id = $3
@@ -89,8 +89,7 @@ _INSERT_BOOKING = (
             SELECT (SELECT to_jsonb(booked) FROM booked) AS booked,
                    (SELECT live FROM live) AS catalogue_live,
                    (SELECT custom_fields FROM in_force) AS custom_fields_in_force,
-                   (SELECT deposit_amount FROM service) AS deposit_amount,
-                   (SELECT count(*) FROM (SELECT pg_notify($23, '') FROM event) AS woken) AS events
+                   (SELECT deposit_amount FROM service) AS deposit_amount
             """
 )
 
@@ -191,7 +190,8 @@ class BookingRepository(Repository):
     ) -> InsertedBooking:
         """Insert the booking, schedule its reminders and, given `created_event` (an
         `outbox.new_event`), add that event with the booking's row as its data (and
-        `manage_url`), all in one statement; what it found (`InsertedBooking`).
+        `manage_url`), all in one statement; what it found (`InsertedBooking`). With an
+        event, the caller wakes the outbox relay once the statement returned.
 
         The booking goes in only if what its hold named still exists and the terms it
         was written on are still those in force (the business's custom fields; a service
@@ -223,7 +223,6 @@ class BookingRepository(Repository):
             terms.no_deposit,
             created_event,
             manage_url,
-            WAKE_CHANNEL,
         )
         booked = row["booked"]
         return InsertedBooking(

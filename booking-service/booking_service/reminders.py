@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,8 @@ class ReminderSender:
     schedule: ReminderSchedule
     bookings: BookingRepository
     poll_seconds: float
+    # Called once reminder events committed: wakes the outbox relay.
+    events_committed: Callable[[], None]
 
     async def fire_due(self) -> int:
         """Write the events of due reminders; how many were taken."""
@@ -59,6 +62,8 @@ class ReminderSender:
                         connection, REMINDER_EVENT, reminder.business_id, document
                     )
                 await self.schedule.mark_fired(connection, reminder, event_id)
+        if any(reminder.live for reminder in due):
+            self.events_committed()  # at worst a wake-up for nothing
         for reminder in due:
             log.info(
                 "reminder due",

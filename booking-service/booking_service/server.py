@@ -33,7 +33,7 @@ from booking_service.manage import SelfService, rules_of_businesses
 from booking_service.manage_grpc import CalendarServicer, ManageServicer
 from booking_service.manage_links import ManageLinks
 from booking_service.manage_repository import ManageRepository
-from booking_service.outbox import OutboxRelay
+from booking_service.outbox import OutboxRelay, RelayWakeup
 from booking_service.reminders import ReminderSender
 
 log = logging.getLogger("booking_service")
@@ -48,7 +48,6 @@ async def serve(settings: BookingServiceSettings) -> None:
         acquire_timeout=settings.db_pool_acquire_timeout_seconds,
     )
     nc = await connect_nats(settings, "booking-service", events_stream=True)
-    js = nc.jetstream()
 
     async def publish(subject: str, payload: dict[str, str]) -> None:
         await nc.publish(subject, orjson.dumps(payload))
@@ -74,6 +73,7 @@ async def serve(settings: BookingServiceSettings) -> None:
     links = ManageLinks(manage_repository, settings.public_base_url)
     await connect_with_retry("postgres", links.load)
     booking_repository = BookingRepository(pool)
+    relay_wakeup = RelayWakeup(nc)
     holds = HoldClient(hold_channel)
     bookings = Bookings(
         pool,
@@ -87,6 +87,7 @@ async def serve(settings: BookingServiceSettings) -> None:
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         fault_pause_at=settings.booking_fault_pause_at,
         book_in_one_statement=settings.book_in_one_statement,
+        events_committed=relay_wakeup.events_committed,
         manage_url=links.url_for,
     )
     rules_of = rules_of_businesses(domain.catalogue_repository)
@@ -124,13 +125,19 @@ async def serve(settings: BookingServiceSettings) -> None:
     link_keys = asyncio.create_task(_refresh_link_keys_forever(links))
     snapshot_repair = asyncio.create_task(snapshots.repair_forever(open_catalogue_bucket))
     reminding = asyncio.create_task(
-        ReminderSender(pool, reminders, booking_repository, settings.reminder_poll_seconds).run()
+        ReminderSender(
+            pool,
+            reminders,
+            booking_repository,
+            settings.reminder_poll_seconds,
+            relay_wakeup.events_committed,
+        ).run()
     )
     relay = None
     if settings.outbox_relay_enabled:
-        relay = asyncio.create_task(
-            OutboxRelay(pool, js, settings.outbox_poll_seconds, render_stored).run()
-        )
+        outbox_relay = OutboxRelay(pool, nc, settings.outbox_poll_seconds, render_stored)
+        relay_wakeup.relay_here(outbox_relay)
+        relay = asyncio.create_task(outbox_relay.run())
     try:
         await rpc.serve_until_signal(server, health, settings.shutdown_grace_seconds)
     finally:

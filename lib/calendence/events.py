@@ -22,6 +22,8 @@ DUPLICATE_WINDOW_SECONDS = 24 * 3600
 
 # Core NATS broadcasts: lost ones only cost a cache its freshness until its TTL.
 KEY_REVOKED_SUBJECT = "calendence.keys.revoked"
+# booking-service: events were committed to the outbox, for the replica relaying it.
+OUTBOX_WAKE_SUBJECT = "calendence.outbox.wake"
 
 # Each business's catalogue snapshot, keyed by business id: booking-service writes it
 # after every change commits, hold-service reads and watches it (never booking-service).

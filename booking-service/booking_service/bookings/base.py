@@ -42,6 +42,9 @@ class BookingsBase:
     fault_pause_at: str = ""
     # Bookings without a deposit or an Idempotency-Key written in one statement.
     book_in_one_statement: bool = True
+    # Called once what wrote outbox events committed: wakes the relay
+    # (`outbox.RelayWakeup.events_committed`).
+    events_committed: Callable[[], None] = lambda: None
     # What this process last saw of businesses' terms (deposits, custom fields).
     seen: SeenTerms = field(default_factory=SeenTerms, init=False, repr=False)
     # Claims being confirmed for bookings already answered.

@@ -74,6 +74,8 @@ class Changes(BookingsBase):
         except BaseException:
             await self._move_back(business_id, booking_id, change.moved)
             raise
+        if change.announced:
+            self.events_committed()
         await self._after_commit(booking_id, change)
         return document
 
@@ -159,6 +161,7 @@ class Changes(BookingsBase):
                 document | {"actor": change.actor.value} if event in EVENTS_WITH_ACTOR else document
             )
             await record_event(connection, event, business_id, data)
+            change.announced = True
         return document
 
     async def _after_commit(self, booking_id: UUID, change: Change) -> None:
@@ -230,11 +233,13 @@ class Changes(BookingsBase):
 
 @dataclass
 class Change:
-    """What a change did in Redis, to undo on failure or finish after commit."""
+    """What a change did, to undo on failure or finish after commit."""
 
     actor: Actor = Actor.BUSINESS
     moved: Move | None = None
     freed: tuple[str, datetime, datetime] | None = None
+    # Events were written with the change.
+    announced: bool = False
     unpaid_checkout: str | None = None
 
 

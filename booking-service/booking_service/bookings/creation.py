@@ -271,6 +271,7 @@ class Creation(BookingsBase):
                 raise _SameKeyCommitted()
             self._give_up_if_late(writing)
             await self._pause_if_asked("before_commit")
+        self.events_committed()
         return document
 
     async def _write_in_one_statement(
@@ -293,7 +294,9 @@ class Creation(BookingsBase):
             inserted = await self.repository.insert_booking(
                 connection, booking, self.reminders, written_on, event, manage_url
             )
-        return render(self._written(writing, inserted) | {"manage_url": manage_url})
+        row = self._written(writing, inserted)
+        self.events_committed()
+        return render(row | {"manage_url": manage_url})
 
     def _written(self, writing: _Writing, inserted: InsertedBooking) -> dict[str, Any]:
         """The booking the insert wrote; if none, why not, as an exception."""

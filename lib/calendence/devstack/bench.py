@@ -13,20 +13,26 @@ from calendence.devstack.stack import RUN_SERVICE_ENV, LocalStack
 # PostgreSQL counts the statements it runs (pg_stat_statements), so that a bench can say
 # how many each request costs: a figure that does not swing with the machine's load.
 COUNTING_STATEMENTS = ("shared_preload_libraries=pg_stat_statements",)
+# As production runs PostgreSQL: each commit waits for its WAL to reach the disk
+# (`make run` turns that off, a development stack needs no durability).
+DURABLE = ("fsync=on",)
 
 
 @contextmanager
-def throwaway_stack(keep: bool = False, replicas: int = 1) -> Iterator[LocalStack]:
+def throwaway_stack(
+    keep: bool = False, replicas: int = 1, durable: bool = False
+) -> Iterator[LocalStack]:
     """The stores and four services (`replicas` processes of each) with `make run`'s
-    settings (Redis appending to its log included), PostgreSQL counting statements, in
-    a temporary folder that is removed afterwards unless `keep`."""
+    settings (Redis appending to its log included), PostgreSQL counting statements (and
+    with `durable`, flushing each commit to the disk), in a temporary folder that is
+    removed afterwards unless `keep`."""
     state_dir = Path(tempfile.mkdtemp(prefix="calendence-bench-"))
     stack = LocalStack(
         state_dir,
         persist=True,
         service_env=dict(RUN_SERVICE_ENV),
         replicas=replicas,
-        postgres_settings=COUNTING_STATEMENTS,
+        postgres_settings=COUNTING_STATEMENTS + (DURABLE if durable else ()),
     )
     print(f"starting the stack in {state_dir} ...", flush=True)
     try:
