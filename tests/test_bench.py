@@ -178,6 +178,8 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
     race = results["holds"]["race"]
     assert race["rounds"] == [{"201": 1, "409": race["racers"] - 1}] * len(race["rounds"])
     assert results["book"]["full"]["saturation"]["cpu_us_per_unit"]["postgres"] > 0
+    # Each booking's confirmation email reaches the local SMTP server, whose CPU is shown.
+    assert results["book"]["full"]["saturation"]["cpu_us_per_unit"][bench_run.MAIL_STAND_IN] > 0
     # Each booking is at least a transaction of its own, on both paths; holds live in Redis.
     for target in ("full", "floor"):
         counted = results["book"][target]["saturation"]["store_counts_per_unit"]
