@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from calendence.devstack.stack import LocalStack
 
 from tests.api import Answer, Tenant, created, iso
 
@@ -61,3 +65,19 @@ async def open_salon(tenant: Tenant) -> Salon:
         [location["id"]], price_amount=9000, deposit_amount=2000, duration_minutes=60
     )
     return Salon(tenant, location["id"], service["id"], deposit["id"])
+
+
+@contextlib.contextmanager
+def booking_service_run_with(stack: LocalStack, env: dict[str, str]) -> Iterator[None]:
+    """booking-service restarted with `env` set, then again as it was."""
+    _restart_booking_service(stack, env)
+    try:
+        yield
+    finally:
+        _restart_booking_service(stack, {})
+
+
+def _restart_booking_service(stack: LocalStack, env: dict[str, str]) -> None:
+    stack.services["booking-service"].stop()
+    stack.start_service("booking-service", env)
+    stack.wait_until_ready()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from uuid import UUID
 
 import asyncpg
@@ -17,7 +15,7 @@ from calendence.events import event_subject
 from calendence.notify.v1 import notify_pb2, notify_pb2_grpc
 
 from tests.api import created, new_tenant, tomorrow_at
-from tests.booking_helpers import Salon, open_salon
+from tests.booking_helpers import Salon, booking_service_run_with, open_salon
 from tests.events import EventTap
 
 
@@ -305,19 +303,3 @@ async def test_a_hold_retried_with_its_idempotency_key_replays_the_same_hold(
         headers=headers,
     )
     assert other.status == 422
-
-
-@contextlib.contextmanager
-def booking_service_run_with(stack: LocalStack, env: dict[str, str]) -> Iterator[None]:
-    """booking-service restarted with `env` set, then again as it was."""
-    _restart_booking_service(stack, env)
-    try:
-        yield
-    finally:
-        _restart_booking_service(stack, {})
-
-
-def _restart_booking_service(stack: LocalStack, env: dict[str, str]) -> None:
-    stack.services["booking-service"].stop()
-    stack.start_service("booking-service", env)
-    stack.wait_until_ready()

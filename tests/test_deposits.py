@@ -15,7 +15,7 @@ import stripe
 from calendence.devstack.stack import LocalStack
 
 from tests.api import Api, created, tomorrow_at
-from tests.booking_helpers import Salon
+from tests.booking_helpers import Salon, booking_service_run_with
 from tests.events import EventTap
 
 
@@ -140,6 +140,16 @@ async def test_paying_confirms_the_booking_and_announces_it(
     assert confirmed["payment"]["status"] == "paid"
     assert confirmed["redirect_url"] is None
     await tap.wait_for(booking["id"], "booking.confirmed")
+
+
+async def test_paying_wakes_the_outbox_relay_at_once(
+    stack: LocalStack, salon: Salon, local_stripe: LocalStripeControl, tap: EventTap
+) -> None:
+    # The relay looks for events on its own only every 60 s here.
+    with booking_service_run_with(stack, {"OUTBOX_POLL_SECONDS": "60"}):
+        booking = await deposit_booking(salon)
+        await local_stripe.pay(booking["redirect_url"])
+        await tap.wait_for(booking["id"], "booking.confirmed", timeout=10)
 
 
 async def test_an_expired_checkout_cancels_the_booking_and_frees_the_slot(

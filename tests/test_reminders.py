@@ -18,7 +18,7 @@ from calendence.devstack.stack import LocalStack
 from calendence.devstack.stores import start_nats
 
 from tests.api import Tenant, iso
-from tests.booking_helpers import Salon
+from tests.booking_helpers import Salon, booking_service_run_with
 from tests.mail_helpers import (
     lead_for,
     mails_of,
@@ -118,6 +118,15 @@ async def test_a_reminder_reaches_webhooks_and_the_client_once_at_its_time(
     await asyncio.sleep(1)  # past any second go
     assert len(reminders_seen(receiver, booking["id"])) == 1
     assert len(mails_of(stack, booking["id"], "reminder")) == 1
+
+
+async def test_a_due_reminder_wakes_the_outbox_relay_at_once(
+    stack: LocalStack, tenant: Tenant, receiver: WebhookReceiver
+) -> None:
+    # The relay looks for events on its own only every 60 s here.
+    with booking_service_run_with(stack, {"OUTBOX_POLL_SECONDS": "60"}):
+        booking, _ = await book_with_reminder(tenant, receiver)
+        await reminders_of(receiver, booking["id"], timeout=DUE_IN + 10)
 
 
 async def test_reminders_already_past_when_booked_are_never_sent(

@@ -74,8 +74,6 @@ class Changes(BookingsBase):
         except BaseException:
             await self._move_back(business_id, booking_id, change.moved)
             raise
-        if change.announced:
-            self.events_committed()
         await self._after_commit(booking_id, change)
         return document
 
@@ -165,6 +163,8 @@ class Changes(BookingsBase):
         return document
 
     async def _after_commit(self, booking_id: UUID, change: Change) -> None:
+        if change.announced:
+            self.events_committed()
         if change.freed is not None:
             await self._free(booking_id, *change.freed)
         if change.unpaid_checkout is not None:
