@@ -56,6 +56,15 @@ def test_an_adopted_state_carries_on_where_the_shared_bucket_was() -> None:
     assert take_many(buckets, "key", 100) == 0
 
 
+def test_an_earlier_answer_taken_on_after_a_later_one_hands_back_no_tokens() -> None:
+    buckets = LocalBuckets(Clock())
+    # Two answers from the shared store, taken on in the other order than it gave
+    # them: all 4 tokens spent (full in 0.4 s), then only 1 spent (full in 0.1 s).
+    buckets.adopt("key", 400_000)
+    buckets.adopt("key", 100_000)
+    assert take_many(buckets, "key", 100) == 0
+
+
 def test_a_share_of_a_bucket_is_a_smaller_bucket_with_the_same_refill_time() -> None:
     half = TEN_A_SECOND_BURST_FOUR.share(0.5)
     assert (half.per_second, half.size) == (5, 2)

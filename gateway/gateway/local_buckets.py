@@ -100,10 +100,15 @@ class LocalBuckets:
         return Decision(True, bucket, (now - allowed_from) // interval, 0, next_full_at - now)
 
     def adopt(self, key: str, full_in_us: int) -> None:
-        """Take the state another keeper of this bucket reported: full in `full_in_us`."""
+        """Take the state another keeper of this bucket reported: full in `full_in_us`,
+        unless this copy already has it emptier. Tokens taken are never handed back, so
+        the copy only learns of more of them: answers to requests sent together can
+        arrive in another order than the keeper gave them, and an earlier one (fuller)
+        taken on last would hand the copy tokens the keeper has already given out."""
         now = self._clock_us()
-        if full_in_us > 0:
-            self._set(key, now + full_in_us, now)
+        full_at = max(now + full_in_us, self._full_at.get(key, now))
+        if full_at > now:
+            self._set(key, full_at, now)
         else:
             self._full_at.pop(key, None)
 
