@@ -33,6 +33,7 @@ class Salon:
         starts_at: datetime,
         service_id: str | None = None,
         staff_id: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         slot = {
             "service_id": service_id or self.service_id,
@@ -41,7 +42,7 @@ class Salon:
         }
         if staff_id:
             slot["staff_id"] = staff_id
-        return await self.tenant.api.post("/api/v1/bookings/hold", token, slot)
+        return await self.tenant.api.post("/api/v1/bookings/hold", token, slot, headers=headers)
 
     async def book(self, token: str, hold_id: str, **fields: Any) -> Answer:
         return await self.tenant.api.post(

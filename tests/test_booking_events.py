@@ -257,26 +257,8 @@ async def test_the_same_idempotency_key_with_another_body_is_422(salon: Salon) -
 async def test_idempotency_keys_are_scoped_per_business(salon: Salon, hub: dict[str, str]) -> None:
     other = await open_salon(await new_tenant(salon.tenant.api, hub["key"]))
     headers = {"Idempotency-Key": "shared-key"}
-    mine = await salon.tenant.api.post(
-        "/api/v1/bookings/hold",
-        await salon.tenant.session_token(),
-        {
-            "service_id": salon.service_id,
-            "location_id": salon.location_id,
-            "starts_at": tomorrow_at(10).isoformat(),
-        },
-        headers=headers,
-    )
-    theirs = await other.tenant.api.post(
-        "/api/v1/bookings/hold",
-        await other.tenant.session_token(),
-        {
-            "service_id": other.service_id,
-            "location_id": other.location_id,
-            "starts_at": tomorrow_at(10).isoformat(),
-        },
-        headers=headers,
-    )
+    mine = await salon.hold(await salon.tenant.session_token(), tomorrow_at(10), headers=headers)
+    theirs = await other.hold(await other.tenant.session_token(), tomorrow_at(10), headers=headers)
     assert mine.status == theirs.status == 201
     assert mine.body["hold_id"] != theirs.body["hold_id"]
 
@@ -285,21 +267,11 @@ async def test_a_hold_retried_with_its_idempotency_key_replays_the_same_hold(
     salon: Salon,
 ) -> None:
     token = await salon.tenant.session_token()
-    body = {
-        "service_id": salon.service_id,
-        "location_id": salon.location_id,
-        "starts_at": tomorrow_at(11).isoformat(),
-    }
     headers = {"Idempotency-Key": "hold-attempt-1"}
-    first = await salon.tenant.api.post("/api/v1/bookings/hold", token, body, headers=headers)
-    second = await salon.tenant.api.post("/api/v1/bookings/hold", token, body, headers=headers)
+    first = await salon.hold(token, tomorrow_at(11), headers=headers)
+    second = await salon.hold(token, tomorrow_at(11), headers=headers)
     assert first.status == second.status == 201
     assert second.body == first.body
     assert second.headers["Idempotent-Replayed"] == "true"
-    other = await salon.tenant.api.post(
-        "/api/v1/bookings/hold",
-        token,
-        {**body, "starts_at": tomorrow_at(12).isoformat()},
-        headers=headers,
-    )
+    other = await salon.hold(token, tomorrow_at(12), headers=headers)
     assert other.status == 422

@@ -51,6 +51,7 @@ class ReminderSender:
 
     async def fire_due(self) -> int:
         """Write the events of due reminders; how many were taken."""
+        announced = False
         async with self.pool.acquire() as connection, connection.transaction():
             due = await self.schedule.claim_due(connection, _BATCH)
             for reminder in due:
@@ -61,9 +62,10 @@ class ReminderSender:
                     event_id = await record_event(
                         connection, REMINDER_EVENT, reminder.business_id, document
                     )
+                    announced = True
                 await self.schedule.mark_fired(connection, reminder, event_id)
-        if any(reminder.live for reminder in due):
-            self.events_committed()  # at worst a wake-up for nothing
+        if announced:
+            self.events_committed()
         for reminder in due:
             log.info(
                 "reminder due",
