@@ -143,9 +143,12 @@ class NotifyServiceSettings(CommonSettings):
     # One delivery attempt may take this long before it counts as failed.
     webhooks_attempt_timeout_seconds: float = 10.0
     # Attempts one replica runs at once, and attempts one endpoint gets at once across
-    # every replica (a slow endpoint never takes the others' turn).
-    webhooks_max_in_flight: int = 100
-    webhooks_max_in_flight_per_endpoint: int = 4
+    # every replica (a slow endpoint never takes the others' turn). Each attempt's slot
+    # is refilled only by the dispatcher's next claim, a PostgreSQL round trip: with 4 per
+    # endpoint a burst of 300 events queued up to 0.5 s (README, "Webhooks in a burst").
+    # 25 endpoints that hang fill one replica, as with 4 of 100.
+    webhooks_max_in_flight: int = 400
+    webhooks_max_in_flight_per_endpoint: int = 16
     # How often due retries are looked for (new events wake the sender at once).
     webhooks_poll_seconds: float = 1.0
     # Client emails: the SMTP server (`smtp://user:password@host:587`, or `smtps://`);
