@@ -316,10 +316,11 @@ class BookingRepository(Repository):
         *,
         close_unpaid_checkout: bool = False,
         drop_pending_reminders: bool = False,
-    ) -> str | None:
+    ) -> tuple[dict[str, Any], str | None]:
         """Apply `changes` (the version moves on), in one statement with what goes with
-        them: with `close_unpaid_checkout`, the booking's unpaid deposit is marked expired
-        and its checkout session id returned (None if there was none); with
+        them, and return the booking as it now is (the row `get` reads): with
+        `close_unpaid_checkout`, the booking's unpaid deposit is marked expired and its
+        checkout session id returned too (None if there was none); with
         `drop_pending_reminders`, its reminders not yet sent are dropped."""
         # Column names come from the domain code, never from the request.
         assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
@@ -335,15 +336,28 @@ class BookingRepository(Repository):
                 "dropped AS (DELETE FROM reminder_schedule "
                 "WHERE booking_id = $1 AND fired_at IS NULL)"
             )
+        with_parts.append(
+            f"updated AS (UPDATE bookings SET {assignments}, version = version + 1, "
+            "updated_at = now() WHERE id = $1 RETURNING *)"
+        )
         closed = "(SELECT checkout_session_id FROM closed)" if close_unpaid_checkout else "NULL"
-        session_id: str | None = await connection.fetchval(
-            (f"WITH {', '.join(with_parts)} " if with_parts else "")
-            + f"UPDATE bookings SET {assignments}, version = version + 1, updated_at = now() "
-            + f"WHERE id = $1 RETURNING {closed}",
+        # The document is read from the updated row in the same statement (one round
+        # trip less per change); its joins see the statement's snapshot, so a payment
+        # this statement expired still reads as unpaid and is set below.
+        row = await connection.fetchrow(
+            f"WITH {', '.join(with_parts)} "
+            f"SELECT document.*, {closed} AS closed_checkout FROM ("
+            + _SELECT_FROM.format(bookings="updated")
+            + ") document",
             booking_id,
             *changes.values(),
         )
-        return session_id
+        assert row is not None, "update() is called with the booking locked"
+        booking = dict(row)
+        session_id: str | None = booking.pop("closed_checkout")
+        if session_id is not None:
+            booking["payment_status"] = "expired"
+        return booking, session_id
 
     async def bump_version(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
         await connection.execute(

@@ -137,23 +137,25 @@ class Changes(BookingsBase):
         if patch.notes is not None and patch.notes != current["notes"]:
             changes["notes"] = patch.notes
             events.append("booking.updated")
-        if changes:
-            rearming = bool(changes.keys() & {"status", "starts_at"})
-            closed_checkout = await self.repository.update(
-                connection,
-                booking_id,
-                changes,
-                # An unpaid deposit must not be payable for a cancelled booking.
-                close_unpaid_checkout=change.freed is not None,
-                # A booking's pending reminders follow its time and status: those of
-                # the new time are armed below (a cancelled booking keeps none).
-                drop_pending_reminders=rearming,
-            )
-            if change.freed is not None:
-                change.unpaid_checkout = closed_checkout
-            if rearming and changes.get("status", status.value) in REMINDED_STATUSES:
-                await self.reminders.arm(connection, booking_id)
-        document = render(await self._must_get(business_id, booking_id, connection))
+        if not changes:
+            return render(await self._must_get(business_id, booking_id, connection))
+        rearming = bool(changes.keys() & {"status", "starts_at"})
+        row, closed_checkout = await self.repository.update(
+            connection,
+            booking_id,
+            changes,
+            # An unpaid deposit must not be payable for a cancelled booking.
+            close_unpaid_checkout=change.freed is not None,
+            # A booking's pending reminders follow its time and status: those of the
+            # new time are armed below (a cancelled booking keeps none).
+            drop_pending_reminders=rearming,
+        )
+        if change.freed is not None:
+            change.unpaid_checkout = closed_checkout
+        if rearming and changes.get("status", status.value) in REMINDED_STATUSES:
+            await self.reminders.arm(connection, booking_id)
+        row["manage_url"] = self.manage_url(row)
+        document = render(row)
         for event in dict.fromkeys(events):
             data = (
                 document | {"actor": change.actor.value} if event in EVENTS_WITH_ACTOR else document
