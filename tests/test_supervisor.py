@@ -108,6 +108,9 @@ def _kill_and_wait_for_restart(stack: MakeRun, name: str) -> int:
         return bool(exited) and f"{name} restarted" in after
 
     _wait_for(restarted, 60, f"{name} restarted after kill -9")
+    # stack.json is rewritten after the restart is logged: a kill right after this must
+    # find the new pid there, not the one just killed.
+    _wait_for(lambda: stack.pid(name) != killed, 10, "stack.json names the new pid")
     return killed
 
 
