@@ -79,6 +79,46 @@ async def test_a_new_bookings_event_carries_the_document_it_was_answered_with(
     assert shown.body == booking
 
 
+async def test_each_changes_event_carries_the_document_it_was_answered_with(
+    salon: Salon, tap: EventTap
+) -> None:
+    # A deposit left unpaid: cancelling expires it, which the event must say too.
+    booking = await salon.booking(tomorrow_at(13), salon.deposit_service_id)
+    path = f"/api/v1/bookings/{booking['id']}"
+    key = salon.tenant.business_key
+    noted = await salon.tenant.api.patch(path, key, {"notes": "Ring twice"})
+    moved = await salon.tenant.api.patch(path, key, {"starts_at": tomorrow_at(14).isoformat()})
+    cancelled = await salon.tenant.api.delete(path, key)
+    assert cancelled.body["payment"]["status"] == "expired"
+    assert (await tap.wait_for(booking["id"], "booking.updated"))["data"] == noted.body
+    assert (await tap.wait_for(booking["id"], "booking.rescheduled"))["data"] == moved.body | {
+        "actor": "business"
+    }
+    assert (await tap.wait_for(booking["id"], "booking.cancelled"))["data"] == cancelled.body | {
+        "actor": "business"
+    }
+
+
+async def test_a_change_announcing_two_things_publishes_them_in_order(
+    salon: Salon, tap: EventTap
+) -> None:
+    booking = await salon.booking(tomorrow_at(9), salon.deposit_service_id)
+    changed = await salon.tenant.api.patch(
+        f"/api/v1/bookings/{booking['id']}",
+        salon.tenant.business_key,
+        {"status": "confirmed", "starts_at": tomorrow_at(11).isoformat(), "notes": "Late"},
+    )
+    assert changed.status == 200
+    await tap.wait_for(booking["id"], "booking.updated")
+    assert tap.of(booking["id"]) == [
+        "booking.created",
+        "booking.confirmed",
+        "booking.rescheduled",
+        "booking.updated",
+    ]
+    assert len({e["id"] for e in tap.events if e["data"]["id"] == booking["id"]}) == 4
+
+
 async def test_a_new_booking_wakes_the_outbox_relay_at_once(
     stack: LocalStack, salon: Salon, tap: EventTap
 ) -> None:
@@ -106,17 +146,23 @@ async def test_with_bookings_in_one_statement_off_the_outbox_holds_only_document
     # As during a rolling upgrade, when a relay from before such events may publish.
     with booking_service_run_with(stack, {"BOOK_IN_ONE_STATEMENT": "false"}):
         booking = await salon.booking(tomorrow_at(16))
+        cancelled = await salon.tenant.api.delete(
+            f"/api/v1/bookings/{booking['id']}", salon.tenant.business_key
+        )
     connection = await asyncpg.connect(stack.env["DATABASE_URL"])
     try:
-        stored = await connection.fetchrow(
+        stored = await connection.fetch(
             "SELECT data_is_row, payload->'data' AS data FROM outbox "
-            "WHERE payload->'data'->>'id' = $1",
+            "WHERE payload->'data'->>'id' = $1 ORDER BY seq",
             booking["id"],
         )
     finally:
         await connection.close()
-    assert not stored["data_is_row"]
-    assert orjson.loads(stored["data"]) == booking
+    assert [row["data_is_row"] for row in stored] == [False, False]
+    assert [orjson.loads(row["data"]) for row in stored] == [
+        booking,
+        cancelled.body | {"actor": "business"},
+    ]
     assert (await tap.wait_for(booking["id"], "booking.created"))["data"] == booking
 
 

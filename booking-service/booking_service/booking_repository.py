@@ -1,9 +1,10 @@
 """SQL for bookings. Writes take the caller's connection so they share its transaction
-with the outbox event (see outbox.record_event), or write the event in the same
-statement (`insert_booking`)."""
+with what goes with them, and write their events in their own statement
+(`insert_booking`, `update`), or leave them to the caller (`outbox.record_event`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,6 +93,15 @@ _INSERT_BOOKING = (
                    (SELECT deposit_amount FROM service) AS deposit_amount
             """
 )
+
+
+@dataclass(frozen=True)
+class AnnouncedChange:
+    """An event a change writes with itself (`BookingRepository.update`): its envelope
+    (an `outbox.new_event`) and what its data carries beyond the booking."""
+
+    envelope: dict[str, Any]
+    extra: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -316,14 +326,19 @@ class BookingRepository(Repository):
         *,
         close_unpaid_checkout: bool = False,
         drop_pending_reminders: bool = False,
+        events: Sequence[AnnouncedChange] = (),
+        manage_url: str | None = None,
     ) -> tuple[dict[str, Any], str | None]:
         """Apply `changes` (the version moves on), in one statement with what goes with
-        them, and return the booking as it now is (the row `get` reads): with
-        `close_unpaid_checkout`, the booking's unpaid deposit is marked expired and its
-        checkout session id returned too (None if there was none); with
-        `drop_pending_reminders`, its reminders not yet sent are dropped."""
+        them, and return the booking as it now is (the row `get` reads, with
+        `manage_url`): with `close_unpaid_checkout`, the booking's unpaid deposit is
+        marked expired and its checkout session id returned too (None if there was none);
+        with `drop_pending_reminders`, its reminders not yet sent are dropped; each of
+        `events` is added to the outbox, in order, with the booking's new row (and
+        `manage_url`) as its data."""
         # Column names come from the domain code, never from the request.
-        assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
+        params: list[Any] = [booking_id, manage_url, *changes.values()]
+        assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=3))
         with_parts = []
         if close_unpaid_checkout:
             with_parts.append(
@@ -340,24 +355,42 @@ class BookingRepository(Repository):
             f"updated AS (UPDATE bookings SET {assignments}, version = version + 1, "
             "updated_at = now() WHERE id = $1 RETURNING *)"
         )
-        closed = "(SELECT checkout_session_id FROM closed)" if close_unpaid_checkout else "NULL"
         # The document is read from the updated row in the same statement (one round
         # trip less per change); its joins see the statement's snapshot, so a payment
-        # this statement expired still reads as unpaid and is set below.
-        row = await connection.fetchrow(
-            f"WITH {', '.join(with_parts)} "
-            f"SELECT document.*, {closed} AS closed_checkout FROM ("
+        # this statement expired still reads as unpaid and is set so here.
+        expired = (
+            "CASE WHEN EXISTS (SELECT 1 FROM closed) "
+            """THEN '{"payment_status": "expired"}'::jsonb ELSE '{}'::jsonb END"""
+            if close_unpaid_checkout
+            else "'{}'::jsonb"
+        )
+        with_parts.append(
+            "booked AS (SELECT to_jsonb(document) || jsonb_build_object('manage_url', $2::text)"
+            f" || {expired} AS booked FROM ("
             + _SELECT_FROM.format(bookings="updated")
-            + ") document",
-            booking_id,
-            *changes.values(),
+            + ") document)"
+        )
+        if events:
+            params.append([{"envelope": e.envelope, "extra": e.extra} for e in events])
+            with_parts.append(
+                "event AS ("
+                + event_insert(
+                    f"booked, jsonb_array_elements(${len(params)}::jsonb) "
+                    "WITH ORDINALITY AS e(announced, n)",
+                    envelope="(e.announced->'envelope')",
+                    business="(booked.booked->>'business_id')::uuid",
+                    data="booked.booked || (e.announced->'extra')",
+                    order_by="e.n",
+                )
+                + ")"
+            )
+        closed = "(SELECT checkout_session_id FROM closed)" if close_unpaid_checkout else "NULL"
+        row = await connection.fetchrow(
+            f"WITH {', '.join(with_parts)} SELECT booked, {closed} AS closed_checkout FROM booked",
+            *params,
         )
         assert row is not None, "update() is called with the booking locked"
-        booking = dict(row)
-        session_id: str | None = booking.pop("closed_checkout")
-        if session_id is not None:
-            booking["payment_status"] = "expired"
-        return booking, session_id
+        return booking_from_json(row["booked"]), row["closed_checkout"]
 
     async def bump_version(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
         await connection.execute(

@@ -67,18 +67,23 @@ def new_event(event_type: str, business_id: UUID) -> dict[str, Any]:
     }
 
 
-def event_insert(source: str, envelope: str, business: str, data: str) -> str:
-    """The statement that adds an event to the outbox for each row of `source`, for a
-    caller that writes it in its own statement: `envelope` (a `new_event`), `business`
-    and `data` are SQL expressions; `data` is a row of `source` as JSON, which the
-    relay renders. It returns the ids added; the caller must select from it (or name it),
-    and wake the relay once the statement committed (`RelayWakeup`)."""
+def event_insert(
+    source: str, envelope: str, business: str, data: str, order_by: str | None = None
+) -> str:
+    """The statement that adds an event to the outbox for each row of `source` (in the
+    order of `order_by`, when it gives more than one), for a caller that writes it in its
+    own statement: `envelope` (a `new_event`), `business` and `data` are SQL expressions;
+    `data` is a row of `source` as JSON, which the relay renders. It returns the ids
+    added; the caller must select from it (or name it), and wake the relay once the
+    statement committed (`RelayWakeup`)."""
+    ordered = f"ORDER BY {order_by}" if order_by else ""
     return f"""
         INSERT INTO outbox (id, type, business_id, payload, data_is_row)
         SELECT ({envelope}->>'id')::uuid, {envelope}->>'type', {business},
                {envelope} || jsonb_build_object('data', {data})
                || {_BUSINESS_AS_OF_NOW.format(business=business)}, true
         FROM {source}
+        {ordered}
         RETURNING id"""
 
 

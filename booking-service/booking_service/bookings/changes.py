@@ -16,6 +16,7 @@ from calendence.logs import log_fields
 from calendence.schemas.bookings import LIVE_STATUSES, Actor, BookingPatch, BookingStatus
 from calendence.timefmt import utcnow
 
+from booking_service.booking_repository import AnnouncedChange
 from booking_service.bookings.base import BookingsBase
 from booking_service.bookings.document import render
 from booking_service.bookings.status import (
@@ -25,7 +26,7 @@ from booking_service.bookings.status import (
     TRANSITIONS,
     refusal,
 )
-from booking_service.outbox import record_event
+from booking_service.outbox import new_event, record_event
 from booking_service.reminder_repository import REMINDED_STATUSES
 
 log = logging.getLogger("booking_service.bookings")
@@ -140,6 +141,13 @@ class Changes(BookingsBase):
         if not changes:
             return render(await self._must_get(business_id, booking_id, connection))
         rearming = bool(changes.keys() & {"status", "starts_at"})
+        announced = [
+            AnnouncedChange(
+                new_event(event, business_id),
+                {"actor": change.actor.value} if event in EVENTS_WITH_ACTOR else {},
+            )
+            for event in dict.fromkeys(events)
+        ]
         row, closed_checkout = await self.repository.update(
             connection,
             booking_id,
@@ -149,19 +157,21 @@ class Changes(BookingsBase):
             # A booking's pending reminders follow its time and status: those of the
             # new time are armed below (a cancelled booking keeps none).
             drop_pending_reminders=rearming,
+            # Off during a rolling upgrade: an older relay would publish a row unrendered.
+            events=announced if self.book_in_one_statement else (),
+            manage_url=self.manage_url(current | changes),
         )
+        document = render(row)
+        if not self.book_in_one_statement:
+            for event in announced:
+                await record_event(
+                    connection, event.envelope["type"], business_id, document | event.extra
+                )
+        change.announced = bool(announced)
         if change.freed is not None:
             change.unpaid_checkout = closed_checkout
         if rearming and changes.get("status", status.value) in REMINDED_STATUSES:
             await self.reminders.arm(connection, booking_id)
-        row["manage_url"] = self.manage_url(row)
-        document = render(row)
-        for event in dict.fromkeys(events):
-            data = (
-                document | {"actor": change.actor.value} if event in EVENTS_WITH_ACTOR else document
-            )
-            await record_event(connection, event, business_id, data)
-            change.announced = True
         return document
 
     async def _after_commit(self, booking_id: UUID, change: Change) -> None:

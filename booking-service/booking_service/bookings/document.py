@@ -75,6 +75,10 @@ def render(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_stored(stored: dict[str, Any]) -> dict[str, Any]:
-    """The document of a booking stored as JSON with its `manage_url` (the data of an
-    event written in the booking's own statement: `BookingRepository.insert_booking`)."""
-    return render(booking_from_json(stored))
+    """The document of a booking stored as JSON with its `manage_url`, and `actor` when
+    the event names who made the change (the data of an event written in the booking's
+    own statement: `BookingRepository.insert_booking` and `update`)."""
+    document = render(booking_from_json(stored))
+    if "actor" in stored:
+        document["actor"] = stored["actor"]
+    return document
