@@ -119,6 +119,45 @@ async def test_a_change_announcing_two_things_publishes_them_in_order(
     assert len({e["id"] for e in tap.events if e["data"]["id"] == booking["id"]}) == 4
 
 
+async def test_concurrent_deletes_of_one_booking_all_answer_it_cancelled_and_announce_it_once(
+    salon: Salon, tap: EventTap
+) -> None:
+    booking = await salon.booking(tomorrow_at(10))
+    path = f"/api/v1/bookings/{booking['id']}"
+    answers = await asyncio.gather(
+        *(salon.tenant.api.delete(path, salon.tenant.business_key) for _ in range(10))
+    )
+    assert {a.status for a in answers} == {200}
+    assert {(a.body["status"], a.body["version"]) for a in answers} == {("cancelled", 2)}
+    await tap.wait_for(booking["id"], "booking.cancelled")
+    await asyncio.sleep(0.3)
+    await tap.drain()
+    assert tap.of(booking["id"]) == ["booking.created", "booking.cancelled"]
+    token = await salon.tenant.session_token()
+    assert (await salon.hold(token, tomorrow_at(10))).status == 201
+
+
+async def test_a_delete_racing_a_reschedule_frees_whichever_time_the_booking_had_last(
+    salon: Salon,
+) -> None:
+    key = salon.tenant.business_key
+    for round_number in range(4):
+        start = tomorrow_at(10 + round_number)
+        moved_to = tomorrow_at(14 + round_number // 2, 30 * (round_number % 2))
+        booking = await salon.booking(start)
+        path = f"/api/v1/bookings/{booking['id']}"
+        moved, cancelled = await asyncio.gather(
+            salon.tenant.api.patch(path, key, {"starts_at": moved_to.isoformat()}),
+            salon.tenant.api.delete(path, key),
+        )
+        assert cancelled.status == 200 and cancelled.body["status"] == "cancelled"
+        # The reschedule either went first, or found the booking cancelled.
+        assert moved.status in (200, 409), moved.body
+        token = await salon.tenant.session_token()
+        assert (await salon.hold(token, start)).status == 201
+        assert (await salon.hold(token, moved_to)).status == 201
+
+
 async def test_a_new_booking_wakes_the_outbox_relay_at_once(
     stack: LocalStack, salon: Salon, tap: EventTap
 ) -> None:

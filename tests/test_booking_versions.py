@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from tests.api import tomorrow_at
+from tests.api import Answer, tomorrow_at
 from tests.booking_helpers import Salon
 from tests.catalogue_helpers import problem
 
@@ -107,33 +109,44 @@ async def test_if_match_listing_the_current_version_among_others_matches(salon: 
     assert answer.status == 200, answer.body
 
 
+async def _two_at_once_on_version_1(
+    salon: Salon, round_number: int, send: Callable[[str, int], Awaitable[Answer]]
+) -> tuple[dict[str, Any], Answer]:
+    """A new booking, and two requests `send(path, editor)` made on it at once, both
+    with `If-Match: "1"`: of the two, one must win and one get 412."""
+    booking = await salon.booking(tomorrow_at(9 + round_number))
+    answers = await asyncio.gather(*(send(path(booking), editor) for editor in (1, 2)))
+    assert sorted(a.status for a in answers) == [200, 412], [a.body for a in answers]
+    winner = next(a for a in answers if a.status == 200)
+    shown = await salon.tenant.api.get(path(booking), salon.tenant.business_key)
+    assert shown.body["version"] == 2
+    return shown.body, winner
+
+
 async def test_two_concurrent_patches_with_the_same_if_match_one_wins_one_is_412(
     salon: Salon,
 ) -> None:
     tenant = salon.tenant
-    for round_number in range(5):
-        booking = await salon.booking(tomorrow_at(9 + round_number))
-        answers = await asyncio.gather(
-            *(
-                tenant.api.patch(
-                    path(booking),
-                    tenant.business_key,
-                    {"notes": f"editor {editor}"},
-                    headers={"If-Match": '"1"'},
-                )
-                for editor in (1, 2)
-            )
+
+    async def patch(at: str, editor: int) -> Answer:
+        return await tenant.api.patch(
+            at, tenant.business_key, {"notes": f"editor {editor}"}, headers={"If-Match": '"1"'}
         )
-        assert sorted(a.status for a in answers) == [200, 412], [a.body for a in answers]
-        winner = next(a for a in answers if a.status == 200)
-        shown = await tenant.api.get(path(booking), tenant.business_key)
-        assert shown.body["notes"] == winner.body["notes"]
-        assert shown.body["version"] == 2
+
+    for round_number in range(5):
+        shown, winner = await _two_at_once_on_version_1(salon, round_number, patch)
+        assert shown["notes"] == winner.body["notes"]
 
 
-async def test_without_if_match_patch_and_delete_behave_as_before(salon: Salon) -> None:
-    key = salon.tenant.business_key
-    booking = await salon.booking(tomorrow_at(10))
-    await salon.tenant.api.patch(path(booking), key, {"notes": "a"})
-    assert (await salon.tenant.api.patch(path(booking), key, {"notes": "b"})).status == 200
-    assert (await salon.tenant.api.delete(path(booking), key)).status == 200
+async def test_two_concurrent_deletes_with_the_same_if_match_one_wins_one_is_412(
+    salon: Salon,
+) -> None:
+    tenant = salon.tenant
+
+    async def delete(at: str, editor: int) -> Answer:
+        return await tenant.api.delete(at, tenant.business_key, headers={"If-Match": '"1"'})
+
+    for round_number in range(5):
+        shown, winner = await _two_at_once_on_version_1(salon, round_number, delete)
+        assert shown == winner.body
+        assert shown["status"] == "cancelled"

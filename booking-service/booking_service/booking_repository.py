@@ -4,13 +4,14 @@ with what goes with them, and write their events in their own statement
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from calendence.schemas.bookings import BookingStatus
 from calendence.storage import Repository
 
 from booking_service.outbox import event_insert
@@ -102,6 +103,16 @@ class AnnouncedChange:
 
     envelope: dict[str, Any]
     extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UpdateGuard:
+    """What a booking must be for `BookingRepository.update` to change it: of this
+    business, in one of these statuses and, when `versions` names any, at one of them."""
+
+    business_id: UUID
+    statuses: Collection[BookingStatus]
+    versions: Collection[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -328,33 +339,44 @@ class BookingRepository(Repository):
         drop_pending_reminders: bool = False,
         events: Sequence[AnnouncedChange] = (),
         manage_url: str | None = None,
-    ) -> tuple[dict[str, Any], str | None]:
+        only_if: UpdateGuard | None = None,
+    ) -> tuple[dict[str, Any], str | None] | None:
         """Apply `changes` (the version moves on), in one statement with what goes with
         them, and return the booking as it now is (the row `get` reads, with
         `manage_url`): with `close_unpaid_checkout`, the booking's unpaid deposit is
         marked expired and its checkout session id returned too (None if there was none);
         with `drop_pending_reminders`, its reminders not yet sent are dropped; each of
         `events` is added to the outbox, in order, with the booking's new row (and
-        `manage_url`) as its data."""
+        `manage_url`) as its data. With `only_if`, nothing is done, and None returned,
+        unless the booking is as the guard says when the statement reaches it."""
         # Column names come from the domain code, never from the request.
         params: list[Any] = [booking_id, manage_url, *changes.values()]
         assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=3))
-        with_parts = []
+        guard = ""
+        if only_if is not None:
+            versions = None if only_if.versions is None else list(only_if.versions)
+            params += [only_if.business_id, [s.value for s in only_if.statuses], versions]
+            n = len(params)
+            guard = (
+                f" AND business_id = ${n - 2} AND status = ANY(${n - 1}::text[])"
+                f" AND (${n}::int[] IS NULL OR version = ANY(${n}::int[]))"
+            )
+        with_parts = [
+            f"updated AS (UPDATE bookings SET {assignments}, version = version + 1, "
+            f"updated_at = now() WHERE id = $1{guard} RETURNING *)"
+        ]
+        # What goes with the change happens only if the booking changed.
         if close_unpaid_checkout:
             with_parts.append(
                 "closed AS (UPDATE payments SET status = 'expired', updated_at = now() "
-                "WHERE booking_id = $1 AND status = 'requires_payment' "
+                "WHERE booking_id = (SELECT id FROM updated) AND status = 'requires_payment' "
                 "RETURNING checkout_session_id)"
             )
         if drop_pending_reminders:
             with_parts.append(
                 "dropped AS (DELETE FROM reminder_schedule "
-                "WHERE booking_id = $1 AND fired_at IS NULL)"
+                "WHERE booking_id = (SELECT id FROM updated) AND fired_at IS NULL)"
             )
-        with_parts.append(
-            f"updated AS (UPDATE bookings SET {assignments}, version = version + 1, "
-            "updated_at = now() WHERE id = $1 RETURNING *)"
-        )
         # The document is read from the updated row in the same statement (one round
         # trip less per change); its joins see the statement's snapshot, so a payment
         # this statement expired still reads as unpaid and is set so here.
@@ -389,7 +411,8 @@ class BookingRepository(Repository):
             f"WITH {', '.join(with_parts)} SELECT booked, {closed} AS closed_checkout FROM booked",
             *params,
         )
-        assert row is not None, "update() is called with the booking locked"
+        if row is None:
+            return None
         return booking_from_json(row["booked"]), row["closed_checkout"]
 
     async def bump_version(self, connection: asyncpg.Connection, booking_id: UUID) -> None:

@@ -30,6 +30,7 @@ STATUS_EVENTS = {
 }
 # Statuses that end a booking before it was served: its slot is given back.
 RELEASING = (BookingStatus.CANCELLED, BookingStatus.NO_SHOW)
+CANCELLABLE = frozenset(s for s, to in TRANSITIONS.items() if BookingStatus.CANCELLED in to)
 # Events whose data names who made the change.
 EVENTS_WITH_ACTOR = frozenset({"booking.cancelled", "booking.rescheduled"})
 
