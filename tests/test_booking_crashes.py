@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -52,11 +52,15 @@ class Crash:
         self, salon: Salon, token: str, hold_id: str, key: str | None = None
     ) -> Answer:
         headers = {"Idempotency-Key": key} if key else {}
-        attempt = asyncio.create_task(
+        return await self.killed_at_the_point(
             salon.tenant.api.post(
                 "/api/v1/bookings", token, {"hold_id": hold_id, "client": JANE}, headers=headers
             )
         )
+
+    async def killed_at_the_point(self, request: Coroutine[Any, Any, Answer]) -> Answer:
+        """The answer to `request`, which booking-service was killed while pausing in."""
+        attempt = asyncio.create_task(request)
         await self._paused()
         self.stack.services["booking-service"].kill()
         self.killed_at = time.monotonic()
@@ -254,3 +258,21 @@ async def test_after_a_kill_during_a_burst_every_slot_is_booked_or_bookable_agai
         waited, hold = await _first_hold_after(salon, token, moment, killed_at)
         assert waited <= RELEASED_WITHIN_SECONDS
         created(await salon.book(token, hold["hold_id"]))
+
+
+async def test_a_crash_between_a_cancellations_commit_and_freeing_its_slot_frees_it_at_restart(
+    stack: LocalStack, salon: Salon
+) -> None:
+    booking = await salon.booking(tomorrow_at(12))
+    path, key = f"/api/v1/bookings/{booking['id']}", salon.tenant.business_key
+    async with crashable_booking_service(stack, pause_at="release_after_commit") as crash:
+        answer = await crash.killed_at_the_point(salon.tenant.api.delete(path, key))
+        assert answer.status == 503, (answer.status, answer.body)
+        await crash.restart()
+    assert (await salon.tenant.api.get(path, key)).body["status"] == "cancelled"
+    token = await salon.tenant.session_token()
+    deadline = time.monotonic() + 10
+    while (held := await salon.hold(token, tomorrow_at(12))).status == 409:
+        assert time.monotonic() < deadline, "the cancelled booking's slot stayed claimed"
+        await asyncio.sleep(0.5)
+    assert held.status == 201, held.body

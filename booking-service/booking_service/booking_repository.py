@@ -106,6 +106,16 @@ class AnnouncedChange:
 
 
 @dataclass(frozen=True)
+class ReleasedSlot:
+    """A released booking's slot, as its claim in Redis names it."""
+
+    id: UUID
+    resource_id: str
+    starts_at: datetime
+    blocked_until: datetime
+
+
+@dataclass(frozen=True)
 class UpdateGuard:
     """What a booking must be for `BookingRepository.update` to change it: of this
     business, in one of these statuses and, when `versions` names any, at one of them."""
@@ -414,6 +424,18 @@ class BookingRepository(Repository):
         if row is None:
             return None
         return booking_from_json(row["booked"]), row["closed_checkout"]
+
+    async def released_since(self, since: datetime) -> list[ReleasedSlot]:
+        """Bookings released (cancelled, no-show) since `since` whose slot is not over."""
+        rows = await self.db.fetch(
+            """
+            SELECT id, resource_id, starts_at, blocked_until FROM bookings
+            WHERE status IN ('cancelled', 'no_show') AND updated_at >= $1
+              AND blocked_until > now()
+            """,
+            since,
+        )
+        return [ReleasedSlot(**row) for row in rows]
 
     async def bump_version(self, connection: asyncpg.Connection, booking_id: UUID) -> None:
         await connection.execute(

@@ -13,9 +13,11 @@ from calendence import events, rpc
 from calendence.auth.v1 import auth_pb2_grpc
 from calendence.booking.v1 import booking_pb2_grpc
 from calendence.catalogue.v1 import catalogue_pb2_grpc
+from calendence.logs import log_fields
 from calendence.manage.v1 import manage_pb2_grpc
 from calendence.settings import BookingServiceSettings
 from calendence.store_startup import connect_nats, connect_postgres, connect_with_retry
+from calendence.timefmt import utcnow
 from nats.js.kv import KeyValue
 
 from booking_service.booking_repository import BookingRepository
@@ -173,9 +175,26 @@ async def _sweep_forever(bookings: Bookings, every_seconds: float) -> None:
             log.info("expired checkouts settled", extra={"fields": {"count": settled}})
 
 
+# How far back a start looks for released bookings whose slot a crash left claimed: a
+# crashed process is restarted within seconds (the supervisor, Kubernetes); an hour
+# covers a restart held up by a store being away too.
+_RELEASED_LOOKBACK = timedelta(hours=1)
+
+
 async def _repair_claims_forever(bookings: Bookings, every_seconds: float) -> None:
     """Pending claims near their deadline checked against PostgreSQL, from start-up on
-    (a restart after a crash repairs at once)."""
+    (a restart after a crash repairs at once); first, the slots of bookings released
+    lately, which a crash may have left claimed."""
+    released_since = utcnow() - _RELEASED_LOOKBACK
+    while True:
+        try:
+            freed = await bookings.free_released_claims(released_since)
+        except Exception as error:  # hold-service or the database away: again soon
+            log.warning("freeing released slots failed", extra=log_fields(error=repr(error)))
+            await asyncio.sleep(every_seconds)
+            continue
+        log.info("released slots freed", extra=log_fields(count=freed))
+        break
     while True:
         try:
             repaired = await bookings.repair_claims()

@@ -115,9 +115,12 @@ class BookingServiceSettings(CommonSettings):
     claim_repair_seconds: float = Field(default=2.0, gt=0)
     # Kept as long as the gateway keeps its Idempotency-Key answers in Redis.
     idempotency_ttl_seconds: int = 24 * 3600
-    # Fault injection for crash tests, never in production: pause every booking at
-    # this point until the process is killed.
-    booking_fault_pause_at: Literal["", "after_consume", "before_commit", "after_commit"] = ""
+    # Fault injection for crash tests, never in production: pause every booking (or, at
+    # release_after_commit, every cancellation or no-show) at this point until the
+    # process is killed.
+    booking_fault_pause_at: Literal[
+        "", "after_consume", "before_commit", "after_commit", "release_after_commit"
+    ] = ""
     # How often due reminders are looked for at most (sooner when one falls due).
     reminder_poll_seconds: float = 5.0
     # The length of a reminder's "minute" in seconds: 60, except in tests, which

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
@@ -12,6 +13,7 @@ from uuid import UUID
 
 import asyncpg
 from calendence.errors import NotFound
+from calendence.logs import log_fields
 from calendence.pages import filtered_page
 from calendence.schemas.bookings import BookingFilters
 
@@ -21,6 +23,8 @@ from booking_service.bookings.seen import SeenTerms
 from booking_service.checkout import Checkout
 from booking_service.hold_client import HoldClient
 from booking_service.reminder_repository import ReminderSchedule
+
+log = logging.getLogger("booking_service.bookings")
 
 
 @dataclass(eq=False)
@@ -54,6 +58,18 @@ class BookingsBase:
     def commit_budget(self) -> float:
         """A booking commits within three quarters of its pending claim or not at all."""
         return self.pending_claim.total_seconds() * 0.75
+
+    async def _pause_if_asked(self, point: str) -> None:
+        """Fault injection for crash tests: hang here, even past the caller's deadline,
+        until the process is killed."""
+        if self.fault_pause_at != point:
+            return
+        log.warning("fault injection: paused", extra=log_fields(point=point))
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue
 
     async def _must_get(
         self, business_id: UUID, booking_id: UUID, connection: asyncpg.Connection | None = None

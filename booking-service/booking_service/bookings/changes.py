@@ -225,6 +225,9 @@ class Changes(BookingsBase):
         if change.announced:
             self.events_committed()
         if change.freed is not None:
+            # A crash here leaves the slot claimed in Redis: the next start frees it
+            # (`Sweeps.free_released_claims`).
+            await self._pause_if_asked("release_after_commit")
             await self._free(booking_id, *change.freed)
         if change.unpaid_checkout is not None:
             try:

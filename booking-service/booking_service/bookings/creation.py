@@ -358,18 +358,6 @@ class Creation(BookingsBase):
             )
         return earlier.response
 
-    async def _pause_if_asked(self, point: str) -> None:
-        """Fault injection for crash tests: hang here, even past the caller's deadline,
-        until the process is killed."""
-        if self.fault_pause_at != point:
-            return
-        log.warning("fault injection: paused", extra=log_fields(point=point))
-        while True:
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                continue
-
     async def confirmations(self) -> None:
         """Wait for the claims being confirmed for bookings already answered (at
         shutdown, before the channel to hold-service closes)."""

@@ -3,7 +3,8 @@ claims left pending in Redis by a process that died around its commit."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import datetime, timedelta
 
 from calendence.schemas.bookings import LIVE_STATUSES
 from calendence.timefmt import utcnow
@@ -13,6 +14,7 @@ from booking_service.hold_client import Claim
 
 # Hosts' clocks may differ this much when a pending claim's deadline is compared.
 _CLOCK_SLACK = timedelta(seconds=2)
+_FREES_AT_ONCE = 50
 
 
 class Sweeps(Settlement):
@@ -29,6 +31,22 @@ class Sweeps(Settlement):
             if await self.settle_checkout(f"sweep:{session_id}", "sweep", session_id, paid):
                 settled += 1
         return settled
+
+    async def free_released_claims(self, since: datetime) -> int:
+        """Free in Redis the slots of bookings released since `since` (cancelled, no-show)
+        that are not over yet: a process that died between a release's commit and freeing
+        its slot left it claimed. Freeing takes only what is still the booking's, so a
+        slot freed already, or held by someone since, is left as it is. Returns how many
+        were looked at."""
+        released = await self.repository.released_since(since)
+        for first in range(0, len(released), _FREES_AT_ONCE):
+            await asyncio.gather(
+                *(
+                    self.holds.free(slot.id, slot.resource_id, slot.starts_at, slot.blocked_until)
+                    for slot in released[first : first + _FREES_AT_ONCE]
+                )
+            )
+        return len(released)
 
     async def repair_claims(self) -> int:
         """Compare pending claims near their deadline with PostgreSQL: a committed, live
