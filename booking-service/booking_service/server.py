@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 from calendence import events, rpc
@@ -185,17 +185,16 @@ async def _repair_claims_forever(bookings: Bookings, every_seconds: float) -> No
     """Pending claims near their deadline checked against PostgreSQL, from start-up on
     (a restart after a crash repairs at once); first, the slots of bookings released
     lately, which a crash may have left claimed."""
-    released_since = utcnow() - _RELEASED_LOOKBACK
+    released_since: datetime | None = utcnow() - _RELEASED_LOOKBACK
     while True:
-        try:
-            freed = await bookings.free_released_claims(released_since)
-        except Exception as error:  # hold-service or the database away: again soon
-            log.warning("freeing released slots failed", extra=log_fields(error=repr(error)))
-            await asyncio.sleep(every_seconds)
-            continue
-        log.info("released slots freed", extra=log_fields(count=freed))
-        break
-    while True:
+        if released_since is not None:  # until it succeeds once, beside the claim repair
+            try:
+                freed = await bookings.free_released_claims(released_since)
+            except Exception as error:  # hold-service or the database away: next round
+                log.warning("freeing released slots failed", extra=log_fields(error=repr(error)))
+            else:
+                log.info("released slots freed", extra=log_fields(count=freed))
+                released_since = None
         try:
             repaired = await bookings.repair_claims()
         except Exception as error:  # Redis or the database away: next round
