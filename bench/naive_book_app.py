@@ -20,7 +20,7 @@ from datetime import datetime
 import asyncpg
 import orjson
 from aiohttp import web
-from naive_hold_app import SERVICE_DURATION, TTL, naive_app, serve
+from naive_hold_app import SERVICE_DURATION, TTL, naive_app, naive_redis, serve
 from redis.asyncio import Redis
 
 REDIS = web.AppKey("redis", Redis)
@@ -128,7 +128,7 @@ async def book(request: web.Request) -> web.Response:
 
 
 async def stores(app: web.Application):  # type: ignore[no-untyped-def]
-    app[REDIS] = Redis.from_url(os.environ["REDIS_URL"])
+    app[REDIS] = naive_redis()
     app[POOL] = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=2, max_size=10)
     async with app[POOL].acquire() as connection:
         await connection.execute(TABLES)

@@ -20,11 +20,12 @@ import orjson
 import uvloop
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 TTL = timedelta(minutes=10)
 SERVICE_DURATION = timedelta(minutes=int(os.environ.get("NAIVE_SERVICE_MINUTES", "30")))
 REDIS = web.AppKey("redis", Redis)
+REDIS_CONNECTIONS = 64
 REQUEST_ID = "X-Request-Id"
 
 
@@ -68,8 +69,19 @@ async def hold(request: web.Request) -> web.Response:
     )
 
 
+def naive_redis() -> Redis:
+    """REDIS_URL's client, waiting for a free connection as the services' pools do:
+    redis-py's default pool raises "Too many connections" (a 500) once more requests
+    than it holds are under way."""
+    return Redis(
+        connection_pool=BlockingConnectionPool.from_url(
+            os.environ["REDIS_URL"], max_connections=REDIS_CONNECTIONS
+        )
+    )
+
+
 async def redis_client(app: web.Application):  # type: ignore[no-untyped-def]
-    app[REDIS] = Redis.from_url(os.environ["REDIS_URL"])
+    app[REDIS] = naive_redis()
     yield
     await app[REDIS].aclose()
 

@@ -20,8 +20,9 @@ so that the load takes little CPU from the services. For each path:
   signature; no floor.
 
 it measures throughput at saturation (after every session token has made one request
-and each target has had a warm-up) (closed loop; the full path and its floor take
-turns in slices of the same run), then latency in an open loop at half that rate
+and each target has had a warm-up; closed loop, each target at the connection count of
+its peak among --peak-connections, tried a few seconds each; the full path and its
+floor take turns in slices of the same run), then latency in an open loop at half that rate
 (p50/p99/p99.9 from each request's scheduled time, so a stall is not hidden), and the
 CPU microseconds each process spent per request (from /proc, PostgreSQL's backends
 included, counted until the stack is quiet again). Every answer's status is counted;
@@ -275,6 +276,15 @@ def latency_summary(values_us: list[float]) -> dict[str, float]:
     }
 
 
+def units_per_second(phase: Phase, done: str) -> float:
+    return phase.units(done) / phase.run.seconds if phase.run.seconds else 0.0
+
+
+def at_peak(rates: dict[int, float]) -> int:
+    """The connection count of the highest rate; the fewer connections on a tie."""
+    return max(sorted(rates), key=lambda count: rates[count])
+
+
 def merged(phases: list[Phase], done: str) -> dict[str, Any]:
     """Turns of one target at saturation, taken together."""
     units = sum(p.units(done) for p in phases)
@@ -386,7 +396,8 @@ class Bench:
     async def against_floor(
         self, path: str, kind: str, floor_url: str, floor_name: str
     ) -> dict[str, Any]:
-        """Saturation in turns, then each target in an open loop at half its own peak."""
+        """Each target's peak over --peak-connections, saturation in turns at that
+        count, then each target in an open loop at half its own peak."""
         a = self.args
         full_url = self.stack.gateway_urls
         targets: tuple[tuple[str, str | list[str]], ...] = (
@@ -400,19 +411,29 @@ class Bench:
                 url,
                 Load(kind, "closed", a.connections, a.warmup, token_order="sequential"),
             )
+        probes = {who: await self.probe_connections(path, who, kind, url) for who, url in targets}
+        peak_connections = {who: at_peak(rates) for who, rates in probes.items()}
         turns: dict[str, list[Phase]] = {"full": [], "floor": []}
         scraped_before = await self.gateway_metrics()
         for turn in range(a.turns):
             for who, url in targets:
                 turns[who].append(
                     await self.phase(
-                        f"{path} {who} saturation {turn + 1}/{a.turns}",
+                        f"{path} {who} saturation {turn + 1}/{a.turns}"
+                        f" ({peak_connections[who]} connections)",
                         url,
-                        Load(kind, "closed", a.connections, a.seconds / a.turns),
+                        Load(kind, "closed", peak_connections[who], a.seconds / a.turns),
                     )
                 )
         batches_at_saturation = hold_batches_during(scraped_before, await self.gateway_metrics())
-        result: dict[str, Any] = {"floor": floor_name, "connections": a.connections}
+        result: dict[str, Any] = {
+            "floor": floor_name,
+            "connections": peak_connections,
+            "probes_per_second": {
+                who: {str(count): rate for count, rate in rates.items()}
+                for who, rates in probes.items()
+            },
+        }
         for who, url in targets:
             peak = merged(turns[who], DONE[path])
             before = await self.gateway_metrics() if who == "full" else None
@@ -443,6 +464,30 @@ class Bench:
         floor_rate = result["floor"]["saturation"]["per_second"]
         result["ratio"] = round(full_rate / floor_rate, 3) if floor_rate else None
         return result
+
+    async def probe_connections(
+        self, path: str, who: str, kind: str, url: str | list[str]
+    ) -> dict[int, float]:
+        """Units per second at each of --peak-connections, a short closed run each.
+
+        A target's peak needs as many requests at once as keep every stage of it busy:
+        one process (a floor) is busy with a few dozen, while the full path's stages (the
+        gateway, a batch in hold-service, Redis) take turns with each other unless there
+        are enough requests for all of them at once. Each target is measured at its own
+        peak, as "throughput at saturation" means."""
+        a = self.args
+        counts = sorted(set(a.peak_connections))
+        if len(counts) == 1:
+            return {counts[0]: 0.0}
+        rates: dict[int, float] = {}
+        for count in counts:
+            probe = await self.phase(
+                f"{path} {who} at {count} connections",
+                url,
+                Load(kind, "closed", count, a.probe_seconds),
+            )
+            rates[count] = round(units_per_second(probe, DONE[path]), 1)
+        return rates
 
     async def gateway_metrics(self) -> GatewayMetrics:
         """Every gateway's counts so far, summed: garbage-collector pauses per generation
@@ -791,6 +836,21 @@ def by_service(cpu: dict[str, float]) -> dict[str, float]:
     return grouped
 
 
+def peaks(result: dict[str, Any]) -> str:
+    """At which connection count each target peaked, and what it did at each tried."""
+    connections = result["connections"]
+    if isinstance(connections, int):  # results of a bench before targets were tried
+        return f"both at {connections} connections"
+    parts = []
+    for who in ("full", "floor"):
+        tried = result.get("probes_per_second", {}).get(who, {})
+        rates = ", ".join(f"{count}: {fmt(rate)}" for count, rate in tried.items() if rate)
+        parts.append(
+            f"{who} at {connections[who]} connections" + (f" (tried {rates}/s)" if rates else "")
+        )
+    return "; ".join(parts)
+
+
 def report(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -827,6 +887,9 @@ def report(results: dict[str, Any]) -> str:
             f"{fmt(floor['saturation']['per_second']):>9}{r['ratio'] or 0:>6.2f}x   "
             f"{at_half(full):<49}{at_half(floor)}"
         )
+    for path in ("holds", "book"):
+        if path in results:
+            lines.append(f"{'':<12}{names[path]} at saturation: " + peaks(results[path]))
     for path in ("holds", "book"):
         gc = results.get(path, {}).get("full", {}).get("half_rate", {}).get("gateway_gc")
         if gc:
@@ -929,6 +992,12 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# The wrk connection counts each target of the holds and hold+book paths is tried at
+# before its turns at saturation, which run at the count of its highest rate.
+PEAK_CONNECTIONS = (32, 64, 128, 256, 512)
+TINY_PEAK_CONNECTIONS = (4, 8)
+
+
 class Measure(NamedTuple):
     """A numeric option of the run: its default, and its value under --tiny (None: the
     same as without)."""
@@ -945,7 +1014,8 @@ MEASURES = (
     # them) stay above what 8 connections get through on a fast machine.
     Measure("--sessions", int, 1000, 400, "session tokens (%(default)s)"),
     Measure("--keys", int, 10, 2, "business API keys (%(default)s)"),
-    Measure("--connections", int, 64, 8, "wrk connections at saturation (%(default)s)"),
+    Measure("--connections", int, 64, 8, "wrk connections in warm-ups (%(default)s)"),
+    Measure("--probe-seconds", float, 3, 1, "seconds at each of --peak-connections (%(default)s)"),
     Measure("--open-connections", int, 100, 8, "wrk connections in open loops (%(default)s)"),
     # Under --tiny, three seconds at saturation: a pair of requests still finishes on a
     # busy machine.
@@ -975,6 +1045,14 @@ def main() -> None:
             measure.flag, type=measure.kind, default=measure.default, help=measure.help
         )
     parser.add_argument(
+        "--peak-connections",
+        type=int,
+        nargs="+",
+        default=list(PEAK_CONNECTIONS),
+        help="wrk connections each target is tried at, for its peak (%(default)s); "
+        "one count: measured at that count, untried",
+    )
+    parser.add_argument(
         "--replicas",
         type=int,
         default=1,
@@ -993,6 +1071,7 @@ def main() -> None:
         for measure in MEASURES:
             if measure.tiny is not None:
                 setattr(args, measure.flag.removeprefix("--").replace("-", "_"), measure.tiny)
+        args.peak_connections = list(TINY_PEAK_CONNECTIONS)
     with throwaway_stack(
         keep=args.keep_stack, replicas=args.replicas, durable=args.durable
     ) as stack:

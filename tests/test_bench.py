@@ -167,6 +167,15 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
             abs=0.001,
         )
         assert measured["full"]["saturation"]["statuses"][unit] > 0
+        # Each target's turns at saturation ran at the connection count it peaked at.
+        for target in ("full", "floor"):
+            tried = {int(n): rate for n, rate in measured["probes_per_second"][target].items()}
+            assert sorted(tried) == list(bench_run.TINY_PEAK_CONNECTIONS)
+            assert tried[measured["connections"][target]] == max(tried.values())
+            turns = [p for p in results["phases"] if p["name"].startswith(f"{path} {target} sat")]
+            assert turns and all(
+                f"({measured['connections'][target]} connections)" in p["name"] for p in turns
+            )
         half = measured["full"]["half_rate"]
         assert half["latency_from_schedule"]["n"] > 0
         assert half["latency_from_schedule"]["p99_ms"] >= half["latency_from_schedule"]["p50_ms"]
@@ -198,6 +207,7 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         "hold+book ",
         "events ",
         "holds per PlaceHolds call",
+        "holds at saturation: full at ",
         "CPU microseconds per unit",
         "gateway ",
         "What the stores answered per unit",
