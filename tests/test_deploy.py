@@ -32,9 +32,11 @@ from urllib.parse import urlsplit
 import grpc
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
+import redis
 import yaml
 from calendence import settings as settings_module
 from calendence.devstack.processes import free_port
+from calendence.devstack.stores import start_redis
 from calendence.migrations import database_urls
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic_settings import BaseSettings
@@ -298,6 +300,24 @@ def compose() -> dict[str, Any]:
     with COMPOSE_FILE.open() as file:
         loaded: dict[str, Any] = yaml.safe_load(file)  # resolves the `<<` merge keys
     return loaded
+
+
+def test_make_runs_redis_keeps_holds_as_docker_composes_does(tmp_path: Path) -> None:
+    # An append-only file and no snapshots (a fork writing every key each minute of a
+    # busy day): `redis-server --appendonly yes --save ""` in docker-compose.yml.
+    command = compose()["services"]["redis"]["command"]
+    wanted = {
+        name.removeprefix("--"): command[command.index(name) + 1]
+        for name in ("--appendonly", "--save")
+    }
+    store = start_redis(tmp_path, persist=True)
+    try:
+        client = redis.Redis.from_url(store.url, decode_responses=True)
+        running = client.config_get("appendonly") | client.config_get("save")
+        client.close()
+    finally:
+        store.process.stop()
+    assert running == wanted == {"appendonly": "yes", "save": ""}
 
 
 def compose_env(service: str) -> dict[str, str]:
