@@ -1014,7 +1014,9 @@ MEASURES = (
     # them) stay above what 8 connections get through on a fast machine.
     Measure("--sessions", int, 1000, 400, "session tokens (%(default)s)"),
     Measure("--keys", int, 10, 2, "business API keys (%(default)s)"),
-    Measure("--connections", int, 64, 8, "wrk connections in warm-ups (%(default)s)"),
+    Measure(
+        "--connections", int, 64, 8, "wrk connections in warm-ups and events bookings (%(default)s)"
+    ),
     Measure("--probe-seconds", float, 3, 1, "seconds at each of --peak-connections (%(default)s)"),
     Measure("--open-connections", int, 100, 8, "wrk connections in open loops (%(default)s)"),
     # Under --tiny, three seconds at saturation: a pair of requests still finishes on a
