@@ -302,7 +302,7 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-def test_make_runs_redis_keeps_holds_as_docker_composes_does(tmp_path: Path) -> None:
+def test_make_runs_redis_persists_holds_the_way_docker_composes_does(tmp_path: Path) -> None:
     # An append-only file and no snapshots (a fork writing every key each minute of a
     # busy day): `redis-server --appendonly yes --save ""` in docker-compose.yml.
     command = compose()["services"]["redis"]["command"]
