@@ -276,10 +276,6 @@ def latency_summary(values_us: list[float]) -> dict[str, float]:
     }
 
 
-def units_per_second(phase: Phase, done: str) -> float:
-    return phase.units(done) / phase.run.seconds if phase.run.seconds else 0.0
-
-
 def at_peak(rates: dict[int, float]) -> int:
     """The connection count of the highest rate; the fewer connections on a tie."""
     return max(sorted(rates), key=lambda count: rates[count])
@@ -412,7 +408,9 @@ class Bench:
                 Load(kind, "closed", a.connections, a.warmup, token_order="sequential"),
             )
         probes = {who: await self.probe_connections(path, who, kind, url) for who, url in targets}
-        peak_connections = {who: at_peak(rates) for who, rates in probes.items()}
+        peak_connections = {
+            who: at_peak(rates) if rates else a.peak_connections[0] for who, rates in probes.items()
+        }
         turns: dict[str, list[Phase]] = {"full": [], "floor": []}
         scraped_before = await self.gateway_metrics()
         for turn in range(a.turns):
@@ -468,7 +466,8 @@ class Bench:
     async def probe_connections(
         self, path: str, who: str, kind: str, url: str | list[str]
     ) -> dict[int, float]:
-        """Units per second at each of --peak-connections, a short closed run each.
+        """Units per second at each of --peak-connections, a short closed run each (none
+        tried when there is only one).
 
         A target's peak needs as many requests at once as keep every stage of it busy:
         one process (a floor) is busy with a few dozen, while the full path's stages (the
@@ -478,7 +477,7 @@ class Bench:
         a = self.args
         counts = sorted(set(a.peak_connections))
         if len(counts) == 1:
-            return {counts[0]: 0.0}
+            return {}
         rates: dict[int, float] = {}
         for count in counts:
             probe = await self.phase(
@@ -486,7 +485,7 @@ class Bench:
                 url,
                 Load(kind, "closed", count, a.probe_seconds),
             )
-            rates[count] = round(units_per_second(probe, DONE[path]), 1)
+            rates[count] = merged([probe], DONE[path])["per_second"]
         return rates
 
     async def gateway_metrics(self) -> GatewayMetrics:
@@ -838,15 +837,13 @@ def by_service(cpu: dict[str, float]) -> dict[str, float]:
 
 def peaks(result: dict[str, Any]) -> str:
     """At which connection count each target peaked, and what it did at each tried."""
-    connections = result["connections"]
-    if isinstance(connections, int):  # results of a bench before targets were tried
-        return f"both at {connections} connections"
     parts = []
     for who in ("full", "floor"):
-        tried = result.get("probes_per_second", {}).get(who, {})
-        rates = ", ".join(f"{count}: {fmt(rate)}" for count, rate in tried.items() if rate)
+        tried = result["probes_per_second"][who]
+        rates = ", ".join(f"{count}: {fmt(rate)}" for count, rate in tried.items())
         parts.append(
-            f"{who} at {connections[who]} connections" + (f" (tried {rates}/s)" if rates else "")
+            f"{who} at {result['connections'][who]} connections"
+            + (f" (tried {rates}/s)" if tried else "")
         )
     return "; ".join(parts)
 
