@@ -43,6 +43,8 @@ from notify_service.schedule import retry_in
 log = logging.getLogger("notify_service.mailer")
 
 _MAX_ERROR_CHARS = 500
+# Longest a send's result waits to be recorded with others' (see `_finish_and_claim`).
+_RECORD_WITHIN_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,7 @@ class Mailer:
         self._running: dict[asyncio.Task[None], MessageClaim] = {}
         # Attempts that ended, recorded by the loop's next call (which also claims).
         self._ended: list[MessageAttempt] = []
+        self._first_ended_at = 0.0
         self._stopping = False
 
     def wake(self) -> None:
@@ -255,12 +258,25 @@ class Mailer:
             except Exception as error:
                 log.warning("claiming messages failed", extra=log_fields(error=repr(error)))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                # Results waiting to be recorded are looked at again within a moment.
+                wait = _RECORD_WITHIN_SECONDS if self._ended else self.poll_seconds
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def _finish_and_claim(self) -> None:
         """Record the attempts that ended and claim what there is room for, in one
         round trip (none when there is neither)."""
         room = 0 if self._stopping else self.max_in_flight - len(self._running)
+        waited = asyncio.get_running_loop().time() - self._first_ended_at
+        if (
+            self._running
+            and not self._stopping
+            and room < self.max_in_flight // 2
+            and (not self._ended or waited < _RECORD_WITHIN_SECONDS)
+        ):
+            # Sends are under way and most slots are taken: record and claim once half
+            # of them are free (or a result has waited a moment), not once per email (a
+            # statement and its round trip each). A lone email still goes at once.
+            return
         ended, self._ended = self._ended, []
         if room <= 0 and not ended:
             return
@@ -310,6 +326,8 @@ class Mailer:
                     error=error,
                 ),
             )
+        if not self._ended:
+            self._first_ended_at = asyncio.get_running_loop().time()
         self._ended.append(MessageAttempt(claim, attempted_at, error, wait))
 
     async def stop(self, grace_seconds: float) -> None:
