@@ -46,6 +46,10 @@ local out_path = os.getenv("BENCH_OUT")
 -- "sequential" in warm-ups, so that the gateway has seen every token before measuring;
 -- otherwise each request picks a token at random, as many widgets at once would.
 local token_order = os.getenv("BENCH_TOKEN_ORDER") or "random"
+-- A closed loop's end (0: none): past this many microseconds from the thread's start no
+-- new unit begins, while what is under way (a booking whose hold was answered too)
+-- still goes, so that wrk, stopped a drain later, has counted all the stack did.
+local stop_after_us = tonumber(os.getenv("BENCH_STOP_AFTER_US") or "0")
 
 local function read_lines(path)
   local lines = {}
@@ -168,7 +172,7 @@ local function out_of_ids()
   return kind == "cancel" and next_id + #schedule >= #ids
 end
 
-if mode == "open" or kind == "cancel" then
+if mode == "open" or kind == "cancel" or stop_after_us > 0 then
   -- A connection that is free asks how long to wait before its next request: a
   -- booking whose hold was just answered goes at once; otherwise it takes the next
   -- scheduled time (in a closed loop, now).
@@ -180,6 +184,7 @@ if mode == "open" or kind == "cancel" then
       return 0
     end
     if out_of_ids() then return 3600000 end -- idle until run.py stops wrk
+    if stop_after_us > 0 and now - started_us >= stop_after_us then return 3600000 end
     if mode == "closed" then
       schedule[#schedule + 1] = now
       return 0

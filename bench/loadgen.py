@@ -111,6 +111,12 @@ class Load:
     slot_seconds: int = 300  # how far apart consecutive slots start (the service's length)
     threads: int = 2
     token_order: str = "random"  # or "sequential": every token in turn (warm-ups)
+    # A closed loop with a drain starts no new unit after `seconds`, and wrk runs this
+    # much longer for what is under way to finish (a booking whose hold was answered
+    # included), so that the stack's work and the answers counted are the same units;
+    # the rate counts over `seconds`. Without one, wrk stops mid-request: with hundreds
+    # of connections, a share of what the stack did is never counted.
+    drain_seconds: float = 0.0
 
 
 @dataclass
@@ -199,13 +205,16 @@ async def run_phase(
             if await wrk.wait() != 0 or not out.exists():
                 raise RuntimeError(f"wrk failed ({wrk.returncode}): {stderr.decode()}")
             outputs.append(WrkRun.parse(out.read_text()))
+        run = WrkRun.combined(outputs)
+        if load.drain_seconds:
+            run.seconds = load.seconds  # the units counted all started within it
         children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
         await settle(roots)
         cpu = spent(before, cpu_seconds(roots))
         cpu["wrk"] = (children_after.ru_utime + children_after.ru_stime) - (
             children_before.ru_utime + children_before.ru_stime
         )
-        return Phase(name, load, WrkRun.combined(outputs), cpu, time.monotonic() - started)
+        return Phase(name, load, run, cpu, time.monotonic() - started)
 
 
 def _wrk_files(scratch: Path, ids: list[str]) -> tuple[Path, Path]:
@@ -240,12 +249,13 @@ async def _start_wrk(
         "BENCH_SLOT_OFFSET": str(index),
         "BENCH_OUT": str(out),
         "BENCH_TOKEN_ORDER": load.token_order,
+        "BENCH_STOP_AFTER_US": str(round(load.seconds * 1e6) if load.drain_seconds else 0),
     }
     wrk = await asyncio.create_subprocess_exec(
         wrk_binary(),
         f"-t{threads}",
         f"-c{connections}",
-        f"-d{max(1, round(load.seconds))}s",
+        f"-d{max(1, round(load.seconds + load.drain_seconds))}s",
         "--timeout",
         "120s",
         "-s",

@@ -22,7 +22,9 @@ so that the load takes little CPU from the services. For each path:
 it measures throughput at saturation (after every session token has made one request
 and each target has had a warm-up; closed loop, each target at the connection count of
 its peak among --peak-connections, tried a few seconds each; the full path and its
-floor take turns in slices of the same run), then latency in an open loop at half that rate
+floor take turns in slices of the same run; a turn takes no new unit after its seconds
+and lets what is under way finish, so that the answers counted are all the stack did),
+then latency in an open loop at half that rate
 (p50/p99/p99.9 from each request's scheduled time, so a stall is not hidden), and the
 CPU microseconds each process spent per request (from /proc, PostgreSQL's backends
 included, counted until the stack is quiet again). Every answer's status is counted;
@@ -420,7 +422,13 @@ class Bench:
                         f"{path} {who} saturation {turn + 1}/{a.turns}"
                         f" ({peak_connections[who]} connections)",
                         url,
-                        Load(kind, "closed", peak_connections[who], a.seconds / a.turns),
+                        Load(
+                            kind,
+                            "closed",
+                            peak_connections[who],
+                            a.seconds / a.turns,
+                            drain_seconds=a.drain_seconds,
+                        ),
                     )
                 )
         batches_at_saturation = hold_batches_during(scraped_before, await self.gateway_metrics())
@@ -1021,6 +1029,9 @@ MEASURES = (
     Measure("--seconds", float, 12, 3, "saturation seconds per target (%(default)s)"),
     Measure("--turns", int, 3, 1, "turns full path and floor take (%(default)s)"),
     Measure("--warmup", float, 4, 1, "warm-up seconds per target (%(default)s)"),
+    # A turn at saturation starts no new hold or booking after its seconds and waits this
+    # long for what is under way, so that it counts every unit the stack worked on.
+    Measure("--drain-seconds", float, 2, 1, "end of each turn at saturation (%(default)s s)"),
     Measure("--open-seconds", float, 10, 1, "open loop seconds (%(default)s)"),
     # Two versions compared at the same rate: at half its own peak, the faster one
     # would be measured under more load.

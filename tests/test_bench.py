@@ -176,6 +176,11 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
             assert turns and all(
                 f"({measured['connections'][target]} connections)" in p["name"] for p in turns
             )
+            # A turn ends by taking no new hold and finishing what is under way: every
+            # hold it placed is booked, none left over counted without its booking.
+            if path == "book":
+                for turn in turns:
+                    assert turn["statuses"]["hold 201"] == turn["statuses"]["book 201"], turn
         half = measured["full"]["half_rate"]
         assert half["latency_from_schedule"]["n"] > 0
         assert half["latency_from_schedule"]["p99_ms"] >= half["latency_from_schedule"]["p50_ms"]
