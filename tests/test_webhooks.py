@@ -14,12 +14,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from calendence.devstack.processes import ManagedProcess, free_port, wait_for_port
 from calendence.devstack.stack import LocalStack
+from calendence.events import event_subject
 
 from tests.api import Tenant, tomorrow_at
 from tests.booking_helpers import Salon, open_salon
+from tests.events import EventTap
 from tests.mail_helpers import mails_of, wait_for_mails
 from tests.webhook_receiver import (
     ALLOW_PRIVATE,
@@ -243,6 +246,28 @@ async def test_pending_retries_and_new_events_survive_killing_notify_service(
         "booking.created",
     ]
     assert {d["status"] for d in found} == {"succeeded"}
+
+
+async def test_an_event_jetstream_sends_twice_reaches_the_endpoint_and_client_once(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack, tap: EventTap
+) -> None:
+    # notify-service acks a batch once it is stored, without waiting for NATS's answer:
+    # killed between the two, it is sent the batch again, as here.
+    await create_endpoint(salon.tenant, receiver.url("/hook"))
+    booking = await salon.booking(tomorrow_at(10))
+    event = await tap.wait_for(booking["id"], "booking.created")
+    await receiver.wait_for(of_booking(booking["id"], "booking.created"))
+    await tap.js.publish(
+        event_subject(event["type"]),
+        orjson.dumps(event),
+        headers={"Nats-Msg-Id": f"sent-again-{event['id']}"},
+    )
+    # A booking made after the repeat is delivered after it: the repeat has been handled.
+    later = await salon.booking(tomorrow_at(11))
+    await receiver.wait_for(of_booking(later["id"], "booking.created"))
+    await wait_for_mails(stack, later["id"], "confirmation")
+    assert len([r for r in receiver.received if of_booking(booking["id"])(r)]) == 1
+    assert len(mails_of(stack, booking["id"])) == 1
 
 
 async def test_a_slow_endpoint_does_not_delay_another(
