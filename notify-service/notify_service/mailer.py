@@ -268,8 +268,7 @@ class Mailer:
         room = 0 if self._stopping else self.max_in_flight - len(self._running)
         waited = asyncio.get_running_loop().time() - self._first_ended_at
         if (
-            self._running
-            and not self._stopping
+            not self._stopping
             and room < self.max_in_flight // 2
             and (not self._ended or waited < _RECORD_WITHIN_SECONDS)
         ):
