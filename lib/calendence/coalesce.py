@@ -1,10 +1,12 @@
 """Request coalescing: what arrives while earlier calls are in flight goes as one batch.
 
 A caller `submit`s one item and awaits its own outcome. When fewer than `max_in_flight`
-batches are under way, the item leaves at once, alone (so a quiet system pays no
-waiting); otherwise it queues, and the next batch to leave takes everything queued, up
-to `max_batch` items. Under load a batch call (one RPC, one Redis pipeline) thus serves
-many callers, and its fixed cost is shared among them.
+batches are under way, a batch leaves at the end of the event loop's turn, with every
+item submitted in that turn (requests read from the sockets that were ready together),
+so a quiet system pays no waiting beyond the turn; otherwise the item queues, and the
+next batch to leave takes everything queued, up to `max_batch` items. Under load a
+batch call (one RPC, one Redis pipeline) thus serves many callers, and its fixed cost
+is shared among them.
 
 `send` gets the batch's items and returns one outcome per item, in order: a value, or
 the exception that item alone failed with (others in the batch are unaffected). If
@@ -55,6 +57,8 @@ class Coalescer(Generic[Item, Result]):
         self._aftermath: set[asyncio.Task[None]] = set()
         # When the items in no hurry leave anyway, if no batch took them before.
         self._deadline: asyncio.TimerHandle | None = None
+        # The end of this turn's launch, once asked for: items submitted meanwhile join it.
+        self._launch_due: asyncio.Handle | None = None
         # How many batches and items have left: the mean batch size, for the curious.
         self.batches_sent = 0
         self.items_sent = 0
@@ -77,8 +81,19 @@ class Coalescer(Generic[Item, Result]):
             if self._deadline is None:
                 self._deadline = loop.call_later(wait_up_to, self._time_is_up)
         elif len(self._in_flight) < self.max_in_flight:
-            self._launch()
+            self._launch_at_end_of_turn()
         return await future
+
+    def _launch_at_end_of_turn(self) -> None:
+        # call_soon runs after the callbacks already due, so the requests this turn
+        # reads submit first and leave in one batch instead of one call each.
+        if self._launch_due is None:
+            self._launch_due = asyncio.get_running_loop().call_soon(self._launch_queued)
+
+    def _launch_queued(self) -> None:
+        self._launch_due = None
+        while self._queue and len(self._in_flight) < self.max_in_flight:
+            self._launch()
 
     def _time_is_up(self) -> None:
         self._deadline = None
@@ -104,8 +119,8 @@ class Coalescer(Generic[Item, Result]):
 
     def _landed(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        while self._queue and len(self._in_flight) < self.max_in_flight:
-            self._launch()
+        if self._queue:
+            self._launch_at_end_of_turn()
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         items = [item for item, _ in batch]

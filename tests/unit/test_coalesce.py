@@ -49,11 +49,22 @@ async def test_a_lone_item_leaves_at_once_in_a_batch_of_its_own() -> None:
     assert backend.batches == [[4]]
 
 
+async def test_items_submitted_in_one_loop_turn_leave_in_one_batch_while_room_remains() -> None:
+    backend = Backend()
+    backend.release.set()
+    coalescer: Coalescer[int, int] = Coalescer(backend.send, max_in_flight=2)
+    together = [asyncio.ensure_future(coalescer.submit(i)) for i in (0, 2, 4)]
+    assert await asyncio.gather(*together) == [0, 4, 8]
+    assert backend.batches == [[0, 2, 4]]
+
+
 async def test_items_that_arrive_while_batches_are_in_flight_leave_together() -> None:
     backend = Backend()
     coalescer: Coalescer[int, int] = Coalescer(backend.send, max_in_flight=2)
-    first = [asyncio.ensure_future(coalescer.submit(i)) for i in (0, 2)]
-    await settle()
+    first = []
+    for i in (0, 2):  # in turns of their own, so each leaves at once in a batch of its own
+        first.append(asyncio.ensure_future(coalescer.submit(i)))
+        await settle()
     later = [asyncio.ensure_future(coalescer.submit(i)) for i in (4, 6, 8)]
     await settle()
     assert backend.batches == [[0], [2]] and coalescer.queued == 3
@@ -80,7 +91,7 @@ async def test_a_batch_takes_at_most_max_batch_items_in_arrival_order() -> None:
     await settle()
     backend.release.set()
     await asyncio.gather(*waiting)
-    assert backend.batches == [[0], [2, 4, 6], [8, 10, 12], [14]]
+    assert backend.batches == [[0, 2, 4], [6, 8, 10], [12, 14]]
 
 
 async def test_an_item_that_fails_does_not_fail_the_others_in_its_batch() -> None:
@@ -198,6 +209,7 @@ async def test_items_in_no_hurry_still_wait_for_room_when_their_time_is_up() -> 
     backend = Backend()
     coalescer: Coalescer[int, int] = Coalescer(backend.send, max_in_flight=1)
     busy = asyncio.ensure_future(coalescer.submit(0))
+    await settle()
     patient = asyncio.ensure_future(coalescer.submit(2, wait_up_to=0.01))
     await asyncio.sleep(0.05)
     assert backend.batches == [[0]] and coalescer.queued == 1
