@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cpu import cpu_seconds, spent
+from cpu import cpu_seconds, spent, waited_seconds
 
 HERE = Path(__file__).resolve().parent
 LOAD_SCRIPT = HERE / "load.lua"
@@ -130,6 +130,8 @@ class Phase:
     wall: float
     # What the stores answered meanwhile (store_counts.STORE_COUNTS), when counted.
     counts: dict[str, float] = field(default_factory=dict)
+    # Seconds each process tree's threads waited for a core while wrk ran.
+    waited: dict[str, float] = field(default_factory=dict)
 
     def units(self, outcome: str) -> int:
         return self.run.statuses[outcome]
@@ -154,6 +156,11 @@ class Phase:
 
     def cpu_us_per(self, units: int) -> dict[str, float]:
         return {name: seconds * 1e6 / units for name, seconds in self.cpu.items()} if units else {}
+
+    def waited_us_per(self, units: int) -> dict[str, float]:
+        return (
+            {name: seconds * 1e6 / units for name, seconds in self.waited.items()} if units else {}
+        )
 
 
 async def settle(roots: dict[str, int]) -> None:
@@ -184,6 +191,7 @@ async def run_phase(
     urls = [url] if isinstance(url, str) else url
     with tempfile.TemporaryDirectory(prefix="calendence-wrk-") as scratch:
         before = cpu_seconds(roots)
+        waited_before = waited_seconds(roots)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         runs = [
@@ -205,6 +213,7 @@ async def run_phase(
             if await wrk.wait() != 0 or not out.exists():
                 raise RuntimeError(f"wrk failed ({wrk.returncode}): {stderr.decode()}")
             outputs.append(WrkRun.parse(out.read_text()))
+        waited = spent(waited_before, waited_seconds(roots))
         run = WrkRun.combined(outputs)
         if load.drain_seconds:
             run.seconds = load.seconds  # the units counted all started within it
@@ -214,7 +223,7 @@ async def run_phase(
         cpu["wrk"] = (children_after.ru_utime + children_after.ru_stime) - (
             children_before.ru_utime + children_before.ru_stime
         )
-        return Phase(name, load, run, cpu, time.monotonic() - started)
+        return Phase(name, load, run, cpu, time.monotonic() - started, waited=waited)
 
 
 def _wrk_files(scratch: Path, ids: list[str]) -> tuple[Path, Path]:

@@ -320,6 +320,8 @@ def open_summary(phase: Phase, done: str) -> dict[str, Any]:
         "latency_from_schedule": latency_summary(phase.run.latencies_us),
         "statuses": dict(sorted(phase.run.statuses.items())),
         "cpu_us_per_unit": {k: round(v, 1) for k, v in phase.cpu_us_per(units).items()},
+        # Runnable but not running, per unit: where a loaded machine's queue is.
+        "waited_us_per_unit": {k: round(v, 1) for k, v in phase.waited_us_per(units).items()},
         "store_counts_per_unit": phase.counts_per(units),
     }
 
@@ -904,6 +906,14 @@ def report(results: dict[str, Any]) -> str:
                     f"gen {g} x{c['collections']} mean {fmt(c['pause_ms_mean'])} ms"
                     for g, c in gc.items()
                 )
+            )
+    for path in ("holds", "book"):
+        half_rate = results.get(path, {}).get("full", {}).get("half_rate", {})
+        if waited := half_rate.get("waited_us_per_unit"):
+            longest = sorted(by_service(waited).items(), key=lambda kv: -kv[1])
+            lines.append(
+                f"{'':<12}{names[path]} open loop, waiting for a core, microseconds per unit: "
+                + ", ".join(f"{name} {fmt(us)}" for name, us in longest if us >= 0.5)
             )
     full_holds = results.get("holds", {}).get("full", {})
     if "hold_batches" in full_holds.get("saturation", {}):

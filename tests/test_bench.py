@@ -187,6 +187,11 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         cpu = measured["full"]["saturation"]["cpu_us_per_unit"]
         assert set(STACK_PROCESSES) <= set(cpu)
         assert cpu["gateway"] > 0 and cpu["hold-service"] > 0
+        # Every thread that wakes for a request waits some time for a core; the open
+        # loop says how long, per process (the queue a busy machine adds to each hop).
+        waited = half["waited_us_per_unit"]
+        assert set(STACK_PROCESSES) <= set(waited) and min(waited.values()) >= 0
+        assert waited["gateway"] > 0
     batches = results["holds"]["full"]["saturation"]["hold_batches"]
     assert batches["calls"] > 0 and batches["mean_holds_per_call"] >= 1
     race = results["holds"]["race"]
@@ -212,6 +217,8 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         "hold+book ",
         "events ",
         "holds per PlaceHolds call",
+        "holds open loop, waiting for a core, microseconds per unit: ",
+        "hold+book open loop, waiting for a core, microseconds per unit: ",
         "holds at saturation: full at ",
         "CPU microseconds per unit",
         "gateway ",
