@@ -4,8 +4,9 @@ waited for a core, from /proc/<pid>/task/<tid>/schedstat.
 A tree's CPU time is the sum over its live processes of utime + stime + cutime +
 cstime: a process that exits moves its time into its parent's cutime/cstime, so
 PostgreSQL's backends (children of the postmaster) count whether they live through a
-phase or not. Waiting has no such carry-over: a thread that exits takes its count with
-it, which the services' and stores' long-lived threads do not.
+phase or not. Waiting has no such carry-over: it is counted per thread, and a thread
+that ends during a phase takes its count with it (the services' and stores' threads
+live through the phases; a PostgreSQL autovacuum worker may not).
 """
 
 from __future__ import annotations
@@ -71,26 +72,38 @@ def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
     }
 
 
-def _waited_ns(pid: int) -> int:
-    waited = 0
+def _thread_waits(pid: int) -> dict[int, int]:
+    """Thread id -> nanoseconds it has spent runnable but waiting for a core."""
+    waits: dict[int, int] = {}
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        return 0  # gone meanwhile
+        return waits  # gone meanwhile
     for task in tasks:
         try:
-            waited += int((task / "schedstat").read_text().split()[1])
+            waits[int(task.name)] = int((task / "schedstat").read_text().split()[1])
         except (OSError, IndexError, ValueError):
             continue
-    return waited
+    return waits
 
 
-def waited_seconds(roots: dict[str, int]) -> dict[str, float]:
-    """Seconds the threads of each named process tree have spent runnable but waiting
-    for a core so far: what a busy machine adds to each hop of a request."""
+def thread_waits(roots: dict[str, int]) -> dict[str, dict[int, int]]:
+    """For each named process tree, each live thread's wait for a core so far (ns)."""
     return {
-        name: sum(_waited_ns(pid) for pid in pids) / 1e9
+        name: {tid: ns for pid in pids for tid, ns in _thread_waits(pid).items()}
         for name, pids in _trees(roots, _all_processes()).items()
+    }
+
+
+def waited_between(
+    before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]
+) -> dict[str, float]:
+    """Seconds each tree's threads waited for a core between two readings: what a busy
+    machine adds to each hop of a request. A thread born meanwhile counts all of its
+    wait; one that ended meanwhile is not counted."""
+    return {
+        name: sum(ns - before.get(name, {}).get(tid, 0) for tid, ns in threads.items()) / 1e9
+        for name, threads in after.items()
     }
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cpu import cpu_seconds, spent, waited_seconds
+from cpu import cpu_seconds, spent, thread_waits, waited_between
 
 HERE = Path(__file__).resolve().parent
 LOAD_SCRIPT = HERE / "load.lua"
@@ -191,7 +191,7 @@ async def run_phase(
     urls = [url] if isinstance(url, str) else url
     with tempfile.TemporaryDirectory(prefix="calendence-wrk-") as scratch:
         before = cpu_seconds(roots)
-        waited_before = waited_seconds(roots)
+        waits_before = thread_waits(roots)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         runs = [
@@ -213,7 +213,7 @@ async def run_phase(
             if await wrk.wait() != 0 or not out.exists():
                 raise RuntimeError(f"wrk failed ({wrk.returncode}): {stderr.decode()}")
             outputs.append(WrkRun.parse(out.read_text()))
-        waited = spent(waited_before, waited_seconds(roots))
+        waited = waited_between(waits_before, thread_waits(roots))
         run = WrkRun.combined(outputs)
         if load.drain_seconds:
             run.seconds = load.seconds  # the units counted all started within it
