@@ -155,12 +155,14 @@ class Phase:
         return {name: round(n / units, 2) for name, n in self.counts.items()} if units else {}
 
     def cpu_us_per(self, units: int) -> dict[str, float]:
-        return {name: seconds * 1e6 / units for name, seconds in self.cpu.items()} if units else {}
+        return _us_per_unit(self.cpu, units)
 
     def waited_us_per(self, units: int) -> dict[str, float]:
-        return (
-            {name: seconds * 1e6 / units for name, seconds in self.waited.items()} if units else {}
-        )
+        return _us_per_unit(self.waited, units)
+
+
+def _us_per_unit(seconds: dict[str, float], units: int) -> dict[str, float]:
+    return {name: value * 1e6 / units for name, value in seconds.items()} if units else {}
 
 
 async def settle(roots: dict[str, int]) -> None:
