@@ -219,6 +219,8 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         "holds per PlaceHolds call",
         "holds open loop, waiting for a core, microseconds per unit: ",
         "hold+book open loop, waiting for a core, microseconds per unit: ",
+        "holds open loop, the stack's CPU per unit: ",
+        "hold+book open loop, the stack's CPU per unit: ",
         "holds at saturation: full at ",
         "CPU microseconds per unit",
         "gateway ",
