@@ -1,5 +1,6 @@
 """A crash of booking-service between taking a slot in Redis and committing the booking
-in PostgreSQL never strands the slot, and never takes the slot from a committed booking.
+in PostgreSQL never strands the slot, and never takes the slot from a committed booking;
+nor does a release whose slot hold-service could not free at the time.
 
 booking-service is restarted with BOOKING_FAULT_PAUSE_AT, so each booking hangs at the
 named point; the test kills it there with SIGKILL, as a crash would, and restarts it as
@@ -273,6 +274,42 @@ async def test_a_crash_between_a_cancellations_commit_and_freeing_its_slot_frees
     token = await salon.tenant.session_token()
     deadline = time.monotonic() + 10
     while (held := await salon.hold(token, tomorrow_at(12))).status == 409:
+        assert time.monotonic() < deadline, "the cancelled booking's slot stayed claimed"
+        await asyncio.sleep(0.5)
+    assert held.status == 201, held.body
+
+
+async def _cancelled_while_hold_service_is_down(
+    stack: LocalStack, salon: Salon, starts_at: datetime
+) -> Answer:
+    """The answer to cancelling a booking at `starts_at` while hold-service is stopped;
+    hold-service is running again when it returns."""
+    booking = await salon.booking(starts_at)
+    stack.services["hold-service"].stop()
+    try:
+        return await salon.tenant.api.delete(
+            f"/api/v1/bookings/{booking['id']}", salon.tenant.business_key
+        )
+    finally:
+        stack.start_service("hold-service")
+        await asyncio.to_thread(stack.wait_until_ready)
+
+
+async def test_a_cancellation_while_hold_service_is_down_is_answered_as_done(
+    stack: LocalStack, salon: Salon
+) -> None:
+    cancelled = await _cancelled_while_hold_service_is_down(stack, salon, tomorrow_at(13))
+    assert cancelled.status == 200, (cancelled.status, cancelled.body)
+    assert cancelled.body["status"] == "cancelled"
+
+
+async def test_a_cancellation_while_hold_service_is_down_frees_its_slot_once_it_is_back(
+    stack: LocalStack, salon: Salon
+) -> None:
+    token = await salon.tenant.session_token()
+    await _cancelled_while_hold_service_is_down(stack, salon, tomorrow_at(13))
+    deadline = time.monotonic() + 15
+    while (held := await salon.hold(token, tomorrow_at(13))).status == 409:
         assert time.monotonic() < deadline, "the cancelled booking's slot stayed claimed"
         await asyncio.sleep(0.5)
     assert held.status == 201, held.body

@@ -193,8 +193,17 @@ class HoldClient:
         )
 
     async def free(
-        self, booking_id: UUID, resource_id: str, starts_at: datetime, blocked_until: datetime
+        self,
+        booking_id: UUID,
+        resource_id: str,
+        starts_at: datetime,
+        blocked_until: datetime,
+        *,
+        wait_for_hold_service: bool = True,
     ) -> None:
+        """Free a released booking's interval. Without `wait_for_hold_service` the call
+        fails at once while hold-service is unreachable, and within two seconds at most
+        otherwise: for a caller whose own caller is waiting and that frees again later."""
         await rpc.unary(
             self.stub.FreeInterval,
             hold_pb2.FreeIntervalRequest(
@@ -203,7 +212,8 @@ class HoldClient:
                 starts_at=to_timestamp(starts_at),
                 blocked_until=to_timestamp(blocked_until),
             ),
-            wait_for_ready=True,
+            wait_for_ready=wait_for_hold_service,
+            timeout=5.0 if wait_for_hold_service else 2.0,
         )
 
     async def move(

@@ -184,7 +184,8 @@ _RELEASED_LOOKBACK = timedelta(hours=1)
 async def _repair_claims_forever(bookings: Bookings, every_seconds: float) -> None:
     """Pending claims near their deadline checked against PostgreSQL, from start-up on
     (a restart after a crash repairs at once); first, the slots of bookings released
-    lately, which a crash may have left claimed."""
+    lately, which a crash may have left claimed; and each round, the released slots
+    hold-service could not free when they were released."""
     released_since: datetime | None = utcnow() - _RELEASED_LOOKBACK
     while True:
         if released_since is not None:  # until it succeeds once, beside the claim repair
@@ -195,6 +196,11 @@ async def _repair_claims_forever(bookings: Bookings, every_seconds: float) -> No
             else:
                 log.info("released slots freed", extra=log_fields(count=freed))
                 released_since = None
+        try:
+            if freed := await bookings.free_unfreed():
+                log.info("released slots freed on a later try", extra=log_fields(count=freed))
+        except Exception as error:  # each slot's failure is kept for the next round already
+            log.warning("freeing released slots failed", extra=log_fields(error=repr(error)))
         try:
             repaired = await bookings.repair_claims()
         except Exception as error:  # Redis or the database away: next round

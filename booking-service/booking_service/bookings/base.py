@@ -17,7 +17,7 @@ from calendence.logs import log_fields
 from calendence.pages import filtered_page
 from calendence.schemas.bookings import BookingFilters
 
-from booking_service.booking_repository import BookingRepository
+from booking_service.booking_repository import BookingRepository, ReleasedSlot
 from booking_service.bookings.document import render
 from booking_service.bookings.seen import SeenTerms
 from booking_service.checkout import Checkout
@@ -53,6 +53,9 @@ class BookingsBase:
     seen: SeenTerms = field(default_factory=SeenTerms, init=False, repr=False)
     # Claims being confirmed for bookings already answered.
     _confirming: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
+    # Released bookings whose slot hold-service could not free when they committed (it
+    # was away): the periodic repair frees them once it is back (`Sweeps.free_unfreed`).
+    _unfreed: dict[UUID, ReleasedSlot] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def commit_budget(self) -> float:

@@ -16,7 +16,7 @@ from calendence.logs import log_fields
 from calendence.schemas.bookings import LIVE_STATUSES, Actor, BookingPatch, BookingStatus
 from calendence.timefmt import utcnow
 
-from booking_service.booking_repository import AnnouncedChange, UpdateGuard
+from booking_service.booking_repository import AnnouncedChange, ReleasedSlot, UpdateGuard
 from booking_service.bookings.base import BookingsBase
 from booking_service.bookings.document import render
 from booking_service.bookings.status import (
@@ -242,11 +242,19 @@ class Changes(BookingsBase):
         self, booking_id: UUID, resource_id: str, starts_at: datetime, blocked_until: datetime
     ) -> None:
         try:
-            await self.holds.free(booking_id, resource_id, starts_at, blocked_until)
+            # The release is committed: its answer does not wait for a hold-service that
+            # is away (the gateway would give up on it and answer 503).
+            await self.holds.free(
+                booking_id, resource_id, starts_at, blocked_until, wait_for_hold_service=False
+            )
         except Exception as error:
-            # PostgreSQL already let the slot go; Redis keeps it only until blocked_until.
+            # PostgreSQL already let the slot go; until Redis does too nobody can hold it,
+            # so the periodic repair tries again.
+            self._unfreed[booking_id] = ReleasedSlot(
+                booking_id, resource_id, starts_at, blocked_until
+            )
             log.warning(
-                "could not free the slot in hold-service",
+                "could not free the slot in hold-service; trying again shortly",
                 extra=log_fields(booking_id=str(booking_id), error=repr(error)),
             )
 

@@ -1,5 +1,6 @@
-"""Periodic repairs: unpaid bookings whose checkout expired without Stripe's webhook, and
-claims left pending in Redis by a process that died around its commit."""
+"""Periodic repairs: unpaid bookings whose checkout expired without Stripe's webhook,
+claims left pending in Redis by a process that died around its commit, and released
+slots that hold-service could not free at the time."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime, timedelta
 from calendence.schemas.bookings import LIVE_STATUSES
 from calendence.timefmt import utcnow
 
+from booking_service.booking_repository import ReleasedSlot
 from booking_service.bookings.settlement import Settlement
 from booking_service.hold_client import Claim
 
@@ -39,14 +41,39 @@ class Sweeps(Settlement):
         slot freed already, or held by someone since, is left as it is. Returns how many
         were looked at."""
         released = await self.repository.released_since(since)
-        for first in range(0, len(released), _FREES_AT_ONCE):
-            await asyncio.gather(
+        for outcome in await self._free_slots(released):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return len(released)
+
+    async def free_unfreed(self) -> int:
+        """Free the slots that hold-service could not free when their release committed
+        (it was away, restarting say); those it still cannot free wait for the next
+        round, until their interval is over. Returns how many were freed."""
+        slots = list(self._unfreed.values())
+        freed = 0
+        for slot, outcome in zip(slots, await self._free_slots(slots), strict=True):
+            failed = isinstance(outcome, BaseException)
+            if failed and slot.blocked_until > utcnow():
+                continue
+            freed += not failed
+            if self._unfreed.get(slot.id) is slot:  # not released again meanwhile
+                del self._unfreed[slot.id]
+        return freed
+
+    async def _free_slots(self, slots: list[ReleasedSlot]) -> list[BaseException | None]:
+        """Each slot freed in Redis (only what is still its booking's), a few calls at a
+        time; what each call came to."""
+        outcomes: list[BaseException | None] = []
+        for first in range(0, len(slots), _FREES_AT_ONCE):
+            outcomes += await asyncio.gather(
                 *(
                     self.holds.free(slot.id, slot.resource_id, slot.starts_at, slot.blocked_until)
-                    for slot in released[first : first + _FREES_AT_ONCE]
-                )
+                    for slot in slots[first : first + _FREES_AT_ONCE]
+                ),
+                return_exceptions=True,
             )
-        return len(released)
+        return outcomes
 
     async def repair_claims(self) -> int:
         """Compare pending claims near their deadline with PostgreSQL: a committed, live
