@@ -53,11 +53,12 @@ class Sweeps(Settlement):
         slots = list(self._unfreed.values())
         freed = 0
         for slot, outcome in zip(slots, await self._free_slots(slots), strict=True):
-            failed = isinstance(outcome, BaseException)
-            if failed and slot.blocked_until > utcnow():
-                continue
-            freed += not failed
-            if self._unfreed.get(slot.id) is slot:  # not released again meanwhile
+            if isinstance(outcome, BaseException):
+                if slot.blocked_until > utcnow():
+                    continue  # next round
+            else:
+                freed += 1
+            if self._unfreed.get(slot.id) is slot:  # not recorded anew meanwhile
                 del self._unfreed[slot.id]
         return freed
 
