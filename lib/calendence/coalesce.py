@@ -78,8 +78,11 @@ class Coalescer(Generic[Item, Result]):
         future: asyncio.Future[Result] = loop.create_future()
         self._queue.append((item, future))
         if wait_up_to > 0:
-            if self._deadline is None:
-                self._deadline = loop.call_later(wait_up_to, self._time_is_up)
+            due = loop.time() + wait_up_to
+            if self._deadline is None or self._deadline.when() > due:
+                if self._deadline is not None:
+                    self._deadline.cancel()
+                self._deadline = loop.call_at(due, self._time_is_up)
         elif len(self._in_flight) < self.max_in_flight:
             self._launch_at_end_of_turn()
         return await future

@@ -216,3 +216,14 @@ async def test_items_in_no_hurry_still_wait_for_room_when_their_time_is_up() -> 
     backend.release.set()
     assert list(await asyncio.gather(busy, patient)) == [0, 4]
     assert backend.batches == [[0], [2]]
+
+
+async def test_an_item_in_less_of_a_hurry_does_not_hold_back_one_in_more() -> None:
+    backend = Backend()
+    backend.release.set()
+    coalescer: Coalescer[int, int] = Coalescer(backend.send)
+    patient = asyncio.ensure_future(coalescer.submit(2, wait_up_to=60))
+    await settle()
+    hurried = coalescer.submit(4, wait_up_to=0.01)
+    assert list(await asyncio.wait_for(asyncio.gather(patient, hurried), timeout=5)) == [4, 8]
+    assert backend.batches == [[2, 4]]
