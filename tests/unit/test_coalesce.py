@@ -185,12 +185,20 @@ async def test_a_lone_item_is_sent_in_its_callers_context() -> None:
     assert seen == ["request-1"]
 
 
+async def queued_in_no_hurry(
+    coalescer: Coalescer[int, int], item: int, seconds: float = 60
+) -> asyncio.Future[int]:
+    """`item` submitted with `wait_up_to=seconds`, once it waits in the queue."""
+    waiting = asyncio.ensure_future(coalescer.submit(item, wait_up_to=seconds))
+    await settle()
+    return waiting
+
+
 async def test_an_item_in_no_hurry_goes_with_the_next_item_submitted() -> None:
     backend = Backend()
     backend.release.set()
     coalescer: Coalescer[int, int] = Coalescer(backend.send)
-    patient = asyncio.ensure_future(coalescer.submit(2, wait_up_to=60))
-    await settle()
+    patient = await queued_in_no_hurry(coalescer, 2)
     assert backend.batches == [] and coalescer.queued == 1
     assert await coalescer.submit(4) == 8
     assert await patient == 4
@@ -222,8 +230,7 @@ async def test_an_item_in_less_of_a_hurry_does_not_hold_back_one_in_more() -> No
     backend = Backend()
     backend.release.set()
     coalescer: Coalescer[int, int] = Coalescer(backend.send)
-    patient = asyncio.ensure_future(coalescer.submit(2, wait_up_to=60))
-    await settle()
+    patient = await queued_in_no_hurry(coalescer, 2)
     hurried = coalescer.submit(4, wait_up_to=0.01)
     assert list(await asyncio.wait_for(asyncio.gather(patient, hurried), timeout=5)) == [4, 8]
     assert backend.batches == [[2, 4]]
