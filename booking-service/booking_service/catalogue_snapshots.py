@@ -20,6 +20,7 @@ from datetime import datetime
 from uuid import UUID
 
 from calendence import jsonfmt
+from calendence.cancellation import stop_if_cancelled
 from calendence.events import catalogue_key
 from calendence.logs import log_fields
 from calendence.timefmt import utcnow
@@ -117,6 +118,7 @@ class CatalogueSnapshots:
                     bucket_made_at = made_at
                 published = await self.publish_pending()
             except Exception as error:  # NATS or the database away: next round
+                stop_if_cancelled(error)
                 log.warning("catalogue snapshot repair failed", extra=log_fields(error=repr(error)))
                 published = 0
             if published < _REPAIR_BATCH:

@@ -28,6 +28,7 @@ from uuid import UUID
 
 import asyncpg
 import orjson
+from calendence.cancellation import stop_if_cancelled
 from calendence.events import OUTBOX_WAKE_SUBJECT, event_subject
 from calendence.logs import log_fields
 from calendence.storage import mark_session_changed
@@ -207,6 +208,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                stop_if_cancelled(error)
                 log.warning("outbox relay failed, retrying", extra=log_fields(error=repr(error)))
             await asyncio.sleep(self.poll_seconds)
 

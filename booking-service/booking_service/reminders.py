@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from calendence.cancellation import stop_if_cancelled
 from calendence.logs import log_fields
 from calendence.timefmt import to_iso, utcnow
 
@@ -96,5 +97,6 @@ class ReminderSender:
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # PostgreSQL away: the rows wait for the next round
+                stop_if_cancelled(error)
                 log.warning("sending reminders failed", extra=log_fields(error=repr(error)))
             await asyncio.sleep(wait)

@@ -12,6 +12,7 @@ import orjson
 from calendence import events, rpc
 from calendence.auth.v1 import auth_pb2_grpc
 from calendence.booking.v1 import booking_pb2_grpc
+from calendence.cancellation import stop_if_cancelled
 from calendence.catalogue.v1 import catalogue_pb2_grpc
 from calendence.logs import log_fields
 from calendence.manage.v1 import manage_pb2_grpc
@@ -169,6 +170,7 @@ async def _sweep_forever(bookings: Bookings, every_seconds: float) -> None:
         try:
             settled = await bookings.sweep_expired_checkouts()
         except Exception as error:  # Stripe or the database away: try next round
+            stop_if_cancelled(error)
             log.warning("payment sweep failed", extra={"fields": {"error": repr(error)}})
             continue
         if settled:
@@ -192,6 +194,7 @@ async def _repair_claims_forever(bookings: Bookings, every_seconds: float) -> No
             try:
                 freed = await bookings.free_released_claims(released_since)
             except Exception as error:  # hold-service or the database away: next round
+                stop_if_cancelled(error)
                 log.warning("freeing released slots failed", extra=log_fields(error=repr(error)))
             else:
                 log.info("released slots freed", extra=log_fields(count=freed))
@@ -200,10 +203,12 @@ async def _repair_claims_forever(bookings: Bookings, every_seconds: float) -> No
             if freed := await bookings.free_unfreed():
                 log.info("released slots freed on a later try", extra=log_fields(count=freed))
         except Exception as error:  # each slot's failure is kept for the next round already
+            stop_if_cancelled(error)
             log.warning("freeing released slots failed", extra=log_fields(error=repr(error)))
         try:
             repaired = await bookings.repair_claims()
         except Exception as error:  # Redis or the database away: next round
+            stop_if_cancelled(error)
             log.warning("claim repair failed", extra={"fields": {"error": repr(error)}})
         else:
             if repaired:
@@ -218,4 +223,5 @@ async def _refresh_link_keys_forever(links: ManageLinks, every_seconds: float = 
         try:
             await links.refresh()
         except Exception as error:  # the database away: keep the keys we have
+            stop_if_cancelled(error)
             log.warning("manage link keys not refreshed", extra={"fields": {"error": repr(error)}})

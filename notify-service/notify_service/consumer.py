@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from calendence.cancellation import stop_if_cancelled
 from calendence.events import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 from calendence.ids import is_uuid
 from calendence.logs import log_fields
@@ -97,12 +98,14 @@ async def consume_events(
                     messages = await subscription.fetch(1, timeout=1)
                 else:
                     messages = await subscription.fetch(batch, timeout=_BUSY_WAIT_SECONDS)
-            except TimeoutError:  # nothing to fetch (nats' timeouts included)
+            except TimeoutError as error:  # nothing to fetch (nats' timeouts included)
+                stop_if_cancelled(error)
                 idle = True
                 continue
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                stop_if_cancelled(error)
                 log.warning("fetch failed, retrying", extra=log_fields(error=repr(error)))
                 await asyncio.sleep(0.5)
                 continue

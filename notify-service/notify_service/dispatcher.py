@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from calendence.cancellation import stop_if_cancelled
 from calendence.logs import access_log, log_fields
 
 from notify_service.delivery_repository import AttemptResult, Claim, DeliveryRepository, Finished
@@ -130,6 +131,7 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                stop_if_cancelled(error)
                 log.warning("claiming deliveries failed", extra=log_fields(error=repr(error)))
             finally:
                 self._claiming = False

@@ -27,6 +27,7 @@ from uuid import UUID
 
 import aiosmtplib
 from aiosmtplib.email import extract_recipients, extract_sender
+from calendence.cancellation import stop_if_cancelled
 from calendence.logs import access_log, log_fields
 from calendence.timefmt import to_iso
 
@@ -256,6 +257,7 @@ class Mailer:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                stop_if_cancelled(error)
                 log.warning("claiming messages failed", extra=log_fields(error=repr(error)))
             with contextlib.suppress(TimeoutError):
                 # Results waiting to be recorded are looked at again within a moment.

@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
+from calendence.cancellation import stop_if_cancelled
 from calendence.logs import log_fields
 
 log = logging.getLogger("calendence.rpc")
@@ -35,6 +36,7 @@ class DependencyHealth:
                 await asyncio.wait_for(probe(), timeout=2.0)
                 ok = True
             except Exception as error:  # a probe failing for any reason means not ready
+                stop_if_cancelled(error)
                 log.warning(
                     "dependency unreachable", extra=log_fields(dependency=name, error=repr(error))
                 )
