@@ -40,9 +40,9 @@ def throwaway_stack(
     )
     print(f"starting the stack in {state_dir} ...", flush=True)
     # A bench stopped with SIGTERM (`kill`, a CI job's timeout) stops its stack in order
-    # and removes its folder as at its end, instead of leaving hundreds of megabytes of
-    # Redis log and PostgreSQL data behind.
-    previous_handler = signal.getsignal(signal.SIGTERM)
+    # and removes its folder as at its end, instead of leaving gigabytes of Redis log
+    # and PostgreSQL data behind.
+    stopping = signal.getsignal(signal.SIGTERM)
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -54,9 +54,8 @@ def throwaway_stack(
         if not keep:
             shutil.rmtree(state_dir, ignore_errors=True)
         if in_main_thread:
-            signal.signal(signal.SIGTERM, previous_handler)
+            signal.signal(signal.SIGTERM, stopping)
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Leave as an ordinary exit (SystemExit), so that `throwaway_stack` cleans up."""
     sys.exit(128 + signum)
