@@ -297,28 +297,3 @@ def test_the_instructions_bench_counts_each_kind_of_request_on_the_process_under
     # /healthz is answered by the gateway alone; a hold is also parsed, checked and sent on.
     assert gateway["hold"]["per_request"] > 2 * gateway["health"]["per_request"]
     assert next(tmp_path.glob("instructions-*.txt")).read_text() in done.stdout
-
-
-def test_a_bench_stopped_with_sigterm_stops_its_stack_and_removes_its_folder() -> None:
-    bench = subprocess.Popen(
-        [sys.executable, str(BENCH / "run.py"), "--tiny", "--paths", "holds"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert bench.stdout is not None
-    state_dir = ""
-    for line in bench.stdout:  # until the stack is up and under load
-        if line.startswith("starting the stack in "):
-            state_dir = line.removeprefix("starting the stack in ").removesuffix(" ...\n")
-        if "holds full" in line:
-            break
-    children = subprocess.run(
-        ["pgrep", "-P", str(bench.pid)], capture_output=True, text=True
-    ).stdout.split()
-    bench.terminate()
-    bench.wait(timeout=120)
-    assert state_dir and not Path(state_dir).exists()
-    assert children  # the stores and services it started
-    still_running = [pid for pid in children if Path(f"/proc/{pid}").exists()]
-    assert not still_running, f"processes of the stopped bench still run: {still_running}"
