@@ -5,6 +5,7 @@ leaves behind, such as an outbox relay or a webhook, belongs to it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import shutil
@@ -12,7 +13,7 @@ import signal
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,25 +197,18 @@ async def run_phase(
         waits_before = thread_waits(roots)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
-        runs = [
-            await _start_wrk(Path(scratch) / str(index), target, load, index, len(urls))
-            for index, target in enumerate(urls)
-        ]
-        if finished is not None:
-            # wrk ends on SIGINT as at the end of its duration, results and all.
-            waiting = asyncio.gather(*(wrk.wait() for wrk, _ in runs))
-            done, _ = await asyncio.wait(
-                {waiting, asyncio.ensure_future(finished)}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if waiting not in done:
-                for wrk, _ in runs:
-                    wrk.send_signal(signal.SIGINT)
-        outputs = []
-        for wrk, out in runs:
-            stderr = await wrk.stderr.read() if wrk.stderr else b""
-            if await wrk.wait() != 0 or not out.exists():
-                raise RuntimeError(f"wrk failed ({wrk.returncode}): {stderr.decode()}")
-            outputs.append(WrkRun.parse(out.read_text()))
+        runs: list[tuple[asyncio.subprocess.Process, Path]] = []
+        try:
+            for index, target in enumerate(urls):
+                runs.append(
+                    await _start_wrk(Path(scratch) / str(index), target, load, index, len(urls))
+                )
+            outputs = await _wrk_outputs(runs, finished)
+        except BaseException:
+            # A phase abandoned (the bench stopped, one wrk failed) leaves no wrk
+            # running on, loading a stack that is going away.
+            await _kill(wrk for wrk, _ in runs)
+            raise
         waited = waited_between(waits_before, thread_waits(roots))
         run = WrkRun.combined(outputs)
         if load.drain_seconds:
@@ -226,6 +220,37 @@ async def run_phase(
             children_before.ru_utime + children_before.ru_stime
         )
         return Phase(name, load, run, cpu, time.monotonic() - started, waited=waited)
+
+
+async def _wrk_outputs(
+    runs: list[tuple[asyncio.subprocess.Process, Path]], finished: Awaitable[Any] | None
+) -> list[WrkRun]:
+    """What each wrk counted, once each has ended (or `finished` has completed)."""
+    if finished is not None:
+        # wrk ends on SIGINT as at the end of its duration, results and all.
+        waiting = asyncio.gather(*(wrk.wait() for wrk, _ in runs))
+        done, _ = await asyncio.wait(
+            {waiting, asyncio.ensure_future(finished)}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if waiting not in done:
+            for wrk, _ in runs:
+                wrk.send_signal(signal.SIGINT)
+    outputs = []
+    for wrk, out in runs:
+        stderr = await wrk.stderr.read() if wrk.stderr else b""
+        if await wrk.wait() != 0 or not out.exists():
+            raise RuntimeError(f"wrk failed ({wrk.returncode}): {stderr.decode()}")
+        outputs.append(WrkRun.parse(out.read_text()))
+    return outputs
+
+
+async def _kill(processes: Iterable[asyncio.subprocess.Process]) -> None:
+    """Kill what still runs and reap it (no zombie left for the bench's parent)."""
+    for process in processes:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
 
 
 def _wrk_files(scratch: Path, ids: list[str]) -> tuple[Path, Path]:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,3 +298,70 @@ def test_the_instructions_bench_counts_each_kind_of_request_on_the_process_under
     # /healthz is answered by the gateway alone; a hold is also parsed, checked and sent on.
     assert gateway["hold"]["per_request"] > 2 * gateway["health"]["per_request"]
     assert next(tmp_path.glob("instructions-*.txt")).read_text() in done.stdout
+
+
+def test_a_bench_stopped_with_sigterm_stops_its_stack_and_removes_its_folder() -> None:
+    # Not --tiny, whose one-second warm-up would end on its own: a warm-up wrk that
+    # outlives the stopped bench by half a minute, unless the bench stops it.
+    bench = subprocess.Popen(
+        [
+            sys.executable,
+            str(BENCH / "run.py"),
+            "--paths",
+            "holds",
+            "--sessions",
+            "400",
+            "--keys",
+            "2",
+            "--warmup",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert bench.stdout is not None
+    state_dir = ""
+    for line in bench.stdout:  # until the stack is up and under load
+        if line.startswith("starting the stack in "):
+            state_dir = line.removeprefix("starting the stack in ").removesuffix(" ...\n")
+        if "holds full" in line:
+            break
+    children = _children_once_wrk_runs(bench.pid)
+    bench.terminate()
+    bench.wait(timeout=120)
+    assert state_dir and not Path(state_dir).exists()
+    assert "wrk" in children.values()  # besides the stores and services it started
+    still_running = [pid for pid in children if _runs(pid)]
+    assert not still_running, f"processes of the stopped bench still run: {still_running}"
+
+
+def _children_once_wrk_runs(parent: int) -> dict[str, str]:
+    """The process's children (pid: name), once wrk is among them (its load under way)."""
+    children: dict[str, str] = {}
+    for _ in range(200):
+        pids = subprocess.run(
+            ["pgrep", "-P", str(parent)], capture_output=True, text=True
+        ).stdout.split()
+        children = {pid: _name(pid) for pid in pids}
+        if "wrk" in children.values():
+            break
+        time.sleep(0.05)
+    return children
+
+
+def _name(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def _runs(pid: str) -> bool:
+    """Whether a process still runs: an exited one not yet reaped by its new parent
+    (a zombie, state Z) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
