@@ -19,7 +19,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from calendence.errors import NotFound
-from calendence.ics import EVENT_STATUS, booking_uid, finish, new_calendar
+from calendence.ics import EVENT_STATUS, booking_uid, finish, new_calendar, serialise
 from calendence.timefmt import to_iso, utcnow
 from icalendar import Event
 
@@ -81,7 +81,7 @@ def calendar_file(rows: list[dict[str, Any]], *, name: str, for_staff: bool) -> 
     for row in rows:
         calendar.add_component(booking_event(row, for_staff=for_staff))
     if not rows:
-        return bytes(calendar.to_ical())
+        return serialise(calendar)
     first = min(row["starts_at"] for row in rows).date()
     last = max(row["ends_at"] for row in rows).date()
     return finish(calendar, first, last)

@@ -52,7 +52,7 @@ def finish(calendar: icalendar.Calendar, first: date, last: date) -> bytes:
     zones = b"".join(
         _vtimezone(tzid, first.year, last.year + 1) for tzid in sorted(calendar.get_missing_tzids())
     )
-    text = bytes(calendar.to_ical())
+    text = serialise(calendar)
     if not zones:
         return text
     # Ahead of the calendar's components (RFC 5545 allows any order; this is the one
@@ -60,6 +60,21 @@ def finish(calendar: icalendar.Calendar, first: date, last: date) -> bytes:
     at = text.find(b"\r\nBEGIN:", len(b"BEGIN:VCALENDAR"))
     at = text.rindex(b"\r\nEND:VCALENDAR") if at < 0 else at
     return text[: at + 2] + zones + text[at + 2 :]
+
+
+# RFC 5545's line limit in octets: icalendar folds a line that reaches it.
+_FOLD_AT = 75
+
+
+def serialise(component: icalendar.cal.component.Component) -> bytes:
+    """`component.to_ical()`, byte for byte, without its folding of every line: that
+    goes character by character (a quarter of a booking's file), and most lines are
+    ASCII and too short to fold, so they are written as they are."""
+    return b"".join(
+        (line.encode() if len(line) < _FOLD_AT and line.isascii() else line.to_ical()) + b"\r\n"
+        for line in component.content_lines()
+        if line
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 from aiosmtplib.email import flatten_message
-from calendence.ics import booking_ics, finish, new_calendar
+from calendence.ics import booking_ics, finish, new_calendar, serialise
 from notify_service import mail
 
 # A moved booking without staff, address or manage link: the optional parts left out.
@@ -93,3 +93,24 @@ def test_a_business_name_holding_a_boundary_line_leaves_the_email_whole() -> Non
     payload = text.get_payload(decode=True)
     assert isinstance(payload, bytes)
     assert f"\n{boundary_line}\n" in payload.decode()
+
+
+def test_a_file_is_byte_for_byte_what_icalendar_writes_with_lines_of_every_length() -> None:
+    calendar = new_calendar("Ünïcode salon")
+    # Around the 75-octet fold, in ASCII, in two- and three-octet characters, and with
+    # a backslash escape where a fold would fall.
+    texts = ["x" * n for n in (*range(1, 80), 150, 400)] + [
+        "é" * 40,
+        "€" * 30,
+        "a" * 60 + "é" * 5,
+        "a" * 62 + ",b;c\\d",
+        "line one\nline two" * 5,
+    ]
+    for number, text in enumerate(texts):
+        event = icalendar.Event()
+        event.add("uid", f"{number}@calendence.test")
+        event.add("summary", text)
+        event.add("dtstart", datetime(2027, 3, 1, 10, tzinfo=ZoneInfo("Europe/Paris")))
+        calendar.add_component(event)
+    assert serialise(calendar) == calendar.to_ical()
+    assert b"\r\n " in serialise(calendar)  # the long ones folded
