@@ -4,10 +4,13 @@ server (the local one, which keeps each mail as an .eml file), and their records
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import icalendar
 from calendence.devstack.processes import free_port, wait_for_port
 from calendence.devstack.smtp_local import REFUSED_DOMAIN
@@ -316,3 +319,51 @@ async def test_two_notify_service_replicas_send_each_mail_once(
             assert len(mails_of(stack, booking["id"])) == 1
     finally:
         replica.stop()
+
+
+async def test_a_mail_whose_sender_was_killed_mid_send_goes_out_once_after_its_lease(
+    stack: LocalStack, tenant: Tenant
+) -> None:
+    # A short send deadline makes a short lease (three deadlines and 20 s).
+    await asyncio.to_thread(_restart_notify_service, stack, {"SMTP_TIMEOUT_SECONDS": "3"})
+    salon = await open_all_day_salon(tenant)
+    mail_server = stack.stores["smtp"].process
+    os.kill(mail_server.pid, signal.SIGSTOP)  # the send hangs, under way
+    try:
+        booking = await salon.booking(tomorrow_at(10, 30))
+        await asyncio.sleep(1.5)  # within the send's 3 s deadline
+        stack.services["notify-service"].kill()
+        [(status, attempt, recorded)] = await _message_rows(stack, booking["id"])
+        assert (status, attempt, recorded) == ("pending", 1, 0)  # under way when killed
+    finally:
+        os.kill(mail_server.pid, signal.SIGCONT)
+        await asyncio.to_thread(_restart_notify_service, stack, {})
+    # The restarted service takes the message over once the dead one's lease is out.
+    await wait_for_mails(stack, booking["id"], "confirmation", timeout=60)
+    sent = await wait_for_status(tenant, booking["id"], "sent")
+    assert [a["error"] for a in sent["attempts"]] == [None]
+    await asyncio.sleep(1)
+    assert len(mails_of(stack, booking["id"])) == 1
+
+
+async def _message_rows(stack: LocalStack, booking_id: str) -> list[tuple[str, int, int]]:
+    """The booking's messages as stored: status, attempts started, attempts recorded."""
+    connection = await asyncpg.connect(stack.env["NOTIFY_DATABASE_URL"])
+    try:
+        rows = await connection.fetch(
+            """
+            SELECT m.status, m.attempt_count,
+                   (SELECT count(*) FROM client_message_attempts a WHERE a.message_id = m.id)
+            FROM client_messages m WHERE m.booking_id = $1
+            """,
+            uuid.UUID(booking_id),
+        )
+    finally:
+        await connection.close()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _restart_notify_service(stack: LocalStack, env: dict[str, str]) -> None:
+    stack.services["notify-service"].kill()
+    stack.services["notify-service"].stop()  # closes its log
+    stack.start_service("notify-service", env)

@@ -55,6 +55,23 @@ class Finished:
     retry_in: timedelta | None
 
 
+@dataclass(frozen=True)
+class MessageLease:
+    """Client messages stored already claimed by the replica that stores them."""
+
+    token: UUID
+    count: int  # the first this many of the messages stored
+    lease: timedelta
+
+
+@dataclass(frozen=True)
+class StoredEvents:
+    # How many webhook deliveries each newly stored event made, by event id.
+    deliveries: dict[str, int]
+    # The messages stored leased (new, and the batch made no delivery), with their ids.
+    leased: list[tuple[NewMessage, UUID]]
+
+
 def webhook_body(event: dict[str, Any]) -> bytes:
     """The Standard Webhooks body: the event's type, timestamp and data."""
     return orjson.dumps(
@@ -71,17 +88,25 @@ def order_key(event: dict[str, Any]) -> str:
 
 class DeliveryRepository(Repository):
     async def record_events(
-        self, events: list[tuple[dict[str, Any], int]], messages: list[NewMessage]
-    ) -> dict[str, int]:
+        self,
+        events: list[tuple[dict[str, Any], int]],
+        messages: list[NewMessage],
+        leased: MessageLease | None = None,
+    ) -> StoredEvents:
         """Store events (with their stream positions), one delivery per subscribed,
         enabled endpoint and the client messages the events call for, all in one
-        transaction.
+        transaction. With `leased`, its first `count` messages are stored already
+        claimed by the caller, their first attempt under way (as the mailer's claim
+        would lease them, without that statement), unless the events made webhook
+        deliveries: webhooks go first, and those messages wait for the claims.
 
         Returns how many deliveries each newly stored event made; an event stored
         before (a JetStream redelivery) only counts one more receipt and is left out,
-        and its message is the one queued the first time.
+        and its message is the one queued the first time (not leased again).
         """
         unique = list({event["id"]: (event, seq) for event, seq in events}.values())
+        count = leased.count if leased is not None else 0
+        ids = [uuid.uuid4() for _ in messages]
         # One statement is one transaction: no BEGIN and COMMIT round trips around it.
         rows = await self.db.fetch(
             """
@@ -108,12 +133,27 @@ class DeliveryRepository(Repository):
                 RETURNING event_id
             ), queued AS (
                 INSERT INTO client_messages
-                    (id, event_id, business_id, booking_id, kind, recipient, subject)
-                SELECT gen_random_uuid(), * FROM unnest(
-                    $8::uuid[], $9::uuid[], $10::uuid[], $11::text[], $12::text[], $13::text[])
+                    (id, event_id, business_id, booking_id, kind, recipient, subject,
+                     lease_token, attempt_count, next_attempt_at)
+                SELECT q.id, q.event_id, q.business_id, q.booking_id, q.kind, q.recipient,
+                       q.subject,
+                       CASE WHEN l.leased THEN $14::uuid END,
+                       CASE WHEN l.leased THEN 1 ELSE 0 END,
+                       now() + CASE WHEN l.leased THEN $16::interval ELSE '0s' END
+                FROM unnest(
+                    $17::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[],
+                    $12::text[], $13::text[]
+                ) WITH ORDINALITY
+                    AS q(id, event_id, business_id, booking_id, kind, recipient, subject, n)
+                -- Webhooks go first: a batch that made deliveries leases no message.
+                CROSS JOIN LATERAL (
+                    SELECT q.n <= $15 AND NOT EXISTS (SELECT 1 FROM made) AS leased
+                ) l
                 ON CONFLICT (event_id) DO NOTHING
+                RETURNING id, lease_token IS NOT NULL AS leased
             )
-            SELECT s.event_id, count(m.event_id) AS deliveries
+            SELECT s.event_id, count(m.event_id) AS deliveries,
+                   (SELECT array_agg(id) FROM queued WHERE leased) AS leased
             FROM stored s LEFT JOIN made m ON m.event_id = s.event_id
             WHERE s.first
             GROUP BY s.event_id
@@ -131,8 +171,17 @@ class DeliveryRepository(Repository):
             [m.kind for m in messages],
             [m.recipient for m in messages],
             [m.subject for m in messages],
+            leased.token if leased is not None else None,
+            count,
+            leased.lease if leased is not None else timedelta(0),
+            ids,
         )
-        return {str(row["event_id"]): row["deliveries"] for row in rows}
+        # No row when every event was stored before: then no message was queued now.
+        leased_ids = set(rows[0]["leased"] or ()) if rows else set()
+        return StoredEvents(
+            deliveries={str(row["event_id"]): row["deliveries"] for row in rows},
+            leased=[(m, i) for m, i in zip(messages[:count], ids, strict=False) if i in leased_ids],
+        )
 
     async def finish_and_claim(
         self,

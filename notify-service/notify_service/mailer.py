@@ -1,12 +1,15 @@
 """Client emails: queued from booking events, sent through SMTP with retries.
 
 Queuing happens with the event's receipt (one message per event, however often
-JetStream delivers it); sending happens in a loop every replica runs, apart from
-bookings and webhooks, so a slow, refusing or absent mail server never holds up
-either. Webhooks go first: while webhook attempts are being made, only emails queued
-a while ago (`MAIL_WAIT_FOR_WEBHOOKS_SECONDS`) are sent, so that composing and sending a
-burst of emails never delays the webhooks of the same events; once the webhooks are
-out, or the emails have waited that long, they go. A temporary failure (no connection,
+JetStream delivers it); sending happens apart from bookings and webhooks, so a slow,
+refusing or absent mail server never holds up either. A replica with room sends the
+messages it queues at once, stored already leased to it (no claim needed); the rest,
+and every retry, are claimed by a loop every replica runs. Webhooks go first: events
+that make webhook deliveries have their emails claimed later, and while webhook
+attempts are being made, only emails queued a while ago
+(`MAIL_WAIT_FOR_WEBHOOKS_SECONDS`) are sent, so that composing and sending a burst of
+emails never delays the webhooks of the same events; once the webhooks are out, or the
+emails have waited that long, they go. A temporary failure (no connection,
 a 4xx answer) is retried on the webhook schedule (5 s, 20 s, 80 s, ... for about a
 day); a 5xx answer (the server refuses the recipient: a bounce) fails the message at
 once.
@@ -17,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -32,6 +36,7 @@ from calendence.logs import access_log, log_fields
 from calendence.timefmt import to_iso
 
 from notify_service import mail
+from notify_service.delivery_repository import MessageLease, StoredEvents
 from notify_service.leased_work import finish_or_give_back
 from notify_service.message_repository import (
     MessageAttempt,
@@ -42,6 +47,12 @@ from notify_service.message_repository import (
 from notify_service.schedule import retry_in
 
 log = logging.getLogger("notify_service.mailer")
+
+# Stores a batch of events with their messages, the first few leased (`record_events`).
+RecordEvents = Callable[
+    [list[tuple[dict[str, Any], int]], list[NewMessage], MessageLease | None],
+    Awaitable[StoredEvents],
+]
 
 _MAX_ERROR_CHARS = 500
 # Longest a send's result waits to be recorded with others' (see `_finish_and_claim`).
@@ -245,9 +256,45 @@ class Mailer:
         self._ended: list[MessageAttempt] = []
         self._first_ended_at = 0.0
         self._stopping = False
+        # Slots promised to messages being stored leased to this replica.
+        self._reserved = 0
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def store_and_send(
+        self,
+        record: RecordEvents,
+        batch: list[tuple[dict[str, Any], int]],
+        messages: list[NewMessage],
+    ) -> StoredEvents:
+        """Store events with the client messages they call for (`record`:
+        `DeliveryRepository.record_events`), and send at once those this replica has
+        room for: stored leased to it, they skip the claim, a statement and its round
+        trip each. None while webhook attempts are being made or the events make
+        some (those emails wait for the webhooks, as any do), or while stopping; the
+        rest wait for the claims."""
+        reserved = 0
+        if not self._stopping and not self.webhooks_busy():
+            room = self.max_in_flight - len(self._running) - self._reserved
+            reserved = max(0, min(len(messages), room))
+        # Counted as taken while the store is under way, so that no claim fills them.
+        self._reserved += reserved
+        lease = MessageLease(uuid.uuid4(), reserved, self.lease) if reserved else None
+        try:
+            stored = await record(batch, messages, lease)
+        finally:
+            self._reserved -= reserved
+        if lease is not None:
+            events = {UUID(event["id"]): event for event, _ in batch}
+            for message, message_id in stored.leased:
+                claim = MessageClaim(
+                    message_id, 1, lease.token, message.kind, events[message.event_id]
+                )
+                self._start(claim)
+        if len(messages) > reserved:
+            self.wake()
+        return stored
 
     async def run(self) -> None:
         while not self._stopping:
@@ -267,7 +314,7 @@ class Mailer:
     async def _finish_and_claim(self) -> None:
         """Record the attempts that ended and claim what there is room for, in one
         round trip (none when there is neither)."""
-        room = 0 if self._stopping else self.max_in_flight - len(self._running)
+        room = 0 if self._stopping else self.max_in_flight - len(self._running) - self._reserved
         waited = asyncio.get_running_loop().time() - self._first_ended_at
         if (
             not self._stopping
@@ -292,9 +339,12 @@ class Mailer:
             self._ended[:0] = ended
             raise
         for claim in claims:
-            task = asyncio.create_task(self._send(claim))
-            self._running[task] = claim
-            task.add_done_callback(self._done)
+            self._start(claim)
+
+    def _start(self, claim: MessageClaim) -> None:
+        task = asyncio.create_task(self._send(claim))
+        self._running[task] = claim
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)

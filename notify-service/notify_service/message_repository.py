@@ -1,5 +1,7 @@
 """SQL for client messages: record attempts and claim due ones, in one statement (they
-are queued with their event's receipt: `DeliveryRepository.record_events`).
+are queued with their event's receipt: `DeliveryRepository.record_events`, which also
+stores the ones the queuing replica sends at once already leased to it, as a claim
+would).
 
 A claim leases the message (its `next_attempt_at` moves one lease ahead, FOR UPDATE
 SKIP LOCKED so replicas never take the same one); a replica that dies mid-send only

@@ -90,11 +90,13 @@ async def serve(settings: NotifyServiceSettings) -> None:
     async def handle(batch: list[tuple[dict[str, Any], int]]) -> None:
         events = [event for event, _ in batch]
         messages = messages_wanted(events) if mailer is not None else []
-        made = await store.record_events(batch, messages)
+        if mailer is None or not messages:
+            stored = await store.record_events(batch, messages)
+        else:
+            stored = await mailer.store_and_send(store.record_events, batch, messages)
+        made = stored.deliveries
         if any(made.values()):
             dispatcher.deliveries_stored()
-        if mailer is not None and messages:
-            mailer.wake()
         if log.isEnabledFor(logging.DEBUG):  # one line per event: not at INFO
             for event, _ in batch:
                 if event["id"] in made:
