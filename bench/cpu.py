@@ -1,5 +1,6 @@
 """CPU time of named process trees, from /proc/<pid>/stat, and the time their threads
-waited for a core, from /proc/<pid>/task/<tid>/schedstat.
+waited for a core and how often they were put on one, from
+/proc/<pid>/task/<tid>/schedstat.
 
 A tree's CPU time is the sum over its live processes of utime + stime + cutime +
 cstime: a process that exits moves its time into its parent's cutime/cstime, so
@@ -72,37 +73,56 @@ def cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
     }
 
 
-def _thread_waits(pid: int) -> dict[int, int]:
-    """Thread id -> nanoseconds it has spent runnable but waiting for a core."""
-    waits: dict[int, int] = {}
+def _thread_schedules(pid: int) -> dict[int, tuple[int, int]]:
+    """Thread id -> (nanoseconds it has spent runnable but waiting for a core, times it
+    was put on a core)."""
+    schedules: dict[int, tuple[int, int]] = {}
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
-        return waits  # gone meanwhile
+        return schedules  # gone meanwhile
     for task in tasks:
         try:
-            waits[int(task.name)] = int((task / "schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
+            _, waited, runs = (task / "schedstat").read_text().split()[:3]
+            schedules[int(task.name)] = (int(waited), int(runs))
+        except (OSError, ValueError):
             continue
-    return waits
+    return schedules
 
 
-def thread_waits(roots: dict[str, int]) -> dict[str, dict[int, int]]:
-    """For each named process tree, each live thread's wait for a core so far (ns)."""
+Schedules = dict[str, dict[int, tuple[int, int]]]
+
+
+def thread_schedules(roots: dict[str, int]) -> Schedules:
+    """For each named process tree, each live thread's wait for a core so far (ns) and
+    the times it was put on one."""
     return {
-        name: {tid: ns for pid in pids for tid, ns in _thread_waits(pid).items()}
+        name: {tid: seen for pid in pids for tid, seen in _thread_schedules(pid).items()}
         for name, pids in _trees(roots, _all_processes()).items()
     }
 
 
-def waited_between(
-    before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]
-) -> dict[str, float]:
+def waited_between(before: Schedules, after: Schedules) -> dict[str, float]:
     """Seconds each tree's threads waited for a core between two readings: what a busy
     machine adds to each hop of a request. A thread born meanwhile counts all of its
     wait; one that ended meanwhile is not counted."""
+    return _between(before, after, 0, 1e9)
+
+
+def runs_between(before: Schedules, after: Schedules) -> dict[str, float]:
+    """Times each tree's threads were put on a core between two readings: a thread runs
+    once per wake-up (a message arrived, a timer fired) and again when its time slice
+    ran out, so this counts the wake-ups a unit of work costs. Counted as waits are."""
+    return _between(before, after, 1, 1)
+
+
+def _between(before: Schedules, after: Schedules, field: int, unit: float) -> dict[str, float]:
     return {
-        name: sum(ns - before.get(name, {}).get(tid, 0) for tid, ns in threads.items()) / 1e9
+        name: sum(
+            seen[field] - before.get(name, {}).get(tid, (0, 0))[field]
+            for tid, seen in threads.items()
+        )
+        / unit
         for name, threads in after.items()
     }
 

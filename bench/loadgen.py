@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cpu import cpu_seconds, spent, thread_waits, waited_between
+from cpu import cpu_seconds, runs_between, spent, thread_schedules, waited_between
 
 HERE = Path(__file__).resolve().parent
 LOAD_SCRIPT = HERE / "load.lua"
@@ -133,6 +133,8 @@ class Phase:
     counts: dict[str, float] = field(default_factory=dict)
     # Seconds each process tree's threads waited for a core while wrk ran.
     waited: dict[str, float] = field(default_factory=dict)
+    # Times each process tree's threads were put on a core while wrk ran (wake-ups).
+    runs: dict[str, float] = field(default_factory=dict)
 
     def units(self, outcome: str) -> int:
         return self.run.statuses[outcome]
@@ -160,6 +162,9 @@ class Phase:
 
     def waited_us_per(self, units: int) -> dict[str, float]:
         return _us_per_unit(self.waited, units)
+
+    def runs_per(self, units: int) -> dict[str, float]:
+        return {name: round(n / units, 1) for name, n in self.runs.items()} if units else {}
 
 
 def _us_per_unit(seconds: dict[str, float], units: int) -> dict[str, float]:
@@ -194,7 +199,7 @@ async def run_phase(
     urls = [url] if isinstance(url, str) else url
     with tempfile.TemporaryDirectory(prefix="calendence-wrk-") as scratch:
         before = cpu_seconds(roots)
-        waits_before = thread_waits(roots)
+        schedules_before = thread_schedules(roots)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         runs: list[tuple[asyncio.subprocess.Process, Path]] = []
@@ -209,7 +214,9 @@ async def run_phase(
             # running on, loading a stack that is going away.
             await _kill(wrk for wrk, _ in runs)
             raise
-        waited = waited_between(waits_before, thread_waits(roots))
+        schedules_after = thread_schedules(roots)
+        waited = waited_between(schedules_before, schedules_after)
+        wake_ups = runs_between(schedules_before, schedules_after)
         run = WrkRun.combined(outputs)
         if load.drain_seconds:
             run.seconds = load.seconds  # the units counted all started within it
@@ -219,7 +226,7 @@ async def run_phase(
         cpu["wrk"] = (children_after.ru_utime + children_after.ru_stime) - (
             children_before.ru_utime + children_before.ru_stime
         )
-        return Phase(name, load, run, cpu, time.monotonic() - started, waited=waited)
+        return Phase(name, load, run, cpu, time.monotonic() - started, waited=waited, runs=wake_ups)
 
 
 async def _wrk_outputs(

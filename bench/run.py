@@ -294,10 +294,12 @@ def merged(phases: list[Phase], done: str) -> dict[str, Any]:
     seconds = sum(p.run.seconds for p in phases)
     cpu: Counter[str] = Counter()
     counts: Counter[str] = Counter()
+    runs: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     for phase in phases:
         cpu.update(phase.cpu)
         counts.update(phase.counts)
+        runs.update(phase.runs)
         statuses.update(phase.run.statuses)
     return {
         "per_second": round(units / seconds, 1) if seconds else 0.0,
@@ -314,6 +316,7 @@ def merged(phases: list[Phase], done: str) -> dict[str, Any]:
         "store_counts_per_unit": {name: round(n / units, 2) for name, n in counts.items()}
         if units
         else {},
+        "runs_per_unit": {name: round(n / units, 1) for name, n in runs.items()} if units else {},
     }
 
 
@@ -327,6 +330,7 @@ def open_summary(phase: Phase, done: str) -> dict[str, Any]:
         "cpu_us_per_unit": {k: round(v, 1) for k, v in phase.cpu_us_per(units).items()},
         # Runnable but not running, per unit: where a loaded machine's queue is.
         "waited_us_per_unit": {k: round(v, 1) for k, v in phase.waited_us_per(units).items()},
+        "runs_per_unit": phase.runs_per(units),
         "store_counts_per_unit": phase.counts_per(units),
     }
 
@@ -934,6 +938,20 @@ def report(results: dict[str, Any]) -> str:
                 f"{fmt(stack_cpu(saturation['cpu_us_per_unit']))} at saturation "
                 f"({fmt(saturation['per_second'])}/s)"
             )
+            if half_rate.get("runs_per_unit") and saturation.get("runs_per_unit"):
+                open_runs = by_service(half_rate["runs_per_unit"])
+                peak_runs = by_service(saturation["runs_per_unit"])
+                lines.append(
+                    f"{'':<12}{names[path]} wake-ups per unit (times a thread was put on a "
+                    f"core), the stack: {fmt(stack_cpu(open_runs))} in the open loop, "
+                    f"{fmt(stack_cpu(peak_runs))} at saturation; by process, open loop "
+                    "(saturation): "
+                    + ", ".join(
+                        f"{name} {fmt(n)} ({fmt(peak_runs.get(name, 0.0))})"
+                        for name, n in sorted(open_runs.items(), key=lambda kv: -kv[1])
+                        if name not in NOT_THE_STACK and n >= 0.05
+                    )
+                )
     full_holds = results.get("holds", {}).get("full", {})
     if "hold_batches" in full_holds.get("saturation", {}):
         peak_batches = full_holds["saturation"]["hold_batches"]

@@ -193,6 +193,9 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         waited = half["waited_us_per_unit"]
         assert set(STACK_PROCESSES) <= set(waited) and min(waited.values()) >= 0
         assert waited["gateway"] > 0
+    # Holds wake the gateway's threads, in both loops: the bench counts how often.
+    for part in ("saturation", "half_rate"):
+        assert results["holds"]["full"][part]["runs_per_unit"]["gateway"] > 0
     batches = results["holds"]["full"]["saturation"]["hold_batches"]
     assert batches["calls"] > 0 and batches["mean_holds_per_call"] >= 1
     race = results["holds"]["race"]
@@ -222,6 +225,8 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         "hold+book open loop, waiting for a core, microseconds per unit: ",
         "holds open loop, the stack's CPU per unit: ",
         "hold+book open loop, the stack's CPU per unit: ",
+        "holds wake-ups per unit (times a thread was put on a core), the stack: ",
+        "hold+book wake-ups per unit (times a thread was put on a core), the stack: ",
         "holds at saturation: full at ",
         "CPU microseconds per unit",
         "gateway ",
