@@ -145,9 +145,12 @@ class DeliveryRepository(Repository):
                     $12::text[], $13::text[]
                 ) WITH ORDINALITY
                     AS q(id, event_id, business_id, booking_id, kind, recipient, subject, n)
-                -- Webhooks go first: a batch that made deliveries leases no message.
+                -- Webhooks go first: a batch that made deliveries leases no message. Nor
+                -- is one leased for an event received before (its row is not returned).
                 CROSS JOIN LATERAL (
-                    SELECT q.n <= $15 AND NOT EXISTS (SELECT 1 FROM made) AS leased
+                    SELECT q.n <= $15 AND NOT EXISTS (SELECT 1 FROM made)
+                        AND EXISTS (SELECT 1 FROM stored s WHERE s.event_id = q.event_id
+                                    AND s.first) AS leased
                 ) l
                 ON CONFLICT (event_id) DO NOTHING
                 RETURNING id, lease_token IS NOT NULL AS leased
@@ -176,7 +179,7 @@ class DeliveryRepository(Repository):
             leased.lease if leased is not None else timedelta(0),
             ids,
         )
-        # No row when every event was stored before: then no message was queued now.
+        # Leased messages are only those of events received now, each with its row.
         leased_ids = set(rows[0]["leased"] or ()) if rows else set()
         return StoredEvents(
             deliveries={str(row["event_id"]): row["deliveries"] for row in rows},
