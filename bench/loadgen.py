@@ -202,17 +202,17 @@ async def run_phase(
         schedules_before = thread_schedules(roots)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
-        runs: list[tuple[asyncio.subprocess.Process, Path]] = []
+        wrks: list[tuple[asyncio.subprocess.Process, Path]] = []
         try:
             for index, target in enumerate(urls):
-                runs.append(
+                wrks.append(
                     await _start_wrk(Path(scratch) / str(index), target, load, index, len(urls))
                 )
-            outputs = await _wrk_outputs(runs, finished)
+            outputs = await _wrk_outputs(wrks, finished)
         except BaseException:
             # A phase abandoned (the bench stopped, one wrk failed) leaves no wrk
             # running on, loading a stack that is going away.
-            await _kill(wrk for wrk, _ in runs)
+            await _kill(wrk for wrk, _ in wrks)
             raise
         schedules_after = thread_schedules(roots)
         waited = waited_between(schedules_before, schedules_after)
@@ -230,20 +230,20 @@ async def run_phase(
 
 
 async def _wrk_outputs(
-    runs: list[tuple[asyncio.subprocess.Process, Path]], finished: Awaitable[Any] | None
+    wrks: list[tuple[asyncio.subprocess.Process, Path]], finished: Awaitable[Any] | None
 ) -> list[WrkRun]:
     """What each wrk counted, once each has ended (or `finished` has completed)."""
     if finished is not None:
         # wrk ends on SIGINT as at the end of its duration, results and all.
-        waiting = asyncio.gather(*(wrk.wait() for wrk, _ in runs))
+        waiting = asyncio.gather(*(wrk.wait() for wrk, _ in wrks))
         done, _ = await asyncio.wait(
             {waiting, asyncio.ensure_future(finished)}, return_when=asyncio.FIRST_COMPLETED
         )
         if waiting not in done:
-            for wrk, _ in runs:
+            for wrk, _ in wrks:
                 wrk.send_signal(signal.SIGINT)
     outputs = []
-    for wrk, out in runs:
+    for wrk, out in wrks:
         stderr = await wrk.stderr.read() if wrk.stderr else b""
         if await wrk.wait() != 0 or not out.exists():
             raise RuntimeError(f"wrk failed ({wrk.returncode}): {stderr.decode()}")
