@@ -276,8 +276,7 @@ class Mailer:
         rest wait for the claims."""
         reserved = 0
         if not self._stopping and not self.webhooks_busy():
-            room = self.max_in_flight - len(self._running) - self._reserved
-            reserved = max(0, min(len(messages), room))
+            reserved = max(0, min(len(messages), self._room()))
         # Counted as taken while the store is under way, so that no claim fills them.
         self._reserved += reserved
         lease = MessageLease(uuid.uuid4(), reserved, self.lease) if reserved else None
@@ -292,9 +291,13 @@ class Mailer:
                     message_id, 1, lease.token, message.kind, events[message.event_id]
                 )
                 self._start(claim)
-        if len(messages) > reserved:
+        if len(stored.leased) < len(messages):  # the rest are the claims'
             self.wake()
         return stored
+
+    def _room(self) -> int:
+        """Sends this replica may start: those running and those promised count."""
+        return self.max_in_flight - len(self._running) - self._reserved
 
     async def run(self) -> None:
         while not self._stopping:
@@ -314,7 +317,7 @@ class Mailer:
     async def _finish_and_claim(self) -> None:
         """Record the attempts that ended and claim what there is room for, in one
         round trip (none when there is neither)."""
-        room = 0 if self._stopping else self.max_in_flight - len(self._running) - self._reserved
+        room = 0 if self._stopping else self._room()
         waited = asyncio.get_running_loop().time() - self._first_ended_at
         if (
             not self._stopping
