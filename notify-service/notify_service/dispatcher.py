@@ -108,7 +108,9 @@ class Dispatcher:
         start the attempts it claimed. It claims as the loop would: what this replica
         has room for, each endpoint's limit and each booking's order kept, with the
         watermark the batch moves once stored."""
-        room = 0 if self._stopping else self._room()
+        # Half the room: the loop's own claims, refilling the slots of attempts that
+        # end meanwhile, keep the other half.
+        room = 0 if self._stopping else (self._room() + 1) // 2
         turn = None
         if room > 0:
             turn = ClaimTurn(
@@ -197,7 +199,8 @@ class Dispatcher:
     async def _claim_and_start(self) -> None:
         while True:
             room = 0 if self._stopping else self._room()
-            self._cut_short = self._cut_short or self._reserved > 0
+            # Only when the store's share left it less than it had room for.
+            self._cut_short = self._cut_short or (self._reserved > 0 and room <= 0)
             finished, self._finished = self._finished, []
             if room <= 0 and not finished:
                 return
