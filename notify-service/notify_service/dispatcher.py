@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -137,13 +137,7 @@ class Dispatcher:
 
     def _watermark_after(self, positions: list[int]) -> int:
         """The watermark once events at `positions` are stored too (0: not known)."""
-        mark = self._last_watermark
-        if mark == 0:
-            return 0
-        stored = self._stored_ahead.union(positions)
-        while mark in stored:
-            mark += 1
-        return mark
+        return watermark_past(self._last_watermark, self._stored_ahead.union(positions))
 
     def events_stored(self, positions: list[int]) -> None:
         """Events (and their deliveries) are stored at these stream positions. When
@@ -164,11 +158,7 @@ class Dispatcher:
             self._wake.set()
 
     def _advance_watermark(self) -> None:
-        if self._last_watermark == 0:  # not known yet: JetStream says where to start
-            return
-        while self._last_watermark in self._stored_ahead:
-            self._stored_ahead.discard(self._last_watermark)
-            self._last_watermark += 1
+        self._last_watermark = watermark_past(self._last_watermark, self._stored_ahead)
         self._stored_ahead = {p for p in self._stored_ahead if p >= self._last_watermark}
 
     async def run(self) -> None:
@@ -299,6 +289,17 @@ class Dispatcher:
                 await self._claim_and_start()
             except Exception as error:
                 log.warning("recording attempts failed", extra=log_fields(error=repr(error)))
+
+
+def watermark_past(watermark: int, stored: Collection[int]) -> int:
+    """`watermark` moved past the stream positions `stored` that continue it without a
+    gap: every event below the result is stored. 0 (not known yet: JetStream says where
+    to start) stays 0."""
+    if watermark == 0:
+        return 0
+    while watermark in stored:
+        watermark += 1
+    return watermark
 
 
 def _attempt_fields(ended: Finished) -> dict[str, object]:
