@@ -126,8 +126,9 @@ class Dispatcher:
                 self.wake()
         self._start(stored.claims)
         made = any(stored.deliveries.values())
-        # A claim that came back full may have left some; the loop claims them.
-        if made and (turn is None or len(stored.claims) >= turn.want):
+        # A claim that came back full may have left some, and one that came back
+        # empty may not have been made (another was under way): the loop claims them.
+        if made and (turn is None or len(stored.claims) in (0, turn.want)):
             self._deliveries_stored = True
         return stored
 

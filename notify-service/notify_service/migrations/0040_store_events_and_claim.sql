@@ -6,9 +6,9 @@
 --
 -- The first statement is what `DeliveryRepository.record_events` ran on its own: the
 -- events, their deliveries and client messages, one row per newly stored event. Then,
--- only when the batch made deliveries and `want` > 0, the dispatcher's claim
--- (`claim_webhook_deliveries`, its own statement, so it sees the rows just stored and
--- takes its lock first): one row per claim, `deliveries` NULL.
+-- only when the batch made deliveries, `want` > 0 and no other claim is under way, the
+-- dispatcher's claim (`claim_webhook_deliveries`, its own statement, so it sees the
+-- rows just stored): one row per claim, `deliveries` NULL.
 CREATE FUNCTION store_events_and_claim(
     event_ids uuid[], event_types text[], event_business_ids uuid[], event_payloads jsonb[],
     event_stream_seqs bigint[], event_bodies bytea[], event_order_keys text[],
@@ -86,7 +86,9 @@ BEGIN
     event_id := NULL;
     deliveries := NULL;
     leased := NULL;
-    IF made AND want > 0 THEN
+    -- Never waits for the claim lock: while the loop's claim holds it, that claim (or
+    -- the next, which the loop is woken for) takes these deliveries.
+    IF made AND want > 0 AND pg_try_advisory_xact_lock(121424973489785) THEN
         RETURN QUERY
         SELECT c.event_id, NULL::bigint, NULL::uuid[], c.id, c.endpoint_id, c.attempt_count,
             c.url, c.secret, c.previous_secret, c.webhook_body, c.payload
