@@ -9,7 +9,7 @@ whose lease was taken over meanwhile is recorded but no longer steers the delive
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -65,24 +65,11 @@ class MessageLease:
 
 
 @dataclass(frozen=True)
-class ClaimTurn:
-    """The dispatcher's next claim, made by a store of events in its own transaction."""
-
-    want: int
-    per_endpoint: int
-    # The stream position below which every event is stored once the store commits.
-    watermark: int
-    lease: timedelta
-
-
-@dataclass(frozen=True)
 class StoredEvents:
     # How many webhook deliveries each newly stored event made, by event id.
     deliveries: dict[str, int]
     # The messages stored leased (new, and the batch made no delivery), with their ids.
     leased: list[tuple[NewMessage, UUID]]
-    # Deliveries the store claimed (with a `ClaimTurn`, when it made deliveries).
-    claims: list[Claim] = field(default_factory=list)
 
 
 def webhook_body(event: dict[str, Any]) -> bytes:
@@ -105,16 +92,13 @@ class DeliveryRepository(Repository):
         events: list[tuple[dict[str, Any], int]],
         messages: list[NewMessage],
         leased: MessageLease | None = None,
-        claim: ClaimTurn | None = None,
     ) -> StoredEvents:
         """Store events (with their stream positions), one delivery per subscribed,
         enabled endpoint and the client messages the events call for, all in one
         transaction. With `leased`, its first `count` messages are stored already
         claimed by the caller, their first attempt under way (as the mailer's claim
         would lease them, without that statement), unless the events made webhook
-        deliveries: webhooks go first, and those messages wait for the claims. With
-        `claim`, when the events made deliveries, the dispatcher's claim is made in
-        the same transaction (its next claim, one round trip sooner).
+        deliveries: webhooks go first, and those messages wait for the claims.
 
         Returns how many deliveries each newly stored event made; an event stored
         before (a JetStream redelivery) only counts one more receipt and is left out,
@@ -123,13 +107,59 @@ class DeliveryRepository(Repository):
         unique = list({event["id"]: (event, seq) for event, seq in events}.values())
         count = leased.count if leased is not None else 0
         ids = [uuid.uuid4() for _ in messages]
-        token = uuid.uuid4()
         # One statement is one transaction: no BEGIN and COMMIT round trips around it.
         rows = await self.db.fetch(
             """
-            SELECT * FROM store_events_and_claim(
-                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19, $20, $21, $22)
+            WITH incoming AS (
+                SELECT * FROM unnest(
+                    $1::uuid[], $2::text[], $3::uuid[], $4::jsonb[], $5::bigint[],
+                    $6::bytea[], $7::text[]
+                ) AS t(event_id, type, business_id, payload, stream_seq, body, order_key)
+            ), stored AS (
+                INSERT INTO event_receipts
+                    (event_id, type, business_id, payload, stream_seq, webhook_body)
+                SELECT event_id, type, business_id, payload, stream_seq, body FROM incoming
+                ON CONFLICT (event_id) DO UPDATE
+                    SET deliveries = event_receipts.deliveries + 1
+                RETURNING event_id, deliveries = 1 AS first
+            ), made AS (
+                INSERT INTO webhook_deliveries (id, endpoint_id, event_id, order_key, order_seq)
+                SELECT gen_random_uuid(), e.id, i.event_id, i.order_key, i.stream_seq
+                FROM stored s
+                JOIN incoming i ON i.event_id = s.event_id
+                JOIN webhook_endpoints e ON e.business_id = i.business_id AND e.enabled
+                    AND ('*' = ANY (e.events) OR i.type = ANY (e.events))
+                WHERE s.first
+                RETURNING event_id
+            ), queued AS (
+                INSERT INTO client_messages
+                    (id, event_id, business_id, booking_id, kind, recipient, subject,
+                     lease_token, attempt_count, next_attempt_at)
+                SELECT q.id, q.event_id, q.business_id, q.booking_id, q.kind, q.recipient,
+                       q.subject,
+                       CASE WHEN l.leased THEN $14::uuid END,
+                       CASE WHEN l.leased THEN 1 ELSE 0 END,
+                       now() + CASE WHEN l.leased THEN $16::interval ELSE '0s' END
+                FROM unnest(
+                    $17::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[],
+                    $12::text[], $13::text[]
+                ) WITH ORDINALITY
+                    AS q(id, event_id, business_id, booking_id, kind, recipient, subject, n)
+                -- Webhooks go first: a batch that made deliveries leases no message. Nor
+                -- is one leased for an event received before (its row is not returned).
+                CROSS JOIN LATERAL (
+                    SELECT q.n <= $15 AND NOT EXISTS (SELECT 1 FROM made)
+                        AND EXISTS (SELECT 1 FROM stored s WHERE s.event_id = q.event_id
+                                    AND s.first) AS leased
+                ) l
+                ON CONFLICT (event_id) DO NOTHING
+                RETURNING id, lease_token IS NOT NULL AS leased
+            )
+            SELECT s.event_id, count(m.event_id) AS deliveries,
+                   (SELECT array_agg(id) FROM queued WHERE leased) AS leased
+            FROM stored s LEFT JOIN made m ON m.event_id = s.event_id
+            WHERE s.first
+            GROUP BY s.event_id
             """,
             [UUID(e["id"]) for e, _ in unique],
             [e["type"] for e, _ in unique],
@@ -148,19 +178,12 @@ class DeliveryRepository(Repository):
             count,
             leased.lease if leased is not None else timedelta(0),
             ids,
-            claim.want if claim is not None else 0,
-            claim.per_endpoint if claim is not None else 0,
-            claim.watermark if claim is not None else 0,
-            claim.lease if claim is not None else timedelta(0),
-            token,
         )
-        receipts = [row for row in rows if row["deliveries"] is not None]
         # Leased messages are only those of events received now, each with its row.
-        leased_ids = {i for row in receipts for i in row["leased"] or ()}
+        leased_ids = set(rows[0]["leased"] or ()) if rows else set()
         return StoredEvents(
-            deliveries={str(row["event_id"]): row["deliveries"] for row in receipts},
+            deliveries={str(row["event_id"]): row["deliveries"] for row in rows},
             leased=[(m, i) for m, i in zip(messages[:count], ids, strict=False) if i in leased_ids],
-            claims=_claims(token, [row for row in rows if row["deliveries"] is None]),
         )
 
     async def finish_and_claim(
@@ -219,7 +242,22 @@ class DeliveryRepository(Repository):
             for f, reason in zip(finished, reasons, strict=True)
             if f.claim.delivery_id in disabling
         ]
-        claims = _claims(token, [row for row in rows if not row["finished"]])
+        claims = [
+            Claim(
+                delivery_id=row["id"],
+                endpoint_id=row["endpoint_id"],
+                event_id=row["event_id"],
+                attempt=row["attempt_count"],
+                lease_token=token,
+                url=row["url"],
+                signing_secrets=tuple(
+                    s for s in (row["secret"], row["previous_secret"]) if s is not None
+                ),
+                body=row["webhook_body"] or webhook_body(row["payload"]),
+            )
+            for row in rows
+            if not row["finished"]
+        ]
         return claims, disabled
 
     async def release(self, lease_token: UUID, delivery_id: UUID) -> None:
@@ -331,25 +369,6 @@ class DeliveryRepository(Repository):
                 delivery_id,
             )
             return "", _with_attempts(rows)[0]
-
-
-def _claims(token: UUID, rows: list[asyncpg.Record]) -> list[Claim]:
-    """The deliveries leased under `token`, from a claim's rows."""
-    return [
-        Claim(
-            delivery_id=row["id"],
-            endpoint_id=row["endpoint_id"],
-            event_id=row["event_id"],
-            attempt=row["attempt_count"],
-            lease_token=token,
-            url=row["url"],
-            signing_secrets=tuple(
-                s for s in (row["secret"], row["previous_secret"]) if s is not None
-            ),
-            body=row["webhook_body"] or webhook_body(row["payload"]),
-        )
-        for row in rows
-    ]
 
 
 # A delivery with its attempts, read by one statement: one snapshot, so an attempt is

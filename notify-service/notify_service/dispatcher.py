@@ -2,8 +2,7 @@
 
 Attempts that ended are recorded by the loop's next call, which also claims what is
 due (one round trip): an endpoint's next attempt starts one round trip after the last
-one's answer. A batch of new events makes the next claim itself, in the round trip that
-stores it (`store_and_claim`): its webhooks go out as soon as it is stored.
+one's answer.
 
 It claims only what it has room for (`max_in_flight` per replica; the repository keeps each
 endpoint to `per_endpoint` across replicas), so a slow or dead endpoint ties up at most
@@ -16,21 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from calendence.cancellation import stop_if_cancelled
 from calendence.logs import access_log, log_fields
 
-from notify_service.delivery_repository import (
-    AttemptResult,
-    Claim,
-    ClaimTurn,
-    DeliveryRepository,
-    Finished,
-    StoredEvents,
-)
+from notify_service.delivery_repository import AttemptResult, Claim, DeliveryRepository, Finished
 from notify_service.leased_work import finish_or_give_back
 from notify_service.schedule import retry_in
 
@@ -38,8 +30,6 @@ log = logging.getLogger("notify_service.dispatcher")
 
 Attempt = Callable[[Claim], Awaitable[AttemptResult]]
 Watermark = Callable[[], Awaitable[int]]
-# Stores a batch of events, making the claim it is given (if any) in the same transaction.
-StoreEvents = Callable[[ClaimTurn | None], Awaitable[StoredEvents]]
 
 # Completed deliveries are kept this long for the deliveries list.
 KEEP_COMPLETED = timedelta(days=30)
@@ -79,15 +69,9 @@ class Dispatcher:
         # Positions this replica stored at or beyond the watermark: once the gap below
         # them closes, the watermark moves past them without asking JetStream.
         self._stored_ahead: set[int] = set()
-        # Set by `store_and_claim` when the store left deliveries to claim, read by
-        # the next `events_stored`.
+        # Set by `deliveries_stored`, read by the next `events_stored`.
         self._deliveries_stored = False
         self._claiming = False
-        # Room promised to claims made by stores under way.
-        self._reserved = 0
-        # The loop's claim had less room for a store's claim under way: it claims again
-        # once that store is back.
-        self._cut_short = False
         self._on_idle: list[Callable[[], None]] = []
 
     def wake(self) -> None:
@@ -102,43 +86,9 @@ class Dispatcher:
         """Call `callback` each time the last running attempt has finished."""
         self._on_idle.append(callback)
 
-    async def store_and_claim(self, store: StoreEvents, positions: list[int]) -> StoredEvents:
-        """Store a batch of events at these stream positions (`store`), making this
-        replica's next claim in the same transaction when they make deliveries, and
-        start the attempts it claimed. It claims as the loop would: what this replica
-        has room for, each endpoint's limit and each booking's order kept, with the
-        watermark the batch moves once stored."""
-        # Half the room: the loop's own claims, refilling the slots of attempts that
-        # end meanwhile, keep the other half.
-        room = 0 if self._stopping else (self._room() + 1) // 2
-        turn = None
-        if room > 0:
-            turn = ClaimTurn(
-                room, self.limits.per_endpoint, self._watermark_after(positions), self.limits.lease
-            )
-        self._reserved += room
-        try:
-            stored = await store(turn)
-        finally:
-            self._reserved -= room
-            if self._cut_short:
-                self._cut_short = False
-                self.wake()
-        self._start(stored.claims)
-        made = any(stored.deliveries.values())
-        # A claim that came back full may have left some, and one that came back
-        # empty may not have been made (another was under way): the loop claims them.
-        if made and (turn is None or len(stored.claims) in (0, turn.want)):
-            self._deliveries_stored = True
-        return stored
-
-    def _room(self) -> int:
-        """Attempts this replica may start: those running and those promised count."""
-        return self.limits.max_in_flight - len(self._running) - self._reserved
-
-    def _watermark_after(self, positions: list[int]) -> int:
-        """The watermark once events at `positions` are stored too (0: not known)."""
-        return watermark_past(self._last_watermark, self._stored_ahead.union(positions))
+    def deliveries_stored(self) -> None:
+        """The events about to be reported by `events_stored` made deliveries."""
+        self._deliveries_stored = True
 
     def events_stored(self, positions: list[int]) -> None:
         """Events (and their deliveries) are stored at these stream positions. When
@@ -159,7 +109,11 @@ class Dispatcher:
             self._wake.set()
 
     def _advance_watermark(self) -> None:
-        self._last_watermark = watermark_past(self._last_watermark, self._stored_ahead)
+        if self._last_watermark == 0:  # not known yet: JetStream says where to start
+            return
+        while self._last_watermark in self._stored_ahead:
+            self._stored_ahead.discard(self._last_watermark)
+            self._last_watermark += 1
         self._stored_ahead = {p for p in self._stored_ahead if p >= self._last_watermark}
 
     async def run(self) -> None:
@@ -189,9 +143,7 @@ class Dispatcher:
 
     async def _claim_and_start(self) -> None:
         while True:
-            room = 0 if self._stopping else self._room()
-            # Only when the store's share left it less than it had room for.
-            self._cut_short = self._cut_short or (self._reserved > 0 and room <= 0)
+            room = 0 if self._stopping else self.limits.max_in_flight - len(self._running)
             finished, self._finished = self._finished, []
             if room <= 0 and not finished:
                 return
@@ -212,15 +164,12 @@ class Dispatcher:
                 log.warning(
                     "endpoint disabled", extra=log_fields(**_attempt_fields(ended), reason=reason)
                 )
-            self._start(claims)
+            for claim in claims:
+                task = asyncio.create_task(self._deliver(claim))
+                self._running[task] = claim
+                task.add_done_callback(self._done)
             if len(claims) < room or room <= 0:
                 return
-
-    def _start(self, claims: list[Claim]) -> None:
-        for claim in claims:
-            task = asyncio.create_task(self._deliver(claim))
-            self._running[task] = claim
-            task.add_done_callback(self._done)
 
     def _watermark(self) -> int:
         """The highest stream position below which every event is known stored: moved
@@ -290,17 +239,6 @@ class Dispatcher:
                 await self._claim_and_start()
             except Exception as error:
                 log.warning("recording attempts failed", extra=log_fields(error=repr(error)))
-
-
-def watermark_past(watermark: int, stored: Collection[int]) -> int:
-    """`watermark` moved past the stream positions `stored` that continue it without a
-    gap: every event below the result is stored. 0 (not known yet: JetStream says where
-    to start) stays 0."""
-    if watermark == 0:
-        return 0
-    while watermark in stored:
-        watermark += 1
-    return watermark
 
 
 def _attempt_fields(ended: Finished) -> dict[str, object]:

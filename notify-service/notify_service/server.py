@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from datetime import timedelta
 from typing import Any
@@ -18,7 +17,7 @@ from calendence.store_startup import connect_nats, connect_postgres, connect_wit
 
 from notify_service.consumer import consume_events, ensure_consumer, stream_watermark
 from notify_service.deliveries import Deliveries
-from notify_service.delivery_repository import ClaimTurn, DeliveryRepository, StoredEvents
+from notify_service.delivery_repository import DeliveryRepository
 from notify_service.dispatcher import Dispatcher, Limits
 from notify_service.endpoint_repository import EndpointRepository
 from notify_service.endpoints import WebhookEndpoints
@@ -91,15 +90,13 @@ async def serve(settings: NotifyServiceSettings) -> None:
     async def handle(batch: list[tuple[dict[str, Any], int]]) -> None:
         events = [event for event, _ in batch]
         messages = messages_wanted(events) if mailer is not None else []
-
-        async def store_batch(turn: ClaimTurn | None) -> StoredEvents:
-            record = functools.partial(store.record_events, claim=turn)
-            if mailer is None or not messages:
-                return await record(batch, messages)
-            return await mailer.store_and_send(record, batch, messages)
-
-        stored = await dispatcher.store_and_claim(store_batch, [seq for _, seq in batch])
+        if mailer is None or not messages:
+            stored = await store.record_events(batch, messages)
+        else:
+            stored = await mailer.store_and_send(store.record_events, batch, messages)
         made = stored.deliveries
+        if any(made.values()):
+            dispatcher.deliveries_stored()
         if log.isEnabledFor(logging.DEBUG):  # one line per event: not at INFO
             for event, _ in batch:
                 if event["id"] in made:
