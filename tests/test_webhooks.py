@@ -248,6 +248,36 @@ async def test_pending_retries_and_new_events_survive_killing_notify_service(
     assert {d["status"] for d in found} == {"succeeded"}
 
 
+async def test_an_event_taken_but_not_stored_when_notify_service_stops_goes_out_at_restart(
+    salon: Salon, receiver: WebhookReceiver, stack: LocalStack
+) -> None:
+    # Without a word from the stopping replica, JetStream would send the event again
+    # only once its ack wait (30 s) is out: a deploy under load would hold events back.
+    await create_endpoint(salon.tenant, receiver.url("/hook"))
+    async with notify_db(stack) as db:
+        async with db.transaction():
+            # Every store of events waits for this lock while the test holds it.
+            await db.execute("LOCK TABLE event_receipts IN SHARE ROW EXCLUSIVE MODE")
+            booking = await salon.booking(tomorrow_at(10))
+            await _until_a_store_waits_for_the_lock(db)
+            await asyncio.to_thread(stack.services["notify-service"].stop)
+        restart_notify_service(stack)
+        await receiver.wait_for(of_booking(booking["id"], "booking.created"), timeout=15)
+
+
+async def _until_a_store_waits_for_the_lock(db: asyncpg.Connection) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("notify-service never tried to store the event")
+
+
 async def test_an_event_jetstream_sends_twice_reaches_the_endpoint_and_client_once(
     salon: Salon, receiver: WebhookReceiver, stack: LocalStack, tap: EventTap
 ) -> None:

@@ -139,6 +139,12 @@ async def _store_and_ack(
     stored = [message for message, _ in parsed]
     try:
         await handle([(event, message.metadata.sequence.stream) for message, event in parsed])
+    except asyncio.CancelledError:
+        # Stopping with the batch not stored (or not known to be): JetStream sends it
+        # again at once, to another replica or to this one restarted, instead of after
+        # the ack wait. One stored after all is recognised when it comes back.
+        await _give_back(stored)
+        raise
     except Exception:
         log.exception("storing a batch of events failed; trying them one by one")
         stored = []
@@ -159,3 +165,12 @@ async def _store_and_ack(
             await message.ack()
     except Exception as error:  # stored already: a redelivery is recognised
         log.warning("ack failed", extra=log_fields(error=repr(error)))
+
+
+async def _give_back(messages: list[Msg]) -> None:
+    for message in messages:
+        try:
+            await message.nak()
+        except Exception as error:  # redelivered after the ack wait instead
+            log.warning("nak failed", extra=log_fields(error=repr(error)))
+            return
