@@ -10,7 +10,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 import icalendar
 from calendence.devstack.processes import free_port, wait_for_port
 from calendence.devstack.smtp_local import REFUSED_DOMAIN
@@ -28,6 +27,7 @@ from tests.mail_helpers import (
     set_messaging,
     wait_for_mails,
 )
+from tests.webhook_receiver import notify_db, restart_notify_service
 
 
 async def messages(tenant: Tenant, booking_id: str) -> list[dict[str, Any]]:
@@ -325,7 +325,9 @@ async def test_a_mail_whose_sender_was_killed_mid_send_goes_out_once_after_its_l
     stack: LocalStack, tenant: Tenant
 ) -> None:
     # A short send deadline makes a short lease (three deadlines and 20 s).
-    await asyncio.to_thread(_restart_notify_service, stack, {"SMTP_TIMEOUT_SECONDS": "3"})
+    await asyncio.to_thread(
+        restart_notify_service, stack, crash=True, env={"SMTP_TIMEOUT_SECONDS": "3"}
+    )
     salon = await open_all_day_salon(tenant)
     mail_server = stack.stores["smtp"].process
     os.kill(mail_server.pid, signal.SIGSTOP)  # the send hangs, under way
@@ -337,7 +339,7 @@ async def test_a_mail_whose_sender_was_killed_mid_send_goes_out_once_after_its_l
         assert (status, attempt, recorded) == ("pending", 1, 0)  # under way when killed
     finally:
         os.kill(mail_server.pid, signal.SIGCONT)
-        await asyncio.to_thread(_restart_notify_service, stack, {})
+        await asyncio.to_thread(restart_notify_service, stack, crash=True)
     # The restarted service takes the message over once the dead one's lease is out.
     await wait_for_mails(stack, booking["id"], "confirmation", timeout=60)
     sent = await wait_for_status(tenant, booking["id"], "sent")
@@ -348,9 +350,8 @@ async def test_a_mail_whose_sender_was_killed_mid_send_goes_out_once_after_its_l
 
 async def _message_rows(stack: LocalStack, booking_id: str) -> list[tuple[str, int, int]]:
     """The booking's messages as stored: status, attempts started, attempts recorded."""
-    connection = await asyncpg.connect(stack.env["NOTIFY_DATABASE_URL"])
-    try:
-        rows = await connection.fetch(
+    async with notify_db(stack) as db:
+        rows = await db.fetch(
             """
             SELECT m.status, m.attempt_count,
                    (SELECT count(*) FROM client_message_attempts a WHERE a.message_id = m.id)
@@ -358,12 +359,4 @@ async def _message_rows(stack: LocalStack, booking_id: str) -> list[tuple[str, i
             """,
             uuid.UUID(booking_id),
         )
-    finally:
-        await connection.close()
     return [(r[0], r[1], r[2]) for r in rows]
-
-
-def _restart_notify_service(stack: LocalStack, env: dict[str, str]) -> None:
-    stack.services["notify-service"].kill()
-    stack.services["notify-service"].stop()  # closes its log
-    stack.start_service("notify-service", env)
