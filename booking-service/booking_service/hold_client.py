@@ -142,21 +142,29 @@ class HoldClient:
             )
 
     async def confirm(
-        self, booking_id: UUID, claim: Claim, *, force: bool, wait_up_to: float = 0.0
+        self,
+        booking_id: UUID,
+        claim: Claim,
+        *,
+        force: bool,
+        moved_from: tuple[datetime, datetime] | None = None,
+        wait_up_to: float = 0.0,
     ) -> bool:
-        """Make a committed booking's pending claim last until it ends; it may wait
+        """Make a committed booking's pending claim last until it ends, and free the
+        interval (start, blocked end) a reschedule `moved_from`; it may wait
         `wait_up_to` seconds to go with the next consume or confirm."""
-        confirmed = await self._claims.submit(
-            hold_pb2.ConfirmClaimRequest(
-                booking_id=str(booking_id),
-                hold_id=str(claim.hold_id),
-                resource_id=claim.resource_id,
-                starts_at=to_timestamp(claim.starts_at),
-                blocked_until=to_timestamp(claim.blocked_until),
-                force=force,
-            ),
-            wait_up_to=wait_up_to,
+        request = hold_pb2.ConfirmClaimRequest(
+            booking_id=str(booking_id),
+            hold_id=str(claim.hold_id),
+            resource_id=claim.resource_id,
+            starts_at=to_timestamp(claim.starts_at),
+            blocked_until=to_timestamp(claim.blocked_until),
+            force=force,
         )
+        if moved_from is not None:
+            request.moved_from_starts_at.CopyFrom(to_timestamp(moved_from[0]))
+            request.moved_from_blocked_until.CopyFrom(to_timestamp(moved_from[1]))
+        confirmed = await self._claims.submit(request, wait_up_to=wait_up_to)
         return bool(confirmed)
 
     async def drain(self) -> None:
@@ -228,8 +236,11 @@ class HoldClient:
         previous: tuple[datetime, datetime],
         starts_at: datetime,
         ends_at: datetime,
+        pending: timedelta,
     ) -> datetime:
-        """Claim the new interval and release the old one; returns the new blocked end."""
+        """Claim a reschedule's new interval for `pending` (`confirm` with `moved_from`
+        after the commit makes it last and frees `previous`); returns the new blocked
+        end."""
         answer = await rpc.unary(
             self.stub.ReserveInterval,
             hold_pb2.ReserveIntervalRequest(
@@ -243,6 +254,7 @@ class HoldClient:
                 ends_at=to_timestamp(ends_at),
                 previous_starts_at=to_timestamp(previous[0]),
                 previous_blocked_until=to_timestamp(previous[1]),
+                pending_ms=int(pending.total_seconds() * 1000),
             ),
             wait_for_ready=True,
         )

@@ -16,6 +16,10 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from hold_service.holds import ClaimToConfirm, ConsumeWanted, HoldRecord, Holds, HoldWanted
 
+# How long a reschedule's new interval is claimed pending when the caller says nothing:
+# booking-service's own default pending claim.
+DEFAULT_MOVE_PENDING_MS = 20_000
+
 Message = TypeVar("Message")
 Wanted = TypeVar("Wanted")
 Outcome = TypeVar("Outcome")
@@ -88,6 +92,14 @@ def claim_to_confirm(request: hold_pb2.ConfirmClaimRequest) -> ClaimToConfirm:
         starts_at=from_timestamp(request.starts_at),
         blocked_until=from_timestamp(request.blocked_until),
         force=request.force,
+        moved_from=(
+            (
+                from_timestamp(request.moved_from_starts_at),
+                from_timestamp(request.moved_from_blocked_until),
+            )
+            if request.HasField("moved_from_starts_at")
+            else None
+        ),
     )
 
 
@@ -221,6 +233,9 @@ class HoldServicer(hold_pb2_grpc.HoldServiceServicer):
             ),
             starts_at=from_timestamp(request.starts_at),
             ends_at=from_timestamp(request.ends_at),
+            # An older booking-service asks for no pending time and never confirms: its
+            # claim repair confirms the move (forced) before the default lapses.
+            pending=timedelta(milliseconds=request.pending_ms or DEFAULT_MOVE_PENDING_MS),
         )
         return hold_pb2.ReserveIntervalResponse(
             resource_id=request.resource_id, blocked_until=to_timestamp(blocked_until)

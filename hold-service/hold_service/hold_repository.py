@@ -8,6 +8,8 @@ script touches one Redis Cluster slot):
                          hold, or an absolute expiry (PXAT) at the end of a booking.
 - `cal:{r:RES}:h:HOLD`   the hold itself (hash: doc, value, holder, consumed_by).
 - `cal:{r:RES}:load:DAY` bookings per staff member and day, for fair assignment.
+- `cal:{r:RES}:mv:BOOKING` a reschedule under way: `starts_ms|blocked_ms` of the
+                         interval the booking is moved from, until the move is confirmed.
 - `cal:hold:HOLD`        where a hold lives: `business|resource|starts_ms|blocked_ms`
                          (another slot: on one server the place script writes it,
                          on a cluster a SET beside the script).
@@ -126,26 +128,36 @@ return {1, doc}
 # every granule must still be this booking's pending claim, or nothing changes (a
 # cancel may have freed them). With it (the repair, for a booking it found committed
 # and live under a row lock) lapsed granules and holds are taken too; another
-# booking's never. Answers how many granules are not this booking's now.
-# KEYS[1]: the hold record; KEYS[2..]: the booking's granules. ARGV[1]: the booking's
-# granule value; ARGV[2]: when the claim ends (Unix ms, the booking's blocked end);
-# ARGV[3]: '1' to repair, '0' to confirm only an intact claim.
+# booking's never. Once the claim lasts, the granules of an interval the booking was
+# moved from (a reschedule) are freed, where still the booking's, and the move's
+# record deleted. Answers how many granules are not this booking's now.
+# KEYS[1]: the hold record; KEYS[2..ARGV[4]+1]: the booking's granules; then
+# ARGV[5] granules it was moved from; then, if any key is left, its move record.
+# ARGV[1]: the booking's granule value; ARGV[2]: when the claim ends (Unix ms, the
+# booking's blocked end); ARGV[3]: '1' to repair, '0' to confirm only an intact claim;
+# ARGV[4]: how many granules are the booking's; ARGV[5]: how many to free.
 _CONFIRM = """
+local last = tonumber(ARGV[4]) + 1
 local missing = 0
-for i = 2, #KEYS do
+for i = 2, last do
   local held = redis.call('GET', KEYS[i])
   if held ~= ARGV[1] then
-    if ARGV[3] ~= '1' then return #KEYS - 1 end
+    if ARGV[3] ~= '1' then return last - 1 end
     if held and string.sub(held, 1, 2) == 'b:' then missing = missing + 1 end
   end
 end
-for i = 2, #KEYS do
+for i = 2, last do
   local held = redis.call('GET', KEYS[i])
   if not held or string.sub(held, 1, 2) ~= 'b:' or held == ARGV[1] then
     redis.call('SET', KEYS[i], ARGV[1], 'PXAT', ARGV[2])
   end
 end
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+local freed_last = last + tonumber(ARGV[5])
+for i = last + 1, freed_last do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
+end
+if #KEYS > freed_last then redis.call('DEL', KEYS[#KEYS]) end
 return missing
 """
 
@@ -213,23 +225,35 @@ end
 return freed
 """
 
-# Moves a booking's claim to a new interval in one step: the new granules must be free
-# or already this booking's; the old ones not in the new interval are released.
-# KEYS[1..ARGV[3]]: the new interval's granules; the KEYS after them: old granules
-# outside the new interval. ARGV[1]: the booking's granule value; ARGV[2]: when the
-# claim ends (Unix ms); ARGV[3]: how many KEYS are new. Returns 1 moved, 0 taken.
+# The first step of a reschedule, taken under the booking's row lock before the move
+# commits in PostgreSQL: the new interval is claimed pending, so that it lapses by
+# itself should the move never commit, and the old one stays the booking's until
+# _CONFIRM (after the commit) frees it. Each new granule must be free or already the
+# booking's (where the two intervals overlap: left as it is). The move's record (the
+# interval moved from) tells the repair what to free should the process die between
+# the commit and _CONFIRM. Stale granules, left by an earlier move that committed but
+# was never confirmed, are freed (only where still the booking's).
+# KEYS[1]: the booking's move record; KEYS[2..ARGV[4]+1]: the new interval's granules;
+# the KEYS after them: stale granules. ARGV[1]: the booking's granule value; ARGV[2]:
+# how long the pending claim lasts, in ms; ARGV[3]: the move record
+# (`starts_ms|blocked_ms` of the interval moved from); ARGV[4]: how many KEYS are new
+# granules; ARGV[5]: when the record lapses (Unix ms: the end of the interval moved
+# from, when its granules lapse too). Returns 1 claimed, 0 taken.
 _MOVE = """
-local n_new = tonumber(ARGV[3])
-for i = 1, n_new do
+local last = tonumber(ARGV[4]) + 1
+local free = {}
+for i = 2, last do
   local held = redis.call('GET', KEYS[i])
   if held and held ~= ARGV[1] then return 0 end
+  free[i] = not held
 end
-for i = n_new + 1, #KEYS do
+for i = last + 1, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
 end
-for i = 1, n_new do
-  redis.call('SET', KEYS[i], ARGV[1], 'PXAT', ARGV[2])
+for i = 2, last do
+  if free[i] then redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
 end
+redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[5])
 return 1
 """
 
@@ -266,6 +290,10 @@ def hold_keys(
     `day`), then the hold's granules."""
     load = [] if day is None else [load_key(resource, day)]
     return [record_key(resource, hold_id), *load, *(granule_key(resource, g) for g in granules)]
+
+
+def move_key(resource: str, booking_id: str) -> str:
+    return f"{_tag(resource)}:mv:{booking_id}"
 
 
 def locator_key(hold_id: str) -> str:
@@ -323,7 +351,8 @@ class Consumption:
 
 @dataclass(frozen=True)
 class Confirmation:
-    """One booking's claim to make last until `blocked_ms` (see _CONFIRM)."""
+    """One booking's claim to make last until `blocked_ms` (see _CONFIRM); for a
+    reschedule, the granules of the interval it was moved from to free once it does."""
 
     resource: str
     hold_id: str
@@ -331,6 +360,25 @@ class Confirmation:
     booking_id: str
     blocked_ms: int
     force: bool
+    released: Sequence[int] = ()
+    # A reschedule's: its move record is deleted with the confirmation.
+    moved: bool = False
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A booking's blocked interval in Unix ms, as a move record keeps it."""
+
+    starts_ms: int
+    blocked_ms: int
+
+    def encoded(self) -> str:
+        return f"{self.starts_ms}|{self.blocked_ms}"
+
+    @classmethod
+    def decoded(cls, text: str) -> Interval:
+        starts_ms, blocked_ms = text.split("|")
+        return cls(int(starts_ms), int(blocked_ms))
 
 
 _PLACE_OUTCOMES = {0: "placed", 1: "existing", 2: "conflict"}
@@ -565,6 +613,9 @@ class HoldRepository:
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in confirmations:
                 keys = hold_keys(c.resource, c.hold_id, c.granules)
+                keys += [granule_key(c.resource, g) for g in c.released]
+                if c.moved:
+                    keys.append(move_key(c.resource, c.booking_id))
                 pipe.evalsha(
                     self._confirm.sha,
                     len(keys),
@@ -572,6 +623,8 @@ class HoldRepository:
                     booking_value(c.booking_id),
                     c.blocked_ms,
                     "1" if c.force else "0",
+                    len(c.granules),
+                    len(c.released),
                 )
             pipe.zrem(PENDING_CLAIMS_KEY, *(c.booking_id for c in confirmations))
             *replies, _ = await pipe.execute(raise_on_error=False)
@@ -638,20 +691,48 @@ class HoldRepository:
         keys = [load_key(resource, day), *(granule_key(resource, g) for g in granules)]
         return int(await self._free(keys=keys, args=[booking_value(booking_id)])) == 1
 
+    async def moves_under_way(self, bookings: Sequence[tuple[str, str]]) -> list[Interval | None]:
+        """For each (resource, booking id): the interval a reschedule not yet confirmed
+        moves it from, or None; in one round trip."""
+        if not bookings:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for resource, booking_id in bookings:
+                pipe.get(move_key(resource, booking_id))
+            raws = await pipe.execute()
+        return [None if raw is None else Interval.decoded(str(_text(raw))) for raw in raws]
+
     async def move_booking(
         self,
         resource: str,
-        new: Sequence[int],
-        old: Sequence[int],
         booking_id: str,
-        blocked_ms: int,
+        *,
+        new: Sequence[int],
+        stale: Sequence[int],
+        moved_from: Interval,
+        pending_ms: int,
+        now_ms: int,
     ) -> bool:
-        stale = [g for g in old if g not in set(new)]
+        """Claim a rescheduled booking's new granules pending (see _MOVE), tracked as a
+        pending claim first so that the repair sees it; False when one is taken."""
         keys = [
+            move_key(resource, booking_id),
             *(granule_key(resource, g) for g in new),
             *(granule_key(resource, g) for g in stale),
         ]
-        moved = await self._move(keys=keys, args=[booking_value(booking_id), blocked_ms, len(new)])
+        # Two round trips: reschedules are rare, and the script object loads itself
+        # again into a Redis that lost its scripts.
+        await self.redis.zadd(PENDING_CLAIMS_KEY, {booking_id: now_ms + pending_ms})
+        moved = await self._move(
+            keys=keys,
+            args=[
+                booking_value(booking_id),
+                pending_ms,
+                moved_from.encoded(),
+                len(new),
+                moved_from.blocked_ms,
+            ],
+        )
         return int(moved) == 1
 
     async def survey(

@@ -31,6 +31,7 @@ from hold_service.hold_repository import (
     Consumption,
     HoldLocator,
     HoldRepository,
+    Interval,
     Placement,
     ms,
 )
@@ -105,6 +106,9 @@ class ClaimToConfirm:
     starts_at: datetime
     blocked_until: datetime
     force: bool
+    # A reschedule's confirmation: the interval (start, blocked end) the booking was
+    # moved from, freed once the new one is confirmed.
+    moved_from: tuple[datetime, datetime] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,36 @@ log = logging.getLogger("hold_service.holds")
 
 def _taken() -> HoldConflict:
     return HoldConflict("the slot is already held or booked")
+
+
+def _interval_times(interval: Interval) -> tuple[datetime, datetime]:
+    return (
+        _EPOCH + timedelta(milliseconds=interval.starts_ms),
+        _EPOCH + timedelta(milliseconds=interval.blocked_ms),
+    )
+
+
+def _moved_from(interval: Interval | None) -> tuple[datetime, datetime] | None:
+    return None if interval is None else _interval_times(interval)
+
+
+def _confirmation(
+    claim: ClaimToConfirm, moved_from: tuple[datetime, datetime] | None
+) -> Confirmation:
+    """What the repository confirms for `claim`; with `moved_from`, the granules of that
+    interval outside the claim's are freed and the move's record deleted."""
+    held = granules(claim.starts_at, claim.blocked_until)
+    released = () if moved_from is None else [g for g in granules(*moved_from) if g not in held]
+    return Confirmation(
+        resource=claim.resource,
+        hold_id=claim.hold_id,
+        granules=held,
+        booking_id=claim.booking_id,
+        blocked_ms=ms(claim.blocked_until),
+        force=claim.force,
+        released=released,
+        moved=moved_from is not None,
+    )
 
 
 def _utc_day(moment: datetime) -> str:
@@ -420,17 +454,22 @@ class Holds:
 
     async def confirm_claims(self, batch: Sequence[ClaimToConfirm]) -> list[bool | DomainError]:
         """Make each committed booking's claim last until it ends; for each, whether
-        every granule is the booking's now. Two Redis round trips for the whole batch."""
+        every granule is the booking's now. Two Redis round trips for the whole batch,
+        three when it has repairs: a repair also finishes the booking's reschedule that
+        committed but was never confirmed (its move record says what to free)."""
+        repairs = [c for c in batch if c.force and c.moved_from is None]
+        under_way = dict(
+            zip(
+                [id(c) for c in repairs],
+                await self.repository.moves_under_way(
+                    [(c.resource, c.booking_id) for c in repairs]
+                ),
+                strict=True,
+            )
+        )
         results = await self.repository.confirm_many(
             [
-                Confirmation(
-                    resource=claim.resource,
-                    hold_id=claim.hold_id,
-                    granules=granules(claim.starts_at, claim.blocked_until),
-                    booking_id=claim.booking_id,
-                    blocked_ms=ms(claim.blocked_until),
-                    force=claim.force,
-                )
+                _confirmation(claim, claim.moved_from or _moved_from(under_way.get(id(claim))))
                 for claim in batch
             ]
         )
@@ -488,9 +527,11 @@ class Holds:
         old: tuple[datetime, datetime],
         starts_at: datetime,
         ends_at: datetime,
+        pending: timedelta,
     ) -> datetime:
         """Re-check a rescheduled booking against the catalogue and claim its new
-        interval; returns the new end of the blocked interval."""
+        interval for `pending`, until its confirmation after the move committed (the
+        old interval stays the booking's until then); returns the new blocked end."""
         if ends_at <= starts_at:
             raise InvalidInput(
                 "the booking cannot be moved", fields={"ends_at": "must be after starts_at"}
@@ -512,12 +553,24 @@ class Holds:
                 fields={"ends_at": "outside the location's opening hours"},
             )
         blocked_until = blocked_end(ends_at, plan.service.buffer_minutes)
+        new = granules(starts_at, blocked_until)
+        current = granules(*old)
+        # Under the booking's row lock, `old` is where PostgreSQL has it: an earlier move
+        # recorded from elsewhere committed, and its process died before confirming it.
+        moved_from = Interval(ms(old[0]), ms(old[1]))
+        [earlier] = await self.repository.moves_under_way([(resource, booking_id)])
+        stale: list[int] = []
+        if earlier is not None and earlier != moved_from:
+            earlier_granules = granules(*_interval_times(earlier))
+            stale = [g for g in earlier_granules if g not in current and g not in new]
         moved = await self.repository.move_booking(
             resource,
-            granules(starts_at, blocked_until),
-            granules(*old),
             booking_id,
-            ms(blocked_until),
+            new=new,
+            stale=stale,
+            moved_from=moved_from,
+            pending_ms=int(pending.total_seconds() * 1000),
+            now_ms=ms(self.clock()),
         )
         if not moved:
             raise HoldConflict("the new time is already held or booked")

@@ -116,10 +116,16 @@ class BookingServiceSettings(CommonSettings):
     # Kept as long as the gateway keeps its Idempotency-Key answers in Redis.
     idempotency_ttl_seconds: int = 24 * 3600
     # Fault injection for crash tests, never in production: pause every booking (or, at
-    # release_after_commit, every cancellation or no-show) at this point until the
-    # process is killed.
+    # release_after_commit, every cancellation or no-show; at move_*, every reschedule)
+    # at this point until the process is killed.
     booking_fault_pause_at: Literal[
-        "", "after_consume", "before_commit", "after_commit", "release_after_commit"
+        "",
+        "after_consume",
+        "before_commit",
+        "after_commit",
+        "release_after_commit",
+        "move_before_commit",
+        "move_after_commit",
     ] = ""
     # How often due reminders are looked for at most (sooner when one falls due).
     reminder_poll_seconds: float = 5.0

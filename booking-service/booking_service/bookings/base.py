@@ -7,7 +7,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -21,7 +21,7 @@ from booking_service.booking_repository import BookingRepository, ReleasedSlot
 from booking_service.bookings.document import render
 from booking_service.bookings.seen import SeenTerms
 from booking_service.checkout import Checkout
-from booking_service.hold_client import HoldClient
+from booking_service.hold_client import Claim, HoldClient
 from booking_service.reminder_repository import ReminderSchedule
 
 log = logging.getLogger("booking_service.bookings")
@@ -73,6 +73,30 @@ class BookingsBase:
                 await asyncio.sleep(3600)
             except asyncio.CancelledError:
                 continue
+
+    async def _confirm_claim(
+        self,
+        booking_id: UUID,
+        claim: Claim,
+        *,
+        moved_from: tuple[datetime, datetime] | None = None,
+        wait_up_to: float = 0.0,
+    ) -> None:
+        """Make a committed booking's claim last until the booking ends (and free the
+        interval a reschedule `moved_from`); if this fails the claim stays pending and
+        the repair (repair_claims) confirms it."""
+        try:
+            if await self.holds.confirm(
+                booking_id, claim, force=False, moved_from=moved_from, wait_up_to=wait_up_to
+            ):
+                return
+            reason = "the claim is no longer the booking's"
+        except Exception as error:
+            reason = repr(error)
+        log.warning(
+            "claim left pending for the repair",
+            extra=log_fields(booking_id=str(booking_id), error=reason),
+        )
 
     async def _must_get(
         self, business_id: UUID, booking_id: UUID, connection: asyncpg.Connection | None = None

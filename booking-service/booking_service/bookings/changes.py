@@ -1,9 +1,11 @@
-"""Changing a booking: status moves, reschedules and notes, each with its events; the
-claim in Redis moved back when the transaction fails, the slot freed after commit."""
+"""Changing a booking: status moves, reschedules and notes, each with its events. A
+reschedule claims its new time in Redis pending before the commit and confirms it
+(freeing the old time) after; a released slot is freed after commit."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from calendence.errors import Conflict, HoldConflict, NotFound, PreconditionFailed
+from calendence.errors import Conflict, HoldConflict, NotFound, PreconditionFailed, Unavailable
 from calendence.logs import log_fields
 from calendence.schemas.bookings import LIVE_STATUSES, Actor, BookingPatch, BookingStatus
 from calendence.timefmt import utcnow
@@ -27,6 +29,7 @@ from booking_service.bookings.status import (
     TRANSITIONS,
     refusal,
 )
+from booking_service.hold_client import Claim
 from booking_service.outbox import new_event, record_event
 from booking_service.reminder_repository import REMINDED_STATUSES
 
@@ -116,11 +119,16 @@ class Changes(BookingsBase):
                 document = await self._apply(
                     connection, business_id, booking_id, patch, change, if_match
                 )
+                if change.moved is not None:
+                    await self._pause_if_asked("move_before_commit")
+                    # Committing later could outlive the new interval's pending claim.
+                    if time.monotonic() - change.moved.claimed_at > self.commit_budget:
+                        raise Unavailable("the reschedule took too long; nothing was changed")
         except asyncpg.ExclusionViolationError:
-            await self._move_back(business_id, booking_id, change.moved)
+            await self._move_back(booking_id, change.moved)
             raise HoldConflict("the new time clashes with another booking") from None
         except BaseException:
-            await self._move_back(business_id, booking_id, change.moved)
+            await self._move_back(booking_id, change.moved)
             raise
         await self._after_commit(booking_id, change)
         return document
@@ -171,13 +179,9 @@ class Changes(BookingsBase):
             starts_at = patch.starts_at or current["starts_at"]
             ends_at = patch.ends_at or starts_at + (current["ends_at"] - current["starts_at"])
             blocked_until = await self._move_claim(
-                business_id,
-                booking_id,
-                current,
-                (current["starts_at"], current["blocked_until"]),
-                (starts_at, ends_at),
+                business_id, booking_id, current, (starts_at, ends_at)
             )
-            change.moved = Move(current, starts_at, ends_at, blocked_until)
+            change.moved = Move(current, starts_at, ends_at, blocked_until, time.monotonic())
             changes |= {"starts_at": starts_at, "ends_at": ends_at, "blocked_until": blocked_until}
             events.append("booking.rescheduled")
         if patch.notes is not None and patch.notes != current["notes"]:
@@ -224,6 +228,16 @@ class Changes(BookingsBase):
     async def _after_commit(self, booking_id: UUID, change: Change) -> None:
         if change.announced:
             self.events_committed()
+        if (moved := change.moved) is not None:
+            # A crash here leaves the new interval pending and the old one claimed: the
+            # repair (repair_claims) confirms the one and frees the other.
+            await self._pause_if_asked("move_after_commit")
+            # The answer waits: the old time is free for others once it is given.
+            await self._confirm_claim(
+                booking_id,
+                _claim(moved.before, moved.starts_at, moved.blocked_until),
+                moved_from=(moved.before["starts_at"], moved.before["blocked_until"]),
+            )
         if change.freed is not None:
             # A crash here leaves the slot claimed in Redis: the next start frees it
             # (`Sweeps.free_released_claims`).
@@ -263,12 +277,11 @@ class Changes(BookingsBase):
         business_id: UUID,
         booking_id: UUID,
         booking: dict[str, Any],
-        previous: tuple[datetime, datetime],
         to: tuple[datetime, datetime],
     ) -> datetime:
-        """Move the booking's claim in Redis from `previous` (its start and blocked end)
-        to the interval `to` (start and end), for the booking's resource, service,
-        location and staff member; returns the new blocked end."""
+        """Claim the interval `to` (start and end) in Redis for the booking's resource,
+        service, location and staff member, pending until the move commits and is
+        confirmed; returns the new blocked end."""
         return await self.holds.move(
             business_id=business_id,
             booking_id=booking_id,
@@ -276,29 +289,27 @@ class Changes(BookingsBase):
             service_id=booking["service_id"],
             location_id=booking["location_id"],
             staff_id=booking["staff_id"],
-            previous=previous,
+            previous=(booking["starts_at"], booking["blocked_until"]),
             starts_at=to[0],
             ends_at=to[1],
+            pending=self.pending_claim,
         )
 
-    async def _move_back(self, business_id: UUID, booking_id: UUID, moved: Move | None) -> None:
-        """Put a booking's claim in Redis back where PostgreSQL still has it."""
+    async def _move_back(self, booking_id: UUID, moved: Move | None) -> None:
+        """A move that did not commit: the booking's claim stays where PostgreSQL still
+        has it, and the new interval is freed at once (else it lapses by itself)."""
         if moved is None:
             return
         old = moved.before
-        try:
-            await self._move_claim(
-                business_id,
-                booking_id,
-                old,
-                (moved.starts_at, moved.blocked_until),
-                (old["starts_at"], old["ends_at"]),
-            )
-        except Exception as error:  # PostgreSQL still guards the slot; Redis lags only
-            log.warning(
-                "could not move the claim back",
-                extra=log_fields(booking_id=str(booking_id), error=repr(error)),
-            )
+        await self._confirm_claim(
+            booking_id,
+            _claim(old, old["starts_at"], old["blocked_until"]),
+            moved_from=(moved.starts_at, moved.blocked_until),
+        )
+
+
+def _claim(booking: dict[str, Any], starts_at: datetime, blocked_until: datetime) -> Claim:
+    return Claim(booking["hold_id"], booking["resource_id"], starts_at, blocked_until)
 
 
 def _cancellation(reason: str | None, actor: Actor) -> dict[str, Any]:
@@ -325,9 +336,11 @@ class Change:
 
 @dataclass(frozen=True)
 class Move:
-    """A reschedule claimed in Redis but not yet committed in PostgreSQL."""
+    """A reschedule claimed in Redis (pending) but not yet confirmed there."""
 
     before: dict[str, Any]
     starts_at: datetime
     ends_at: datetime
     blocked_until: datetime
+    # When the new interval's pending claim was taken (time.monotonic()).
+    claimed_at: float

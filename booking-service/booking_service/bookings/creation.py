@@ -26,7 +26,7 @@ from booking_service.bookings.base import BookingsBase
 from booking_service.bookings.custom_fields import check_custom_fields
 from booking_service.bookings.document import render
 from booking_service.checkout import Deposit
-from booking_service.hold_client import Claim, ConsumedHold
+from booking_service.hold_client import ConsumedHold
 from booking_service.outbox import new_event, record_event
 
 log = logging.getLogger("booking_service.bookings")
@@ -142,7 +142,7 @@ class Creation(BookingsBase):
         # committed, its pending claim keeps the slot meanwhile, and a confirmation
         # that fails is the repair's (repair_claims), as it always was.
         confirming = asyncio.get_running_loop().create_task(
-            self._confirm_claim(booking_id, hold.claim)
+            self._confirm_claim(booking_id, hold.claim, wait_up_to=_CONFIRMATION_WAIT_SECONDS)
         )
         self._confirming.add(confirming)
         confirming.add_done_callback(self._confirming.discard)
@@ -363,22 +363,6 @@ class Creation(BookingsBase):
         shutdown, before the channel to hold-service closes)."""
         while self._confirming:
             await asyncio.wait(set(self._confirming))
-
-    async def _confirm_claim(self, booking_id: UUID, claim: Claim) -> None:
-        """Make a committed booking's claim last until the booking ends; if this fails
-        the claim stays pending and the repair (repair_claims) confirms it."""
-        try:
-            if await self.holds.confirm(
-                booking_id, claim, force=False, wait_up_to=_CONFIRMATION_WAIT_SECONDS
-            ):
-                return
-            reason = "the claim is no longer the booking's"
-        except Exception as error:
-            reason = repr(error)
-        log.warning(
-            "claim left pending for the repair",
-            extra=log_fields(booking_id=str(booking_id), error=reason),
-        )
 
     async def _give_back(self, business_id: UUID, hold_id: UUID, booking_id: UUID) -> None:
         """Undo a consumed hold when its booking could not be written."""

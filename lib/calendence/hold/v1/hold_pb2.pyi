@@ -311,17 +311,28 @@ class ConfirmClaimRequest(_message.Message):
     STARTS_AT_FIELD_NUMBER: _builtins.int
     BLOCKED_UNTIL_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
+    MOVED_FROM_STARTS_AT_FIELD_NUMBER: _builtins.int
+    MOVED_FROM_BLOCKED_UNTIL_FIELD_NUMBER: _builtins.int
     booking_id: _builtins.str
     hold_id: _builtins.str
     resource_id: _builtins.str
     force: _builtins.bool
     """Also take granules that lapsed or that a hold took meanwhile (never another
-    booking's): only for a booking known to be committed and live.
+    booking's): only for a booking known to be committed and live. A forced claim also
+    finishes the booking's reschedule that committed but was never confirmed.
     """
     @_builtins.property
     def starts_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def blocked_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def moved_from_starts_at(self) -> _timestamp_pb2.Timestamp:
+        """A reschedule's confirmation, after its commit: the interval the booking was moved
+        from (its start and blocked end), freed once the new one lasts.
+        """
+
+    @_builtins.property
+    def moved_from_blocked_until(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -331,10 +342,12 @@ class ConfirmClaimRequest(_message.Message):
         starts_at: _timestamp_pb2.Timestamp | None = ...,
         blocked_until: _timestamp_pb2.Timestamp | None = ...,
         force: _builtins.bool = ...,
+        moved_from_starts_at: _timestamp_pb2.Timestamp | None = ...,
+        moved_from_blocked_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["blocked_until", b"blocked_until", "starts_at", b"starts_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["blocked_until", b"blocked_until", "moved_from_blocked_until", b"moved_from_blocked_until", "moved_from_starts_at", b"moved_from_starts_at", "starts_at", b"starts_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked_until", b"blocked_until", "booking_id", b"booking_id", "force", b"force", "hold_id", b"hold_id", "resource_id", b"resource_id", "starts_at", b"starts_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocked_until", b"blocked_until", "booking_id", b"booking_id", "force", b"force", "hold_id", b"hold_id", "moved_from_blocked_until", b"moved_from_blocked_until", "moved_from_starts_at", b"moved_from_starts_at", "resource_id", b"resource_id", "starts_at", b"starts_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -583,19 +596,22 @@ class ReserveIntervalRequest(_message.Message):
     RESOURCE_ID_FIELD_NUMBER: _builtins.int
     PREVIOUS_STARTS_AT_FIELD_NUMBER: _builtins.int
     PREVIOUS_BLOCKED_UNTIL_FIELD_NUMBER: _builtins.int
+    PENDING_MS_FIELD_NUMBER: _builtins.int
     business_id: _builtins.str
     booking_id: _builtins.str
     service_id: _builtins.str
     location_id: _builtins.str
     staff_id: _builtins.str
     resource_id: _builtins.str
+    pending_ms: _builtins.int
+    """How long the new interval is claimed before it lapses unless confirmed (0: 20 s)."""
     @_builtins.property
     def starts_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def ends_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def previous_starts_at(self) -> _timestamp_pb2.Timestamp:
-        """The interval the booking blocks now; released in the same atomic step."""
+        """The interval the booking blocks now; released when the move is confirmed."""
 
     @_builtins.property
     def previous_blocked_until(self) -> _timestamp_pb2.Timestamp: ...
@@ -612,10 +628,11 @@ class ReserveIntervalRequest(_message.Message):
         resource_id: _builtins.str = ...,
         previous_starts_at: _timestamp_pb2.Timestamp | None = ...,
         previous_blocked_until: _timestamp_pb2.Timestamp | None = ...,
+        pending_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ends_at", b"ends_at", "previous_blocked_until", b"previous_blocked_until", "previous_starts_at", b"previous_starts_at", "starts_at", b"starts_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "business_id", b"business_id", "ends_at", b"ends_at", "location_id", b"location_id", "previous_blocked_until", b"previous_blocked_until", "previous_starts_at", b"previous_starts_at", "resource_id", b"resource_id", "service_id", b"service_id", "staff_id", b"staff_id", "starts_at", b"starts_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "business_id", b"business_id", "ends_at", b"ends_at", "location_id", b"location_id", "pending_ms", b"pending_ms", "previous_blocked_until", b"previous_blocked_until", "previous_starts_at", b"previous_starts_at", "resource_id", b"resource_id", "service_id", b"service_id", "staff_id", b"staff_id", "starts_at", b"starts_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -171,7 +171,10 @@ class HoldServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReserveInterval(self, request, context):
-        """Moves an existing booking's blocked interval (reschedule), or FAILED_PRECONDITION.
+        """The first step of a reschedule, before it commits: claims the booking's new
+        interval, pending for `pending_ms`, while the old one stays the booking's; or
+        FAILED_PRECONDITION. ConfirmClaim with `moved_from_*` after the commit makes the new
+        claim last and frees the old interval; a move that never commits lapses by itself.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

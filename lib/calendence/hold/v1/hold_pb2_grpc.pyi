@@ -61,7 +61,11 @@ class HoldServiceStub:
     ForgetClaim: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ForgetClaimRequest, _hold_pb2.ForgetClaimResponse]
     """Stops tracking a pending claim (it lapsed, or its booking is gone)."""
     ReserveInterval: _grpc.UnaryUnaryMultiCallable[_hold_pb2.ReserveIntervalRequest, _hold_pb2.ReserveIntervalResponse]
-    """Moves an existing booking's blocked interval (reschedule), or FAILED_PRECONDITION."""
+    """The first step of a reschedule, before it commits: claims the booking's new
+    interval, pending for `pending_ms`, while the old one stays the booking's; or
+    FAILED_PRECONDITION. ConfirmClaim with `moved_from_*` after the commit makes the new
+    claim last and frees the old interval; a move that never commits lapses by itself.
+    """
     FreeInterval: _grpc.UnaryUnaryMultiCallable[_hold_pb2.FreeIntervalRequest, _hold_pb2.FreeIntervalResponse]
     """Frees the interval a booking blocked (cancel, reschedule away)."""
     GetAvailability: _grpc.UnaryUnaryMultiCallable[_hold_pb2.AvailabilityRequest, _hold_pb2.AvailabilityResponse]
@@ -99,7 +103,11 @@ class HoldServiceAsyncStub(HoldServiceStub):
     ForgetClaim: _aio.UnaryUnaryMultiCallable[_hold_pb2.ForgetClaimRequest, _hold_pb2.ForgetClaimResponse]  # type: ignore[assignment]
     """Stops tracking a pending claim (it lapsed, or its booking is gone)."""
     ReserveInterval: _aio.UnaryUnaryMultiCallable[_hold_pb2.ReserveIntervalRequest, _hold_pb2.ReserveIntervalResponse]  # type: ignore[assignment]
-    """Moves an existing booking's blocked interval (reschedule), or FAILED_PRECONDITION."""
+    """The first step of a reschedule, before it commits: claims the booking's new
+    interval, pending for `pending_ms`, while the old one stays the booking's; or
+    FAILED_PRECONDITION. ConfirmClaim with `moved_from_*` after the commit makes the new
+    claim last and frees the old interval; a move that never commits lapses by itself.
+    """
     FreeInterval: _aio.UnaryUnaryMultiCallable[_hold_pb2.FreeIntervalRequest, _hold_pb2.FreeIntervalResponse]  # type: ignore[assignment]
     """Frees the interval a booking blocked (cancel, reschedule away)."""
     GetAvailability: _aio.UnaryUnaryMultiCallable[_hold_pb2.AvailabilityRequest, _hold_pb2.AvailabilityResponse]  # type: ignore[assignment]
@@ -194,7 +202,11 @@ class HoldServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hold_pb2.ReserveIntervalRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hold_pb2.ReserveIntervalResponse, _abc.Awaitable[_hold_pb2.ReserveIntervalResponse]]:
-        """Moves an existing booking's blocked interval (reschedule), or FAILED_PRECONDITION."""
+        """The first step of a reschedule, before it commits: claims the booking's new
+        interval, pending for `pending_ms`, while the old one stays the booking's; or
+        FAILED_PRECONDITION. ConfirmClaim with `moved_from_*` after the commit makes the new
+        claim last and frees the old interval; a move that never commits lapses by itself.
+        """
 
     @_abc_1.abstractmethod
     def FreeInterval(
