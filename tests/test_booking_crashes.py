@@ -381,24 +381,45 @@ async def test_a_crash_after_a_reschedule_commits_frees_the_old_time_and_keeps_t
     assert refused.status == 409, refused.body
 
 
+@asynccontextmanager
+async def _move_left_unfinished(
+    stack: LocalStack, salon: Salon, booking_id: str, to: datetime
+) -> AsyncIterator[None]:
+    """The booking rescheduled to `to` with booking-service killed after the commit,
+    then run without claim repair in time (the crashed move's claim, 20 s, is not near
+    its deadline for one that looks 2 s ahead, and no second round comes), so the move
+    is left unfinished in Redis; booking-service runs as it normally does afterwards."""
+    async with crashable_booking_service(
+        stack, pause_at="move_after_commit", pending_claim_seconds=None
+    ) as crash:
+        answer = await crash.killed_at_the_point(_rescheduled(salon, booking_id, to))
+        assert answer.status == 503, (answer.status, answer.body)
+        await crash.restart({"CLAIM_REPAIR_SECONDS": "3600", "PENDING_CLAIM_SECONDS": "4"})
+        yield
+
+
 async def test_a_reschedule_after_one_cut_short_by_a_crash_frees_both_earlier_times(
     stack: LocalStack, salon: Salon
 ) -> None:
     booking = await salon.booking(tomorrow_at(10))
-    async with crashable_booking_service(
-        stack, pause_at="move_after_commit", pending_claim_seconds=None
-    ) as crash:
-        answer = await crash.killed_at_the_point(
-            _rescheduled(salon, booking["id"], tomorrow_at(14))
-        )
-        assert answer.status == 503, (answer.status, answer.body)
-        # No repair in time (the crashed move's claim, 20 s, is not near its deadline
-        # for one that looks 2 s ahead, and no second round comes): the next reschedule
-        # finds the first one unfinished.
-        await crash.restart({"CLAIM_REPAIR_SECONDS": "3600", "PENDING_CLAIM_SECONDS": "4"})
+    async with _move_left_unfinished(stack, salon, booking["id"], tomorrow_at(14)):
         moved = await _rescheduled(salon, booking["id"], tomorrow_at(16))
         assert moved.status == 200, moved.body
         token = await salon.tenant.session_token()
         assert (await salon.hold(token, tomorrow_at(10))).status == 201
         assert (await salon.hold(token, tomorrow_at(14))).status == 201
         assert (await salon.hold(token, tomorrow_at(16))).status == 409
+
+
+async def test_a_cancellation_after_a_reschedule_cut_short_by_a_crash_frees_both_times(
+    stack: LocalStack, salon: Salon
+) -> None:
+    booking = await salon.booking(tomorrow_at(10))
+    async with _move_left_unfinished(stack, salon, booking["id"], tomorrow_at(14)):
+        cancelled = await salon.tenant.api.delete(
+            f"/api/v1/bookings/{booking['id']}", salon.tenant.business_key
+        )
+        assert cancelled.status == 200, cancelled.body
+        token = await salon.tenant.session_token()
+        assert (await salon.hold(token, tomorrow_at(10))).status == 201
+        assert (await salon.hold(token, tomorrow_at(14))).status == 201

@@ -207,22 +207,33 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
-# Frees a cancelled booking's granules (only those still the booking's) and, when any
-# were, takes the booking off the day's count used for fair assignment.
-# KEYS[1]: the resource's bookings-per-day counter; KEYS[2..]: the booking's granules.
-# ARGV[1]: the booking's granule value. Returns 1 when something was freed, else 0.
+# Frees a released booking's granules (only those still the booking's) and, when any
+# were and ARGV[3] is '1', takes the booking off the day's count used for fair
+# assignment. A reschedule of the booking that was never confirmed (its process died
+# after the commit) left its move record: it is deleted, and its interval answered so
+# that the granules it still claims are freed too.
+# KEYS[1]: the resource's bookings-per-day counter; KEYS[2..ARGV[2]+1]: the booking's
+# granules; the last KEY, if one is left: the booking's move record. ARGV[1]: the
+# booking's granule value; ARGV[2]: how many granules; ARGV[3]: '1' to count.
+# Returns {1 when something was freed, else 0; the move record or ''}.
 _FREE = """
+local last = tonumber(ARGV[2]) + 1
 local freed = 0
-for i = 2, #KEYS do
+for i = 2, last do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('DEL', KEYS[i])
     freed = 1
   end
 end
-if freed == 1 and tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+if freed == 1 and ARGV[3] == '1' and tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
   redis.call('DECR', KEYS[1])
 end
-return freed
+local moved = ''
+if #KEYS > last then
+  moved = redis.call('GET', KEYS[#KEYS]) or ''
+  redis.call('DEL', KEYS[#KEYS])
+end
+return {freed, moved}
 """
 
 # The first step of a reschedule, taken under the booking's row lock before the move
@@ -686,10 +697,26 @@ class HoldRepository:
         return int(await self._release(keys=keys, args=[holder_id]))
 
     async def free_booking(
-        self, resource: str, granules: Sequence[int], booking_id: str, day: str
-    ) -> bool:
+        self,
+        resource: str,
+        granules: Sequence[int],
+        booking_id: str,
+        day: str,
+        *,
+        leftovers: bool = False,
+    ) -> tuple[bool, Interval | None]:
+        """Free a released booking's granules: whether any were freed, and the interval
+        a reschedule never confirmed moved it from (its record now deleted), whose
+        granules are then freed as `leftovers` (not counted off the day again)."""
         keys = [load_key(resource, day), *(granule_key(resource, g) for g in granules)]
-        return int(await self._free(keys=keys, args=[booking_value(booking_id)])) == 1
+        if not leftovers:
+            keys.append(move_key(resource, booking_id))
+        freed, moved = await self._free(
+            keys=keys,
+            args=[booking_value(booking_id), len(granules), "0" if leftovers else "1"],
+        )
+        record = _text(moved)
+        return int(freed) == 1, Interval.decoded(record) if record else None
 
     async def moves_under_way(self, bookings: Sequence[tuple[str, str]]) -> list[Interval | None]:
         """For each (resource, booking id): the interval a reschedule not yet confirmed

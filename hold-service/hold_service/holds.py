@@ -511,9 +511,13 @@ class Holds:
     async def free_interval(
         self, *, booking_id: str, resource: str, starts_at: datetime, blocked_until: datetime
     ) -> None:
-        await self.repository.free_booking(
-            resource, granules(starts_at, blocked_until), booking_id, _utc_day(starts_at)
-        )
+        """Free a released booking's interval, and what a reschedule of it that was never
+        confirmed still claims of the interval it moved from."""
+        freed, day = granules(starts_at, blocked_until), _utc_day(starts_at)
+        _, moved_from = await self.repository.free_booking(resource, freed, booking_id, day)
+        if moved_from is not None:
+            leftovers = [g for g in granules(*_interval_times(moved_from)) if g not in freed]
+            await self.repository.free_booking(resource, leftovers, booking_id, day, leftovers=True)
 
     async def move_interval(
         self,
