@@ -230,8 +230,11 @@ if freed == 1 and ARGV[3] == '1' and tonumber(redis.call('GET', KEYS[1]) or '0')
 end
 local moved = ''
 if #KEYS > last then
-  moved = redis.call('GET', KEYS[#KEYS]) or ''
-  redis.call('DEL', KEYS[#KEYS])
+  local record = redis.call('GET', KEYS[#KEYS])
+  if record then
+    moved = record
+    redis.call('DEL', KEYS[#KEYS])
+  end
 end
 return {freed, moved}
 """
