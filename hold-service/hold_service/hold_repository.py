@@ -130,12 +130,14 @@ return {1, doc}
 # and live under a row lock) lapsed granules and holds are taken too; another
 # booking's never. Once the claim lasts, the granules of an interval the booking was
 # moved from (a reschedule) are freed, where still the booking's, and the move's
-# record deleted. Answers how many granules are not this booking's now.
+# record deleted if it is still this move's (a later move of the booking may have
+# written its own). Answers how many granules are not this booking's now.
 # KEYS[1]: the hold record; KEYS[2..ARGV[4]+1]: the booking's granules; then
 # ARGV[5] granules it was moved from; then, if any key is left, its move record.
 # ARGV[1]: the booking's granule value; ARGV[2]: when the claim ends (Unix ms, the
 # booking's blocked end); ARGV[3]: '1' to repair, '0' to confirm only an intact claim;
-# ARGV[4]: how many granules are the booking's; ARGV[5]: how many to free.
+# ARGV[4]: how many granules are the booking's; ARGV[5]: how many to free; ARGV[6]:
+# the move record this move wrote (`starts_ms|blocked_ms` of the interval moved from).
 _CONFIRM = """
 local last = tonumber(ARGV[4]) + 1
 local missing = 0
@@ -157,7 +159,9 @@ local freed_last = last + tonumber(ARGV[5])
 for i = last + 1, freed_last do
   if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
 end
-if #KEYS > freed_last then redis.call('DEL', KEYS[#KEYS]) end
+if #KEYS > freed_last and redis.call('GET', KEYS[#KEYS]) == ARGV[6] then
+  redis.call('DEL', KEYS[#KEYS])
+end
 return missing
 """
 
@@ -209,9 +213,10 @@ return 1
 
 # Frees a released booking's granules (only those still the booking's) and, when any
 # were and ARGV[3] is '1', takes the booking off the day's count used for fair
-# assignment. A reschedule of the booking that was never confirmed (its process died
-# after the commit) left its move record: it is deleted, and its interval answered so
-# that the granules it still claims are freed too.
+# assignment. A reschedule of the booking not confirmed (its process died after the
+# commit, or the release committed before the confirmation came) left its move record:
+# it is deleted, and its interval answered so that the granules the booking still
+# claims there are freed too.
 # KEYS[1]: the resource's bookings-per-day counter; KEYS[2..ARGV[2]+1]: the booking's
 # granules; the last KEY, if one is left: the booking's move record. ARGV[1]: the
 # booking's granule value; ARGV[2]: how many granules; ARGV[3]: '1' to count.
@@ -375,8 +380,9 @@ class Confirmation:
     blocked_ms: int
     force: bool
     released: Sequence[int] = ()
-    # A reschedule's: its move record is deleted with the confirmation.
-    moved: bool = False
+    # A reschedule's: the interval it moved from, whose move record is deleted with the
+    # confirmation (if no later move replaced it).
+    moved_from: Interval | None = None
 
 
 @dataclass(frozen=True)
@@ -628,7 +634,7 @@ class HoldRepository:
             for c in confirmations:
                 keys = hold_keys(c.resource, c.hold_id, c.granules)
                 keys += [granule_key(c.resource, g) for g in c.released]
-                if c.moved:
+                if c.moved_from is not None:
                     keys.append(move_key(c.resource, c.booking_id))
                 pipe.evalsha(
                     self._confirm.sha,
@@ -639,6 +645,7 @@ class HoldRepository:
                     "1" if c.force else "0",
                     len(c.granules),
                     len(c.released),
+                    "" if c.moved_from is None else c.moved_from.encoded(),
                 )
             pipe.zrem(PENDING_CLAIMS_KEY, *(c.booking_id for c in confirmations))
             *replies, _ = await pipe.execute(raise_on_error=False)

@@ -134,17 +134,15 @@ def _interval_times(interval: Interval) -> tuple[datetime, datetime]:
     )
 
 
-def _moved_from(interval: Interval | None) -> tuple[datetime, datetime] | None:
-    return None if interval is None else _interval_times(interval)
-
-
-def _confirmation(
-    claim: ClaimToConfirm, moved_from: tuple[datetime, datetime] | None
-) -> Confirmation:
+def _confirmation(claim: ClaimToConfirm, moved_from: Interval | None) -> Confirmation:
     """What the repository confirms for `claim`; with `moved_from`, the granules of that
     interval outside the claim's are freed and the move's record deleted."""
     held = granules(claim.starts_at, claim.blocked_until)
-    released = () if moved_from is None else [g for g in granules(*moved_from) if g not in held]
+    released = (
+        ()
+        if moved_from is None
+        else [g for g in granules(*_interval_times(moved_from)) if g not in held]
+    )
     return Confirmation(
         resource=claim.resource,
         hold_id=claim.hold_id,
@@ -153,7 +151,7 @@ def _confirmation(
         blocked_ms=ms(claim.blocked_until),
         force=claim.force,
         released=released,
-        moved=moved_from is not None,
+        moved_from=moved_from,
     )
 
 
@@ -469,7 +467,12 @@ class Holds:
         )
         results = await self.repository.confirm_many(
             [
-                _confirmation(claim, claim.moved_from or _moved_from(under_way.get(id(claim))))
+                _confirmation(
+                    claim,
+                    under_way.get(id(claim))
+                    if claim.moved_from is None
+                    else Interval(ms(claim.moved_from[0]), ms(claim.moved_from[1])),
+                )
                 for claim in batch
             ]
         )
