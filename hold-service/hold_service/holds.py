@@ -136,7 +136,8 @@ def _interval_times(interval: Interval) -> tuple[datetime, datetime]:
 
 def _confirmation(claim: ClaimToConfirm, moved_from: Interval | None) -> Confirmation:
     """What the repository confirms for `claim`; with `moved_from`, the granules of that
-    interval outside the claim's are freed and the move's record deleted."""
+    interval outside the claim's are freed and the move's record deleted (unless a later
+    move of the booking wrote its own)."""
     held = granules(claim.starts_at, claim.blocked_until)
     released = (
         ()
@@ -563,7 +564,8 @@ class Holds:
         new = granules(starts_at, blocked_until)
         current = granules(*old)
         # Under the booking's row lock, `old` is where PostgreSQL has it: an earlier move
-        # recorded from elsewhere committed, and its process died before confirming it.
+        # recorded from elsewhere committed and is not confirmed (its process died, or
+        # its confirmation is still on the way), so what it left there is freed now.
         moved_from = Interval(ms(old[0]), ms(old[1]))
         [earlier] = await self.repository.moves_under_way([(resource, booking_id)])
         stale: list[int] = []
