@@ -25,6 +25,12 @@ from calendence.hold.outcomes import failure_of, outcome_of
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.timefmt import from_timestamp, to_timestamp
 
+# How long freeing a released slot may take: a repair round waits for a hold-service
+# that is restarting; a release whose answer waits on it gives up well inside the
+# gateway's own deadline (5 s) and leaves the slot to the repair.
+_FREE_WAITING_SECONDS = 5.0
+_FREE_ANSWERING_SECONDS = 2.0
+
 # What goes in a ConsumeAndConfirm call: a hold to consume or a claim to confirm.
 ClaimStep: TypeAlias = hold_pb2.ConsumeHoldRequest | hold_pb2.ConfirmClaimRequest
 
@@ -210,8 +216,9 @@ class HoldClient:
         wait_for_hold_service: bool = True,
     ) -> None:
         """Free a released booking's interval. Without `wait_for_hold_service` the call
-        fails at once while hold-service is unreachable, and within two seconds at most
-        otherwise: for a caller whose own caller is waiting and that frees again later."""
+        fails at once while hold-service is unreachable, and within
+        `_FREE_ANSWERING_SECONDS` at most otherwise: for a caller whose own caller is
+        waiting and that frees again later."""
         await rpc.unary(
             self.stub.FreeInterval,
             hold_pb2.FreeIntervalRequest(
@@ -221,7 +228,7 @@ class HoldClient:
                 blocked_until=to_timestamp(blocked_until),
             ),
             wait_for_ready=wait_for_hold_service,
-            timeout=5.0 if wait_for_hold_service else 2.0,
+            timeout=(_FREE_WAITING_SECONDS if wait_for_hold_service else _FREE_ANSWERING_SECONDS),
         )
 
     async def move(
