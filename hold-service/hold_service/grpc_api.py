@@ -11,6 +11,7 @@ from calendence.errors import DomainError, error_kind
 from calendence.hold.v1 import hold_pb2, hold_pb2_grpc
 from calendence.ids import optional_uuid, parse_uuid
 from calendence.rpc import ServicerContext
+from calendence.settings import BookingServiceSettings
 from calendence.timefmt import from_timestamp, set_timestamp, to_timestamp
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
@@ -18,7 +19,9 @@ from hold_service.holds import ClaimToConfirm, ConsumeWanted, HoldRecord, Holds,
 
 # How long a reschedule's new interval is claimed pending when the caller says nothing:
 # booking-service's own default pending claim.
-DEFAULT_MOVE_PENDING_MS = 20_000
+DEFAULT_MOVE_PENDING_MS = int(
+    BookingServiceSettings.model_fields["pending_claim_seconds"].default * 1000
+)
 
 Message = TypeVar("Message")
 Wanted = TypeVar("Wanted")

@@ -127,11 +127,13 @@ def _taken() -> HoldConflict:
     return HoldConflict("the slot is already held or booked")
 
 
-def _interval_times(interval: Interval) -> tuple[datetime, datetime]:
-    return (
-        _EPOCH + timedelta(milliseconds=interval.starts_ms),
-        _EPOCH + timedelta(milliseconds=interval.blocked_ms),
-    )
+def _moment(unix_ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=unix_ms)
+
+
+def _granules_of(kept: HoldLocator | Interval) -> range:
+    """The granules of an interval kept in Unix ms (a hold's locator, a move record)."""
+    return granules(_moment(kept.starts_ms), _moment(kept.blocked_ms))
 
 
 def _confirmation(claim: ClaimToConfirm, moved_from: Interval | None) -> Confirmation:
@@ -139,11 +141,7 @@ def _confirmation(claim: ClaimToConfirm, moved_from: Interval | None) -> Confirm
     interval outside the claim's are freed and the move's record deleted (unless a later
     move of the booking wrote its own)."""
     held = granules(claim.starts_at, claim.blocked_until)
-    released = (
-        ()
-        if moved_from is None
-        else [g for g in granules(*_interval_times(moved_from)) if g not in held]
-    )
+    released = () if moved_from is None else [g for g in _granules_of(moved_from) if g not in held]
     return Confirmation(
         resource=claim.resource,
         hold_id=claim.hold_id,
@@ -362,19 +360,10 @@ class Holds:
             raise NotFound("the hold has expired or does not exist")
         return locator
 
-    @staticmethod
-    def _granules(locator: HoldLocator) -> range:
-        return granules(
-            datetime.fromtimestamp(locator.starts_ms / 1000, UTC),
-            datetime.fromtimestamp(locator.blocked_ms / 1000, UTC),
-        )
-
     async def release_hold(self, *, business_id: UUID, hold_id: str, holder_id: str) -> None:
         """Free a hold early; `holder_id` empty means the business itself asks."""
         locator = await self._locate(business_id, hold_id)
-        outcome = await self.repository.release(
-            locator, hold_id, self._granules(locator), holder_id
-        )
+        outcome = await self.repository.release(locator, hold_id, _granules_of(locator), holder_id)
         # Another session's hold answers as if it did not exist, as on booking.
         if outcome <= 0:
             raise NotFound("the hold has expired, was used, or does not exist")
@@ -411,10 +400,10 @@ class Holds:
                     Consumption(
                         locator=locator,
                         hold_id=wanted.hold_id,
-                        granules=self._granules(locator),
+                        granules=_granules_of(locator),
                         booking_id=wanted.booking_id,
                         holder_id=wanted.holder_id,
-                        day=_utc_day(datetime.fromtimestamp(locator.starts_ms / 1000, UTC)),
+                        day=_utc_day(_moment(locator.starts_ms)),
                         pending_ms=int(wanted.pending.total_seconds() * 1000),
                     ),
                 )
@@ -488,10 +477,7 @@ class Holds:
         claims = await self.repository.pending_claims(
             ms(due_before), max(1, min(limit or 100, 1000))
         )
-        return [
-            (booking_id, _EPOCH + timedelta(milliseconds=deadline))
-            for booking_id, deadline in claims
-        ]
+        return [(booking_id, _moment(deadline)) for booking_id, deadline in claims]
 
     async def forget_claim(self, booking_id: str, deadline: datetime) -> None:
         # Exact arithmetic: the deadline must match the tracked one to the millisecond.
@@ -507,7 +493,7 @@ class Holds:
         hold = HoldRecord.from_json(record)
         day = _utc_day(hold.starts_at)
         if not await self.repository.restore(
-            locator, hold_id, self._granules(locator), booking_id, day, ms(hold.expires_at)
+            locator, hold_id, _granules_of(locator), booking_id, day, ms(hold.expires_at)
         ):
             raise NotFound("the hold is not used by this booking")
         return hold
@@ -520,7 +506,7 @@ class Holds:
         freed, day = granules(starts_at, blocked_until), _utc_day(starts_at)
         _, moved_from = await self.repository.free_booking(resource, freed, booking_id, day)
         if moved_from is not None:
-            leftovers = [g for g in granules(*_interval_times(moved_from)) if g not in freed]
+            leftovers = [g for g in _granules_of(moved_from) if g not in freed]
             await self.repository.free_booking(resource, leftovers, booking_id, day, leftovers=True)
 
     async def move_interval(
@@ -570,8 +556,7 @@ class Holds:
         [earlier] = await self.repository.moves_under_way([(resource, booking_id)])
         stale: list[int] = []
         if earlier is not None and earlier != moved_from:
-            earlier_granules = granules(*_interval_times(earlier))
-            stale = [g for g in earlier_granules if g not in current and g not in new]
+            stale = [g for g in _granules_of(earlier) if g not in current and g not in new]
         moved = await self.repository.move_booking(
             resource,
             booking_id,
