@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test test-unit lint protos bench wrk valgrind bench-holds bench-bookings bench-webhooks bench-grpc-hop bench-email bench-request-cost bench-instructions clean
+.PHONY: install browser run test test-unit lint protos bench wrk valgrind bench-holds bench-bookings bench-webhooks bench-grpc-hop bench-email bench-aof-rewrite bench-request-cost bench-instructions clean
 
 install: $(VENV)/.installed
 
@@ -106,6 +106,10 @@ bench-instructions: install wrk valgrind
 ## What one client email costs notify-service: composed and flattened, in one process.
 bench-email: install
 	$(BIN)/python bench/client_email.py
+
+## Redis's CPU per hold placed, its append-only file's rewrites apart (bench/aof_rewrite.py).
+bench-aof-rewrite: install
+	$(BIN)/python bench/aof_rewrite.py
 
 ## The load generator, from Debian's packages (apt; as root, or through sudo).
 wrk:

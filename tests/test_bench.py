@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 from calendence.devstack.bench import throwaway_stack
 from calendence.devstack.processes import free_port
+from calendence.devstack.stores import AOF_REWRITE_PERCENTAGE
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
@@ -270,6 +271,20 @@ def test_the_client_email_bench_measures_composing_and_flattening_in_each_zone(
         assert cost["compose_us"] > 0 and cost["flatten_us"] > 0
         assert cost["email_us"] == pytest.approx(cost["compose_us"] + cost["flatten_us"])
     assert next(tmp_path.glob("client-email-*.txt")).read_text() in done.stdout
+
+
+def test_the_aof_rewrite_bench_measures_redis_and_its_rewrites_per_hold_at_each_percentage(
+    tmp_path: Path,
+) -> None:
+    done = run_tiny("aof_rewrite.py", tmp_path, timeout=120)
+    results = json.loads(next(tmp_path.glob("aof-rewrite-*.json")).read_text())
+    assert [run["percentage"] for run in results["runs"]] == [100, AOF_REWRITE_PERCENTAGE]
+    for run in results["runs"]:
+        # Every hold placed (the run fails otherwise), the file rewritten at least once
+        # past its lowered first threshold, and each rewrite's child counted.
+        assert run["rewrites"] >= 1 and run["rewrite_us_per_hold"] > 0
+        assert run["redis_us_per_hold"] > 0 and run["file_mb_at_end"] > 0
+    assert next(tmp_path.glob("aof-rewrite-*.txt")).read_text() in done.stdout
 
 
 def test_the_request_cost_bench_measures_each_kind_of_request_on_the_processes_it_reaches(

@@ -302,22 +302,40 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-def test_make_runs_redis_persists_holds_the_way_docker_composes_does(tmp_path: Path) -> None:
-    # An append-only file and no snapshots (a fork writing every key each minute of a
-    # busy day): `redis-server --appendonly yes --save ""` in docker-compose.yml.
-    command = compose()["services"]["redis"]["command"]
-    wanted = {
-        name.removeprefix("--"): command[command.index(name) + 1]
-        for name in ("--appendonly", "--save")
+# An append-only file, rewritten when it has grown fourfold, and no snapshots (a fork
+# writing every key each minute of a busy day).
+REDIS_PERSISTENCE = {"appendonly": "yes", "save": "", "auto-aof-rewrite-percentage": "400"}
+
+
+def _options(command: list[str]) -> dict[str, str]:
+    return {
+        name: command[command.index(f"--{name}") + 1]
+        for name in REDIS_PERSISTENCE
+        if f"--{name}" in command
     }
+
+
+def test_make_runs_redis_persists_holds_the_way_docker_composes_does(tmp_path: Path) -> None:
     store = start_redis(tmp_path, persist=True)
     try:
         client = redis.Redis.from_url(store.url, decode_responses=True)
-        running = client.config_get("appendonly") | client.config_get("save")
+        running: dict[str, str] = {}
+        for name in REDIS_PERSISTENCE:
+            running |= client.config_get(name)
         client.close()
     finally:
         store.process.stop()
-    assert running == wanted == {"appendonly": "yes", "save": ""}
+    assert running == _options(compose()["services"]["redis"]["command"]) == REDIS_PERSISTENCE
+
+
+def test_the_kubernetes_redis_cluster_persists_holds_the_way_docker_composes_does() -> None:
+    (cluster,) = [
+        doc
+        for doc in load_documents(CLUSTERED_STORES / "redis-cluster.yaml")
+        if doc["kind"] == "StatefulSet"
+    ]
+    (container,) = cluster["spec"]["template"]["spec"]["containers"]
+    assert _options(container["command"]) == REDIS_PERSISTENCE
 
 
 def compose_env(service: str) -> dict[str, str]:

@@ -35,6 +35,7 @@ from calendence.devstack.processes import (
     start_cluster,
     wait_for_port,
 )
+from calendence.devstack.stores import redis_persistence
 
 SLOTS = 16384
 PRIMARIES = 3
@@ -75,7 +76,7 @@ class RedisClusterNode:
         return f"127.0.0.1:{self.port}"
 
     def argv(self) -> list[str]:
-        persistence = ["--appendonly", "yes"] if self.persist else ["--appendonly", "no"]
+        persistence = redis_persistence(self.persist)
         return [
             redis_server_binary(),
             "--port",

