@@ -10,8 +10,8 @@ load), each expiring after `--ttl-seconds` so that the run reaches what a long d
 of holds has: as many live holds as a few seconds of placing leaves, as a busy hour
 leaves 10 minutes' worth, each written once, expired, and dropped by the next rewrite.
 It reads Redis's CPU from INFO: its own threads, and its rewrite children (each
-rewrite forks a child that writes every live key again). Also the file's size at the end, against what a
-rewrite then makes of it: the disk a percentage costs.
+rewrite forks a child that writes every live key again). Also the file's size at the
+end, against what a rewrite then makes of it: the disk a percentage costs.
 
 The rewrite's first threshold is lowered (`--min-size`) so that a run of a few hundred
 thousand holds sees several rewrites, as a long day of holds would at the default
