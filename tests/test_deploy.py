@@ -319,9 +319,7 @@ def test_make_runs_redis_persists_holds_the_way_docker_composes_does(tmp_path: P
     store = start_redis(tmp_path, persist=True)
     try:
         client = redis.Redis.from_url(store.url, decode_responses=True)
-        running: dict[str, str] = {}
-        for name in REDIS_PERSISTENCE:
-            running |= client.config_get(name)
+        running = {name: str(client.config_get(name)[name]) for name in REDIS_PERSISTENCE}
         client.close()
     finally:
         store.process.stop()
