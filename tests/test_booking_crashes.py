@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -64,12 +66,13 @@ class Crash:
     async def killed_at_the_point(self, request: Coroutine[Any, Any, Answer]) -> Answer:
         """The answer to `request`, which booking-service was killed while pausing in."""
         attempt = asyncio.create_task(request)
-        await self._paused()
+        await self.paused()
         self.stack.services["booking-service"].kill()
         self.killed_at = time.monotonic()
         return await attempt
 
-    async def _paused(self) -> None:
+    async def paused(self) -> None:
+        """Until booking-service logs that it paused at the point."""
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             logged = self.log_path.read_bytes()[self.log_offset :].decode(errors="replace")
@@ -95,11 +98,12 @@ async def crashable_booking_service(
     pause_at: str = "",
     *,
     pending_claim_seconds: int | None = PENDING_CLAIM_SECONDS,
+    pause_seconds: float = 0.0,
 ) -> AsyncIterator[Crash]:
-    """booking-service pausing every booking at `pause_at` (if given), with short
-    pending claims unless told otherwise; the test kills it and restarts it as it
-    normally runs."""
-    env = {"BOOKING_FAULT_PAUSE_AT": pause_at}
+    """booking-service pausing every booking at `pause_at` (if given; for
+    `pause_seconds`, or until killed), with short pending claims unless told otherwise;
+    the test kills it (or not) and restarts it as it normally runs."""
+    env = {"BOOKING_FAULT_PAUSE_AT": pause_at, "BOOKING_FAULT_PAUSE_SECONDS": str(pause_seconds)}
     if pending_claim_seconds is not None:
         env["PENDING_CLAIM_SECONDS"] = str(pending_claim_seconds)
     await asyncio.to_thread(_restart_booking_service, stack, env)
@@ -424,3 +428,30 @@ async def test_a_cancellation_after_a_reschedule_cut_short_by_a_crash_frees_both
         token = await salon.tenant.session_token()
         assert (await salon.hold(token, tomorrow_at(10))).status == 201
         assert (await salon.hold(token, tomorrow_at(14))).status == 201
+
+
+@asynccontextmanager
+async def _frozen(stack: LocalStack, service: str) -> AsyncIterator[None]:
+    """The service stopped (SIGSTOP): its connections stay open, nothing is answered."""
+    pid = stack.services[service].pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_reschedule_whose_confirmation_hold_service_never_answers_is_answered_as_made(
+    stack: LocalStack, salon: Salon
+) -> None:
+    booking = await salon.booking(tomorrow_at(10))
+    async with crashable_booking_service(
+        stack, pause_at="move_after_commit", pause_seconds=1.0
+    ) as crash:
+        moving = asyncio.create_task(_rescheduled(salon, booking["id"], tomorrow_at(14)))
+        await crash.paused()  # committed; the confirmation comes after the pause
+        async with _frozen(stack, "hold-service"):
+            moved = await moving
+        await crash.restart()
+    assert moved.status == 200, (moved.status, moved.body)
+    assert moved.body["starts_at"] == tomorrow_at(14).isoformat()

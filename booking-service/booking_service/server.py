@@ -89,6 +89,7 @@ async def serve(settings: BookingServiceSettings) -> None:
         pending_claim=timedelta(seconds=settings.pending_claim_seconds),
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         fault_pause_at=settings.booking_fault_pause_at,
+        fault_pause_seconds=settings.booking_fault_pause_seconds,
         book_in_one_statement=settings.book_in_one_statement,
         events_committed=relay_wakeup.events_committed,
         manage_url=links.url_for,

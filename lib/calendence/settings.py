@@ -127,6 +127,9 @@ class BookingServiceSettings(CommonSettings):
         "move_before_commit",
         "move_after_commit",
     ] = ""
+    # With BOOKING_FAULT_PAUSE_AT: pause this many seconds and go on, where 0 (the
+    # default) pauses until the process is killed.
+    booking_fault_pause_seconds: float = Field(default=0.0, ge=0)
     # How often due reminders are looked for at most (sooner when one falls due).
     reminder_poll_seconds: float = 5.0
     # The length of a reminder's "minute" in seconds: 60, except in tests, which

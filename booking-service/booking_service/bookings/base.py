@@ -44,6 +44,7 @@ class BookingsBase:
     pending_claim: timedelta = timedelta(seconds=20)
     idempotency_ttl_seconds: int = 24 * 3600
     fault_pause_at: str = ""
+    fault_pause_seconds: float = 0.0
     # Bookings without a deposit or an Idempotency-Key written in one statement.
     book_in_one_statement: bool = True
     # Called once what wrote outbox events committed: wakes the relay
@@ -64,15 +65,35 @@ class BookingsBase:
 
     async def _pause_if_asked(self, point: str) -> None:
         """Fault injection for crash tests: hang here, even past the caller's deadline,
-        until the process is killed."""
+        until the process is killed (or for `fault_pause_seconds`, then go on)."""
         if self.fault_pause_at != point:
             return
         log.warning("fault injection: paused", extra=log_fields(point=point))
+        if self.fault_pause_seconds:
+            await asyncio.sleep(self.fault_pause_seconds)
+            return
         while True:
             try:
                 await asyncio.sleep(3600)
             except asyncio.CancelledError:
                 continue
+
+    def _confirm_in_background(
+        self,
+        booking_id: UUID,
+        claim: Claim,
+        *,
+        moved_from: tuple[datetime, datetime] | None = None,
+        wait_up_to: float = 0.0,
+    ) -> asyncio.Task[None]:
+        """`_confirm_claim` as a task the service waits for at shutdown: what an answer
+        need not (or no longer) wait for still happens."""
+        confirming = asyncio.get_running_loop().create_task(
+            self._confirm_claim(booking_id, claim, moved_from=moved_from, wait_up_to=wait_up_to)
+        )
+        self._confirming.add(confirming)
+        confirming.add_done_callback(self._confirming.discard)
+        return confirming
 
     async def _confirm_claim(
         self,

@@ -4,6 +4,7 @@ reschedule claims its new time in Redis pending before the commit and confirms i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Collection
@@ -34,6 +35,12 @@ from booking_service.outbox import new_event, record_event
 from booking_service.reminder_repository import REMINDED_STATUSES
 
 log = logging.getLogger("booking_service.bookings")
+
+# How long a reschedule's answer waits for the confirmation of its new time (which
+# frees the old): far above the milliseconds it takes, and well within the gateway's
+# 5-second deadline, so that a hold-service that stops answering right after the commit
+# costs the client a slower 200, not a 503 for a move that was made.
+_MOVE_CONFIRMATION_ANSWER_SECONDS = 2.0
 
 
 class Changes(BookingsBase):
@@ -232,12 +239,16 @@ class Changes(BookingsBase):
             # A crash here leaves the new interval pending and the old one claimed: the
             # repair (repair_claims) confirms the one and frees the other.
             await self._pause_if_asked("move_after_commit")
-            # The answer waits: the old time is free for others once it is given.
-            await self._confirm_claim(
+            # The answer waits, so that the old time is free for others once it is
+            # given; but not for a hold-service that does not answer (frozen, or cut
+            # off): the move is committed, and the confirmation still goes through
+            # when it answers, or the repair makes it.
+            confirming = self._confirm_in_background(
                 booking_id,
                 _claim(moved.before, moved.starts_at, moved.blocked_until),
                 moved_from=(moved.before["starts_at"], moved.before["blocked_until"]),
             )
+            await asyncio.wait({confirming}, timeout=_MOVE_CONFIRMATION_ANSWER_SECONDS)
         if change.freed is not None:
             # A crash here leaves the slot claimed in Redis: the next start frees it
             # (`Sweeps.free_released_claims`).

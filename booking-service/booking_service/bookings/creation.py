@@ -141,11 +141,7 @@ class Creation(BookingsBase):
         # The answer does not wait for the claim's confirmation: the booking is
         # committed, its pending claim keeps the slot meanwhile, and a confirmation
         # that fails is the repair's (repair_claims), as it always was.
-        confirming = asyncio.get_running_loop().create_task(
-            self._confirm_claim(booking_id, hold.claim, wait_up_to=_CONFIRMATION_WAIT_SECONDS)
-        )
-        self._confirming.add(confirming)
-        confirming.add_done_callback(self._confirming.discard)
+        self._confirm_in_background(booking_id, hold.claim, wait_up_to=_CONFIRMATION_WAIT_SECONDS)
         return document, False
 
     async def _checked_answers(
