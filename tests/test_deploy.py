@@ -91,6 +91,7 @@ OPTIONAL_SETTINGS = {
     "PENDING_CLAIM_SECONDS": "a crash mid-booking frees the slot within 20 s",
     "CLAIM_REPAIR_SECONDS": "tuning: how often pending claims are checked",
     "BOOKING_FAULT_PAUSE_AT": "crash tests only; never set in production",
+    "BOOKING_FAULT_PAUSE_SECONDS": "crash tests only, with BOOKING_FAULT_PAUSE_AT",
     "NOTIFY_DB_POOL_MAX": "tuning: notify-service's connection pool, per replica",
     "WEBHOOKS_ATTEMPT_TIMEOUT_SECONDS": "tuning: how long one delivery attempt may take",
     "WEBHOOKS_MAX_IN_FLIGHT": "tuning: concurrent deliveries per replica",
