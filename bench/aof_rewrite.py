@@ -1,6 +1,6 @@
 """What Redis's append-only file costs per hold placed, at each rewrite percentage.
 
-    make bench-aof-rewrite                         # about three minutes
+    make bench-aof-rewrite                         # about a minute and a half
     .venv/bin/python bench/aof_rewrite.py --tiny   # proves it works
 
 For each `auto-aof-rewrite-percentage` it starts a Redis as `make run` starts it
