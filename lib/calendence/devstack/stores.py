@@ -176,10 +176,10 @@ def _create_databases(bin_dir: Path, port: int, user: str | None) -> None:
 
 # How often the append-only file is rewritten: when it has grown by this many percent
 # since the last rewrite (Redis's default is 100). A rewrite is a forked child writing
-# every live key again (about 6 µs of CPU per live hold, a core taken for a second or
-# two), and a hold adds about as many bytes to the file as a rewrite keeps of it: at 100
-# the rewrites cost about 15 µs of Redis CPU per hold placed, at 400 about 5, and the
-# file grows to some five times the live data instead of twice (`make bench-aof-rewrite`).
+# every live key again (a core taken for a second or two), and a hold adds about as
+# many bytes to the file as a rewrite keeps of it: at 100 the rewrites cost about 15 µs
+# of Redis CPU per hold placed, at 400 about 5, and the file grows to some five times
+# the live data instead of twice (`make bench-aof-rewrite`).
 # docker-compose.yml and deploy/ start Redis the same way (tests/test_deploy.py).
 AOF_REWRITE_PERCENTAGE = 400
 
