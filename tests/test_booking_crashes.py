@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -430,17 +428,6 @@ async def test_a_cancellation_after_a_reschedule_cut_short_by_a_crash_frees_both
         assert (await salon.hold(token, tomorrow_at(14))).status == 201
 
 
-@asynccontextmanager
-async def _frozen(stack: LocalStack, service: str) -> AsyncIterator[None]:
-    """The service stopped (SIGSTOP): its connections stay open, nothing is answered."""
-    pid = stack.services[service].pid
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
 async def test_a_reschedule_whose_confirmation_hold_service_never_answers_is_answered_as_made(
     stack: LocalStack, salon: Salon
 ) -> None:
@@ -450,7 +437,7 @@ async def test_a_reschedule_whose_confirmation_hold_service_never_answers_is_ans
     ) as crash:
         moving = asyncio.create_task(_rescheduled(salon, booking["id"], tomorrow_at(14)))
         await crash.paused()  # committed; the confirmation comes after the pause
-        async with _frozen(stack, "hold-service"):
+        with stack.services["hold-service"].frozen():
             moved = await moving
         await crash.restart()
     assert moved.status == 200, (moved.status, moved.body)
