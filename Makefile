@@ -43,9 +43,11 @@ endef
 ## Lint, type-check and run every test (unit and live-stack) against real servers the
 ## session starts; the 25 slowest setups, calls and teardowns are listed at the end.
 ## The suite runs in two lanes side by side, each a pytest session with its own stack and
-## temp folder: the fuzzing and the clustered-store failure tests (mostly schemathesis's
-## own CPU and waits for failovers) beside all the rest. With PYTEST_ARGS, one session.
-SECOND_LANE := tests/test_fuzz.py tests/cluster tests/scale_out
+## temp folder: the fuzzing, the clustered-store failure tests and the benches' own tests
+## (mostly schemathesis's CPU, waits for failovers, and throw-away stacks under load)
+## beside all the rest, so that neither lane takes much longer than the other. With
+## PYTEST_ARGS, one session.
+SECOND_LANE := tests/test_fuzz.py tests/cluster tests/scale_out tests/test_bench.py
 test: install browser lint wrk valgrind
 ifeq ($(strip $(PYTEST_ARGS)),)
 	@lanes=$$(mktemp -d); \
