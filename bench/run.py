@@ -32,6 +32,12 @@ any 5xx, socket error, lost or badly signed webhook, a race round without exactl
 one winner, or client errors other than 409 in more than 1% of a phase's answers (the
 figures would measure refusals) fails the run (exit status 1).
 
+With --prototype the holds path's full side is the design's prototype instead of the
+stack (bench/prototype_hold_app.py in front of bench/prototype_hold_service.py: an
+in-memory bucket per token, the holds that arrive together sent as one gRPC call, at
+most two in flight, each batch one Redis pipeline of SET NX, and none of the path's
+other rules), measured against the same floor: what the rules cost on this machine.
+
 Results: bench/results/bench-<time>.json and .txt (the printed summary).
 """
 
@@ -81,6 +87,9 @@ DONE = {"holds": "hold 201", "book": "book 201", "events": "cancel 200"}
 # How long wrk runs on after the last webhook of an events phase arrived, for the
 # answers still on their way to it.
 ANSWERS_IN_FLIGHT_SECONDS = 1.0
+# The design's prototype (--prototype), measured in the holds path's full place.
+PROTOTYPE_APP = "prototype gateway"
+PROTOTYPE_SERVICE = "prototype service"
 STACK_PROCESSES = (
     "gateway",
     "hold-service",
@@ -403,12 +412,18 @@ class Bench:
         return done
 
     async def against_floor(
-        self, path: str, kind: str, floor_url: str, floor_name: str
+        self,
+        path: str,
+        kind: str,
+        floor_url: str,
+        floor_name: str,
+        full_url: str | list[str] | None = None,
     ) -> dict[str, Any]:
         """Each target's peak over --peak-connections, saturation in turns at that
-        count, then each target in an open loop at half its own peak."""
+        count, then each target in an open loop at half its own peak. The full side is
+        the stack's gateways unless `full_url` names another (the prototype)."""
         a = self.args
-        full_url = self.stack.gateway_urls
+        full_url = full_url or self.stack.gateway_urls
         targets: tuple[tuple[str, str | list[str]], ...] = (
             ("full", full_url),
             ("floor", floor_url),
@@ -735,9 +750,17 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) 
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-    roots = process_roots(stack, {"naive-hold-app": naive_hold, "naive-book-app": naive_book}) | {
-        "bench receiver": os.getpid()
-    }
+    floors = {"naive-hold-app": naive_hold, "naive-book-app": naive_book}
+    prototype_url = None
+    if args.prototype and "holds" in args.paths:
+        prototype_service, prototype_addr = start_naive("prototype-hold-service", stack, {})
+        prototype_app, prototype_url = start_naive(
+            "prototype-hold-app",
+            stack,
+            naive_env | {"PROTOTYPE_HOLDS_ADDR": prototype_addr.removeprefix("http://")},
+        )
+        floors |= {PROTOTYPE_APP: prototype_app, PROTOTYPE_SERVICE: prototype_service}
+    roots = process_roots(stack, floors) | {"bench receiver": os.getpid()}
     bench = Bench(args, stack, business, tokens_file, keys_file, roots, first_slot_tomorrow())
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -752,9 +775,10 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) 
     try:
         results["idle_cpu_percent"] = await idle_cpu(roots, args.idle_seconds)
         if "holds" in args.paths:
-            print("holds: full path against bench/naive_hold_app.py", flush=True)
+            full = "the prototype" if prototype_url else "full path"
+            print(f"holds: {full} against bench/naive_hold_app.py", flush=True)
             results["holds"] = await bench.against_floor(
-                "holds", "hold", naive_hold_url, "bench/naive_hold_app.py"
+                "holds", "hold", naive_hold_url, "bench/naive_hold_app.py", prototype_url
             )
             print(f"holds: {args.racers} clients racing for one slot, {args.rounds} rounds")
             results["holds"]["race"] = await bench.race()
@@ -770,8 +794,8 @@ async def benchmark(args: argparse.Namespace, stack: LocalStack, scratch: Path) 
             results["events"]["duplicates"] = receiver.duplicates
     finally:
         await runner.cleanup()
-        naive_hold.stop()
-        naive_book.stop()
+        for process in floors.values():
+            process.stop()
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["phases"] = [
         {
@@ -883,7 +907,14 @@ def report(results: dict[str, Any]) -> str:
         f"{'path':<12}{'full/s':>9}{'floor/s':>9}{'ratio':>7}   "
         f"{'open loop at half the full rate (from schedule)':<49}{'floor, same at its half':<30}",
     ]
-    names = {"holds": "holds", "book": "hold+book"}
+    prototype = bool(results["settings"].get("prototype")) and "holds" in results
+    names = {"holds": "prototype" if prototype else "holds", "book": "hold+book"}
+    if prototype:
+        lines.insert(
+            -1,
+            "holds: full/s is the design's prototype (bench/prototype_hold_app.py and "
+            "bench/prototype_hold_service.py), not the stack",
+        )
     for path in ("holds", "book"):
         if path not in results:
             continue
@@ -906,7 +937,9 @@ def report(results: dict[str, Any]) -> str:
     for path in ("holds", "book"):
         if path in results:
             lines.append(f"{'':<12}{names[path]} at saturation: " + peaks(results[path]))
-    for path in ("holds", "book"):
+    # The stack's gateway counts these, not the prototype's.
+    stack_paths = ("book",) if prototype else ("holds", "book")
+    for path in stack_paths:
         gc = results.get(path, {}).get("full", {}).get("half_rate", {}).get("gateway_gc")
         if gc:
             lines.append(
@@ -953,7 +986,7 @@ def report(results: dict[str, Any]) -> str:
                     )
                 )
     full_holds = results.get("holds", {}).get("full", {})
-    if "hold_batches" in full_holds.get("saturation", {}):
+    if "hold_batches" in full_holds.get("saturation", {}) and not prototype:
         peak_batches = full_holds["saturation"]["hold_batches"]
         half_batches = full_holds["half_rate"]["hold_batches"]
         lines.append(
@@ -1009,6 +1042,7 @@ def report(results: dict[str, Any]) -> str:
         *STACK_PROCESSES,
         "naive-hold-app",
         "naive-book-app",
+        *((PROTOTYPE_APP, PROTOTYPE_SERVICE) if prototype else ()),
         MAIL_STAND_IN,
         "bench receiver",
         "wrk",
@@ -1119,6 +1153,11 @@ def main() -> None:
         "--durable",
         action="store_true",
         help="PostgreSQL flushing every commit to the disk, as in production (make run: off)",
+    )
+    parser.add_argument(
+        "--prototype",
+        action="store_true",
+        help="holds: the design's prototype in the full path's place (what the rules cost)",
     )
     parser.add_argument("--tiny", action="store_true", help="seconds per phase: proves it works")
     parser.add_argument("--keep-stack", action="store_true", help="keep the stack's folder")

@@ -142,10 +142,19 @@ async def test_open_loop_latency_counts_from_the_scheduled_time_not_the_send(
     assert from_schedule["max_ms"] > 5 * from_send_p50_ms
 
 
-def run_tiny(script: str, results_dir: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_tiny(
+    script: str, results_dir: Path, timeout: float, *options: str
+) -> subprocess.CompletedProcess[str]:
     """A bench script in its --tiny mode, which must succeed."""
     done = subprocess.run(
-        [sys.executable, str(BENCH / script), "--tiny", "--results-dir", str(results_dir)],
+        [
+            sys.executable,
+            str(BENCH / script),
+            "--tiny",
+            "--results-dir",
+            str(results_dir),
+            *options,
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -235,6 +244,27 @@ def test_make_bench_in_tiny_mode_measures_every_path_against_its_floor(tmp_path:
         "postgres statements ",
     ):
         assert line in summary
+
+
+def test_with_prototype_the_design_without_the_rules_takes_the_holds_paths_place(
+    tmp_path: Path,
+) -> None:
+    done = run_tiny("run.py", tmp_path, 200, "--paths", "holds", "--prototype")
+    results = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
+    summary = next(tmp_path.glob("bench-*.txt")).read_text()
+    assert summary in done.stdout
+    assert results["failures"] == []
+    holds = results["holds"]
+    full, floor = holds["full"]["saturation"], holds["floor"]["saturation"]
+    assert full["statuses"]["hold 201"] > 0 and holds["ratio"] > 0
+    # The prototype's two processes placed the holds, one SET NX each in Redis (the
+    # path's own script runs several commands a hold), against the same naive floor.
+    assert full["cpu_us_per_unit"][bench_run.PROTOTYPE_APP] > 0
+    assert full["cpu_us_per_unit"][bench_run.PROTOTYPE_SERVICE] > 0
+    assert full["store_counts_per_unit"]["redis commands"] < 1.5
+    assert floor["cpu_us_per_unit"]["naive-hold-app"] > 0
+    assert "full/s is the design's prototype" in summary
+    assert f"\n{bench_run.PROTOTYPE_SERVICE} " in summary
 
 
 async def test_a_durable_bench_stack_flushes_every_commit_as_production_does() -> None:
