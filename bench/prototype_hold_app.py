@@ -1,7 +1,7 @@
 """The gateway of the design's prototype (`make bench ... --prototype`): one aiohttp
-process with an in-memory token bucket per bearer token, sending the holds that arrive
-together as one gRPC call, at most two calls in flight, to
-bench/prototype_hold_service.py.
+process with an in-memory token bucket per bearer token (the gateway's own buckets),
+sending the holds that arrive together as one gRPC call (the gateway's own coalescer),
+at most two calls in flight, to bench/prototype_hold_service.py.
 
 It is the design the hold path follows (a public gateway, an internal gRPC hop,
 coalesced calls, one Redis round trip per batch) with none of the path's rules: no key
@@ -16,89 +16,40 @@ echoes X-Request-Id (bench/load.lua matches answers to requests by it).
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 import orjson
 from aiohttp import web
+from calendence.coalesce import Coalescer
+from gateway.local_buckets import Bucket, LocalBuckets
 from naive_hold_app import held, naive_app, serve, slot_taken
 from prototype_hold_service import METHOD
 
-# As `make run` limits a business key: 100 a second, bursts of 200.
-RATE_PER_SECOND = 100.0
-BURST = 200.0
 IN_FLIGHT = 2
 BATCH_MAX = 128
 
-Call = Callable[[bytes], Awaitable[bytes]]
-
-
-class HoldBatches:
-    """The holds that queue while calls are in flight go together in the next call."""
-
-    def __init__(self, call: Call) -> None:
-        self.call = call
-        self.waiting: list[tuple[list[str], asyncio.Future[bool]]] = []
-        self.in_flight = 0
-        self._calls: set[asyncio.Task[None]] = set()  # referenced until done
-
-    async def place(self, key: str, holder: str) -> bool:
-        placed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.waiting.append(([key, holder], placed))
-        self._send_some()
-        return await placed
-
-    def _send_some(self) -> None:
-        while self.waiting and self.in_flight < IN_FLIGHT:
-            batch, self.waiting = self.waiting[:BATCH_MAX], self.waiting[BATCH_MAX:]
-            self.in_flight += 1
-            call = asyncio.ensure_future(self._send(batch))
-            self._calls.add(call)
-            call.add_done_callback(self._calls.discard)
-
-    async def _send(self, batch: list[tuple[list[str], asyncio.Future[bool]]]) -> None:
-        try:
-            answers = orjson.loads(await self.call(orjson.dumps([hold for hold, _ in batch])))
-            for (_, placed), answer in zip(batch, answers, strict=True):
-                placed.set_result(bool(answer))
-        except Exception as error:
-            for _, placed in batch:
-                if not placed.done():
-                    placed.set_exception(error)
-        finally:
-            self.in_flight -= 1
-            self._send_some()
-
-
+# The holds that queue while calls are in flight go together in the next call: the
+# coalescer the gateway uses too.
+HoldBatches = Coalescer[tuple[str, str], bool]
 BATCHES = web.AppKey("batches", HoldBatches)
-_buckets: dict[str, tuple[float, float]] = {}  # token -> (tokens left, when)
-
-
-def spend_token(token: str) -> bool:
-    now = time.monotonic()
-    left, then = _buckets.get(token, (BURST, now))
-    left = min(BURST, left + (now - then) * RATE_PER_SECOND)
-    if left < 1:
-        _buckets[token] = (left, now)
-        return False
-    _buckets[token] = (left - 1, now)
-    return True
+# The gateway's own in-memory buckets (its per-replica copy), without the shared ones.
+BUCKETS = LocalBuckets()
+BUCKET = Bucket(per_second=100, size=200)  # as `make run` limits a business key
 
 
 async def hold(request: web.Request) -> web.Response:
     token = request.headers.get("Authorization", "").removeprefix("Bearer ")
     if not token:
         return web.Response(status=401)
-    if not spend_token(token):
+    if not BUCKETS.take(token, BUCKET).allowed:
         return web.Response(status=429)
     wanted = orjson.loads(await request.read())
     hold_id = str(uuid.uuid4())
     key = f"prototype:{wanted['service_id']}:{wanted['starts_at']}"
-    if not await request.app[BATCHES].place(key, hold_id):
+    if not await request.app[BATCHES].submit((key, hold_id)):
         return slot_taken()
     return held(wanted, hold_id)
 
@@ -107,11 +58,11 @@ async def hold_service(app: web.Application) -> AsyncIterator[None]:
     async with grpc.aio.insecure_channel(os.environ["PROTOTYPE_HOLDS_ADDR"]) as channel:
         place = channel.unary_unary(METHOD, None, None)
 
-        async def call(batch: bytes) -> bytes:
-            answer: bytes = await place(batch, timeout=5)
-            return answer
+        async def send(batch: list[tuple[str, str]]) -> list[bool]:
+            answer: bytes = await place(orjson.dumps(batch), timeout=5)
+            return [bool(placed) for placed in orjson.loads(answer)]
 
-        app[BATCHES] = HoldBatches(call)
+        app[BATCHES] = HoldBatches(send, max_in_flight=IN_FLIGHT, max_batch=BATCH_MAX)
         yield
 
 
